@@ -1,0 +1,1 @@
+//! Security Manager Protocol (Core Vol 3 Part H).
