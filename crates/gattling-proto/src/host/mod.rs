@@ -1,1 +1,783 @@
-//! The host state machine.
+//! The sans-IO host: one controller's HCI traffic in, bytes to send and host events out.
+//!
+//! [`Host`] frames the byte stream (H4), keeps command flow control (Num_HCI_Command_Packets,
+//! Core Vol 4 Part E §4.4), shares the controller's ACL buffers fairly between connections
+//! (Number Of Completed Packets, §4.1.1), fragments outgoing and reassembles incoming L2CAP PDUs,
+//! routes the LE fixed channels, answers the LE signaling and SMP channels itself, and hands ATT
+//! PDUs to the caller without copying them.
+
+use crate::gap::{Address, AddressType};
+use crate::hci::command::{Command, ConnParams, Opcode};
+use crate::hci::event::{Event, LeEvent};
+use crate::hci::{status, AclPacket, H4Framer, PacketType};
+use crate::l2cap::signaling::{self, Signal};
+use crate::l2cap::{self, cid, Reassembler, ReassemblyError};
+use crate::{smp, DecodeError};
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+
+pub use crate::hci::ConnHandle;
+
+/// Identifies a command submitted with [`Host::send_command`], echoed in [`HostEvent::CommandDone`].
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct CommandId(pub u64);
+
+/// Our role on a connection (Core Vol 6 Part B §1.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// We initiated the connection.
+    Central,
+    /// We accepted it while advertising.
+    Peripheral,
+}
+
+/// What the host knows about a connection when it is established (Core Vol 4 Part E §7.7.65.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ConnectionInfo {
+    /// Connection handle.
+    pub handle: ConnHandle,
+    /// Our role.
+    pub role: Role,
+    /// The peer's address.
+    pub peer: Address,
+    /// Connection interval (units of 1.25 ms).
+    pub interval: u16,
+    /// Peripheral latency.
+    pub latency: u16,
+    /// Supervision timeout (units of 10 ms).
+    pub supervision_timeout: u16,
+}
+
+/// One advertising report, owned (Core Vol 4 Part E §7.7.65.2).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AdvReport {
+    /// Advertiser address and type.
+    pub address: Address,
+    /// 0 ADV_IND, 1 ADV_DIRECT_IND, 2 ADV_SCAN_IND, 3 ADV_NONCONN_IND, 4 SCAN_RSP.
+    pub event_type: u8,
+    /// RSSI in dBm (127 = unavailable).
+    pub rssi: i8,
+    /// Advertising or scan-response data.
+    pub data: Vec<u8>,
+}
+
+/// Something the host dropped or ignored, reported so the runtime can log it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Dropped {
+    /// Bytes from the controller that could not be decoded.
+    Malformed(DecodeError),
+    /// An HCI event this host does not handle (event code, LE subevent code if LE Meta).
+    UnknownEvent {
+        /// Event code.
+        code: u8,
+        /// LE subevent code when `code` is LE Meta.
+        subevent: Option<u8>,
+    },
+    /// ACL data or an event for a connection handle the host does not know.
+    UnknownHandle(ConnHandle),
+    /// A PDU on a fixed channel the host does not serve.
+    UnknownChannel {
+        /// Connection handle.
+        handle: ConnHandle,
+        /// Channel id.
+        cid: u16,
+    },
+    /// An L2CAP PDU lost in reassembly.
+    Reassembly {
+        /// Connection handle.
+        handle: ConnHandle,
+        /// Why.
+        error: ReassemblyError,
+    },
+    /// A Command Complete/Status for a command the host did not send.
+    UnexpectedCompletion(Opcode),
+    /// A Command Reject from the peer's L2CAP signaling.
+    SignalingRejected {
+        /// Connection handle.
+        handle: ConnHandle,
+        /// Reject reason.
+        reason: u16,
+    },
+    /// An SMP PDU answered with Pairing Failed because pairing is not implemented yet.
+    PairingRefused(ConnHandle),
+}
+
+/// What the host reports to the layer above (Core Vol 4 Part E §7.7).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HostEvent {
+    /// A command finished: with Command Complete (`return_params` after the status byte), or with
+    /// Command Status for commands whose outcome comes later as another event.
+    CommandDone {
+        /// The id returned by [`Host::send_command`].
+        id: CommandId,
+        /// Its opcode.
+        opcode: Opcode,
+        /// HCI status (0 = success).
+        status: u8,
+        /// Return parameters after the status byte (empty for Command Status).
+        return_params: Vec<u8>,
+    },
+    /// A connection was established, in either role.
+    Connected(ConnectionInfo),
+    /// A connection attempt ended without a connection (e.g. 0x02 after a cancel).
+    ConnectionFailed {
+        /// HCI status.
+        status: u8,
+    },
+    /// A connection ended (Core Vol 4 Part E §7.7.5).
+    Disconnected {
+        /// Its handle.
+        handle: ConnHandle,
+        /// The HCI reason code.
+        reason: u8,
+    },
+    /// An advertising or scan-response report.
+    Advertisement(AdvReport),
+    /// Connection parameters changed or the update failed (§7.7.65.3).
+    ConnectionUpdated {
+        /// Handle.
+        handle: ConnHandle,
+        /// HCI status.
+        status: u8,
+        /// New interval.
+        interval: u16,
+        /// New latency.
+        latency: u16,
+        /// New supervision timeout.
+        supervision_timeout: u16,
+    },
+    /// The peer answered our L2CAP Connection Parameter Update Request (Core Vol 3 Part A §4.21).
+    ConnectionParameterUpdateAnswered {
+        /// Handle.
+        handle: ConnHandle,
+        /// True when the central accepted.
+        accepted: bool,
+    },
+    /// The link-layer data length changed (§7.7.65.7).
+    DataLengthChanged {
+        /// Handle.
+        handle: ConnHandle,
+        /// Max TX octets.
+        max_tx_octets: u16,
+        /// Max RX octets.
+        max_rx_octets: u16,
+    },
+    /// The PHY changed or the change failed (§7.7.65.12).
+    PhyUpdated {
+        /// Handle.
+        handle: ConnHandle,
+        /// HCI status.
+        status: u8,
+        /// TX PHY.
+        tx_phy: u8,
+        /// RX PHY.
+        rx_phy: u8,
+    },
+    /// The controller reported a hardware error (§7.7.16); the host should reset it.
+    HardwareError(u8),
+    /// Something was dropped or ignored; log it.
+    Dropped(Dropped),
+}
+
+/// Why the host refused a request from the layer above.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum HostError {
+    /// No connection with this handle.
+    #[error("no connection with handle {0:#05x}")]
+    UnknownConnection(ConnHandle),
+    /// ACL buffer sizes are not known yet: the controller has not been initialised.
+    #[error("the controller's ACL buffer size is not known yet (initialise the host first)")]
+    NotInitialized,
+    /// The payload does not fit in one L2CAP PDU.
+    #[error("L2CAP payload of {0} bytes exceeds 65535")]
+    PayloadTooLong(usize),
+    /// The operation needs the other role on this connection.
+    #[error("this operation needs the {0:?} role on the connection")]
+    WrongRole(Role),
+}
+
+/// Host settings that bound memory and behaviour.
+#[derive(Clone, Copy, Debug)]
+pub struct HostConfig {
+    /// Largest incoming L2CAP payload accepted; bigger PDUs are discarded as they arrive.
+    /// Defaults to 517, the largest ATT_MTU (Core Vol 3 Part F §3.2.8).
+    pub max_l2cap_payload: usize,
+    /// Largest HCI packet body accepted from the controller.
+    pub max_hci_packet: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self { max_l2cap_payload: 517, max_hci_packet: crate::hci::h4::DEFAULT_MAX_BODY }
+    }
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+struct Link {
+    info: ConnectionInfo,
+    rx: Reassembler,
+    tx: VecDeque<Vec<u8>>,
+    in_flight: u16,
+    next_signal_id: u8,
+}
+
+/// The sans-IO host state machine for one controller.
+#[derive(Debug)]
+pub struct Host {
+    config: HostConfig,
+    framer: H4Framer,
+    next_command: u64,
+    command_credits: u8,
+    command_queue: VecDeque<(CommandId, Opcode, Vec<u8>)>,
+    commands_in_flight: Vec<(CommandId, Opcode)>,
+    acl_len: usize,
+    acl_total: u16,
+    acl_free: u16,
+    links: BTreeMap<ConnHandle, Link>,
+    /// Links with queued ACL fragments, in service order.
+    ready: VecDeque<ConnHandle>,
+    /// Links with no ACL packet in flight.
+    idle_links: usize,
+    outbox: VecDeque<Vec<u8>>,
+    events: VecDeque<HostEvent>,
+}
+
+impl Host {
+    /// A host with no connections, one command credit and unknown ACL buffers.
+    pub fn new(config: HostConfig) -> Self {
+        Self {
+            framer: H4Framer::new(config.max_hci_packet),
+            config,
+            next_command: 0,
+            command_credits: 1,
+            command_queue: VecDeque::new(),
+            commands_in_flight: Vec::new(),
+            acl_len: 0,
+            acl_total: 0,
+            acl_free: 0,
+            links: BTreeMap::new(),
+            ready: VecDeque::new(),
+            idle_links: 0,
+            outbox: VecDeque::new(),
+            events: VecDeque::with_capacity(16),
+        }
+    }
+
+    /// Queues a command; it is sent as soon as the controller grants a command credit.
+    pub fn send_command(&mut self, cmd: &Command) -> CommandId {
+        let id = CommandId(self.next_command);
+        self.next_command += 1;
+        let mut bytes = Vec::with_capacity(4 + 8);
+        cmd.encode_h4(&mut bytes);
+        self.command_queue.push_back((id, cmd.opcode(), bytes));
+        self.pump_commands();
+        id
+    }
+
+    /// Records the controller's LE ACL buffers (from LE Read Buffer Size, or Read Buffer Size
+    /// when LE reports 0) (Core Vol 4 Part E §7.8.2).
+    pub fn set_acl_buffers(&mut self, acl_len: u16, acl_num: u16) {
+        let used = self.acl_total - self.acl_free;
+        self.acl_len = acl_len as usize;
+        self.acl_total = acl_num;
+        self.acl_free = acl_num.saturating_sub(used);
+        self.pump_acl();
+    }
+
+    /// The controller's ACL data length and packet count, as set by [`Host::set_acl_buffers`].
+    pub fn acl_buffers(&self) -> (usize, u16) {
+        (self.acl_len, self.acl_total)
+    }
+
+    /// ACL buffers currently free in the controller.
+    pub fn acl_free(&self) -> u16 {
+        self.acl_free
+    }
+
+    /// Information about an open connection.
+    pub fn connection(&self, handle: ConnHandle) -> Option<&ConnectionInfo> {
+        self.links.get(&handle).map(|l| &l.info)
+    }
+
+    /// Handles of all open connections.
+    pub fn connections(&self) -> impl Iterator<Item = &ConnectionInfo> {
+        self.links.values().map(|l| &l.info)
+    }
+
+    /// Queues an L2CAP PDU on a fixed channel, fragmented to the controller's ACL size.
+    pub fn send_l2cap(&mut self, handle: ConnHandle, cid: u16, payload: &[u8]) -> Result<(), HostError> {
+        if payload.len() > u16::MAX as usize {
+            return Err(HostError::PayloadTooLong(payload.len()));
+        }
+        if self.acl_len == 0 {
+            return Err(HostError::NotInitialized);
+        }
+        let acl_len = self.acl_len;
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        if link.tx.is_empty() {
+            self.ready.push_back(handle);
+        }
+        l2cap::fragment(handle, cid, payload, acl_len, |p| link.tx.push_back(p));
+        self.pump_acl();
+        Ok(())
+    }
+
+    /// Queues an ATT PDU to the peer (L2CAP channel 0x0004).
+    pub fn send_att(&mut self, handle: ConnHandle, pdu: &[u8]) -> Result<(), HostError> {
+        self.send_l2cap(handle, cid::ATT, pdu)
+    }
+
+    /// As peripheral, asks the central for new connection parameters over L2CAP
+    /// (Core Vol 3 Part A §4.20); the answer arrives as [`HostEvent::ConnectionParameterUpdateAnswered`].
+    pub fn request_connection_parameters(&mut self, handle: ConnHandle, p: &ConnParams) -> Result<(), HostError> {
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        if link.info.role != Role::Peripheral {
+            return Err(HostError::WrongRole(Role::Peripheral));
+        }
+        let identifier = next_id(link);
+        let mut out = Vec::new();
+        Signal::ConnectionParameterUpdateReq {
+            identifier,
+            interval_min: p.interval_min,
+            interval_max: p.interval_max,
+            latency: p.latency,
+            timeout: p.timeout,
+        }
+        .encode(&mut out);
+        self.send_l2cap(handle, cid::LE_SIGNALING, &out)
+    }
+
+    /// The next HCI packet (H4 framed) to write to the transport.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.outbox.pop_front()
+    }
+
+    /// The next event for the layer above.
+    pub fn poll_event(&mut self) -> Option<HostEvent> {
+        self.events.pop_front()
+    }
+
+    /// Takes bytes read from the transport. Complete ATT PDUs are passed to `on_att` as they are
+    /// reassembled, borrowed (no allocation for PDUs within the bounds); everything else becomes
+    /// events and outgoing packets.
+    pub fn receive(&mut self, bytes: &[u8], on_att: &mut dyn FnMut(ConnHandle, &[u8])) {
+        self.framer.push(bytes);
+        loop {
+            // Split borrows: the framer's packet borrows `self.framer` only.
+            let Host { framer, .. } = self;
+            let packet = match framer.next_packet() {
+                None => break,
+                Some(Err(e)) => {
+                    self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e)));
+                    continue;
+                }
+                Some(Ok(p)) => p,
+            };
+            let (kind, body) = (packet.kind, packet.body);
+            match kind {
+                PacketType::Event => match Event::decode(body) {
+                    Ok(ev) => Self::on_event(
+                        &mut self.links,
+                        &mut State {
+                            config: &self.config,
+                            command_credits: &mut self.command_credits,
+                            commands_in_flight: &mut self.commands_in_flight,
+                            acl_free: &mut self.acl_free,
+                            acl_total: self.acl_total,
+                            idle_links: &mut self.idle_links,
+                            events: &mut self.events,
+                            command_queue: &mut self.command_queue,
+                        },
+                        ev,
+                    ),
+                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+                },
+                PacketType::Acl => match AclPacket::decode(body) {
+                    Ok(acl) => {
+                        let mut replies = Replies::default();
+                        Self::on_acl(&mut self.links, &mut self.events, &mut replies, acl, on_att);
+                        self.apply(replies);
+                    }
+                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+                },
+                other => self.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent {
+                    code: other as u8,
+                    subevent: None,
+                })),
+            }
+        }
+        self.pump_commands();
+        self.pump_acl();
+    }
+
+    /// Takes one H4 packet (indicator included) from a packet-oriented transport.
+    pub fn receive_packet(&mut self, packet: &[u8], on_att: &mut dyn FnMut(ConnHandle, &[u8])) {
+        self.receive(packet, on_att)
+    }
+
+    fn on_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, ev: Event<'_>) {
+        match ev {
+            Event::CommandComplete { num_packets, opcode, return_params } => {
+                *st.command_credits = num_packets;
+                if opcode == Opcode::NOP {
+                    return;
+                }
+                let (status, rest) = match return_params.split_first() {
+                    Some((s, rest)) => (*s, rest),
+                    None => (status::SUCCESS, &[][..]),
+                };
+                st.complete(opcode, status, rest.to_vec());
+            }
+            Event::CommandStatus { status, num_packets, opcode } => {
+                *st.command_credits = num_packets;
+                if opcode != Opcode::NOP {
+                    st.complete(opcode, status, Vec::new());
+                }
+            }
+            Event::DisconnectionComplete { status, handle, reason } => {
+                if status != status::SUCCESS {
+                    return;
+                }
+                match links.remove(&handle) {
+                    Some(link) => {
+                        if link.in_flight == 0 {
+                            *st.idle_links -= 1;
+                        }
+                        // The controller frees a closed link's buffers (Core Vol 4 Part E §4.3).
+                        *st.acl_free = (*st.acl_free + link.in_flight).min(st.acl_total);
+                        st.events.push_back(HostEvent::Disconnected { handle, reason });
+                    }
+                    None => st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
+                }
+            }
+            Event::NumberOfCompletedPackets(c) => {
+                for (handle, n) in c.iter() {
+                    if let Some(link) = links.get_mut(&handle) {
+                        let n = n.min(link.in_flight);
+                        link.in_flight -= n;
+                        if n > 0 && link.in_flight == 0 {
+                            *st.idle_links += 1;
+                        }
+                        *st.acl_free = (*st.acl_free + n).min(st.acl_total);
+                    }
+                }
+            }
+            Event::HardwareError { code } => st.events.push_back(HostEvent::HardwareError(code)),
+            Event::EncryptionChange { .. } => {}
+            Event::Le(le) => Self::on_le_event(links, st, le),
+            Event::Unknown { code, .. } => {
+                st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code, subevent: None }))
+            }
+        }
+    }
+
+    fn on_le_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, le: LeEvent<'_>) {
+        match le {
+            LeEvent::ConnectionComplete(c) => {
+                if c.status != status::SUCCESS {
+                    st.events.push_back(HostEvent::ConnectionFailed { status: c.status });
+                    return;
+                }
+                let info = ConnectionInfo {
+                    handle: c.handle,
+                    role: if c.role == 0 { Role::Central } else { Role::Peripheral },
+                    peer: Address {
+                        addr: c.peer_address,
+                        kind: AddressType::from_code(c.peer_address_type).unwrap_or(AddressType::Random),
+                    },
+                    interval: c.interval,
+                    latency: c.latency,
+                    supervision_timeout: c.supervision_timeout,
+                };
+                let stale = links.insert(
+                    c.handle,
+                    Link {
+                        info,
+                        rx: Reassembler::new(st.config.max_l2cap_payload),
+                        tx: VecDeque::new(),
+                        in_flight: 0,
+                        next_signal_id: 1,
+                    },
+                );
+                // A stale link under a reused handle is replaced; its buffers come back.
+                if let Some(old) = stale {
+                    if old.in_flight == 0 {
+                        *st.idle_links -= 1;
+                    }
+                    *st.acl_free = (*st.acl_free + old.in_flight).min(st.acl_total);
+                }
+                *st.idle_links += 1;
+                st.events.push_back(HostEvent::Connected(info));
+            }
+            LeEvent::AdvertisingReport(reports) => {
+                for r in reports.iter() {
+                    st.events.push_back(HostEvent::Advertisement(AdvReport {
+                        address: Address {
+                            addr: r.address,
+                            kind: AddressType::from_code(r.address_type).unwrap_or(AddressType::Random),
+                        },
+                        event_type: r.event_type,
+                        rssi: r.rssi,
+                        data: r.data.to_vec(),
+                    }));
+                }
+            }
+            LeEvent::ConnectionUpdateComplete { status, handle, interval, latency, supervision_timeout } => {
+                if let Some(link) = links.get_mut(&handle) {
+                    if status == status::SUCCESS {
+                        link.info.interval = interval;
+                        link.info.latency = latency;
+                        link.info.supervision_timeout = supervision_timeout;
+                    }
+                }
+                st.events.push_back(HostEvent::ConnectionUpdated {
+                    handle,
+                    status,
+                    interval,
+                    latency,
+                    supervision_timeout,
+                });
+            }
+            LeEvent::RemoteConnectionParameterRequest { handle, interval_min, interval_max, latency, timeout } => {
+                let params = ConnParams { interval_min, interval_max, latency, timeout, min_ce_len: 0, max_ce_len: 0 };
+                let cmd = if params.is_valid() {
+                    Command::LeRemoteConnParamReqReply { handle, params }
+                } else {
+                    Command::LeRemoteConnParamReqNegReply {
+                        handle,
+                        reason: status::UNACCEPTABLE_CONNECTION_PARAMETERS,
+                    }
+                };
+                st.internal_command(&cmd);
+            }
+            LeEvent::DataLengthChange { handle, max_tx_octets, max_rx_octets, .. } => {
+                st.events.push_back(HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets })
+            }
+            LeEvent::PhyUpdateComplete { status, handle, tx_phy, rx_phy } => {
+                st.events.push_back(HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy })
+            }
+            LeEvent::LongTermKeyRequest { handle, .. } => {
+                // No keys until pairing exists (Core Vol 4 Part E §7.8.26).
+                st.internal_command(&Command::Other {
+                    opcode: Opcode::new(0x08, 0x001B),
+                    params: handle.to_le_bytes().to_vec(),
+                });
+            }
+            LeEvent::Unknown { subevent, .. } => st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent {
+                code: crate::hci::event::code::LE_META,
+                subevent: Some(subevent),
+            })),
+        }
+    }
+
+    fn on_acl(
+        links: &mut BTreeMap<ConnHandle, Link>,
+        events: &mut VecDeque<HostEvent>,
+        replies: &mut Replies,
+        acl: AclPacket<'_>,
+        on_att: &mut dyn FnMut(ConnHandle, &[u8]),
+    ) {
+        let handle = acl.header.handle;
+        let Some(link) = links.get_mut(&handle) else {
+            events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle)));
+            return;
+        };
+        let role = link.info.role;
+        let frame = match link.rx.push(acl.header.boundary, acl.data) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                events.push_back(HostEvent::Dropped(Dropped::Reassembly { handle, error }));
+                return;
+            }
+        };
+        match frame.cid {
+            cid::ATT => on_att(handle, frame.payload),
+            cid::LE_SIGNALING => match Signal::decode(frame.payload) {
+                Ok(sig) => on_signal(handle, role, sig, events, replies),
+                Err(_) => {
+                    // Malformed request: reject it by identifier if one can be read.
+                    if let Some(&identifier) = frame.payload.get(1) {
+                        replies.reject(handle, identifier, signaling::reject::NOT_UNDERSTOOD);
+                    }
+                }
+            },
+            cid::SMP => {
+                if let Some(reply) = smp::reply_without_pairing(frame.payload) {
+                    replies.l2cap.push((handle, cid::SMP, reply.to_vec()));
+                    events.push_back(HostEvent::Dropped(Dropped::PairingRefused(handle)));
+                }
+            }
+            other => events.push_back(HostEvent::Dropped(Dropped::UnknownChannel { handle, cid: other })),
+        }
+    }
+
+    fn apply(&mut self, replies: Replies) {
+        for (handle, channel, payload) in replies.l2cap {
+            // The link exists (the request just arrived on it) unless buffers are unknown.
+            let _ = self.send_l2cap(handle, channel, &payload);
+        }
+        for cmd in replies.commands {
+            self.send_command(&cmd);
+        }
+    }
+
+    fn pump_commands(&mut self) {
+        while self.command_credits > 0 {
+            let Some((id, opcode, bytes)) = self.command_queue.pop_front() else { break };
+            self.command_credits -= 1;
+            self.commands_in_flight.push((id, opcode));
+            self.outbox.push_back(bytes);
+        }
+    }
+
+    /// Sends queued ACL fragments while buffers are free, one per ready connection in turn.
+    ///
+    /// Fairness: a link may not take the buffers kept in reserve for other links that have
+    /// nothing in flight (at most half of all buffers), so a busy link cannot starve a link that
+    /// becomes busy later, and a lone busy link still uses most of the controller.
+    fn pump_acl(&mut self) {
+        let mut blocked = 0;
+        while self.acl_free > 0 && blocked < self.ready.len() {
+            let Some(handle) = self.ready.pop_front() else { break };
+            let Some(link) = self.links.get_mut(&handle) else { continue };
+            let idle_others = self.idle_links - usize::from(link.in_flight == 0);
+            let reserve = idle_others.min(self.acl_total as usize / 2);
+            if (self.acl_free as usize) <= reserve {
+                self.ready.push_back(handle);
+                blocked += 1;
+                continue;
+            }
+            let Some(pkt) = link.tx.pop_front() else { continue };
+            blocked = 0;
+            if link.in_flight == 0 {
+                self.idle_links -= 1;
+            }
+            link.in_flight += 1;
+            self.acl_free -= 1;
+            if !link.tx.is_empty() {
+                self.ready.push_back(handle);
+            }
+            self.outbox.push_back(pkt);
+        }
+    }
+
+    /// Number of ACL packets handed to the controller and not yet completed on `handle`.
+    pub fn in_flight(&self, handle: ConnHandle) -> Option<u16> {
+        self.links.get(&handle).map(|l| l.in_flight)
+    }
+}
+
+fn next_id(link: &mut Link) -> u8 {
+    let id = link.next_signal_id;
+    // Identifier 0 is never used (Core Vol 3 Part A §4).
+    link.next_signal_id = link.next_signal_id.checked_add(1).unwrap_or(1);
+    id
+}
+
+/// Replies collected while a received PDU is still borrowed.
+#[derive(Default)]
+struct Replies {
+    l2cap: Vec<(ConnHandle, u16, Vec<u8>)>,
+    commands: Vec<Command>,
+}
+
+impl Replies {
+    fn reject(&mut self, handle: ConnHandle, identifier: u8, reason: u16) {
+        let mut out = Vec::new();
+        Signal::CommandReject { identifier, reason, data: &[] }.encode(&mut out);
+        self.l2cap.push((handle, cid::LE_SIGNALING, out));
+    }
+}
+
+fn on_signal(handle: ConnHandle, role: Role, sig: Signal<'_>, events: &mut VecDeque<HostEvent>, replies: &mut Replies) {
+    let identifier = sig.identifier();
+    match sig {
+        Signal::ConnectionParameterUpdateReq { interval_min, interval_max, latency, timeout, .. } => {
+            if role != Role::Central {
+                // Only a central accepts this request (Core Vol 3 Part A §4.20).
+                replies.reject(handle, identifier, signaling::reject::NOT_UNDERSTOOD);
+                return;
+            }
+            let params = ConnParams { interval_min, interval_max, latency, timeout, min_ce_len: 0, max_ce_len: 0 };
+            let ok = params.is_valid();
+            let result = if ok { signaling::update_result::ACCEPTED } else { signaling::update_result::REJECTED };
+            let mut out = Vec::new();
+            Signal::ConnectionParameterUpdateRsp { identifier, result }.encode(&mut out);
+            replies.l2cap.push((handle, cid::LE_SIGNALING, out));
+            if ok {
+                replies.commands.push(Command::LeConnectionUpdate { handle, params });
+            }
+        }
+        Signal::ConnectionParameterUpdateRsp { result, .. } => {
+            events.push_back(HostEvent::ConnectionParameterUpdateAnswered {
+                handle,
+                accepted: result == signaling::update_result::ACCEPTED,
+            });
+        }
+        Signal::CommandReject { reason, .. } => {
+            events.push_back(HostEvent::Dropped(Dropped::SignalingRejected { handle, reason }))
+        }
+        Signal::LeCreditBasedConnectionReq { .. } => {
+            let mut out = Vec::new();
+            Signal::LeCreditBasedConnectionRsp {
+                identifier,
+                dcid: 0,
+                mtu: 0,
+                mps: 0,
+                initial_credits: 0,
+                result: signaling::SPSM_NOT_SUPPORTED,
+            }
+            .encode(&mut out);
+            replies.l2cap.push((handle, cid::LE_SIGNALING, out));
+        }
+        Signal::LeCreditBasedConnectionRsp { .. } => {}
+        Signal::Other { code, .. } => {
+            // Responses we never asked for are ignored; unknown requests are rejected.
+            let is_response = matches!(code, 0x07 | 0x15 | 0x18 | 0x1A);
+            if !is_response && identifier != 0 {
+                replies.reject(handle, identifier, signaling::reject::NOT_UNDERSTOOD);
+            }
+        }
+    }
+}
+
+/// The parts of [`Host`] an event handler may touch while `links` is borrowed separately.
+struct State<'h> {
+    config: &'h HostConfig,
+    command_credits: &'h mut u8,
+    commands_in_flight: &'h mut Vec<(CommandId, Opcode)>,
+    acl_free: &'h mut u16,
+    acl_total: u16,
+    idle_links: &'h mut usize,
+    events: &'h mut VecDeque<HostEvent>,
+    command_queue: &'h mut VecDeque<(CommandId, Opcode, Vec<u8>)>,
+}
+
+/// Id of commands the host sends on its own behalf.
+const INTERNAL: CommandId = CommandId(u64::MAX);
+
+impl State<'_> {
+    fn complete(&mut self, opcode: Opcode, status: u8, return_params: Vec<u8>) {
+        match self.commands_in_flight.iter().position(|(_, op)| *op == opcode) {
+            Some(i) => {
+                let (id, _) = self.commands_in_flight.remove(i);
+                if id != INTERNAL {
+                    self.events.push_back(HostEvent::CommandDone { id, opcode, status, return_params });
+                }
+            }
+            None => self.events.push_back(HostEvent::Dropped(Dropped::UnexpectedCompletion(opcode))),
+        }
+    }
+
+    /// Queues a command the host issues on its own; its completion is not reported.
+    fn internal_command(&mut self, cmd: &Command) {
+        let mut bytes = Vec::new();
+        cmd.encode_h4(&mut bytes);
+        self.command_queue.push_back((INTERNAL, cmd.opcode(), bytes));
+    }
+}
+
+#[cfg(test)]
+mod tests;

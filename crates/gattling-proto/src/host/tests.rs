@@ -1,0 +1,292 @@
+//! Host state machine tests: the controller side is played by hand-built HCI packets.
+
+use super::*;
+use crate::hci::event::{AdvertisingReport, AdvertisingReports, ConnectionComplete};
+use crate::hci::AclHeader;
+use crate::hci::PacketBoundary;
+use alloc::vec;
+
+fn ev(e: Event<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    e.encode_h4(&mut out);
+    out
+}
+
+fn complete(opcode: Opcode, num: u8, ret: &[u8]) -> Vec<u8> {
+    ev(Event::CommandComplete { num_packets: num, opcode, return_params: ret })
+}
+
+fn connected(handle: u16, role: u8) -> Vec<u8> {
+    ev(Event::Le(LeEvent::ConnectionComplete(ConnectionComplete {
+        status: 0,
+        handle,
+        role,
+        peer_address_type: 1,
+        peer_address: crate::gap::BdAddr([handle as u8, 0, 0, 0, 0, 0xC0]),
+        local_rpa: Default::default(),
+        peer_rpa: Default::default(),
+        interval: 24,
+        latency: 0,
+        supervision_timeout: 400,
+        clock_accuracy: 0,
+        subevent: 1,
+    })))
+}
+
+fn acl(handle: u16, boundary: PacketBoundary, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    AclPacket { header: AclHeader { handle, boundary, broadcast: 0, len: data.len() as u16 }, data }.encode_h4(&mut out);
+    out
+}
+
+fn l2cap_pdu(cid: u16, payload: &[u8]) -> Vec<u8> {
+    let mut v = (payload.len() as u16).to_le_bytes().to_vec();
+    v.extend_from_slice(&cid.to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+struct Harness {
+    host: Host,
+    att: Vec<(ConnHandle, Vec<u8>)>,
+}
+
+impl Harness {
+    fn new(acl_len: u16, acl_num: u16) -> Self {
+        let mut host = Host::new(HostConfig::default());
+        host.set_acl_buffers(acl_len, acl_num);
+        Self { host, att: Vec::new() }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        let att = &mut self.att;
+        self.host.receive(bytes, &mut |h, p| att.push((h, p.to_vec())));
+    }
+
+    fn sent(&mut self) -> Vec<Vec<u8>> {
+        core::iter::from_fn(|| self.host.poll_transmit()).collect()
+    }
+
+    fn events(&mut self) -> Vec<HostEvent> {
+        core::iter::from_fn(|| self.host.poll_event()).collect()
+    }
+}
+
+#[test]
+fn commands_wait_for_credits() {
+    let mut h = Harness::new(27, 4);
+    let a = h.host.send_command(&Command::Reset);
+    let b = h.host.send_command(&Command::ReadBdAddr);
+    let c = h.host.send_command(&Command::LeRand);
+    assert_eq!(h.sent(), vec![vec![0x01, 0x03, 0x0c, 0x00]], "one credit at start");
+    h.feed(&complete(Opcode::RESET, 2, &[0]));
+    assert_eq!(h.sent().len(), 2, "two credits granted");
+    h.feed(&complete(Opcode::LE_RAND, 0, &[0, 1, 2, 3, 4, 5, 6, 7, 8]));
+    h.feed(&complete(Opcode::READ_BD_ADDR, 1, &[0, 1, 2, 3, 4, 5, 6]));
+    let done: Vec<_> = h
+        .events()
+        .into_iter()
+        .map(|e| match e {
+            HostEvent::CommandDone { id, return_params, .. } => (id, return_params.len()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(done, vec![(a, 0), (c, 8), (b, 6)]);
+}
+
+#[test]
+fn command_status_completes_commands_that_finish_later() {
+    let mut h = Harness::new(27, 4);
+    let id = h.host.send_command(&Command::LeCreateConnectionCancel);
+    h.sent();
+    h.feed(&ev(Event::CommandStatus { status: 0x0C, num_packets: 1, opcode: Opcode::LE_CREATE_CONNECTION_CANCEL }));
+    assert_eq!(
+        h.events(),
+        vec![HostEvent::CommandDone {
+            id,
+            opcode: Opcode::LE_CREATE_CONNECTION_CANCEL,
+            status: 0x0C,
+            return_params: vec![]
+        }]
+    );
+    h.feed(&complete(Opcode::RESET, 1, &[0]));
+    assert_eq!(h.events(), vec![HostEvent::Dropped(Dropped::UnexpectedCompletion(Opcode::RESET))]);
+}
+
+#[test]
+fn acl_credits_are_shared_round_robin_and_returned() {
+    let mut h = Harness::new(27, 2);
+    h.feed(&connected(1, 0));
+    h.feed(&connected(2, 1));
+    h.events();
+    let big = vec![0xAB; 27 * 3 - 4];
+    h.host.send_att(1, &big).unwrap();
+    h.host.send_att(2, &big).unwrap();
+    let handle_of = |p: &Vec<u8>| p[1] as u16 | ((p[2] as u16 & 0x0F) << 8);
+    let first: Vec<_> = h.sent().iter().map(handle_of).collect();
+    assert_eq!(first, vec![1, 2], "one buffer each, not both to the first link");
+    assert_eq!(h.host.acl_free(), 0);
+    h.feed(&ev(Event::NumberOfCompletedPackets(crate::hci::event::CompletedPackets::from_raw(&[1, 0, 1, 0, 2, 0, 1, 0]))));
+    let second: Vec<_> = h.sent().iter().map(handle_of).collect();
+    assert_eq!(second, vec![1, 2]);
+    // Disconnecting link 1 returns its in-flight buffer; link 2 then gets it.
+    h.feed(&ev(Event::DisconnectionComplete { status: 0, handle: 1, reason: 0x13 }));
+    assert_eq!(h.events(), vec![HostEvent::Disconnected { handle: 1, reason: 0x13 }]);
+    let third: Vec<_> = h.sent().iter().map(handle_of).collect();
+    assert_eq!(third, vec![2]);
+    assert_eq!(h.host.in_flight(2), Some(2));
+}
+
+#[test]
+fn fragmented_att_pdu_reaches_the_callback() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(0x40, 1));
+    h.events();
+    let value: Vec<u8> = (0..200u8).collect();
+    let pdu = l2cap_pdu(cid::ATT, &value);
+    for (i, chunk) in pdu.chunks(27).enumerate() {
+        let pb = if i == 0 { PacketBoundary::FirstFlushable } else { PacketBoundary::Continuing };
+        h.feed(&acl(0x40, pb, chunk));
+    }
+    assert_eq!(h.att, vec![(0x40, value)]);
+    assert!(h.events().is_empty());
+}
+
+#[test]
+fn bad_acl_is_dropped_and_reported() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, 1));
+    h.events();
+    h.feed(&acl(9, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::ATT, &[1])));
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(0x0044, &[1])));
+    h.feed(&acl(1, PacketBoundary::Continuing, &[1, 2, 3]));
+    let mut oversized = l2cap_pdu(cid::ATT, &[0; 20]);
+    oversized[..2].copy_from_slice(&600u16.to_le_bytes());
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &oversized));
+    assert_eq!(
+        h.events(),
+        vec![
+            HostEvent::Dropped(Dropped::UnknownHandle(9)),
+            HostEvent::Dropped(Dropped::UnknownChannel { handle: 1, cid: 0x0044 }),
+            HostEvent::Dropped(Dropped::Reassembly { handle: 1, error: ReassemblyError::UnexpectedContinuation }),
+            HostEvent::Dropped(Dropped::Reassembly {
+                handle: 1,
+                error: ReassemblyError::TooLong { len: 604, max: 521 }
+            }),
+        ]
+    );
+    assert!(h.att.is_empty());
+}
+
+#[test]
+fn garbage_from_the_controller_is_reported_not_fatal() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&[0x07, 0x01, 0x02]);
+    h.feed(&[0x04, 0x05, 0x01, 0x00]);
+    h.feed(&[0x04, 0xF0, 0x01, 0x00]);
+    let evs = h.events();
+    assert!(matches!(evs[0], HostEvent::Dropped(Dropped::Malformed(DecodeError::Unknown { code: 7, .. }))));
+    assert!(matches!(evs[1], HostEvent::Dropped(Dropped::Malformed(_))));
+    assert_eq!(evs[2], HostEvent::Dropped(Dropped::UnknownEvent { code: 0xF0, subevent: None }));
+}
+
+fn signaling_reply(h: &mut Harness) -> Vec<Vec<u8>> {
+    h.sent().into_iter().collect()
+}
+
+#[test]
+fn central_accepts_parameter_update_request_and_updates_link() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, 0));
+    h.sent();
+    let req = [0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01];
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &req)));
+    let out = signaling_reply(&mut h);
+    // L2CAP response (accepted) on CID 5, then LE Connection Update.
+    assert_eq!(out[0][5..], [0x06, 0x00, 0x05, 0x00, 0x13, 0x05, 0x02, 0x00, 0x00, 0x00]);
+    assert_eq!(out[1][..3], [0x01, 0x13, 0x20]);
+}
+
+#[test]
+fn peripheral_rejects_parameter_update_request_and_unknown_commands() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, 1));
+    h.sent();
+    let req = [0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01];
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &req)));
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &[0x77, 0x09, 0x00, 0x00])));
+    let out = signaling_reply(&mut h);
+    assert_eq!(out[0][9..], [0x01, 0x05, 0x02, 0x00, 0x00, 0x00]);
+    assert_eq!(out[1][9..], [0x01, 0x09, 0x02, 0x00, 0x00, 0x00]);
+}
+
+#[test]
+fn pairing_request_gets_pairing_not_supported() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, 1));
+    h.sent();
+    h.events();
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::SMP, &[0x01, 0x03, 0x00, 0x01, 0x10, 0x07, 0x07])));
+    let out = h.sent();
+    assert_eq!(out, vec![vec![0x02, 0x01, 0x00, 0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x05, 0x05]]);
+    assert_eq!(h.events(), vec![HostEvent::Dropped(Dropped::PairingRefused(1))]);
+}
+
+#[test]
+fn advertising_reports_become_events() {
+    let mut h = Harness::new(27, 4);
+    let reports = [AdvertisingReport {
+        event_type: 0,
+        address_type: 1,
+        address: crate::gap::BdAddr([1, 2, 3, 4, 5, 0xC6]),
+        data: &[2, 1, 6],
+        rssi: -50,
+    }];
+    let mut params = Vec::new();
+    AdvertisingReports::encode(&reports, &mut params);
+    let mut pkt = vec![0x04, 0x3E, params.len() as u8];
+    pkt.extend_from_slice(&params);
+    h.feed(&pkt);
+    match &h.events()[..] {
+        [HostEvent::Advertisement(r)] => {
+            assert_eq!(r.rssi, -50);
+            assert_eq!(r.address.kind, AddressType::Random);
+            assert_eq!(r.data, vec![2, 1, 6]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn remote_parameter_request_is_answered_by_the_host() {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, 0));
+    h.sent();
+    h.events();
+    h.feed(&ev(Event::Le(LeEvent::RemoteConnectionParameterRequest {
+        handle: 1,
+        interval_min: 6,
+        interval_max: 12,
+        latency: 0,
+        timeout: 100,
+    })));
+    assert_eq!(h.sent()[0][..3], [0x01, 0x20, 0x20]);
+    h.feed(&complete(Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY, 1, &[0, 1, 0]));
+    assert!(h.events().is_empty(), "internal commands are not reported");
+    h.feed(&ev(Event::Le(LeEvent::RemoteConnectionParameterRequest {
+        handle: 1,
+        interval_min: 6,
+        interval_max: 12,
+        latency: 0,
+        timeout: 1,
+    })));
+    assert_eq!(h.sent()[0][..3], [0x01, 0x21, 0x20]);
+}
+
+#[test]
+fn sending_needs_buffers_and_a_connection() {
+    let mut host = Host::new(HostConfig::default());
+    assert_eq!(host.send_att(1, &[1]), Err(HostError::NotInitialized));
+    host.set_acl_buffers(27, 1);
+    assert_eq!(host.send_att(1, &[1]), Err(HostError::UnknownConnection(1)));
+}
