@@ -1,0 +1,23 @@
+//! gattling's std runtime: drives the sans-IO core ([`gattling_proto`]) over a transport on tokio
+//! and offers the async host API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), gattling::Error> {
+//! let host = gattling::Host::open("tcp-client:127.0.0.1:6402").await?;
+//! let mut scan = host.scan(gattling::ScanOptions::default()).await?;
+//! while let Some(report) = scan.next().await {
+//!     println!("{} {}", report.address, report.rssi);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod host;
+pub mod transport;
+
+pub use error::Error;
+pub use gattling_proto as proto;
+pub use host::{
+    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions, Scanner,
+};
+pub use transport::{Transport, TransportSpec};

@@ -1,0 +1,46 @@
+//! The runtime's error type: every failure names what was being done and why.
+
+use gattling_proto::hci::{status, Opcode};
+use gattling_proto::host::HostError;
+
+/// Why a host operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The transport could not be opened.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The controller went away (TCP closed, serial error); every pending operation fails with this.
+    #[error("transport closed: {0}")]
+    TransportClosed(String),
+    /// The controller rejected a command.
+    #[error("HCI command {opcode:#06x} ({name}) failed: {reason} (status {status:#04x})", opcode = opcode.0, reason = status::name(*status))]
+    Command {
+        /// Opcode of the failed command.
+        opcode: Opcode,
+        /// Short name of the command.
+        name: &'static str,
+        /// HCI status code.
+        status: u8,
+    },
+    /// The controller sent something the host could not use.
+    #[error("controller protocol error: {0}")]
+    Protocol(String),
+    /// An operation did not finish in time.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The connection ended.
+    #[error("disconnected: {} (reason {reason:#04x})", status::name(*reason))]
+    Disconnected {
+        /// HCI reason code.
+        reason: u8,
+    },
+    /// Another operation of the same kind is already running.
+    #[error("busy: {0} already in progress")]
+    Busy(&'static str),
+    /// A request the host state machine refused.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A bad argument from the caller.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
