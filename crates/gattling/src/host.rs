@@ -7,7 +7,9 @@ use gattling_proto::gap::{Address, AddressType, BdAddr};
 use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection, Opcode};
 use gattling_proto::hci::event::ret;
 use gattling_proto::hci::{status, ConnHandle};
-use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role};
+use gattling_proto::host::{
+    self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -19,7 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options for [`Host::open_with`].
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct HostOptions {
     /// Sans-IO core limits.
     pub config: HostConfig,
@@ -27,11 +29,6 @@ pub struct HostOptions {
     pub random_address: Option<BdAddr>,
 }
 
-impl Default for HostOptions {
-    fn default() -> Self {
-        Self { config: HostConfig::default(), random_address: None }
-    }
-}
 
 /// How a connection ended, as seen by a [`Connection`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,10 +42,24 @@ pub enum LinkEnd {
 /// Connection-level events delivered to [`Connection`] waiters.
 #[derive(Clone, Debug)]
 enum LinkEvent {
-    Updated { status: u8, interval: u16, latency: u16, supervision_timeout: u16 },
-    Phy { status: u8, tx_phy: u8, rx_phy: u8 },
-    DataLength { max_tx_octets: u16, max_rx_octets: u16 },
-    ParamAnswer { accepted: bool },
+    Updated {
+        status: u8,
+        interval: u16,
+        latency: u16,
+        supervision_timeout: u16,
+    },
+    Phy {
+        status: u8,
+        tx_phy: u8,
+        rx_phy: u8,
+    },
+    DataLength {
+        max_tx_octets: u16,
+        max_rx_octets: u16,
+    },
+    ParamAnswer {
+        accepted: bool,
+    },
 }
 
 struct LinkState {
@@ -104,7 +115,10 @@ pub struct Host {
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host").field("transport", &self.shared.description).field("address", &self.address).finish()
+        f.debug_struct("Host")
+            .field("transport", &self.shared.description)
+            .field("address", &self.address)
+            .finish()
     }
 }
 
@@ -149,7 +163,12 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     /// Active, 60 ms interval and window (continuous), no duplicate filtering.
     fn default() -> Self {
-        Self { active: true, interval: 0x60, window: 0x60, filter_duplicates: false }
+        Self {
+            active: true,
+            interval: 0x60,
+            window: 0x60,
+            filter_duplicates: false,
+        }
     }
 }
 
@@ -164,7 +183,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(10), params: ConnParams::default() }
+        Self {
+            timeout: Duration::from_secs(10),
+            params: ConnParams::default(),
+        }
     }
 }
 
@@ -241,8 +263,12 @@ impl Host {
 
     /// Like [`Host::open`], with options.
     pub async fn open_with(spec: &str, options: HostOptions) -> Result<Host, Error> {
-        let spec: TransportSpec = spec.parse().map_err(|e: transport::TransportError| Error::Transport(e.to_string()))?;
-        let t = transport::open(&spec).await.map_err(|e| Error::Transport(e.to_string()))?;
+        let spec: TransportSpec = spec
+            .parse()
+            .map_err(|e: transport::TransportError| Error::Transport(e.to_string()))?;
+        let t = transport::open(&spec)
+            .await
+            .map_err(|e| Error::Transport(e.to_string()))?;
         Self::start(t, options).await
     }
 
@@ -268,7 +294,11 @@ impl Host {
         let Transport { reader, writer, .. } = t;
         tokio::spawn(read_loop(Arc::downgrade(&shared), reader));
         tokio::spawn(write_loop(Arc::downgrade(&shared), writer));
-        let mut host = Host { shared, address: Address::default(), acl: (0, 0) };
+        let mut host = Host {
+            shared,
+            address: Address::default(),
+            acl: (0, 0),
+        };
         host.initialise(options.random_address).await?;
         Ok(host)
     }
@@ -279,36 +309,54 @@ impl Host {
         let version = ret::local_version(&version).map_err(|e| Error::Protocol(e.to_string()))?;
         tracing::debug!(?version, "controller version");
         let commands = self.command(Command::ReadLocalSupportedCommands).await?;
-        let commands = ret::supported_commands(&commands).map_err(|e| Error::Protocol(e.to_string()))?;
+        let commands =
+            ret::supported_commands(&commands).map_err(|e| Error::Protocol(e.to_string()))?;
         let _features = self.command(Command::ReadLocalSupportedFeatures).await?;
         let addr = self.command(Command::ReadBdAddr).await?;
         let public = ret::bd_addr(&addr).map_err(|e| Error::Protocol(e.to_string()))?;
         // Disconnection Complete, Encryption Change, Hardware Error, Encryption Key Refresh, LE Meta.
-        self.command(Command::SetEventMask(0x2000_8000_0000_8090)).await?;
+        self.command(Command::SetEventMask(0x2000_8000_0000_8090))
+            .await?;
         // Connection Complete .. Data Length Change (bits 0-6), Enhanced Connection Complete (9),
         // PHY Update Complete (11).
-        self.command(Command::LeSetEventMask(0x0000_0000_0000_0A7F)).await?;
+        self.command(Command::LeSetEventMask(0x0000_0000_0000_0A7F))
+            .await?;
         // Read Local Supported Commands octet 41 bit 5: LE Read Buffer Size [v2].
         let v2 = commands.get(41).is_some_and(|b| b & 0x20 != 0);
-        let le = if v2 { Command::LeReadBufferSizeV2 } else { Command::LeReadBufferSize };
-        let mut sizes = ret::le_buffer_size(&self.command(le).await?).map_err(|e| Error::Protocol(e.to_string()))?;
+        let le = if v2 {
+            Command::LeReadBufferSizeV2
+        } else {
+            Command::LeReadBufferSize
+        };
+        let mut sizes = ret::le_buffer_size(&self.command(le).await?)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
         if sizes.acl_len == 0 || sizes.acl_num == 0 {
             // LE shares the BR/EDR buffers (Core Vol 4 Part E §7.8.2).
             sizes = ret::buffer_size(&self.command(Command::ReadBufferSize).await?)
                 .map_err(|e| Error::Protocol(e.to_string()))?;
         }
         if sizes.acl_len == 0 || sizes.acl_num == 0 {
-            return Err(Error::Protocol(format!("controller reports no ACL buffers ({sizes:?})")));
+            return Err(Error::Protocol(format!(
+                "controller reports no ACL buffers ({sizes:?})"
+            )));
         }
         self.command(Command::LeReadLocalSupportedFeatures).await?;
-        self.lock().core.set_acl_buffers(sizes.acl_len, sizes.acl_num);
+        self.lock()
+            .core
+            .set_acl_buffers(sizes.acl_len, sizes.acl_num);
         self.acl = (sizes.acl_len as usize, sizes.acl_num);
         self.address = match random {
             Some(r) => {
                 self.command(Command::LeSetRandomAddress(r)).await?;
-                Address { addr: r, kind: AddressType::Random }
+                Address {
+                    addr: r,
+                    kind: AddressType::Random,
+                }
             }
-            None => Address { addr: public, kind: AddressType::Public },
+            None => Address {
+                addr: public,
+                kind: AddressType::Public,
+            },
         };
         tracing::info!(address = %self.address, acl_len = sizes.acl_len, acl_num = sizes.acl_num, transport = %self.shared.description, "host ready");
         Ok(())
@@ -362,17 +410,30 @@ impl Host {
     }
 
     fn closed_reason(&self) -> String {
-        self.lock().closed.clone().unwrap_or_else(|| "host stopped".into())
+        self.lock()
+            .closed
+            .clone()
+            .unwrap_or_else(|| "host stopped".into())
     }
 
     /// Starts legacy advertising (Core Vol 4 Part E §7.8.5-§7.8.9) with the given data.
     pub async fn advertise(&self, opts: &AdvertisingOptions) -> Result<(), Error> {
-        for (what, d) in [("advertising data", &opts.data), ("scan response data", &opts.scan_response)] {
+        for (what, d) in [
+            ("advertising data", &opts.data),
+            ("scan response data", &opts.scan_response),
+        ] {
             if d.len() > 31 {
-                return Err(Error::InvalidArgument(format!("{what} is {} bytes; legacy advertising allows 31", d.len())));
+                return Err(Error::InvalidArgument(format!(
+                    "{what} is {} bytes; legacy advertising allows 31",
+                    d.len()
+                )));
             }
         }
-        let interval = if opts.interval == 0 { 0xA0 } else { opts.interval };
+        let interval = if opts.interval == 0 {
+            0xA0
+        } else {
+            opts.interval
+        };
         let adv_type = match opts.kind {
             AdvertisingKind::Connectable => 0x00,
             AdvertisingKind::Scannable => 0x02,
@@ -385,16 +446,21 @@ impl Host {
             own_address_type: self.address.kind.peer_code(),
             ..AdvParams::default()
         };
-        self.command(Command::LeSetAdvertisingParameters(params)).await?;
-        self.command(Command::LeSetAdvertisingData(opts.data.clone())).await?;
-        self.command(Command::LeSetScanResponseData(opts.scan_response.clone())).await?;
+        self.command(Command::LeSetAdvertisingParameters(params))
+            .await?;
+        self.command(Command::LeSetAdvertisingData(opts.data.clone()))
+            .await?;
+        self.command(Command::LeSetScanResponseData(opts.scan_response.clone()))
+            .await?;
         self.command(Command::LeSetAdvertisingEnable(true)).await?;
         Ok(())
     }
 
     /// Stops advertising.
     pub async fn stop_advertising(&self) -> Result<(), Error> {
-        self.command(Command::LeSetAdvertisingEnable(false)).await.map(drop)
+        self.command(Command::LeSetAdvertisingEnable(false))
+            .await
+            .map(drop)
     }
 
     /// Starts scanning; reports arrive on the returned [`Scanner`].
@@ -416,18 +482,31 @@ impl Host {
                 filter_policy: 0,
             })
             .await?;
-            self.command(Command::LeSetScanEnable { enable: true, filter_duplicates: opts.filter_duplicates }).await
+            self.command(Command::LeSetScanEnable {
+                enable: true,
+                filter_duplicates: opts.filter_duplicates,
+            })
+            .await
         };
         if let Err(e) = setup.await {
             self.lock().scan = None;
             return Err(e);
         }
-        Ok(Scanner { host: self.clone(), rx, stopped: false })
+        Ok(Scanner {
+            host: self.clone(),
+            rx,
+            stopped: false,
+        })
     }
 
     async fn stop_scan(&self) -> Result<(), Error> {
         self.lock().scan = None;
-        self.command(Command::LeSetScanEnable { enable: false, filter_duplicates: false }).await.map(drop)
+        self.command(Command::LeSetScanEnable {
+            enable: false,
+            filter_duplicates: false,
+        })
+        .await
+        .map(drop)
     }
 
     /// Connects as central to `peer`, cancelling after `opts.timeout` (Core Vol 4 Part E §7.8.12-13).
@@ -474,7 +553,9 @@ impl Host {
 
     /// Cancels a connection attempt in progress; the pending [`Host::connect`] fails.
     pub async fn cancel_connect(&self) -> Result<(), Error> {
-        self.command(Command::LeCreateConnectionCancel).await.map(drop)
+        self.command(Command::LeCreateConnectionCancel)
+            .await
+            .map(drop)
     }
 
     /// Waits for the next connection made to us while advertising (peripheral role).
@@ -493,7 +574,9 @@ impl Host {
         let mut inner = self.lock();
         let Some(link) = inner.links.get_mut(&info.handle) else {
             // Already gone again (disconnected before we got here).
-            return Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID });
+            return Err(Error::Disconnected {
+                reason: status::UNKNOWN_CONNECTION_ID,
+            });
         };
         let Some(att_rx) = link.att_rx.take() else {
             return Err(Error::Busy("a Connection object for this link"));
@@ -501,7 +584,13 @@ impl Host {
         let end_rx = link.end_tx.subscribe();
         let events = link.events.clone();
         drop(inner);
-        Ok(Connection { host: self.clone(), info, att_rx: tokio::sync::Mutex::new(att_rx), end_rx, events })
+        Ok(Connection {
+            host: self.clone(),
+            info,
+            att_rx: tokio::sync::Mutex::new(att_rx),
+            end_rx,
+            events,
+        })
     }
 }
 
@@ -521,7 +610,9 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("info", &self.info).finish()
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish()
     }
 }
 
@@ -554,7 +645,9 @@ impl Connection {
     fn end_error(&self) -> Option<Error> {
         match *self.end_rx.borrow() {
             Some(LinkEnd::Disconnected(reason)) => Some(Error::Disconnected { reason }),
-            Some(LinkEnd::TransportClosed) => Some(Error::TransportClosed(self.host.closed_reason())),
+            Some(LinkEnd::TransportClosed) => {
+                Some(Error::TransportClosed(self.host.closed_reason()))
+            }
             None => None,
         }
     }
@@ -608,7 +701,12 @@ impl Connection {
         if let Some(e) = self.end_error() {
             return Err(e);
         }
-        self.host.command(Command::Disconnect { handle: self.info.handle, reason }).await?;
+        self.host
+            .command(Command::Disconnect {
+                handle: self.info.handle,
+                reason,
+            })
+            .await?;
         match tokio::time::timeout(COMMAND_TIMEOUT, self.closed()).await {
             Ok(LinkEnd::Disconnected(r)) => Ok(r),
             Ok(LinkEnd::TransportClosed) => Err(Error::TransportClosed(self.host.closed_reason())),
@@ -632,7 +730,9 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(self.end_error().unwrap_or(Error::TransportClosed(self.host.closed_reason())))
+                        return Err(self
+                            .end_error()
+                            .unwrap_or(Error::TransportClosed(self.host.closed_reason())))
                     }
                 }
             }
@@ -651,17 +751,29 @@ impl Connection {
     /// new interval, latency and timeout once the controller reports them.
     pub async fn update_parameters(&self, params: ConnParams) -> Result<(u16, u16, u16), Error> {
         let rx = self.events.subscribe();
-        self.host.command(Command::LeConnectionUpdate { handle: self.info.handle, params }).await?;
+        self.host
+            .command(Command::LeConnectionUpdate {
+                handle: self.info.handle,
+                params,
+            })
+            .await?;
         let (status, i, l, t) = self
             .wait_link_event(rx, "LE Connection Update Complete", |e| match *e {
-                LinkEvent::Updated { status, interval, latency, supervision_timeout } => {
-                    Some((status, interval, latency, supervision_timeout))
-                }
+                LinkEvent::Updated {
+                    status,
+                    interval,
+                    latency,
+                    supervision_timeout,
+                } => Some((status, interval, latency, supervision_timeout)),
                 _ => None,
             })
             .await?;
         if status != 0 {
-            return Err(Error::Command { opcode: Opcode::LE_CONNECTION_UPDATE, name: "LE Connection Update", status });
+            return Err(Error::Command {
+                opcode: Opcode::LE_CONNECTION_UPDATE,
+                name: "LE Connection Update",
+                status,
+            });
         }
         Ok((i, l, t))
     }
@@ -670,7 +782,10 @@ impl Connection {
     /// returns whether the central accepted.
     pub async fn request_parameters(&self, params: ConnParams) -> Result<bool, Error> {
         let rx = self.events.subscribe();
-        self.host.lock().core.request_connection_parameters(self.info.handle, &params)?;
+        self.host
+            .lock()
+            .core
+            .request_connection_parameters(self.info.handle, &params)?;
         self.host.shared.wake_writer.notify_one();
         self.wait_link_event(rx, "Connection Parameter Update Response", |e| match *e {
             LinkEvent::ParamAnswer { accepted } => Some(accepted),
@@ -682,14 +797,24 @@ impl Connection {
     /// Suggests a link-layer data length (Core Vol 4 Part E §7.8.33). The controller may keep the
     /// current length; a later Data Length Change event is logged if it changes.
     pub async fn set_data_length(&self, tx_octets: u16, tx_time: u16) -> Result<(), Error> {
-        self.host.command(Command::LeSetDataLength { handle: self.info.handle, tx_octets, tx_time }).await.map(drop)
+        self.host
+            .command(Command::LeSetDataLength {
+                handle: self.info.handle,
+                tx_octets,
+                tx_time,
+            })
+            .await
+            .map(drop)
     }
 
     /// Waits for the next LE Data Length Change on this link: (max TX octets, max RX octets).
     pub async fn data_length_changed(&self) -> Result<(u16, u16), Error> {
         let rx = self.events.subscribe();
         self.wait_link_event(rx, "LE Data Length Change", |e| match *e {
-            LinkEvent::DataLength { max_tx_octets, max_rx_octets } => Some((max_tx_octets, max_rx_octets)),
+            LinkEvent::DataLength {
+                max_tx_octets,
+                max_rx_octets,
+            } => Some((max_tx_octets, max_rx_octets)),
             _ => None,
         })
         .await
@@ -700,22 +825,39 @@ impl Connection {
     pub async fn set_phy(&self, tx_phys: u8, rx_phys: u8) -> Result<(u8, u8), Error> {
         let rx = self.events.subscribe();
         self.host
-            .command(Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys, rx_phys, phy_options: 0 })
+            .command(Command::LeSetPhy {
+                handle: self.info.handle,
+                all_phys: 0,
+                tx_phys,
+                rx_phys,
+                phy_options: 0,
+            })
             .await?;
         let (status, tx, rxp) = self
             .wait_link_event(rx, "LE PHY Update Complete", |e| match *e {
-                LinkEvent::Phy { status, tx_phy, rx_phy } => Some((status, tx_phy, rx_phy)),
+                LinkEvent::Phy {
+                    status,
+                    tx_phy,
+                    rx_phy,
+                } => Some((status, tx_phy, rx_phy)),
                 _ => None,
             })
             .await?;
         if status != 0 {
-            return Err(Error::Command { opcode: Opcode::LE_SET_PHY, name: "LE Set PHY", status });
+            return Err(Error::Command {
+                opcode: Opcode::LE_SET_PHY,
+                name: "LE Set PHY",
+                status,
+            });
         }
         Ok((tx, rxp))
     }
 }
 
-async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
+async fn read_loop(
+    shared: std::sync::Weak<Shared>,
+    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+) {
     let mut buf = vec![0u8; 4096];
     let why = loop {
         let n = match reader.read(&mut buf).await {
@@ -723,7 +865,9 @@ async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::i
             Ok(n) => n,
             Err(e) => break format!("read error: {e}"),
         };
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let chunk = buf.get(..n).unwrap_or(&[]);
         let wake = {
             let mut inner = lock(&shared);
@@ -774,13 +918,22 @@ fn close(shared: &Shared, why: String) {
 fn dispatch_events(shared: &Shared, inner: &mut Inner) {
     while let Some(ev) = inner.core.poll_event() {
         match ev {
-            HostEvent::CommandDone { id, opcode, status, return_params } => {
+            HostEvent::CommandDone {
+                id,
+                opcode,
+                status,
+                return_params,
+            } => {
                 let name = inner.command_names.remove(&id).unwrap_or("command");
                 if let Some(tx) = inner.commands.remove(&id) {
                     let result = if status == status::SUCCESS {
                         Ok(return_params)
                     } else {
-                        Err(Error::Command { opcode, name, status })
+                        Err(Error::Command {
+                            opcode,
+                            name,
+                            status,
+                        })
                     };
                     let _ = tx.send(result);
                 }
@@ -788,7 +941,12 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
             HostEvent::Connected(info) => {
                 let (att_tx, att_rx) = mpsc::unbounded_channel();
                 let (end_tx, _) = watch::channel(None);
-                let link = LinkState { att_tx, att_rx: Some(att_rx), end_tx, events: broadcast::channel(16).0 };
+                let link = LinkState {
+                    att_tx,
+                    att_rx: Some(att_rx),
+                    end_tx,
+                    events: broadcast::channel(16).0,
+                };
                 inner.links.insert(info.handle, link);
                 tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
                 let _ = shared.notifications.send(Notification::Connected(info));
@@ -797,7 +955,10 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                         Some(tx) => {
                             let _ = tx.send(Ok(info));
                         }
-                        None => tracing::warn!(handle = info.handle, "central connection nobody asked for"),
+                        None => tracing::warn!(
+                            handle = info.handle,
+                            "central connection nobody asked for"
+                        ),
                     },
                     Role::Peripheral => {
                         let _ = inner.incoming.send(info);
@@ -809,36 +970,84 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                     let err = if status == status::UNKNOWN_CONNECTION_ID {
                         Error::Timeout("connection attempt (cancelled)")
                     } else {
-                        Error::Command { opcode: Opcode::LE_CREATE_CONNECTION, name: "LE Create Connection", status }
+                        Error::Command {
+                            opcode: Opcode::LE_CREATE_CONNECTION,
+                            name: "LE Create Connection",
+                            status,
+                        }
                     };
                     let _ = tx.send(Err(err));
                 }
             }
             HostEvent::Disconnected { handle, reason } => {
-                tracing::info!(handle, reason = format_args!("{reason:#04x}"), "disconnected: {}", status::name(reason));
+                tracing::info!(
+                    handle,
+                    reason = format_args!("{reason:#04x}"),
+                    "disconnected: {}",
+                    status::name(reason)
+                );
                 if let Some(link) = inner.links.remove(&handle) {
-                    let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
+                    let _ = link
+                        .end_tx
+                        .send_replace(Some(LinkEnd::Disconnected(reason)));
                 }
-                let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
+                let _ = shared
+                    .notifications
+                    .send(Notification::Disconnected { handle, reason });
             }
             HostEvent::Advertisement(report) => {
                 if let Some(tx) = &inner.scan {
                     let _ = tx.send(report);
                 }
             }
-            HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
-                link_event(inner, handle, LinkEvent::Updated { status, interval, latency, supervision_timeout })
-            }
+            HostEvent::ConnectionUpdated {
+                handle,
+                status,
+                interval,
+                latency,
+                supervision_timeout,
+            } => link_event(
+                inner,
+                handle,
+                LinkEvent::Updated {
+                    status,
+                    interval,
+                    latency,
+                    supervision_timeout,
+                },
+            ),
             HostEvent::ConnectionParameterUpdateAnswered { handle, accepted } => {
                 link_event(inner, handle, LinkEvent::ParamAnswer { accepted })
             }
-            HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets } => {
+            HostEvent::DataLengthChanged {
+                handle,
+                max_tx_octets,
+                max_rx_octets,
+            } => {
                 tracing::debug!(handle, max_tx_octets, max_rx_octets, "data length changed");
-                link_event(inner, handle, LinkEvent::DataLength { max_tx_octets, max_rx_octets })
+                link_event(
+                    inner,
+                    handle,
+                    LinkEvent::DataLength {
+                        max_tx_octets,
+                        max_rx_octets,
+                    },
+                )
             }
-            HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
-                link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
-            }
+            HostEvent::PhyUpdated {
+                handle,
+                status,
+                tx_phy,
+                rx_phy,
+            } => link_event(
+                inner,
+                handle,
+                LinkEvent::Phy {
+                    status,
+                    tx_phy,
+                    rx_phy,
+                },
+            ),
             HostEvent::HardwareError(code) => {
                 tracing::error!(code, "controller hardware error");
                 let _ = shared.notifications.send(Notification::HardwareError(code));
@@ -854,7 +1063,10 @@ fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
     }
 }
 
-async fn write_loop(shared: std::sync::Weak<Shared>, mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>) {
+async fn write_loop(
+    shared: std::sync::Weak<Shared>,
+    mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     loop {
         {

@@ -1,0 +1,219 @@
+//! Host runtime behaviour that real controllers rarely show on demand (LE buffers shared with
+//! BR/EDR, a controller that dies mid-command, garbage on the wire), driven by a scripted
+//! controller on an in-memory pipe. Interop with real controllers is in `interop.rs`.
+
+use gattling::proto::hci::command::{Command, Opcode};
+use gattling::proto::hci::event::Event;
+use gattling::proto::hci::{H4Framer, PacketType};
+use gattling::{Error, Host, HostOptions, Transport};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+/// How the scripted controller answers one command: return parameters (status first), or
+/// `None` to stay silent.
+type Script = Box<dyn Fn(&Command) -> Option<Vec<u8>> + Send>;
+
+fn standard(cmd: &Command) -> Option<Vec<u8>> {
+    Some(match cmd.opcode() {
+        Opcode::READ_LOCAL_VERSION => vec![0, 0x0C, 0, 0, 0x0C, 0xFF, 0xFF, 0, 0],
+        Opcode::READ_LOCAL_SUPPORTED_COMMANDS => {
+            let mut v = vec![0u8; 65];
+            v[1 + 41] = 0x20; // LE Read Buffer Size v2 supported
+            v
+        }
+        Opcode::READ_LOCAL_SUPPORTED_FEATURES | Opcode::LE_READ_LOCAL_SUPPORTED_FEATURES => {
+            vec![0; 9]
+        }
+        Opcode::READ_BD_ADDR => vec![0, 1, 2, 3, 4, 5, 6],
+        Opcode::LE_READ_BUFFER_SIZE_V2 => vec![0, 251, 0, 8, 0, 0, 0],
+        Opcode::LE_READ_BUFFER_SIZE => vec![0, 27, 0, 4],
+        Opcode::READ_BUFFER_SIZE => vec![0, 0x00, 0x04, 0x40, 10, 0, 0, 0],
+        _ => vec![0],
+    })
+}
+
+/// Runs a controller on `io` that answers with `script`, recording every command it receives.
+fn controller(mut io: DuplexStream, script: Script) -> Arc<Mutex<Vec<Command>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut framer = H4Framer::default();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            framer.push(&buf[..n]);
+            let mut replies = Vec::new();
+            while let Some(Ok(p)) = framer.next_packet() {
+                if p.kind != PacketType::Command {
+                    continue;
+                }
+                let cmd = Command::decode(p.body).expect("host sent a well-formed command");
+                if let Some(ret) = script(&cmd) {
+                    Event::CommandComplete {
+                        num_packets: 1,
+                        opcode: cmd.opcode(),
+                        return_params: &ret,
+                    }
+                    .encode_h4(&mut replies);
+                }
+                log.lock().unwrap().push(cmd);
+            }
+            if io.write_all(&replies).await.is_err() {
+                return;
+            }
+        }
+    });
+    seen
+}
+
+async fn host_with(script: Script) -> (Result<Host, Error>, Arc<Mutex<Vec<Command>>>) {
+    let (host_io, ctrl_io) = tokio::io::duplex(4096);
+    let seen = controller(ctrl_io, script);
+    let host = Host::start(
+        Transport::from_stream(host_io, "scripted"),
+        HostOptions::default(),
+    )
+    .await;
+    (host, seen)
+}
+
+#[tokio::test]
+async fn le_read_buffer_size_v2_is_used_when_supported() {
+    let (host, seen) = host_with(Box::new(standard)).await;
+    let host = host.expect("init");
+    assert_eq!(host.acl_buffers(), (251, 8));
+    let seen = seen.lock().unwrap();
+    assert!(seen.contains(&Command::LeReadBufferSizeV2));
+    assert!(!seen.contains(&Command::LeReadBufferSize));
+    assert_eq!(
+        seen.first(),
+        Some(&Command::Reset),
+        "initialisation starts with Reset"
+    );
+    assert_eq!(host.address().addr.to_string(), "06:05:04:03:02:01");
+}
+
+#[tokio::test]
+async fn br_edr_buffer_size_is_read_when_le_reports_zero() {
+    let (host, seen) = host_with(Box::new(|cmd| match cmd.opcode() {
+        Opcode::READ_LOCAL_SUPPORTED_COMMANDS => Some(vec![0u8; 65]),
+        Opcode::LE_READ_BUFFER_SIZE => Some(vec![0, 0, 0, 0]),
+        _ => standard(cmd),
+    }))
+    .await;
+    let host = host.expect("init");
+    assert_eq!(
+        host.acl_buffers(),
+        (1024, 10),
+        "Read Buffer Size: 1024-byte ACL x 10"
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.contains(&Command::LeReadBufferSize),
+        "v1 without the v2 bit"
+    );
+    assert!(seen.contains(&Command::ReadBufferSize));
+}
+
+#[tokio::test]
+async fn a_failed_command_names_the_command_and_status() {
+    let (host, _) = host_with(Box::new(|cmd| match cmd {
+        Command::LeSetAdvertisingEnable(true) => Some(vec![0x12]),
+        _ => standard(cmd),
+    }))
+    .await;
+    let host = host.expect("init");
+    let e = host
+        .advertise(&Default::default())
+        .await
+        .expect_err("must fail");
+    let text = e.to_string();
+    assert!(text.contains("LE Set Advertising Enable"), "{text}");
+    assert!(text.contains("Invalid HCI Command Parameters"), "{text}");
+}
+
+#[tokio::test]
+async fn a_controller_that_vanishes_mid_command_fails_it_promptly() {
+    let (host_io, mut ctrl_io) = tokio::io::duplex(4096);
+    let init = tokio::spawn(Host::start(
+        Transport::from_stream(host_io, "scripted"),
+        HostOptions::default(),
+    ));
+    // Read the Reset command, then hang up without answering.
+    let mut buf = [0u8; 4];
+    ctrl_io.read_exact(&mut buf).await.expect("reset");
+    assert_eq!(buf, [0x01, 0x03, 0x0c, 0x00]);
+    drop(ctrl_io);
+    let r = tokio::time::timeout(Duration::from_secs(2), init)
+        .await
+        .expect("no hang")
+        .expect("task");
+    match r {
+        Err(Error::TransportClosed(why)) => assert!(why.contains("closed"), "{why}"),
+        other => panic!("expected transport closed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_silent_controller_times_out_instead_of_hanging() {
+    tokio::time::pause();
+    let (host, _) = host_with(Box::new(|cmd| match cmd {
+        Command::ReadBdAddr => None,
+        _ => standard(cmd),
+    }))
+    .await;
+    match host {
+        Err(Error::Timeout(what)) => assert!(what.contains("command"), "{what}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_from_the_controller_is_survived() {
+    let (host_io, mut ctrl_io) = tokio::io::duplex(4096);
+    let init = tokio::spawn(Host::start(
+        Transport::from_stream(host_io, "scripted"),
+        HostOptions::default(),
+    ));
+    let mut framer = H4Framer::default();
+    let mut buf = [0u8; 512];
+    let mut sent_garbage = false;
+    loop {
+        let n = ctrl_io.read(&mut buf).await.expect("read");
+        framer.push(&buf[..n]);
+        let mut out = Vec::new();
+        while let Some(Ok(p)) = framer.next_packet() {
+            let cmd = Command::decode(p.body).expect("command");
+            if !sent_garbage {
+                // An unknown packet type, then a truncated-length event for no command.
+                out.extend_from_slice(&[0x09, 0xFF, 0xFF]);
+                sent_garbage = true;
+                // The framer discards what it buffered with the garbage; send the answer separately.
+                ctrl_io.write_all(&out).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                out.clear();
+            }
+            let ret = standard(&cmd).unwrap_or_default();
+            Event::CommandComplete {
+                num_packets: 1,
+                opcode: cmd.opcode(),
+                return_params: &ret,
+            }
+            .encode_h4(&mut out);
+            if cmd == Command::LeReadLocalSupportedFeatures {
+                ctrl_io.write_all(&out).await.expect("write");
+                let host = tokio::time::timeout(Duration::from_secs(2), init)
+                    .await
+                    .expect("init done")
+                    .expect("task");
+                assert!(host.is_ok(), "{host:?}");
+                return;
+            }
+        }
+        ctrl_io.write_all(&out).await.expect("write");
+    }
+}
