@@ -16,7 +16,7 @@ ready() { [[ -x "$py" && -f "$stamp" && "$(cat "$stamp")" == "$PINS" ]]; }
 
 if ! ready; then
     # The lock lives inside the venv directory (gitignored); creating the directory first is race-free.
-    mkdir -p "$venv"
+    mkdir -p "$venv" || { echo "interop-env: error: cannot create $venv" >&2; exit 1; }
     exec 9>"$venv/.gattling-interop.lock"
     flock 9
     if ! ready; then  # another process may have finished while we waited

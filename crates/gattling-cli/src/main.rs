@@ -23,12 +23,7 @@ struct Cli {
 #[derive(Args, Debug)]
 struct Global {
     /// Controller transport: tcp-client:HOST:PORT, serial:DEVICE[,BAUD][,rtscts] or hci-socket:N.
-    #[arg(
-        long,
-        global = true,
-        default_value = "tcp-client:127.0.0.1:6402",
-        env = "GATTLING_TRANSPORT"
-    )]
+    #[arg(long, global = true, default_value = "tcp-client:127.0.0.1:6402", env = "GATTLING_TRANSPORT")]
     transport: String,
     /// Use this static random address (e.g. C0:11:22:33:44:55) instead of the controller's public one.
     #[arg(long, global = true, value_name = "ADDR")]
@@ -65,8 +60,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "gattling=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "gattling=info,warn".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -81,10 +75,7 @@ async fn main() -> ExitCode {
 }
 
 async fn open(global: &Global) -> Result<Host, gattling::Error> {
-    let options = HostOptions {
-        random_address: global.random_address,
-        ..HostOptions::default()
-    };
+    let options = HostOptions { random_address: global.random_address, ..HostOptions::default() };
     if let Some(a) = global.random_address {
         if !a.is_static_random() {
             return Err(gattling::Error::InvalidArgument(format!(
@@ -97,11 +88,7 @@ async fn open(global: &Global) -> Result<Host, gattling::Error> {
 
 async fn run(cli: Cli) -> Result<(), gattling::Error> {
     match cli.command {
-        Cmd::Scan {
-            duration,
-            passive,
-            json,
-        } => {
+        Cmd::Scan { duration, passive, json } => {
             let host = open(&cli.global).await?;
             let scan = scan(&host, passive, json);
             match duration {
@@ -137,18 +124,10 @@ struct Seen {
 }
 
 async fn scan(host: &Host, passive: bool, json: bool) -> Result<(), gattling::Error> {
-    let mut scanner = host
-        .scan(ScanOptions {
-            active: !passive,
-            ..ScanOptions::default()
-        })
-        .await?;
+    let mut scanner = host.scan(ScanOptions { active: !passive, ..ScanOptions::default() }).await?;
     let mut seen: HashMap<(BdAddr, bool), Seen> = HashMap::new();
     while let Some(r) = scanner.next().await {
-        let random = matches!(
-            r.address.kind,
-            AddressType::Random | AddressType::RandomIdentity
-        );
+        let random = matches!(r.address.kind, AddressType::Random | AddressType::RandomIdentity);
         let key = (r.address.addr, random);
         let data = AdvData::parse_lenient(&r.data);
         let new = !seen.contains_key(&key);
@@ -204,11 +183,7 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
         .build()
         .map_err(|e| gattling::Error::InvalidArgument(format!("--name {name:?}: {e}")))?;
     let opts = AdvertisingOptions {
-        kind: if connectable {
-            AdvertisingKind::Connectable
-        } else {
-            AdvertisingKind::NonConnectable
-        },
+        kind: if connectable { AdvertisingKind::Connectable } else { AdvertisingKind::NonConnectable },
         data,
         ..AdvertisingOptions::default()
     };
@@ -217,11 +192,7 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
     eprintln!(
         "advertising {name:?} as {} ({}) on {}",
         host.address(),
-        if connectable {
-            "connectable"
-        } else {
-            "non-connectable"
-        },
+        if connectable { "connectable" } else { "non-connectable" },
         host.transport_description()
     );
     // Accept connections (and drop them when the peer leaves); restart advertising after each link.
@@ -237,24 +208,16 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
     loop {
         match notes.recv().await {
             Ok(Notification::Connected(info)) => {
-                println!(
-                    "connected: handle {:#05x} peer {} role {:?}",
-                    info.handle, info.peer, info.role
-                )
+                println!("connected: handle {:#05x} peer {} role {:?}", info.handle, info.peer, info.role)
             }
             Ok(Notification::Disconnected { handle, reason }) => {
-                println!(
-                    "disconnected: handle {handle:#05x} reason {reason:#04x} ({})",
-                    status::name(reason)
-                );
+                println!("disconnected: handle {handle:#05x} reason {reason:#04x} ({})", status::name(reason));
                 if connectable {
                     host.advertise(&opts).await?;
                 }
             }
             Ok(Notification::HardwareError(code)) => {
-                return Err(gattling::Error::Protocol(format!(
-                    "controller hardware error {code:#04x}"
-                )))
+                return Err(gattling::Error::Protocol(format!("controller hardware error {code:#04x}")))
             }
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {

@@ -73,11 +73,7 @@ impl<'a> Reader<'a> {
     /// Takes the next `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.buf.len() < n {
-            return Err(DecodeError::Truncated {
-                what: self.what,
-                need: n,
-                have: self.buf.len(),
-            });
+            return Err(DecodeError::Truncated { what: self.what, need: n, have: self.buf.len() });
         }
         let (head, tail) = self.buf.split_at(n);
         self.buf = tail;
@@ -132,10 +128,7 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::Trailing {
-                what: self.what,
-                extra: self.buf.len(),
-            })
+            Err(DecodeError::Trailing { what: self.what, extra: self.buf.len() })
         }
     }
 }
@@ -175,14 +168,7 @@ mod tests {
     fn reader_reports_truncation_with_sizes() {
         let mut r = Reader::new(&[1, 2, 3], "thing");
         assert_eq!(r.u16(), Ok(0x0201));
-        assert_eq!(
-            r.u16(),
-            Err(DecodeError::Truncated {
-                what: "thing",
-                need: 2,
-                have: 1
-            })
-        );
+        assert_eq!(r.u16(), Err(DecodeError::Truncated { what: "thing", need: 2, have: 1 }));
         assert_eq!(r.u8(), Ok(3));
         assert!(r.finish().is_ok());
     }
@@ -190,12 +176,6 @@ mod tests {
     #[test]
     fn finish_reports_trailing_bytes() {
         let r = Reader::new(&[1, 2], "x");
-        assert_eq!(
-            r.finish(),
-            Err(DecodeError::Trailing {
-                what: "x",
-                extra: 2
-            })
-        );
+        assert_eq!(r.finish(), Err(DecodeError::Trailing { what: "x", extra: 2 }));
     }
 }

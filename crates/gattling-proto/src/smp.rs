@@ -26,9 +26,7 @@ pub mod reason {
 /// other unknown commands, nothing for Pairing Failed or an empty PDU.
 pub fn reply_without_pairing(pdu: &[u8]) -> Option<[u8; 2]> {
     match pdu.first().copied()? {
-        code::PAIRING_REQUEST | code::SECURITY_REQUEST => {
-            Some([code::PAIRING_FAILED, reason::PAIRING_NOT_SUPPORTED])
-        }
+        code::PAIRING_REQUEST | code::SECURITY_REQUEST => Some([code::PAIRING_FAILED, reason::PAIRING_NOT_SUPPORTED]),
         code::PAIRING_FAILED => None,
         _ => Some([code::PAIRING_FAILED, reason::COMMAND_NOT_SUPPORTED]),
     }

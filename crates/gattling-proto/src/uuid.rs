@@ -4,9 +4,8 @@ use crate::codec::DecodeError;
 use core::fmt;
 
 /// The Bluetooth Base UUID `00000000-0000-1000-8000-00805F9B34FB`, little-endian (over-the-air order).
-pub const BASE_UUID_LE: [u8; 16] = [
-    0xFB, 0x34, 0x9B, 0x5F, 0x80, 0x00, 0x00, 0x80, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-];
+pub const BASE_UUID_LE: [u8; 16] =
+    [0xFB, 0x34, 0x9B, 0x5F, 0x80, 0x00, 0x00, 0x80, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
 
 /// A Bluetooth UUID. 16- and 32-bit forms are aliases into the Base UUID; 128-bit values are stored
 /// little-endian as they travel over the air.
@@ -28,10 +27,7 @@ impl Uuid {
             [a, c, d, e] => Ok(Uuid::U32(u32::from_le_bytes([a, c, d, e]))),
             _ => match <[u8; 16]>::try_from(b) {
                 Ok(arr) => Ok(Uuid::U128(arr)),
-                Err(_) => Err(DecodeError::Invalid {
-                    what: "UUID",
-                    reason: "length is not 2, 4 or 16 bytes",
-                }),
+                Err(_) => Err(DecodeError::Invalid { what: "UUID", reason: "length is not 2, 4 or 16 bytes" }),
             },
         }
     }
@@ -143,20 +139,14 @@ mod tests {
     fn display_forms() {
         assert_eq!(alloc::format!("{}", Uuid::U16(0x180d)), "180D");
         let full = Uuid::U16(0x180d).to_u128_le();
-        assert_eq!(
-            alloc::format!("{}", Uuid::U128(full)),
-            "0000180D-0000-1000-8000-00805F9B34FB"
-        );
+        assert_eq!(alloc::format!("{}", Uuid::U128(full)), "0000180D-0000-1000-8000-00805F9B34FB");
     }
 
     #[test]
     fn shortest_recovers_aliases() {
         let u = Uuid::U128(Uuid::U32(0x1234_5678).to_u128_le());
         assert_eq!(u.shortest(), Uuid::U32(0x1234_5678));
-        assert_eq!(
-            Uuid::U128(Uuid::U16(0x2a00).to_u128_le()).as_u16(),
-            Some(0x2a00)
-        );
+        assert_eq!(Uuid::U128(Uuid::U16(0x2a00).to_u128_le()).as_u16(), Some(0x2a00));
     }
 
     #[test]

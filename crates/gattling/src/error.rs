@@ -40,6 +40,9 @@ pub enum Error {
     /// A request the host state machine refused.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// The controller does not support a command the operation needs.
+    #[error("the controller does not support {0}")]
+    Unsupported(&'static str),
     /// A bad argument from the caller.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -7,9 +7,7 @@ use gattling_proto::gap::{Address, AddressType, BdAddr};
 use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection, Opcode};
 use gattling_proto::hci::event::ret;
 use gattling_proto::hci::{status, ConnHandle};
-use gattling_proto::host::{
-    self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role,
-};
+use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,7 +27,6 @@ pub struct HostOptions {
     pub random_address: Option<BdAddr>,
 }
 
-
 /// How a connection ended, as seen by a [`Connection`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum LinkEnd {
@@ -42,24 +39,10 @@ pub enum LinkEnd {
 /// Connection-level events delivered to [`Connection`] waiters.
 #[derive(Clone, Debug)]
 enum LinkEvent {
-    Updated {
-        status: u8,
-        interval: u16,
-        latency: u16,
-        supervision_timeout: u16,
-    },
-    Phy {
-        status: u8,
-        tx_phy: u8,
-        rx_phy: u8,
-    },
-    DataLength {
-        max_tx_octets: u16,
-        max_rx_octets: u16,
-    },
-    ParamAnswer {
-        accepted: bool,
-    },
+    Updated { status: u8, interval: u16, latency: u16, supervision_timeout: u16 },
+    Phy { status: u8, tx_phy: u8, rx_phy: u8 },
+    DataLength { max_tx_octets: u16, max_rx_octets: u16 },
+    ParamAnswer { accepted: bool },
 }
 
 struct LinkState {
@@ -111,14 +94,12 @@ pub struct Host {
     shared: Arc<Shared>,
     address: Address,
     acl: (usize, u16),
+    supported_commands: [u8; 64],
 }
 
 impl std::fmt::Debug for Host {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Host")
-            .field("transport", &self.shared.description)
-            .field("address", &self.address)
-            .finish()
+        f.debug_struct("Host").field("transport", &self.shared.description).field("address", &self.address).finish()
     }
 }
 
@@ -163,12 +144,7 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     /// Active, 60 ms interval and window (continuous), no duplicate filtering.
     fn default() -> Self {
-        Self {
-            active: true,
-            interval: 0x60,
-            window: 0x60,
-            filter_duplicates: false,
-        }
+        Self { active: true, interval: 0x60, window: 0x60, filter_duplicates: false }
     }
 }
 
@@ -183,10 +159,7 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(10),
-            params: ConnParams::default(),
-        }
+        Self { timeout: Duration::from_secs(10), params: ConnParams::default() }
     }
 }
 
@@ -263,12 +236,9 @@ impl Host {
 
     /// Like [`Host::open`], with options.
     pub async fn open_with(spec: &str, options: HostOptions) -> Result<Host, Error> {
-        let spec: TransportSpec = spec
-            .parse()
-            .map_err(|e: transport::TransportError| Error::Transport(e.to_string()))?;
-        let t = transport::open(&spec)
-            .await
-            .map_err(|e| Error::Transport(e.to_string()))?;
+        let spec: TransportSpec =
+            spec.parse().map_err(|e: transport::TransportError| Error::Transport(e.to_string()))?;
+        let t = transport::open(&spec).await.map_err(|e| Error::Transport(e.to_string()))?;
         Self::start(t, options).await
     }
 
@@ -294,11 +264,7 @@ impl Host {
         let Transport { reader, writer, .. } = t;
         tokio::spawn(read_loop(Arc::downgrade(&shared), reader));
         tokio::spawn(write_loop(Arc::downgrade(&shared), writer));
-        let mut host = Host {
-            shared,
-            address: Address::default(),
-            acl: (0, 0),
-        };
+        let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
         Ok(host)
     }
@@ -309,54 +275,37 @@ impl Host {
         let version = ret::local_version(&version).map_err(|e| Error::Protocol(e.to_string()))?;
         tracing::debug!(?version, "controller version");
         let commands = self.command(Command::ReadLocalSupportedCommands).await?;
-        let commands =
-            ret::supported_commands(&commands).map_err(|e| Error::Protocol(e.to_string()))?;
+        let commands = ret::supported_commands(&commands).map_err(|e| Error::Protocol(e.to_string()))?;
+        self.supported_commands = commands;
         let _features = self.command(Command::ReadLocalSupportedFeatures).await?;
         let addr = self.command(Command::ReadBdAddr).await?;
         let public = ret::bd_addr(&addr).map_err(|e| Error::Protocol(e.to_string()))?;
         // Disconnection Complete, Encryption Change, Hardware Error, Encryption Key Refresh, LE Meta.
-        self.command(Command::SetEventMask(0x2000_8000_0000_8090))
-            .await?;
+        self.command(Command::SetEventMask(0x2000_8000_0000_8090)).await?;
         // Connection Complete .. Data Length Change (bits 0-6), Enhanced Connection Complete (9),
         // PHY Update Complete (11).
-        self.command(Command::LeSetEventMask(0x0000_0000_0000_0A7F))
-            .await?;
+        self.command(Command::LeSetEventMask(0x0000_0000_0000_0A7F)).await?;
         // Read Local Supported Commands octet 41 bit 5: LE Read Buffer Size [v2].
         let v2 = commands.get(41).is_some_and(|b| b & 0x20 != 0);
-        let le = if v2 {
-            Command::LeReadBufferSizeV2
-        } else {
-            Command::LeReadBufferSize
-        };
-        let mut sizes = ret::le_buffer_size(&self.command(le).await?)
-            .map_err(|e| Error::Protocol(e.to_string()))?;
+        let le = if v2 { Command::LeReadBufferSizeV2 } else { Command::LeReadBufferSize };
+        let mut sizes = ret::le_buffer_size(&self.command(le).await?).map_err(|e| Error::Protocol(e.to_string()))?;
         if sizes.acl_len == 0 || sizes.acl_num == 0 {
             // LE shares the BR/EDR buffers (Core Vol 4 Part E §7.8.2).
             sizes = ret::buffer_size(&self.command(Command::ReadBufferSize).await?)
                 .map_err(|e| Error::Protocol(e.to_string()))?;
         }
         if sizes.acl_len == 0 || sizes.acl_num == 0 {
-            return Err(Error::Protocol(format!(
-                "controller reports no ACL buffers ({sizes:?})"
-            )));
+            return Err(Error::Protocol(format!("controller reports no ACL buffers ({sizes:?})")));
         }
         self.command(Command::LeReadLocalSupportedFeatures).await?;
-        self.lock()
-            .core
-            .set_acl_buffers(sizes.acl_len, sizes.acl_num);
+        self.lock().core.set_acl_buffers(sizes.acl_len, sizes.acl_num);
         self.acl = (sizes.acl_len as usize, sizes.acl_num);
         self.address = match random {
             Some(r) => {
                 self.command(Command::LeSetRandomAddress(r)).await?;
-                Address {
-                    addr: r,
-                    kind: AddressType::Random,
-                }
+                Address { addr: r, kind: AddressType::Random }
             }
-            None => Address {
-                addr: public,
-                kind: AddressType::Public,
-            },
+            None => Address { addr: public, kind: AddressType::Public },
         };
         tracing::info!(address = %self.address, acl_len = sizes.acl_len, acl_num = sizes.acl_num, transport = %self.shared.description, "host ready");
         Ok(())
@@ -364,6 +313,21 @@ impl Host {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.shared)
+    }
+
+    /// Whether the controller lists `opcode` in Read Local Supported Commands (Core Vol 4 Part E
+    /// §6.27); `None` for commands this host does not map to their bit.
+    pub fn supports(&self, opcode: Opcode) -> Option<bool> {
+        let (octet, bit) = match opcode {
+            Opcode::LE_ENCRYPT => (27, 6),
+            Opcode::LE_RAND => (27, 7),
+            Opcode::LE_CONNECTION_UPDATE => (27, 2),
+            Opcode::LE_SET_DATA_LENGTH => (33, 6),
+            Opcode::LE_SET_PHY => (35, 7),
+            Opcode::LE_READ_BUFFER_SIZE_V2 => (41, 5),
+            _ => return None,
+        };
+        Some(self.supported_commands.get(octet).is_some_and(|b| b & (1 << bit) != 0))
     }
 
     /// Our address (public, or the static random address we set).
@@ -410,18 +374,25 @@ impl Host {
     }
 
     fn closed_reason(&self) -> String {
-        self.lock()
-            .closed
-            .clone()
-            .unwrap_or_else(|| "host stopped".into())
+        self.lock().closed.clone().unwrap_or_else(|| "host stopped".into())
+    }
+
+    /// Eight random octets from the controller (Core Vol 4 Part E §7.8.23).
+    pub async fn le_rand(&self) -> Result<[u8; 8], Error> {
+        let r = self.command(Command::LeRand).await?;
+        ret::le_rand(&r).map(u64::to_le_bytes).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// AES-128 in the controller (Core Vol 4 Part E §7.8.22). Key, plaintext and result are in
+    /// HCI byte order: least significant octet first.
+    pub async fn le_encrypt(&self, key: [u8; 16], plaintext: [u8; 16]) -> Result<[u8; 16], Error> {
+        let r = self.command(Command::LeEncrypt { key, plaintext }).await?;
+        ret::le_encrypt(&r).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// Starts legacy advertising (Core Vol 4 Part E §7.8.5-§7.8.9) with the given data.
     pub async fn advertise(&self, opts: &AdvertisingOptions) -> Result<(), Error> {
-        for (what, d) in [
-            ("advertising data", &opts.data),
-            ("scan response data", &opts.scan_response),
-        ] {
+        for (what, d) in [("advertising data", &opts.data), ("scan response data", &opts.scan_response)] {
             if d.len() > 31 {
                 return Err(Error::InvalidArgument(format!(
                     "{what} is {} bytes; legacy advertising allows 31",
@@ -429,11 +400,7 @@ impl Host {
                 )));
             }
         }
-        let interval = if opts.interval == 0 {
-            0xA0
-        } else {
-            opts.interval
-        };
+        let interval = if opts.interval == 0 { 0xA0 } else { opts.interval };
         let adv_type = match opts.kind {
             AdvertisingKind::Connectable => 0x00,
             AdvertisingKind::Scannable => 0x02,
@@ -446,21 +413,16 @@ impl Host {
             own_address_type: self.address.kind.peer_code(),
             ..AdvParams::default()
         };
-        self.command(Command::LeSetAdvertisingParameters(params))
-            .await?;
-        self.command(Command::LeSetAdvertisingData(opts.data.clone()))
-            .await?;
-        self.command(Command::LeSetScanResponseData(opts.scan_response.clone()))
-            .await?;
+        self.command(Command::LeSetAdvertisingParameters(params)).await?;
+        self.command(Command::LeSetAdvertisingData(opts.data.clone())).await?;
+        self.command(Command::LeSetScanResponseData(opts.scan_response.clone())).await?;
         self.command(Command::LeSetAdvertisingEnable(true)).await?;
         Ok(())
     }
 
     /// Stops advertising.
     pub async fn stop_advertising(&self) -> Result<(), Error> {
-        self.command(Command::LeSetAdvertisingEnable(false))
-            .await
-            .map(drop)
+        self.command(Command::LeSetAdvertisingEnable(false)).await.map(drop)
     }
 
     /// Starts scanning; reports arrive on the returned [`Scanner`].
@@ -482,31 +444,18 @@ impl Host {
                 filter_policy: 0,
             })
             .await?;
-            self.command(Command::LeSetScanEnable {
-                enable: true,
-                filter_duplicates: opts.filter_duplicates,
-            })
-            .await
+            self.command(Command::LeSetScanEnable { enable: true, filter_duplicates: opts.filter_duplicates }).await
         };
         if let Err(e) = setup.await {
             self.lock().scan = None;
             return Err(e);
         }
-        Ok(Scanner {
-            host: self.clone(),
-            rx,
-            stopped: false,
-        })
+        Ok(Scanner { host: self.clone(), rx, stopped: false })
     }
 
     async fn stop_scan(&self) -> Result<(), Error> {
         self.lock().scan = None;
-        self.command(Command::LeSetScanEnable {
-            enable: false,
-            filter_duplicates: false,
-        })
-        .await
-        .map(drop)
+        self.command(Command::LeSetScanEnable { enable: false, filter_duplicates: false }).await.map(drop)
     }
 
     /// Connects as central to `peer`, cancelling after `opts.timeout` (Core Vol 4 Part E §7.8.12-13).
@@ -553,9 +502,7 @@ impl Host {
 
     /// Cancels a connection attempt in progress; the pending [`Host::connect`] fails.
     pub async fn cancel_connect(&self) -> Result<(), Error> {
-        self.command(Command::LeCreateConnectionCancel)
-            .await
-            .map(drop)
+        self.command(Command::LeCreateConnectionCancel).await.map(drop)
     }
 
     /// Waits for the next connection made to us while advertising (peripheral role).
@@ -574,9 +521,7 @@ impl Host {
         let mut inner = self.lock();
         let Some(link) = inner.links.get_mut(&info.handle) else {
             // Already gone again (disconnected before we got here).
-            return Err(Error::Disconnected {
-                reason: status::UNKNOWN_CONNECTION_ID,
-            });
+            return Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID });
         };
         let Some(att_rx) = link.att_rx.take() else {
             return Err(Error::Busy("a Connection object for this link"));
@@ -584,13 +529,7 @@ impl Host {
         let end_rx = link.end_tx.subscribe();
         let events = link.events.clone();
         drop(inner);
-        Ok(Connection {
-            host: self.clone(),
-            info,
-            att_rx: tokio::sync::Mutex::new(att_rx),
-            end_rx,
-            events,
-        })
+        Ok(Connection { host: self.clone(), info, att_rx: tokio::sync::Mutex::new(att_rx), end_rx, events })
     }
 }
 
@@ -610,9 +549,7 @@ pub struct Connection {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("info", &self.info)
-            .finish()
+        f.debug_struct("Connection").field("info", &self.info).finish()
     }
 }
 
@@ -645,9 +582,7 @@ impl Connection {
     fn end_error(&self) -> Option<Error> {
         match *self.end_rx.borrow() {
             Some(LinkEnd::Disconnected(reason)) => Some(Error::Disconnected { reason }),
-            Some(LinkEnd::TransportClosed) => {
-                Some(Error::TransportClosed(self.host.closed_reason()))
-            }
+            Some(LinkEnd::TransportClosed) => Some(Error::TransportClosed(self.host.closed_reason())),
             None => None,
         }
     }
@@ -701,12 +636,7 @@ impl Connection {
         if let Some(e) = self.end_error() {
             return Err(e);
         }
-        self.host
-            .command(Command::Disconnect {
-                handle: self.info.handle,
-                reason,
-            })
-            .await?;
+        self.host.command(Command::Disconnect { handle: self.info.handle, reason }).await?;
         match tokio::time::timeout(COMMAND_TIMEOUT, self.closed()).await {
             Ok(LinkEnd::Disconnected(r)) => Ok(r),
             Ok(LinkEnd::TransportClosed) => Err(Error::TransportClosed(self.host.closed_reason())),
@@ -730,9 +660,7 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(self
-                            .end_error()
-                            .unwrap_or(Error::TransportClosed(self.host.closed_reason())))
+                        return Err(self.end_error().unwrap_or(Error::TransportClosed(self.host.closed_reason())))
                     }
                 }
             }
@@ -751,29 +679,17 @@ impl Connection {
     /// new interval, latency and timeout once the controller reports them.
     pub async fn update_parameters(&self, params: ConnParams) -> Result<(u16, u16, u16), Error> {
         let rx = self.events.subscribe();
-        self.host
-            .command(Command::LeConnectionUpdate {
-                handle: self.info.handle,
-                params,
-            })
-            .await?;
+        self.host.command(Command::LeConnectionUpdate { handle: self.info.handle, params }).await?;
         let (status, i, l, t) = self
             .wait_link_event(rx, "LE Connection Update Complete", |e| match *e {
-                LinkEvent::Updated {
-                    status,
-                    interval,
-                    latency,
-                    supervision_timeout,
-                } => Some((status, interval, latency, supervision_timeout)),
+                LinkEvent::Updated { status, interval, latency, supervision_timeout } => {
+                    Some((status, interval, latency, supervision_timeout))
+                }
                 _ => None,
             })
             .await?;
         if status != 0 {
-            return Err(Error::Command {
-                opcode: Opcode::LE_CONNECTION_UPDATE,
-                name: "LE Connection Update",
-                status,
-            });
+            return Err(Error::Command { opcode: Opcode::LE_CONNECTION_UPDATE, name: "LE Connection Update", status });
         }
         Ok((i, l, t))
     }
@@ -782,10 +698,7 @@ impl Connection {
     /// returns whether the central accepted.
     pub async fn request_parameters(&self, params: ConnParams) -> Result<bool, Error> {
         let rx = self.events.subscribe();
-        self.host
-            .lock()
-            .core
-            .request_connection_parameters(self.info.handle, &params)?;
+        self.host.lock().core.request_connection_parameters(self.info.handle, &params)?;
         self.host.shared.wake_writer.notify_one();
         self.wait_link_event(rx, "Connection Parameter Update Response", |e| match *e {
             LinkEvent::ParamAnswer { accepted } => Some(accepted),
@@ -797,24 +710,14 @@ impl Connection {
     /// Suggests a link-layer data length (Core Vol 4 Part E §7.8.33). The controller may keep the
     /// current length; a later Data Length Change event is logged if it changes.
     pub async fn set_data_length(&self, tx_octets: u16, tx_time: u16) -> Result<(), Error> {
-        self.host
-            .command(Command::LeSetDataLength {
-                handle: self.info.handle,
-                tx_octets,
-                tx_time,
-            })
-            .await
-            .map(drop)
+        self.host.command(Command::LeSetDataLength { handle: self.info.handle, tx_octets, tx_time }).await.map(drop)
     }
 
     /// Waits for the next LE Data Length Change on this link: (max TX octets, max RX octets).
     pub async fn data_length_changed(&self) -> Result<(u16, u16), Error> {
         let rx = self.events.subscribe();
         self.wait_link_event(rx, "LE Data Length Change", |e| match *e {
-            LinkEvent::DataLength {
-                max_tx_octets,
-                max_rx_octets,
-            } => Some((max_tx_octets, max_rx_octets)),
+            LinkEvent::DataLength { max_tx_octets, max_rx_octets } => Some((max_tx_octets, max_rx_octets)),
             _ => None,
         })
         .await
@@ -825,39 +728,22 @@ impl Connection {
     pub async fn set_phy(&self, tx_phys: u8, rx_phys: u8) -> Result<(u8, u8), Error> {
         let rx = self.events.subscribe();
         self.host
-            .command(Command::LeSetPhy {
-                handle: self.info.handle,
-                all_phys: 0,
-                tx_phys,
-                rx_phys,
-                phy_options: 0,
-            })
+            .command(Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys, rx_phys, phy_options: 0 })
             .await?;
         let (status, tx, rxp) = self
             .wait_link_event(rx, "LE PHY Update Complete", |e| match *e {
-                LinkEvent::Phy {
-                    status,
-                    tx_phy,
-                    rx_phy,
-                } => Some((status, tx_phy, rx_phy)),
+                LinkEvent::Phy { status, tx_phy, rx_phy } => Some((status, tx_phy, rx_phy)),
                 _ => None,
             })
             .await?;
         if status != 0 {
-            return Err(Error::Command {
-                opcode: Opcode::LE_SET_PHY,
-                name: "LE Set PHY",
-                status,
-            });
+            return Err(Error::Command { opcode: Opcode::LE_SET_PHY, name: "LE Set PHY", status });
         }
         Ok((tx, rxp))
     }
 }
 
-async fn read_loop(
-    shared: std::sync::Weak<Shared>,
-    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-) {
+async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut buf = vec![0u8; 4096];
     let why = loop {
         let n = match reader.read(&mut buf).await {
@@ -918,22 +804,13 @@ fn close(shared: &Shared, why: String) {
 fn dispatch_events(shared: &Shared, inner: &mut Inner) {
     while let Some(ev) = inner.core.poll_event() {
         match ev {
-            HostEvent::CommandDone {
-                id,
-                opcode,
-                status,
-                return_params,
-            } => {
+            HostEvent::CommandDone { id, opcode, status, return_params } => {
                 let name = inner.command_names.remove(&id).unwrap_or("command");
                 if let Some(tx) = inner.commands.remove(&id) {
-                    let result = if status == status::SUCCESS {
-                        Ok(return_params)
-                    } else {
-                        Err(Error::Command {
-                            opcode,
-                            name,
-                            status,
-                        })
+                    let result = match status {
+                        status::SUCCESS => Ok(return_params),
+                        status::UNKNOWN_COMMAND => Err(Error::Unsupported(name)),
+                        _ => Err(Error::Command { opcode, name, status }),
                     };
                     let _ = tx.send(result);
                 }
@@ -941,12 +818,7 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
             HostEvent::Connected(info) => {
                 let (att_tx, att_rx) = mpsc::unbounded_channel();
                 let (end_tx, _) = watch::channel(None);
-                let link = LinkState {
-                    att_tx,
-                    att_rx: Some(att_rx),
-                    end_tx,
-                    events: broadcast::channel(16).0,
-                };
+                let link = LinkState { att_tx, att_rx: Some(att_rx), end_tx, events: broadcast::channel(16).0 };
                 inner.links.insert(info.handle, link);
                 tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
                 let _ = shared.notifications.send(Notification::Connected(info));
@@ -955,10 +827,7 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                         Some(tx) => {
                             let _ = tx.send(Ok(info));
                         }
-                        None => tracing::warn!(
-                            handle = info.handle,
-                            "central connection nobody asked for"
-                        ),
+                        None => tracing::warn!(handle = info.handle, "central connection nobody asked for"),
                     },
                     Role::Peripheral => {
                         let _ = inner.incoming.send(info);
@@ -970,11 +839,7 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                     let err = if status == status::UNKNOWN_CONNECTION_ID {
                         Error::Timeout("connection attempt (cancelled)")
                     } else {
-                        Error::Command {
-                            opcode: Opcode::LE_CREATE_CONNECTION,
-                            name: "LE Create Connection",
-                            status,
-                        }
+                        Error::Command { opcode: Opcode::LE_CREATE_CONNECTION, name: "LE Create Connection", status }
                     };
                     let _ = tx.send(Err(err));
                 }
@@ -987,67 +852,28 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                     status::name(reason)
                 );
                 if let Some(link) = inner.links.remove(&handle) {
-                    let _ = link
-                        .end_tx
-                        .send_replace(Some(LinkEnd::Disconnected(reason)));
+                    let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
                 }
-                let _ = shared
-                    .notifications
-                    .send(Notification::Disconnected { handle, reason });
+                let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
             }
             HostEvent::Advertisement(report) => {
                 if let Some(tx) = &inner.scan {
                     let _ = tx.send(report);
                 }
             }
-            HostEvent::ConnectionUpdated {
-                handle,
-                status,
-                interval,
-                latency,
-                supervision_timeout,
-            } => link_event(
-                inner,
-                handle,
-                LinkEvent::Updated {
-                    status,
-                    interval,
-                    latency,
-                    supervision_timeout,
-                },
-            ),
+            HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
+                link_event(inner, handle, LinkEvent::Updated { status, interval, latency, supervision_timeout })
+            }
             HostEvent::ConnectionParameterUpdateAnswered { handle, accepted } => {
                 link_event(inner, handle, LinkEvent::ParamAnswer { accepted })
             }
-            HostEvent::DataLengthChanged {
-                handle,
-                max_tx_octets,
-                max_rx_octets,
-            } => {
+            HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets } => {
                 tracing::debug!(handle, max_tx_octets, max_rx_octets, "data length changed");
-                link_event(
-                    inner,
-                    handle,
-                    LinkEvent::DataLength {
-                        max_tx_octets,
-                        max_rx_octets,
-                    },
-                )
+                link_event(inner, handle, LinkEvent::DataLength { max_tx_octets, max_rx_octets })
             }
-            HostEvent::PhyUpdated {
-                handle,
-                status,
-                tx_phy,
-                rx_phy,
-            } => link_event(
-                inner,
-                handle,
-                LinkEvent::Phy {
-                    status,
-                    tx_phy,
-                    rx_phy,
-                },
-            ),
+            HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
+                link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
+            }
             HostEvent::HardwareError(code) => {
                 tracing::error!(code, "controller hardware error");
                 let _ = shared.notifications.send(Notification::HardwareError(code));
@@ -1063,10 +889,7 @@ fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
     }
 }
 
-async fn write_loop(
-    shared: std::sync::Weak<Shared>,
-    mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-) {
+async fn write_loop(shared: std::sync::Weak<Shared>, mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     loop {
         {

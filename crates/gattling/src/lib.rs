@@ -18,7 +18,6 @@ pub mod transport;
 pub use error::Error;
 pub use gattling_proto as proto;
 pub use host::{
-    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd,
-    ScanOptions, Scanner,
+    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions, Scanner,
 };
 pub use transport::{Transport, TransportSpec};

@@ -9,8 +9,7 @@ use gattling::proto::gap::Address;
 use gattling::proto::hci::status;
 use gattling::proto::host::{AdvReport, Role};
 use gattling::{
-    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd,
-    ScanOptions,
+    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions,
 };
 use std::time::Duration;
 use support::{skipped, static_random, Peer, RootCanal};
@@ -18,28 +17,15 @@ use support::{skipped, static_random, Peer, RootCanal};
 const STEP: Duration = Duration::from_secs(15);
 
 async fn host_on(rc: &RootCanal) -> Host {
-    let options = HostOptions {
-        random_address: Some(static_random()),
-        ..HostOptions::default()
-    };
-    Host::open_with(&rc.transport(), options)
-        .await
-        .expect("gattling host on rootcanal")
+    let options = HostOptions { random_address: Some(static_random()), ..HostOptions::default() };
+    Host::open_with(&rc.transport(), options).await.expect("gattling host on rootcanal")
 }
 
 async fn advertise_name(host: &Host, name: &str) {
-    let data = AdvDataBuilder::new()
-        .flags(flags::LE_GENERAL_ONLY)
-        .name(name)
-        .build()
-        .expect("adv data");
-    host.advertise(&AdvertisingOptions {
-        kind: AdvertisingKind::Connectable,
-        data,
-        ..Default::default()
-    })
-    .await
-    .expect("advertise");
+    let data = AdvDataBuilder::new().flags(flags::LE_GENERAL_ONLY).name(name).build().expect("adv data");
+    host.advertise(&AdvertisingOptions { kind: AdvertisingKind::Connectable, data, ..Default::default() })
+        .await
+        .expect("advertise");
 }
 
 /// Scans until a report (advertising or scan response) carries `name`; rootcanal's own beacons
@@ -61,16 +47,11 @@ async fn find_by_name(host: &Host, name: &str) -> AdvReport {
 }
 
 async fn accept(host: &Host) -> Connection {
-    tokio::time::timeout(STEP, host.accept())
-        .await
-        .expect("no incoming connection")
-        .expect("accept")
+    tokio::time::timeout(STEP, host.accept()).await.expect("no incoming connection").expect("accept")
 }
 
 async fn closed(conn: &Connection) -> LinkEnd {
-    tokio::time::timeout(STEP, conn.closed())
-        .await
-        .expect("link did not end")
+    tokio::time::timeout(STEP, conn.closed()).await.expect("link did not end")
 }
 
 /// Two gattling hosts on one rootcanal, connected: (central link, peripheral link).
@@ -79,15 +60,8 @@ async fn connected_pair(rc: &RootCanal, name: &str) -> (Host, Connection, Host, 
     advertise_name(&periph, name).await;
     let central = host_on(rc).await;
     let report = find_by_name(&central, name).await;
-    assert_eq!(
-        report.address,
-        periph.address(),
-        "found the advertiser under its static random address"
-    );
-    let c = central
-        .connect(report.address, ConnectOptions::default())
-        .await
-        .expect("connect");
+    assert_eq!(report.address, periph.address(), "found the advertiser under its static random address");
+    let c = central.connect(report.address, ConnectOptions::default()).await.expect("connect");
     let p = accept(&periph).await;
     assert_eq!((c.role(), p.role()), (Role::Central, Role::Peripheral));
     assert_eq!(p.peer(), central.address());
@@ -104,14 +78,7 @@ async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser(
     advertise_name(&host, "gattling-adv-a").await;
     let mut central = Peer::start(
         "bumble_central.py",
-        &[
-            "--transport",
-            &rc.transport(),
-            "--name",
-            "gattling-adv-a",
-            "--disconnect-after",
-            "0.3",
-        ],
+        &["--transport", &rc.transport(), "--name", "gattling-adv-a", "--disconnect-after", "0.3"],
     );
     let found = central.expect("found", STEP).await;
     assert_eq!(found["address"], host.address().addr.to_string());
@@ -120,10 +87,7 @@ async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser(
     let conn = accept(&host).await;
     assert_eq!(conn.role(), Role::Peripheral);
     // (d) a disconnect by the remote side arrives with its reason.
-    assert_eq!(
-        closed(&conn).await,
-        LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED)
-    );
+    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
     let d = central.expect("disconnected", STEP).await;
     assert_eq!(d["by"], "local");
     central.finish().await;
@@ -133,32 +97,17 @@ async fn gattling_central_against_bumble_peripheral(name: &str, extra: &[&str]) 
     let rc = RootCanal::start();
     let host = host_on(&rc).await;
     let transport = rc.transport();
-    let mut args = vec![
-        "--transport",
-        &transport,
-        "--name",
-        name,
-        "--wait-disconnect",
-    ];
+    let mut args = vec!["--transport", &transport, "--name", name, "--wait-disconnect"];
     args.extend_from_slice(extra);
     let mut periph = Peer::start("bumble_peripheral.py", &args);
     let adv = periph.expect("advertising", STEP).await;
     let report = find_by_name(&host, name).await;
-    assert_eq!(
-        report.address.addr.to_string(),
-        adv["address"].as_str().expect("address")
-    );
-    let conn = host
-        .connect(report.address, ConnectOptions::default())
-        .await
-        .expect("connect to bumble");
+    assert_eq!(report.address.addr.to_string(), adv["address"].as_str().expect("address"));
+    let conn = host.connect(report.address, ConnectOptions::default()).await.expect("connect to bumble");
     assert_eq!(conn.role(), Role::Central);
     periph.expect("connected", STEP).await;
     // (d) our disconnect is seen by the peer with 0x13, and locally as 0x16.
-    let local = conn
-        .disconnect(status::REMOTE_USER_TERMINATED)
-        .await
-        .expect("disconnect");
+    let local = conn.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect");
     assert_eq!(local, status::LOCAL_HOST_TERMINATED);
     let d = periph.expect("disconnected", STEP).await;
     assert_eq!(d["reason"], status::REMOTE_USER_TERMINATED);
@@ -204,21 +153,12 @@ async fn passive_scan_sees_advertising_data_but_no_scan_response() {
         ],
     );
     let adv = periph.expect("advertising", STEP).await;
-    let mut scan = host
-        .scan(ScanOptions {
-            active: false,
-            ..ScanOptions::default()
-        })
-        .await
-        .expect("scan");
+    let mut scan = host.scan(ScanOptions { active: false, ..ScanOptions::default() }).await.expect("scan");
     let mut seen_adv = 0;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Some(r) = scan.next().await {
             if r.address.addr.to_string() == adv["address"].as_str().unwrap_or_default() {
-                assert_ne!(
-                    r.event_type, 4,
-                    "a passive scan must not produce SCAN_RSP reports"
-                );
+                assert_ne!(r.event_type, 4, "a passive scan must not produce SCAN_RSP reports");
                 assert_eq!(AdvData::parse_lenient(&r.data).local_name(), None);
                 seen_adv += 1;
             }
@@ -237,33 +177,14 @@ async fn two_gattling_hosts_connect_and_disconnect_both_ways() {
     let rc = RootCanal::start();
     let (central, c, periph, p) = connected_pair(&rc, "gattling-pair-c").await;
     // Central disconnects: peripheral sees 0x13.
-    assert_eq!(
-        c.disconnect(status::REMOTE_USER_TERMINATED)
-            .await
-            .expect("disconnect"),
-        status::LOCAL_HOST_TERMINATED
-    );
-    assert_eq!(
-        closed(&p).await,
-        LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED)
-    );
+    assert_eq!(c.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
+    assert_eq!(closed(&p).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
     // Again, and this time the peripheral disconnects: central sees 0x13.
     advertise_name(&periph, "gattling-pair-c").await;
-    let c = central
-        .connect(periph.address(), ConnectOptions::default())
-        .await
-        .expect("reconnect");
+    let c = central.connect(periph.address(), ConnectOptions::default()).await.expect("reconnect");
     let p = accept(&periph).await;
-    assert_eq!(
-        p.disconnect(status::REMOTE_USER_TERMINATED)
-            .await
-            .expect("disconnect"),
-        status::LOCAL_HOST_TERMINATED
-    );
-    assert_eq!(
-        closed(&c).await,
-        LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED)
-    );
+    assert_eq!(p.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
+    assert_eq!(closed(&c).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,11 +194,7 @@ async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets() {
     }
     let rc = RootCanal::start();
     let (central, c, _periph, p) = connected_pair(&rc, "gattling-frag-e").await;
-    assert_eq!(
-        central.acl_buffers().0,
-        27,
-        "rootcanal's LE ACL buffers are 27 bytes"
-    );
+    assert_eq!(central.acl_buffers().0, 27, "rootcanal's LE ACL buffers are 27 bytes");
     let value: Vec<u8> = (0..512u32).map(|i| (i * 7 + 3) as u8).collect();
     let server = tokio::spawn(async move {
         // Exchange MTU Request -> Response (517), then Read Request -> Read Response of 512 bytes.
@@ -292,26 +209,17 @@ async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets() {
         p
     });
     c.send_att(&[0x02, 0x05, 0x02]).expect("mtu req");
-    let rsp = tokio::time::timeout(STEP, c.recv_att())
-        .await
-        .expect("mtu rsp in time")
-        .expect("mtu rsp");
+    let rsp = tokio::time::timeout(STEP, c.recv_att()).await.expect("mtu rsp in time").expect("mtu rsp");
     assert_eq!(rsp, [0x03, 0x05, 0x02]);
     c.send_att(&[0x0A, 0x03, 0x00]).expect("read req");
-    let rsp = tokio::time::timeout(STEP, c.recv_att())
-        .await
-        .expect("read rsp in time")
-        .expect("read rsp");
+    let rsp = tokio::time::timeout(STEP, c.recv_att()).await.expect("read rsp in time").expect("read rsp");
     assert_eq!(rsp.len(), 513);
     assert_eq!(rsp[0], 0x0B);
     assert_eq!(&rsp[1..], &value[..]);
     let p = server.await.expect("server task");
     // The link is still up and usable after the large exchange.
     p.send_att(&[0x1B, 0x03, 0x00, 0xAA]).expect("notification");
-    let ntf = tokio::time::timeout(STEP, c.recv_att())
-        .await
-        .expect("ntf in time")
-        .expect("ntf");
+    let ntf = tokio::time::timeout(STEP, c.recv_att()).await.expect("ntf in time").expect("ntf");
     assert_eq!(ntf, [0x1B, 0x03, 0x00, 0xAA]);
 }
 
@@ -324,23 +232,11 @@ async fn a_vanishing_controller_fails_everything_promptly() {
     let (central, c, _periph, p) = connected_pair(&rc, "gattling-vanish").await;
     let pending = tokio::spawn(async move { c.recv_att().await });
     rc.kill();
-    let end = tokio::time::timeout(Duration::from_secs(3), p.closed())
-        .await
-        .expect("prompt");
+    let end = tokio::time::timeout(Duration::from_secs(3), p.closed()).await.expect("prompt");
     assert_eq!(end, LinkEnd::TransportClosed);
-    let r = tokio::time::timeout(Duration::from_secs(3), pending)
-        .await
-        .expect("prompt")
-        .expect("task");
-    assert!(
-        matches!(r, Err(gattling::Error::TransportClosed(_))),
-        "{r:?}"
-    );
-    let e = central
-        .scan(ScanOptions::default())
-        .await
-        .err()
-        .expect("scan must fail");
+    let r = tokio::time::timeout(Duration::from_secs(3), pending).await.expect("prompt").expect("task");
+    assert!(matches!(r, Err(gattling::Error::TransportClosed(_))), "{r:?}");
+    let e = central.scan(ScanOptions::default()).await.err().expect("scan must fail");
     assert!(e.to_string().contains("transport closed"), "{e}");
 }
 
@@ -351,31 +247,142 @@ async fn connect_times_out_and_cancels_when_nobody_advertises() {
     }
     let rc = RootCanal::start();
     let host = host_on(&rc).await;
-    let ghost = Address {
-        addr: static_random(),
-        kind: gattling::proto::gap::AddressType::Random,
-    };
+    let ghost = Address { addr: static_random(), kind: gattling::proto::gap::AddressType::Random };
     let t0 = std::time::Instant::now();
-    let r = host
-        .connect(
-            ghost,
-            ConnectOptions {
-                timeout: Duration::from_millis(300),
-                ..Default::default()
-            },
-        )
-        .await;
+    let r = host.connect(ghost, ConnectOptions { timeout: Duration::from_millis(300), ..Default::default() }).await;
     assert!(matches!(r, Err(gattling::Error::Timeout(_))), "{r:?}");
     assert!(t0.elapsed() < Duration::from_secs(5));
     // The host is usable again: a new attempt is not "busy".
-    let r = host
-        .connect(
-            ghost,
-            ConnectOptions {
-                timeout: Duration::from_millis(100),
-                ..Default::default()
-            },
-        )
-        .await;
+    let r = host.connect(ghost, ConnectOptions { timeout: Duration::from_millis(100), ..Default::default() }).await;
     assert!(matches!(r, Err(gattling::Error::Timeout(_))), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_layer_procedures_and_controller_crypto_work_over_rootcanal() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let (central, c, _periph, p) = connected_pair(&rc, "gattling-ll").await;
+
+    // LE Encrypt: the FIPS-197 AES-128 example, in HCI (least significant octet first) order.
+    let mut key: [u8; 16] = core::array::from_fn(|i| i as u8);
+    let mut plain: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
+    key.reverse();
+    plain.reverse();
+    let mut cipher = central.le_encrypt(key, plain).await.expect("LE Encrypt");
+    cipher.reverse();
+    assert_eq!(
+        cipher,
+        [0x69, 0xc4, 0xe0, 0xd8, 0x6a, 0x7b, 0x04, 0x30, 0xd8, 0xcd, 0xb7, 0x80, 0x70, 0xb4, 0xc5, 0x5a]
+    );
+    let (a, b) = (central.le_rand().await.expect("LE Rand"), central.le_rand().await.expect("LE Rand"));
+    assert_ne!(a, b, "two LE Rand results should differ");
+
+    // Central-initiated connection update.
+    let params = gattling::proto::hci::command::ConnParams {
+        interval_min: 12,
+        interval_max: 12,
+        latency: 0,
+        timeout: 300,
+        ..Default::default()
+    };
+    let (interval, latency, timeout) = c.update_parameters(params).await.expect("connection update");
+    assert_eq!((interval, latency, timeout), (12, 0, 300));
+
+    // Peripheral asks over L2CAP; the gattling central accepts and applies it.
+    let wanted = gattling::proto::hci::command::ConnParams {
+        interval_min: 24,
+        interval_max: 24,
+        latency: 0,
+        timeout: 400,
+        ..Default::default()
+    };
+    assert!(p.request_parameters(wanted).await.expect("L2CAP parameter request"), "central accepts");
+
+    // 2M PHY; LE Set Data Length only where the controller lists it (rootcanal 1.10 does not).
+    assert_eq!(c.set_phy(0b010, 0b010).await.expect("LE Set PHY"), (2, 2));
+    let dl = c.set_data_length(251, 2120).await;
+    match central.supports(gattling::proto::hci::Opcode::LE_SET_DATA_LENGTH) {
+        Some(true) => assert!(dl.is_ok(), "{dl:?}"),
+        _ => assert!(matches!(dl, Err(gattling::Error::Unsupported("LE Set Data Length"))), "{dl:?}"),
+    }
+
+    // The link still carries ATT afterwards.
+    c.send_att(&[0x0A, 0x01, 0x00]).expect("send");
+    let got = tokio::time::timeout(STEP, p.recv_att()).await.expect("in time").expect("recv");
+    assert_eq!(got, [0x0A, 0x01, 0x00]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_central_keeps_three_links_busy_at_once() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let central = host_on(&rc).await;
+    let mut links = Vec::new();
+    for i in 0..3 {
+        let name = format!("gattling-multi-{i}");
+        let periph = host_on(&rc).await;
+        advertise_name(&periph, &name).await;
+        let report = find_by_name(&central, &name).await;
+        let c = central.connect(report.address, ConnectOptions::default()).await.expect("connect");
+        let p = accept(&periph).await;
+        links.push((c, p, periph));
+    }
+    let handles: std::collections::HashSet<_> = links.iter().map(|(c, _, _)| c.handle()).collect();
+    assert_eq!(handles.len(), 3, "three distinct connection handles");
+    // Every link carries 20 large PDUs in both directions at the same time.
+    let mut tasks = Vec::new();
+    for (i, (c, p, periph)) in links.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            let echo = tokio::spawn(async move {
+                for _ in 0..20 {
+                    let pdu = p.recv_att().await.expect("peripheral recv");
+                    p.send_att(&pdu).expect("echo");
+                }
+                (p, periph)
+            });
+            for n in 0..20u8 {
+                let pdu: Vec<u8> = std::iter::once(0x52).chain((0..200).map(|k| k as u8 ^ n ^ i as u8)).collect();
+                c.send_att(&pdu).expect("central send");
+                let back = tokio::time::timeout(STEP, c.recv_att()).await.expect("echo in time").expect("recv");
+                assert_eq!(back, pdu, "link {i} message {n}");
+            }
+            echo.await.expect("echo task");
+            c
+        }));
+    }
+    for t in tasks {
+        let c = t.await.expect("link task");
+        assert_eq!(
+            c.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"),
+            status::LOCAL_HOST_TERMINATED
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_address_advertiser_is_found_as_public_by_bumble() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let host = Host::open(&rc.transport()).await.expect("host with its public address");
+    assert_eq!(host.address().kind, gattling::proto::gap::AddressType::Public);
+    advertise_name(&host, "gattling-public").await;
+    let transport = rc.transport();
+    let mut central = Peer::start(
+        "bumble_central.py",
+        &["--transport", &transport, "--name", "gattling-public", "--disconnect-after", "0.2"],
+    );
+    let found = central.expect("found", STEP).await;
+    assert_eq!(found["address_type"], "public");
+    assert_eq!(found["address"], host.address().addr.to_string());
+    central.expect("connected", STEP).await;
+    let conn = accept(&host).await;
+    assert_eq!(conn.peer().kind, gattling::proto::gap::AddressType::Random);
+    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
+    central.finish().await;
 }

@@ -53,12 +53,8 @@ fn controller(mut io: DuplexStream, script: Script) -> Arc<Mutex<Vec<Command>>> 
                 }
                 let cmd = Command::decode(p.body).expect("host sent a well-formed command");
                 if let Some(ret) = script(&cmd) {
-                    Event::CommandComplete {
-                        num_packets: 1,
-                        opcode: cmd.opcode(),
-                        return_params: &ret,
-                    }
-                    .encode_h4(&mut replies);
+                    Event::CommandComplete { num_packets: 1, opcode: cmd.opcode(), return_params: &ret }
+                        .encode_h4(&mut replies);
                 }
                 log.lock().unwrap().push(cmd);
             }
@@ -73,11 +69,7 @@ fn controller(mut io: DuplexStream, script: Script) -> Arc<Mutex<Vec<Command>>> 
 async fn host_with(script: Script) -> (Result<Host, Error>, Arc<Mutex<Vec<Command>>>) {
     let (host_io, ctrl_io) = tokio::io::duplex(4096);
     let seen = controller(ctrl_io, script);
-    let host = Host::start(
-        Transport::from_stream(host_io, "scripted"),
-        HostOptions::default(),
-    )
-    .await;
+    let host = Host::start(Transport::from_stream(host_io, "scripted"), HostOptions::default()).await;
     (host, seen)
 }
 
@@ -89,11 +81,7 @@ async fn le_read_buffer_size_v2_is_used_when_supported() {
     let seen = seen.lock().unwrap();
     assert!(seen.contains(&Command::LeReadBufferSizeV2));
     assert!(!seen.contains(&Command::LeReadBufferSize));
-    assert_eq!(
-        seen.first(),
-        Some(&Command::Reset),
-        "initialisation starts with Reset"
-    );
+    assert_eq!(seen.first(), Some(&Command::Reset), "initialisation starts with Reset");
     assert_eq!(host.address().addr.to_string(), "06:05:04:03:02:01");
 }
 
@@ -106,16 +94,9 @@ async fn br_edr_buffer_size_is_read_when_le_reports_zero() {
     }))
     .await;
     let host = host.expect("init");
-    assert_eq!(
-        host.acl_buffers(),
-        (1024, 10),
-        "Read Buffer Size: 1024-byte ACL x 10"
-    );
+    assert_eq!(host.acl_buffers(), (1024, 10), "Read Buffer Size: 1024-byte ACL x 10");
     let seen = seen.lock().unwrap();
-    assert!(
-        seen.contains(&Command::LeReadBufferSize),
-        "v1 without the v2 bit"
-    );
+    assert!(seen.contains(&Command::LeReadBufferSize), "v1 without the v2 bit");
     assert!(seen.contains(&Command::ReadBufferSize));
 }
 
@@ -127,10 +108,7 @@ async fn a_failed_command_names_the_command_and_status() {
     }))
     .await;
     let host = host.expect("init");
-    let e = host
-        .advertise(&Default::default())
-        .await
-        .expect_err("must fail");
+    let e = host.advertise(&Default::default()).await.expect_err("must fail");
     let text = e.to_string();
     assert!(text.contains("LE Set Advertising Enable"), "{text}");
     assert!(text.contains("Invalid HCI Command Parameters"), "{text}");
@@ -139,19 +117,13 @@ async fn a_failed_command_names_the_command_and_status() {
 #[tokio::test]
 async fn a_controller_that_vanishes_mid_command_fails_it_promptly() {
     let (host_io, mut ctrl_io) = tokio::io::duplex(4096);
-    let init = tokio::spawn(Host::start(
-        Transport::from_stream(host_io, "scripted"),
-        HostOptions::default(),
-    ));
+    let init = tokio::spawn(Host::start(Transport::from_stream(host_io, "scripted"), HostOptions::default()));
     // Read the Reset command, then hang up without answering.
     let mut buf = [0u8; 4];
     ctrl_io.read_exact(&mut buf).await.expect("reset");
     assert_eq!(buf, [0x01, 0x03, 0x0c, 0x00]);
     drop(ctrl_io);
-    let r = tokio::time::timeout(Duration::from_secs(2), init)
-        .await
-        .expect("no hang")
-        .expect("task");
+    let r = tokio::time::timeout(Duration::from_secs(2), init).await.expect("no hang").expect("task");
     match r {
         Err(Error::TransportClosed(why)) => assert!(why.contains("closed"), "{why}"),
         other => panic!("expected transport closed, got {other:?}"),
@@ -175,10 +147,7 @@ async fn a_silent_controller_times_out_instead_of_hanging() {
 #[tokio::test]
 async fn garbage_from_the_controller_is_survived() {
     let (host_io, mut ctrl_io) = tokio::io::duplex(4096);
-    let init = tokio::spawn(Host::start(
-        Transport::from_stream(host_io, "scripted"),
-        HostOptions::default(),
-    ));
+    let init = tokio::spawn(Host::start(Transport::from_stream(host_io, "scripted"), HostOptions::default()));
     let mut framer = H4Framer::default();
     let mut buf = [0u8; 512];
     let mut sent_garbage = false;
@@ -198,18 +167,10 @@ async fn garbage_from_the_controller_is_survived() {
                 out.clear();
             }
             let ret = standard(&cmd).unwrap_or_default();
-            Event::CommandComplete {
-                num_packets: 1,
-                opcode: cmd.opcode(),
-                return_params: &ret,
-            }
-            .encode_h4(&mut out);
+            Event::CommandComplete { num_packets: 1, opcode: cmd.opcode(), return_params: &ret }.encode_h4(&mut out);
             if cmd == Command::LeReadLocalSupportedFeatures {
                 ctrl_io.write_all(&out).await.expect("write");
-                let host = tokio::time::timeout(Duration::from_secs(2), init)
-                    .await
-                    .expect("init done")
-                    .expect("task");
+                let host = tokio::time::timeout(Duration::from_secs(2), init).await.expect("init done").expect("task");
                 assert!(host.is_ok(), "{host:?}");
                 return;
             }

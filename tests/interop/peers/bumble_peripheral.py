@@ -63,7 +63,9 @@ async def body(args, hci_transport):
     connected = asyncio.get_running_loop().create_future()
     device.on("connection", lambda c: connected.done() or connected.set_result(c))
     await device.start_advertising(advertising_data=adv_data, scan_response_data=scan_rsp,
-                                   auto_restart=False)
+                                   auto_restart=False,
+                                   advertising_interval_min=args.adv_interval,
+                                   advertising_interval_max=args.adv_interval)
     emit("advertising", address=addr_str(device.random_address))
 
     connection = await connected
@@ -76,6 +78,8 @@ def main():
     p.add_argument("--name", required=True, help="complete local name to advertise")
     p.add_argument("--name-in-scan-response", action="store_true",
                    help="put the name only in the scan response (adv data: flags + UUID16 0x180D)")
+    p.add_argument("--adv-interval", type=float, default=100.0, metavar="MS",
+                   help="advertising interval in ms (default 100; bumble's own default is 1000)")
     p.add_argument("--gatt", action="store_true",
                    help=f"serve a test service {GATT_SERVICE_UUID} with a read/write/notify echo "
                         f"characteristic {GATT_ECHO_UUID}")

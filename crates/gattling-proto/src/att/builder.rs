@@ -83,15 +83,7 @@ impl<'o> ListBuilder<'o> {
         if kind.header_len() == 2 {
             out.put_u8(0);
         }
-        Self {
-            out,
-            start,
-            mtu: usize::from(mtu),
-            kind,
-            record_len: 0,
-            records: 0,
-            full: false,
-        }
+        Self { out, start, mtu: usize::from(mtu), kind, record_len: 0, records: 0, full: false }
     }
 
     /// The PDU being built (Core Vol 3 Part F §3.4).
@@ -146,11 +138,7 @@ impl<'o> ListBuilder<'o> {
             Uuid::U16(_) => InformationFormat::Uuid16,
             _ => InformationFormat::Uuid128,
         };
-        if !self.admit(
-            ListKind::FindInformationRsp,
-            format.record_len(),
-            Some(format.as_u8()),
-        ) {
+        if !self.admit(ListKind::FindInformationRsp, format.record_len(), Some(format.as_u8())) {
             return false;
         }
         self.out.put_u16(handle);
@@ -194,11 +182,7 @@ impl<'o> ListBuilder<'o> {
         let cap = self.mtu.saturating_sub(6).min(251);
         let value = value.get(..cap).unwrap_or(value);
         let rec_len = 4 + value.len();
-        if !self.admit(
-            ListKind::ReadByGroupTypeRsp,
-            rec_len,
-            u8::try_from(rec_len).ok(),
-        ) {
+        if !self.admit(ListKind::ReadByGroupTypeRsp, rec_len, u8::try_from(rec_len).ok()) {
             return false;
         }
         self.out.put_u16(handle);

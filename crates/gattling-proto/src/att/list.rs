@@ -22,17 +22,9 @@ fn check_records(what: &'static str, data: &[u8], rec_len: usize) -> Result<(), 
     let rec_len = rec_len.max(1);
     let partial = data.len() % rec_len;
     if data.is_empty() {
-        Err(DecodeError::Truncated {
-            what,
-            need: rec_len,
-            have: 0,
-        })
+        Err(DecodeError::Truncated { what, need: rec_len, have: 0 })
     } else if partial != 0 {
-        Err(DecodeError::Truncated {
-            what,
-            need: data.len() - partial + rec_len,
-            have: data.len(),
-        })
+        Err(DecodeError::Truncated { what, need: data.len() - partial + rec_len, have: data.len() })
     } else {
         Ok(())
     }
@@ -44,8 +36,7 @@ fn le16(b: [u8; 2]) -> u16 {
 
 /// Splits a record into its leading 16-bit handle and the rest.
 fn split_u16(rec: &[u8]) -> Option<(u16, &[u8])> {
-    rec.split_first_chunk::<2>()
-        .map(|(h, rest)| (le16(*h), rest))
+    rec.split_first_chunk::<2>().map(|(h, rest)| (le16(*h), rest))
 }
 
 /// Format of the Find Information Response data (Core Vol 3 Part F §3.4.3.2).
@@ -94,11 +85,7 @@ impl<'a> InformationData<'a> {
         Self::parse(format, data, WHAT_INFO)
     }
 
-    pub(crate) fn parse(
-        format: InformationFormat,
-        data: &'a [u8],
-        what: &'static str,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn parse(format: InformationFormat, data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         check_records(what, data, format.record_len())?;
         Ok(Self { format, data })
     }
@@ -125,9 +112,7 @@ impl<'a> InformationData<'a> {
 
     /// Iterates the (handle, UUID) pairs (Core Vol 3 Part F §3.4.3.2).
     pub fn iter(&self) -> InformationIter<'a> {
-        InformationIter {
-            chunks: self.data.chunks_exact(self.format.record_len()),
-        }
+        InformationIter { chunks: self.data.chunks_exact(self.format.record_len()) }
     }
 }
 
@@ -193,9 +178,7 @@ impl<'a> HandlesInformationList<'a> {
 
     /// Iterates (found attribute handle, group end handle) (Core Vol 3 Part F §3.4.3.4).
     pub fn iter(&self) -> HandlesInformationIter<'a> {
-        HandlesInformationIter {
-            chunks: self.data.chunks_exact(4),
-        }
+        HandlesInformationIter { chunks: self.data.chunks_exact(4) }
     }
 }
 
@@ -242,16 +225,9 @@ impl<'a> AttributeDataList<'a> {
         Self::parse(length, data, WHAT_ATTR_DATA)
     }
 
-    pub(crate) fn parse(
-        length: u8,
-        data: &'a [u8],
-        what: &'static str,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn parse(length: u8, data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         if length < 2 {
-            return Err(DecodeError::Invalid {
-                what,
-                reason: "length field is below 2",
-            });
+            return Err(DecodeError::Invalid { what, reason: "length field is below 2" });
         }
         check_records(what, data, usize::from(length))?;
         Ok(Self { length, data })
@@ -284,9 +260,7 @@ impl<'a> AttributeDataList<'a> {
 
     /// Iterates (attribute handle, value) (Core Vol 3 Part F §3.4.4.2).
     pub fn iter(&self) -> AttributeDataIter<'a> {
-        AttributeDataIter {
-            chunks: self.data.chunks_exact(usize::from(self.length.max(1))),
-        }
+        AttributeDataIter { chunks: self.data.chunks_exact(usize::from(self.length.max(1))) }
     }
 }
 
@@ -331,16 +305,9 @@ impl<'a> GroupDataList<'a> {
         Self::parse(length, data, WHAT_GROUP_DATA)
     }
 
-    pub(crate) fn parse(
-        length: u8,
-        data: &'a [u8],
-        what: &'static str,
-    ) -> Result<Self, DecodeError> {
+    pub(crate) fn parse(length: u8, data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         if length < 4 {
-            return Err(DecodeError::Invalid {
-                what,
-                reason: "length field is below 4",
-            });
+            return Err(DecodeError::Invalid { what, reason: "length field is below 4" });
         }
         check_records(what, data, usize::from(length))?;
         Ok(Self { length, data })
@@ -373,9 +340,7 @@ impl<'a> GroupDataList<'a> {
 
     /// Iterates (attribute handle, end group handle, value) (Core Vol 3 Part F §3.4.4.10).
     pub fn iter(&self) -> GroupDataIter<'a> {
-        GroupDataIter {
-            chunks: self.data.chunks_exact(usize::from(self.length.max(1))),
-        }
+        GroupDataIter { chunks: self.data.chunks_exact(usize::from(self.length.max(1))) }
     }
 }
 
@@ -422,17 +387,10 @@ impl<'a> HandleList<'a> {
 
     pub(crate) fn parse(data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         if data.len() % 2 == 1 {
-            return Err(DecodeError::Truncated {
-                what,
-                need: data.len() + 1,
-                have: data.len(),
-            });
+            return Err(DecodeError::Truncated { what, need: data.len() + 1, have: data.len() });
         }
         if data.len() < 4 {
-            return Err(DecodeError::Invalid {
-                what,
-                reason: "fewer than two handles",
-            });
+            return Err(DecodeError::Invalid { what, reason: "fewer than two handles" });
         }
         Ok(Self { data })
     }
@@ -454,9 +412,7 @@ impl<'a> HandleList<'a> {
 
     /// Iterates the handles in order (Core Vol 3 Part F §3.4.4.7).
     pub fn iter(&self) -> HandleIter<'a> {
-        HandleIter {
-            chunks: self.data.chunks_exact(2),
-        }
+        HandleIter { chunks: self.data.chunks_exact(2) }
     }
 }
 
@@ -505,11 +461,7 @@ impl<'a> LengthValueList<'a> {
 
     pub(crate) fn parse(data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         if data.len() < 2 {
-            return Err(DecodeError::Truncated {
-                what,
-                need: 2,
-                have: data.len(),
-            });
+            return Err(DecodeError::Truncated { what, need: 2, have: data.len() });
         }
         Ok(Self { data })
     }
@@ -559,9 +511,7 @@ impl<'a> Iterator for LengthValueIter<'a> {
             self.rest = &[];
             return None;
         };
-        let (value, next) = tail
-            .split_at_checked(usize::from(len))
-            .unwrap_or((tail, &[]));
+        let (value, next) = tail.split_at_checked(usize::from(len)).unwrap_or((tail, &[]));
         self.rest = next;
         Some(value)
     }
@@ -583,32 +533,18 @@ impl<'a> HandleValueList<'a> {
 
     pub(crate) fn parse(data: &'a [u8], what: &'static str) -> Result<Self, DecodeError> {
         if data.is_empty() {
-            return Err(DecodeError::Truncated {
-                what,
-                need: 4,
-                have: 0,
-            });
+            return Err(DecodeError::Truncated { what, need: 4, have: 0 });
         }
         let mut rest = data;
         while !rest.is_empty() {
             let Some((header, tail)) = rest.split_first_chunk::<4>() else {
-                return Err(DecodeError::Truncated {
-                    what,
-                    need: 4,
-                    have: rest.len(),
-                });
+                return Err(DecodeError::Truncated { what, need: 4, have: rest.len() });
             };
             let [_, _, l0, l1] = *header;
             let len = usize::from(le16([l0, l1]));
             match tail.split_at_checked(len) {
                 Some((_, next)) => rest = next,
-                None => {
-                    return Err(DecodeError::Truncated {
-                        what,
-                        need: 4 + len,
-                        have: rest.len(),
-                    })
-                }
+                None => return Err(DecodeError::Truncated { what, need: 4 + len, have: rest.len() }),
             }
         }
         Ok(Self { data })

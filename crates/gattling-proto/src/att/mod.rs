@@ -17,9 +17,9 @@ mod tests;
 pub use builder::{ListBuilder, ListKind};
 pub use error::ErrorCode;
 pub use list::{
-    AttributeDataIter, AttributeDataList, GroupDataIter, GroupDataList, HandleIter, HandleList,
-    HandleValueIter, HandleValueList, HandlesInformationIter, HandlesInformationList,
-    InformationData, InformationFormat, InformationIter, LengthValueIter, LengthValueList,
+    AttributeDataIter, AttributeDataList, GroupDataIter, GroupDataList, HandleIter, HandleList, HandleValueIter,
+    HandleValueList, HandlesInformationIter, HandlesInformationList, InformationData, InformationFormat,
+    InformationIter, LengthValueIter, LengthValueList,
 };
 pub use opcode::{expected_response, is_command, is_request, is_response, is_signed, PduKind};
 
@@ -293,16 +293,9 @@ const fn pdu_id(op: u8) -> &'static str {
 /// Decodes a 16- or 128-bit attribute type (Core Vol 3 Part F §3.4.4.1, §3.4.4.9).
 fn decode_type(bytes: &[u8], what: &'static str) -> Result<Uuid, DecodeError> {
     match bytes.len() {
-        0 | 1 => Err(DecodeError::Truncated {
-            what,
-            need: 2,
-            have: bytes.len(),
-        }),
+        0 | 1 => Err(DecodeError::Truncated { what, need: 2, have: bytes.len() }),
         2 | 16 => Uuid::from_le_bytes(bytes),
-        _ => Err(DecodeError::Invalid {
-            what,
-            reason: "attribute type is not 2 or 16 bytes",
-        }),
+        _ => Err(DecodeError::Invalid { what, reason: "attribute type is not 2 or 16 bytes" }),
     }
 }
 
@@ -330,147 +323,83 @@ impl<'a> AttPdu<'a> {
     /// or flags `Invalid`.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         let Some((&op, params)) = bytes.split_first() else {
-            return Err(DecodeError::Truncated {
-                what: "ATT PDU",
-                need: 1,
-                have: 0,
-            });
+            return Err(DecodeError::Truncated { what: "ATT PDU", need: 1, have: 0 });
         };
         let what = pdu_id(op);
         let mut r = Reader::new(params, what);
         let pdu = match op {
-            opcode::ERROR_RSP => AttPdu::ErrorRsp {
-                request_opcode: r.u8()?,
-                handle: r.u16()?,
-                error: ErrorCode(r.u8()?),
-            },
-            opcode::EXCHANGE_MTU_REQ => AttPdu::ExchangeMtuReq {
-                client_rx_mtu: r.u16()?,
-            },
-            opcode::EXCHANGE_MTU_RSP => AttPdu::ExchangeMtuRsp {
-                server_rx_mtu: r.u16()?,
-            },
-            opcode::FIND_INFORMATION_REQ => AttPdu::FindInformationReq {
-                start: r.u16()?,
-                end: r.u16()?,
-            },
-            opcode::FIND_INFORMATION_RSP => {
-                let format = InformationFormat::from_u8(r.u8()?).ok_or(DecodeError::Invalid {
-                    what,
-                    reason: "format is not 0x01 or 0x02",
-                })?;
-                AttPdu::FindInformationRsp {
-                    data: InformationData::parse(format, r.rest(), what)?,
-                }
+            opcode::ERROR_RSP => {
+                AttPdu::ErrorRsp { request_opcode: r.u8()?, handle: r.u16()?, error: ErrorCode(r.u8()?) }
             }
-            opcode::FIND_BY_TYPE_VALUE_REQ => AttPdu::FindByTypeValueReq {
-                start: r.u16()?,
-                end: r.u16()?,
-                attribute_type: r.u16()?,
-                value: r.rest(),
-            },
-            opcode::FIND_BY_TYPE_VALUE_RSP => AttPdu::FindByTypeValueRsp {
-                data: HandlesInformationList::parse(r.rest(), what)?,
-            },
-            opcode::READ_BY_TYPE_REQ => AttPdu::ReadByTypeReq {
-                start: r.u16()?,
-                end: r.u16()?,
-                attribute_type: decode_type(r.rest(), what)?,
-            },
+            opcode::EXCHANGE_MTU_REQ => AttPdu::ExchangeMtuReq { client_rx_mtu: r.u16()? },
+            opcode::EXCHANGE_MTU_RSP => AttPdu::ExchangeMtuRsp { server_rx_mtu: r.u16()? },
+            opcode::FIND_INFORMATION_REQ => AttPdu::FindInformationReq { start: r.u16()?, end: r.u16()? },
+            opcode::FIND_INFORMATION_RSP => {
+                let format = InformationFormat::from_u8(r.u8()?)
+                    .ok_or(DecodeError::Invalid { what, reason: "format is not 0x01 or 0x02" })?;
+                AttPdu::FindInformationRsp { data: InformationData::parse(format, r.rest(), what)? }
+            }
+            opcode::FIND_BY_TYPE_VALUE_REQ => {
+                AttPdu::FindByTypeValueReq { start: r.u16()?, end: r.u16()?, attribute_type: r.u16()?, value: r.rest() }
+            }
+            opcode::FIND_BY_TYPE_VALUE_RSP => {
+                AttPdu::FindByTypeValueRsp { data: HandlesInformationList::parse(r.rest(), what)? }
+            }
+            opcode::READ_BY_TYPE_REQ => {
+                AttPdu::ReadByTypeReq { start: r.u16()?, end: r.u16()?, attribute_type: decode_type(r.rest(), what)? }
+            }
             opcode::READ_BY_TYPE_RSP => {
                 let length = r.u8()?;
-                AttPdu::ReadByTypeRsp {
-                    data: AttributeDataList::parse(length, r.rest(), what)?,
-                }
+                AttPdu::ReadByTypeRsp { data: AttributeDataList::parse(length, r.rest(), what)? }
             }
             opcode::READ_REQ => AttPdu::ReadReq { handle: r.u16()? },
             opcode::READ_RSP => AttPdu::ReadRsp { value: r.rest() },
-            opcode::READ_BLOB_REQ => AttPdu::ReadBlobReq {
-                handle: r.u16()?,
-                offset: r.u16()?,
-            },
+            opcode::READ_BLOB_REQ => AttPdu::ReadBlobReq { handle: r.u16()?, offset: r.u16()? },
             opcode::READ_BLOB_RSP => AttPdu::ReadBlobRsp { value: r.rest() },
-            opcode::READ_MULTIPLE_REQ => AttPdu::ReadMultipleReq {
-                handles: HandleList::parse(r.rest(), what)?,
-            },
+            opcode::READ_MULTIPLE_REQ => AttPdu::ReadMultipleReq { handles: HandleList::parse(r.rest(), what)? },
             opcode::READ_MULTIPLE_RSP => AttPdu::ReadMultipleRsp { values: r.rest() },
-            opcode::READ_BY_GROUP_TYPE_REQ => AttPdu::ReadByGroupTypeReq {
-                start: r.u16()?,
-                end: r.u16()?,
-                group_type: decode_type(r.rest(), what)?,
-            },
+            opcode::READ_BY_GROUP_TYPE_REQ => {
+                AttPdu::ReadByGroupTypeReq { start: r.u16()?, end: r.u16()?, group_type: decode_type(r.rest(), what)? }
+            }
             opcode::READ_BY_GROUP_TYPE_RSP => {
                 let length = r.u8()?;
-                AttPdu::ReadByGroupTypeRsp {
-                    data: GroupDataList::parse(length, r.rest(), what)?,
-                }
+                AttPdu::ReadByGroupTypeRsp { data: GroupDataList::parse(length, r.rest(), what)? }
             }
-            opcode::WRITE_REQ => AttPdu::WriteReq {
-                handle: r.u16()?,
-                value: r.rest(),
-            },
+            opcode::WRITE_REQ => AttPdu::WriteReq { handle: r.u16()?, value: r.rest() },
             opcode::WRITE_RSP => AttPdu::WriteRsp,
-            opcode::WRITE_CMD => AttPdu::WriteCmd {
-                handle: r.u16()?,
-                value: r.rest(),
-            },
+            opcode::WRITE_CMD => AttPdu::WriteCmd { handle: r.u16()?, value: r.rest() },
             opcode::SIGNED_WRITE_CMD => {
                 let handle = r.u16()?;
                 let rest = r.rest();
                 let Some((value, signature)) = rest.split_last_chunk::<SIGNATURE_LEN>() else {
-                    return Err(DecodeError::Truncated {
-                        what,
-                        need: SIGNATURE_LEN,
-                        have: rest.len(),
-                    });
+                    return Err(DecodeError::Truncated { what, need: SIGNATURE_LEN, have: rest.len() });
                 };
-                AttPdu::SignedWriteCmd {
-                    handle,
-                    value,
-                    signature: *signature,
-                }
+                AttPdu::SignedWriteCmd { handle, value, signature: *signature }
             }
-            opcode::PREPARE_WRITE_REQ => AttPdu::PrepareWriteReq {
-                handle: r.u16()?,
-                offset: r.u16()?,
-                value: r.rest(),
-            },
-            opcode::PREPARE_WRITE_RSP => AttPdu::PrepareWriteRsp {
-                handle: r.u16()?,
-                offset: r.u16()?,
-                value: r.rest(),
-            },
+            opcode::PREPARE_WRITE_REQ => {
+                AttPdu::PrepareWriteReq { handle: r.u16()?, offset: r.u16()?, value: r.rest() }
+            }
+            opcode::PREPARE_WRITE_RSP => {
+                AttPdu::PrepareWriteRsp { handle: r.u16()?, offset: r.u16()?, value: r.rest() }
+            }
             opcode::EXECUTE_WRITE_REQ => AttPdu::ExecuteWriteReq {
-                flags: ExecuteWriteFlags::from_u8(r.u8()?).ok_or(DecodeError::Invalid {
-                    what,
-                    reason: "flags are not 0x00 or 0x01",
-                })?,
+                flags: ExecuteWriteFlags::from_u8(r.u8()?)
+                    .ok_or(DecodeError::Invalid { what, reason: "flags are not 0x00 or 0x01" })?,
             },
             opcode::EXECUTE_WRITE_RSP => AttPdu::ExecuteWriteRsp,
-            opcode::HANDLE_VALUE_NTF => AttPdu::HandleValueNtf {
-                handle: r.u16()?,
-                value: r.rest(),
-            },
-            opcode::HANDLE_VALUE_IND => AttPdu::HandleValueInd {
-                handle: r.u16()?,
-                value: r.rest(),
-            },
+            opcode::HANDLE_VALUE_NTF => AttPdu::HandleValueNtf { handle: r.u16()?, value: r.rest() },
+            opcode::HANDLE_VALUE_IND => AttPdu::HandleValueInd { handle: r.u16()?, value: r.rest() },
             opcode::HANDLE_VALUE_CFM => AttPdu::HandleValueCfm,
-            opcode::READ_MULTIPLE_VARIABLE_REQ => AttPdu::ReadMultipleVariableReq {
-                handles: HandleList::parse(r.rest(), what)?,
-            },
-            opcode::READ_MULTIPLE_VARIABLE_RSP => AttPdu::ReadMultipleVariableRsp {
-                data: LengthValueList::parse(r.rest(), what)?,
-            },
-            opcode::MULTIPLE_HANDLE_VALUE_NTF => AttPdu::MultipleHandleValueNtf {
-                data: HandleValueList::parse(r.rest(), what)?,
-            },
-            code => {
-                return Err(DecodeError::Unknown {
-                    what: "ATT PDU",
-                    code: u16::from(code),
-                })
+            opcode::READ_MULTIPLE_VARIABLE_REQ => {
+                AttPdu::ReadMultipleVariableReq { handles: HandleList::parse(r.rest(), what)? }
             }
+            opcode::READ_MULTIPLE_VARIABLE_RSP => {
+                AttPdu::ReadMultipleVariableRsp { data: LengthValueList::parse(r.rest(), what)? }
+            }
+            opcode::MULTIPLE_HANDLE_VALUE_NTF => {
+                AttPdu::MultipleHandleValueNtf { data: HandleValueList::parse(r.rest(), what)? }
+            }
+            code => return Err(DecodeError::Unknown { what: "ATT PDU", code: u16::from(code) }),
         };
         r.finish()?;
         Ok(pdu)
@@ -539,10 +468,9 @@ impl<'a> AttPdu<'a> {
             AttPdu::FindInformationRsp { data } => 1 + data.as_bytes().len(),
             AttPdu::FindByTypeValueReq { value, .. } => 6 + value.len(),
             AttPdu::FindByTypeValueRsp { data } => data.as_bytes().len(),
-            AttPdu::ReadByTypeReq {
-                attribute_type: t, ..
+            AttPdu::ReadByTypeReq { attribute_type: t, .. } | AttPdu::ReadByGroupTypeReq { group_type: t, .. } => {
+                4 + type_len(&t)
             }
-            | AttPdu::ReadByGroupTypeReq { group_type: t, .. } => 4 + type_len(&t),
             AttPdu::ReadByTypeRsp { data } => 1 + data.as_bytes().len(),
             AttPdu::ReadReq { .. } => 2,
             AttPdu::ReadRsp { value } | AttPdu::ReadBlobRsp { value } => value.len(),
@@ -558,9 +486,7 @@ impl<'a> AttPdu<'a> {
             | AttPdu::HandleValueInd { value, .. } => 2 + value.len(),
             AttPdu::WriteRsp | AttPdu::ExecuteWriteRsp | AttPdu::HandleValueCfm => 0,
             AttPdu::SignedWriteCmd { value, .. } => 2 + value.len() + SIGNATURE_LEN,
-            AttPdu::PrepareWriteReq { value, .. } | AttPdu::PrepareWriteRsp { value, .. } => {
-                4 + value.len()
-            }
+            AttPdu::PrepareWriteReq { value, .. } | AttPdu::PrepareWriteRsp { value, .. } => 4 + value.len(),
             AttPdu::ExecuteWriteReq { .. } => 1,
             AttPdu::ReadMultipleVariableRsp { data } => data.as_bytes().len(),
             AttPdu::MultipleHandleValueNtf { data } => data.as_bytes().len(),
@@ -578,17 +504,14 @@ impl<'a> AttPdu<'a> {
         out.reserve(self.encoded_len());
         out.put_u8(self.opcode());
         match *self {
-            AttPdu::ErrorRsp {
-                request_opcode,
-                handle,
-                error,
-            } => {
+            AttPdu::ErrorRsp { request_opcode, handle, error } => {
                 out.put_u8(request_opcode);
                 out.put_u16(handle);
                 out.put_u8(error.0);
             }
-            AttPdu::ExchangeMtuReq { client_rx_mtu: mtu }
-            | AttPdu::ExchangeMtuRsp { server_rx_mtu: mtu } => out.put_u16(mtu),
+            AttPdu::ExchangeMtuReq { client_rx_mtu: mtu } | AttPdu::ExchangeMtuRsp { server_rx_mtu: mtu } => {
+                out.put_u16(mtu)
+            }
             AttPdu::FindInformationReq { start, end } => {
                 out.put_u16(start);
                 out.put_u16(end);
@@ -597,28 +520,15 @@ impl<'a> AttPdu<'a> {
                 out.put_u8(data.format().as_u8());
                 out.put(data.as_bytes());
             }
-            AttPdu::FindByTypeValueReq {
-                start,
-                end,
-                attribute_type,
-                value,
-            } => {
+            AttPdu::FindByTypeValueReq { start, end, attribute_type, value } => {
                 out.put_u16(start);
                 out.put_u16(end);
                 out.put_u16(attribute_type);
                 out.put(value);
             }
             AttPdu::FindByTypeValueRsp { data } => out.put(data.as_bytes()),
-            AttPdu::ReadByTypeReq {
-                start,
-                end,
-                attribute_type: t,
-            }
-            | AttPdu::ReadByGroupTypeReq {
-                start,
-                end,
-                group_type: t,
-            } => {
+            AttPdu::ReadByTypeReq { start, end, attribute_type: t }
+            | AttPdu::ReadByGroupTypeReq { start, end, group_type: t } => {
                 out.put_u16(start);
                 out.put_u16(end);
                 put_type(&t, out);
@@ -649,25 +559,12 @@ impl<'a> AttPdu<'a> {
                 out.put(value);
             }
             AttPdu::WriteRsp | AttPdu::ExecuteWriteRsp | AttPdu::HandleValueCfm => {}
-            AttPdu::SignedWriteCmd {
-                handle,
-                value,
-                signature,
-            } => {
+            AttPdu::SignedWriteCmd { handle, value, signature } => {
                 out.put_u16(handle);
                 out.put(value);
                 out.put(&signature);
             }
-            AttPdu::PrepareWriteReq {
-                handle,
-                offset,
-                value,
-            }
-            | AttPdu::PrepareWriteRsp {
-                handle,
-                offset,
-                value,
-            } => {
+            AttPdu::PrepareWriteReq { handle, offset, value } | AttPdu::PrepareWriteRsp { handle, offset, value } => {
                 out.put_u16(handle);
                 out.put_u16(offset);
                 out.put(value);

@@ -6,9 +6,8 @@ use alloc::vec::Vec;
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 
-const GAP_UUID128: [u8; 16] = [
-    0xF0, 0xDE, 0xBC, 0x9A, 0x78, 0x56, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12,
-];
+const GAP_UUID128: [u8; 16] =
+    [0xF0, 0xDE, 0xBC, 0x9A, 0x78, 0x56, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12, 0x78, 0x56, 0x34, 0x12];
 
 fn roundtrip(bytes: &[u8]) -> AttPdu<'_> {
     let pdu = AttPdu::decode(bytes).expect("decodes");
@@ -38,137 +37,69 @@ fn error_rsp_bytes() {
 #[test]
 fn read_by_group_type_rsp_16_bit() {
     // GAP service 0x0001..0x0007, GATT service 0x0008..0x000B.
-    let bytes = [
-        0x11, 0x06, 0x01, 0x00, 0x07, 0x00, 0x00, 0x18, 0x08, 0x00, 0x0B, 0x00, 0x01, 0x18,
-    ];
-    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
+    let bytes = [0x11, 0x06, 0x01, 0x00, 0x07, 0x00, 0x00, 0x18, 0x08, 0x00, 0x0B, 0x00, 0x01, 0x18];
+    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
     assert_eq!(data.length(), 6);
     assert_eq!(data.value_len(), 2);
     assert_eq!(data.len(), 2);
     let groups: Vec<_> = data.iter().collect();
-    assert_eq!(
-        groups,
-        vec![
-            (0x0001, 0x0007, &[0x00, 0x18][..]),
-            (0x0008, 0x000B, &[0x01, 0x18][..])
-        ]
-    );
+    assert_eq!(groups, vec![(0x0001, 0x0007, &[0x00, 0x18][..]), (0x0008, 0x000B, &[0x01, 0x18][..])]);
 }
 
 #[test]
 fn read_by_group_type_rsp_128_bit() {
     let mut bytes = vec![0x11, 0x14, 0x0C, 0x00, 0x0F, 0x00];
     bytes.extend_from_slice(&GAP_UUID128);
-    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
     assert_eq!(data.length(), 20);
     let groups: Vec<_> = data.iter().collect();
     assert_eq!(groups, vec![(0x000C, 0x000F, &GAP_UUID128[..])]);
-    assert_eq!(
-        Uuid::from_le_bytes(groups[0].2),
-        Ok(Uuid::U128(GAP_UUID128))
-    );
+    assert_eq!(Uuid::from_le_bytes(groups[0].2), Ok(Uuid::U128(GAP_UUID128)));
 }
 
 #[test]
 fn find_information_rsp_format_2() {
     let mut bytes = vec![0x05, 0x02, 0x10, 0x00];
     bytes.extend_from_slice(&GAP_UUID128);
-    let AttPdu::FindInformationRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::FindInformationRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
     assert_eq!(data.format(), InformationFormat::Uuid128);
-    assert_eq!(
-        data.iter().collect::<Vec<_>>(),
-        vec![(0x0010, Uuid::U128(GAP_UUID128))]
-    );
+    assert_eq!(data.iter().collect::<Vec<_>>(), vec![(0x0010, Uuid::U128(GAP_UUID128))]);
 }
 
 #[test]
 fn find_information_rsp_format_1() {
     let bytes = [0x05, 0x01, 0x03, 0x00, 0x02, 0x29, 0x04, 0x00, 0x01, 0x29];
-    let AttPdu::FindInformationRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
-    assert_eq!(
-        data.iter().collect::<Vec<_>>(),
-        vec![(3, Uuid::U16(0x2902)), (4, Uuid::U16(0x2901))]
-    );
+    let AttPdu::FindInformationRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
+    assert_eq!(data.iter().collect::<Vec<_>>(), vec![(3, Uuid::U16(0x2902)), (4, Uuid::U16(0x2901))]);
     assert_eq!(data.iter().len(), 2);
 }
 
 #[test]
 fn simple_request_bytes() {
-    assert_eq!(
-        roundtrip(&[0x02, 0x17, 0x00]),
-        AttPdu::ExchangeMtuReq { client_rx_mtu: 23 }
-    );
-    assert_eq!(
-        roundtrip(&[0x0A, 0x03, 0x00]),
-        AttPdu::ReadReq { handle: 3 }
-    );
-    assert_eq!(
-        roundtrip(&[0x0C, 0x03, 0x00, 0x16, 0x00]),
-        AttPdu::ReadBlobReq {
-            handle: 3,
-            offset: 22
-        }
-    );
+    assert_eq!(roundtrip(&[0x02, 0x17, 0x00]), AttPdu::ExchangeMtuReq { client_rx_mtu: 23 });
+    assert_eq!(roundtrip(&[0x0A, 0x03, 0x00]), AttPdu::ReadReq { handle: 3 });
+    assert_eq!(roundtrip(&[0x0C, 0x03, 0x00, 0x16, 0x00]), AttPdu::ReadBlobReq { handle: 3, offset: 22 });
     assert_eq!(
         roundtrip(&[0x08, 0x01, 0x00, 0xFF, 0xFF, 0x03, 0x28]),
-        AttPdu::ReadByTypeReq {
-            start: 1,
-            end: 0xFFFF,
-            attribute_type: Uuid::U16(0x2803)
-        }
+        AttPdu::ReadByTypeReq { start: 1, end: 0xFFFF, attribute_type: Uuid::U16(0x2803) }
     );
     assert_eq!(
         roundtrip(&[0x06, 0x01, 0x00, 0xFF, 0xFF, 0x00, 0x28, 0x0D, 0x18]),
-        AttPdu::FindByTypeValueReq {
-            start: 1,
-            end: 0xFFFF,
-            attribute_type: 0x2800,
-            value: &[0x0D, 0x18],
-        }
+        AttPdu::FindByTypeValueReq { start: 1, end: 0xFFFF, attribute_type: 0x2800, value: &[0x0D, 0x18] }
     );
-    assert_eq!(
-        roundtrip(&[0x18, 0x01]),
-        AttPdu::ExecuteWriteReq {
-            flags: ExecuteWriteFlags::Write
-        }
-    );
+    assert_eq!(roundtrip(&[0x18, 0x01]), AttPdu::ExecuteWriteReq { flags: ExecuteWriteFlags::Write });
     assert_eq!(roundtrip(&[0x13]), AttPdu::WriteRsp);
     assert_eq!(roundtrip(&[0x1E]), AttPdu::HandleValueCfm);
-    assert_eq!(
-        roundtrip(&[0x52, 0x05, 0x00, 0x01, 0x02]),
-        AttPdu::WriteCmd {
-            handle: 5,
-            value: &[1, 2]
-        }
-    );
+    assert_eq!(roundtrip(&[0x52, 0x05, 0x00, 0x01, 0x02]), AttPdu::WriteCmd { handle: 5, value: &[1, 2] });
 }
 
 #[test]
 fn read_by_type_req_128_bit_and_32_bit_encoding() {
     let mut bytes = vec![0x08, 0x01, 0x00, 0x05, 0x00];
     bytes.extend_from_slice(&GAP_UUID128);
-    assert_eq!(
-        roundtrip(&bytes),
-        AttPdu::ReadByTypeReq {
-            start: 1,
-            end: 5,
-            attribute_type: Uuid::U128(GAP_UUID128)
-        }
-    );
+    assert_eq!(roundtrip(&bytes), AttPdu::ReadByTypeReq { start: 1, end: 5, attribute_type: Uuid::U128(GAP_UUID128) });
     // A 32-bit UUID goes out in its 128-bit form.
-    let pdu = AttPdu::ReadByGroupTypeReq {
-        start: 1,
-        end: 2,
-        group_type: Uuid::U32(0x1234_5678),
-    };
+    let pdu = AttPdu::ReadByGroupTypeReq { start: 1, end: 2, group_type: Uuid::U32(0x1234_5678) };
     let out = pdu.to_vec();
     assert_eq!(out.len(), pdu.encoded_len());
     assert_eq!(out.len(), 21);
@@ -193,50 +124,31 @@ fn signed_write_cmd_bytes() {
 
 #[test]
 fn multiple_handle_value_ntf_bytes() {
-    let bytes = [
-        0x23, 0x03, 0x00, 0x02, 0x00, 0xAA, 0xBB, 0x05, 0x00, 0x01, 0x00, 0xCC,
-    ];
-    let AttPdu::MultipleHandleValueNtf { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
-    assert_eq!(
-        data.iter().collect::<Vec<_>>(),
-        vec![(3, 2, &[0xAA, 0xBB][..]), (5, 1, &[0xCC][..])]
-    );
+    let bytes = [0x23, 0x03, 0x00, 0x02, 0x00, 0xAA, 0xBB, 0x05, 0x00, 0x01, 0x00, 0xCC];
+    let AttPdu::MultipleHandleValueNtf { data } = roundtrip(&bytes) else { panic!("wrong variant") };
+    assert_eq!(data.iter().collect::<Vec<_>>(), vec![(3, 2, &[0xAA, 0xBB][..]), (5, 1, &[0xCC][..])]);
 }
 
 #[test]
 fn read_multiple_variable_rsp_truncated_last_value() {
     // Values of 2 and 4 bytes; the second is cut after 1 byte.
     let bytes = [0x21, 0x02, 0x00, 0x11, 0x22, 0x04, 0x00, 0x33];
-    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
-    assert_eq!(
-        data.iter().collect::<Vec<_>>(),
-        vec![&[0x11, 0x22][..], &[0x33][..]]
-    );
+    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
+    assert_eq!(data.iter().collect::<Vec<_>>(), vec![&[0x11, 0x22][..], &[0x33][..]]);
     assert!(data.is_truncated());
     // Cut inside a length field: the dangling byte yields nothing.
     let bytes = [0x21, 0x01, 0x00, 0x11, 0x07];
-    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&bytes) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&bytes) else { panic!("wrong variant") };
     assert_eq!(data.iter().collect::<Vec<_>>(), vec![&[0x11][..]]);
     assert!(data.is_truncated());
     let complete = LengthValueList::new(&[0x01, 0x00, 0x11, 0x00, 0x00]).unwrap();
-    assert_eq!(
-        complete.iter().collect::<Vec<_>>(),
-        vec![&[0x11][..], &[][..]]
-    );
+    assert_eq!(complete.iter().collect::<Vec<_>>(), vec![&[0x11][..], &[][..]]);
     assert!(!complete.is_truncated());
 }
 
 #[test]
 fn read_multiple_req_handles() {
-    let AttPdu::ReadMultipleReq { handles } =
-        roundtrip(&[0x0E, 0x03, 0x00, 0x05, 0x00, 0x00, 0x01])
-    else {
+    let AttPdu::ReadMultipleReq { handles } = roundtrip(&[0x0E, 0x03, 0x00, 0x05, 0x00, 0x00, 0x01]) else {
         panic!("wrong variant")
     };
     assert_eq!(handles.iter().collect::<Vec<_>>(), vec![3, 5, 0x0100]);
@@ -251,78 +163,26 @@ fn err(bytes: &[u8]) -> DecodeError {
 
 #[test]
 fn empty_and_unknown() {
-    assert_eq!(
-        err(&[]),
-        DecodeError::Truncated {
-            what: "ATT PDU",
-            need: 1,
-            have: 0
-        }
-    );
-    for code in [
-        0x00u8, 0x14, 0x15, 0x1A, 0x1C, 0x1F, 0x22, 0x24, 0x53, 0x92, 0xFF,
-    ] {
-        assert_eq!(
-            err(&[code, 0, 0]),
-            DecodeError::Unknown {
-                what: "ATT PDU",
-                code: code.into()
-            }
-        );
+    assert_eq!(err(&[]), DecodeError::Truncated { what: "ATT PDU", need: 1, have: 0 });
+    for code in [0x00u8, 0x14, 0x15, 0x1A, 0x1C, 0x1F, 0x22, 0x24, 0x53, 0x92, 0xFF] {
+        assert_eq!(err(&[code, 0, 0]), DecodeError::Unknown { what: "ATT PDU", code: code.into() });
     }
 }
 
 #[test]
 fn fixed_length_errors() {
-    assert_eq!(
-        err(&[0x0A, 0x03]),
-        DecodeError::Truncated {
-            what: "ATT_READ_REQ",
-            need: 2,
-            have: 1
-        }
-    );
-    assert_eq!(
-        err(&[0x0A, 0x03, 0x00, 0x00]),
-        DecodeError::Trailing {
-            what: "ATT_READ_REQ",
-            extra: 1
-        }
-    );
-    assert_eq!(
-        err(&[0x13, 0x00]),
-        DecodeError::Trailing {
-            what: "ATT_WRITE_RSP",
-            extra: 1
-        }
-    );
-    assert_eq!(
-        err(&[0x01, 0x0A, 0x01, 0x00]),
-        DecodeError::Truncated {
-            what: "ATT_ERROR_RSP",
-            need: 1,
-            have: 0
-        }
-    );
+    assert_eq!(err(&[0x0A, 0x03]), DecodeError::Truncated { what: "ATT_READ_REQ", need: 2, have: 1 });
+    assert_eq!(err(&[0x0A, 0x03, 0x00, 0x00]), DecodeError::Trailing { what: "ATT_READ_REQ", extra: 1 });
+    assert_eq!(err(&[0x13, 0x00]), DecodeError::Trailing { what: "ATT_WRITE_RSP", extra: 1 });
+    assert_eq!(err(&[0x01, 0x0A, 0x01, 0x00]), DecodeError::Truncated { what: "ATT_ERROR_RSP", need: 1, have: 0 });
     assert!(matches!(err(&[0x12, 0x01]), DecodeError::Truncated { .. }));
     assert!(matches!(err(&[0x1B]), DecodeError::Truncated { .. }));
 }
 
 #[test]
 fn execute_write_flags() {
-    assert_eq!(
-        roundtrip(&[0x18, 0x00]),
-        AttPdu::ExecuteWriteReq {
-            flags: ExecuteWriteFlags::Cancel
-        }
-    );
-    assert!(matches!(
-        err(&[0x18, 0x02]),
-        DecodeError::Invalid {
-            what: "ATT_EXECUTE_WRITE_REQ",
-            ..
-        }
-    ));
+    assert_eq!(roundtrip(&[0x18, 0x00]), AttPdu::ExecuteWriteReq { flags: ExecuteWriteFlags::Cancel });
+    assert!(matches!(err(&[0x18, 0x02]), DecodeError::Invalid { what: "ATT_EXECUTE_WRITE_REQ", .. }));
     assert!(matches!(err(&[0x18, 0xFF]), DecodeError::Invalid { .. }));
     assert!(matches!(err(&[0x18]), DecodeError::Truncated { .. }));
 }
@@ -330,98 +190,39 @@ fn execute_write_flags() {
 #[test]
 fn bad_list_lengths() {
     // Find Information Response: reserved format, partial pair, no pairs.
-    assert!(matches!(
-        err(&[0x05, 0x03, 1, 0, 2, 0]),
-        DecodeError::Invalid { .. }
-    ));
+    assert!(matches!(err(&[0x05, 0x03, 1, 0, 2, 0]), DecodeError::Invalid { .. }));
     assert_eq!(
         err(&[0x05, 0x01, 1, 0, 2, 0, 3]),
-        DecodeError::Truncated {
-            what: "ATT_FIND_INFORMATION_RSP",
-            need: 8,
-            have: 5
-        }
+        DecodeError::Truncated { what: "ATT_FIND_INFORMATION_RSP", need: 8, have: 5 }
     );
-    assert!(matches!(
-        err(&[0x05, 0x01]),
-        DecodeError::Truncated {
-            need: 4,
-            have: 0,
-            ..
-        }
-    ));
-    assert!(matches!(
-        err(&[0x05, 0x02, 1, 0, 2, 0]),
-        DecodeError::Truncated { need: 18, .. }
-    ));
+    assert!(matches!(err(&[0x05, 0x01]), DecodeError::Truncated { need: 4, have: 0, .. }));
+    assert!(matches!(err(&[0x05, 0x02, 1, 0, 2, 0]), DecodeError::Truncated { need: 18, .. }));
     // Find By Type Value Response.
     assert!(matches!(err(&[0x07]), DecodeError::Truncated { .. }));
-    assert!(matches!(
-        err(&[0x07, 1, 0, 2, 0, 3]),
-        DecodeError::Truncated {
-            need: 8,
-            have: 5,
-            ..
-        }
-    ));
+    assert!(matches!(err(&[0x07, 1, 0, 2, 0, 3]), DecodeError::Truncated { need: 8, have: 5, .. }));
     // Read By Type Response: length too small, data not a multiple, empty.
     assert!(matches!(err(&[0x09, 0x01, 1]), DecodeError::Invalid { .. }));
-    assert!(matches!(
-        err(&[0x09, 0x04, 1, 0, 2, 0, 3, 0]),
-        DecodeError::Truncated {
-            need: 8,
-            have: 6,
-            ..
-        }
-    ));
+    assert!(matches!(err(&[0x09, 0x04, 1, 0, 2, 0, 3, 0]), DecodeError::Truncated { need: 8, have: 6, .. }));
     assert!(matches!(err(&[0x09, 0x04]), DecodeError::Truncated { .. }));
     assert!(matches!(err(&[0x09]), DecodeError::Truncated { .. }));
     // Read By Group Type Response.
-    assert!(matches!(
-        err(&[0x11, 0x03, 1, 0, 2]),
-        DecodeError::Invalid { .. }
-    ));
-    assert!(matches!(
-        err(&[0x11, 0x06, 1, 0, 2, 0, 3]),
-        DecodeError::Truncated { .. }
-    ));
+    assert!(matches!(err(&[0x11, 0x03, 1, 0, 2]), DecodeError::Invalid { .. }));
+    assert!(matches!(err(&[0x11, 0x06, 1, 0, 2, 0, 3]), DecodeError::Truncated { .. }));
     // Read Multiple (Variable) Request: one handle, odd length.
     assert!(matches!(err(&[0x0E, 1, 0]), DecodeError::Invalid { .. }));
-    assert!(matches!(
-        err(&[0x0E, 1, 0, 2]),
-        DecodeError::Truncated { .. }
-    ));
+    assert!(matches!(err(&[0x0E, 1, 0, 2]), DecodeError::Truncated { .. }));
     assert!(matches!(err(&[0x20]), DecodeError::Invalid { .. }));
     // Read By (Group) Type Request with a 4-byte or 1-byte type.
-    assert!(matches!(
-        err(&[0x08, 1, 0, 2, 0, 1, 2, 3, 4]),
-        DecodeError::Invalid { .. }
-    ));
-    assert!(matches!(
-        err(&[0x10, 1, 0, 2, 0, 1]),
-        DecodeError::Truncated { .. }
-    ));
+    assert!(matches!(err(&[0x08, 1, 0, 2, 0, 1, 2, 3, 4]), DecodeError::Invalid { .. }));
+    assert!(matches!(err(&[0x10, 1, 0, 2, 0, 1]), DecodeError::Truncated { .. }));
     // Signed Write Command without a whole signature.
-    assert!(matches!(
-        err(&[0xD2, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
-        DecodeError::Truncated { .. }
-    ));
+    assert!(matches!(err(&[0xD2, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]), DecodeError::Truncated { .. }));
     // Read Multiple Variable Response with fewer than 2 bytes.
     assert!(matches!(err(&[0x21, 0x01]), DecodeError::Truncated { .. }));
     // Multiple Handle Value Notification: empty, cut header, cut value.
     assert!(matches!(err(&[0x23]), DecodeError::Truncated { .. }));
-    assert!(matches!(
-        err(&[0x23, 1, 0, 1]),
-        DecodeError::Truncated { .. }
-    ));
-    assert!(matches!(
-        err(&[0x23, 1, 0, 2, 0, 0xAA]),
-        DecodeError::Truncated {
-            need: 6,
-            have: 5,
-            ..
-        }
-    ));
+    assert!(matches!(err(&[0x23, 1, 0, 1]), DecodeError::Truncated { .. }));
+    assert!(matches!(err(&[0x23, 1, 0, 2, 0, 0xAA]), DecodeError::Truncated { need: 6, have: 5, .. }));
 }
 
 // ---------------------------------------------------------------- opcodes and error codes
@@ -437,18 +238,9 @@ fn opcode_classification() {
     assert!(is_response(opcode::ERROR_RSP));
     assert!(!is_response(opcode::HANDLE_VALUE_CFM));
     assert_eq!(expected_response(opcode::READ_REQ), Some(opcode::READ_RSP));
-    assert_eq!(
-        expected_response(opcode::EXCHANGE_MTU_REQ),
-        Some(opcode::EXCHANGE_MTU_RSP)
-    );
-    assert_eq!(
-        expected_response(opcode::READ_MULTIPLE_VARIABLE_REQ),
-        Some(opcode::READ_MULTIPLE_VARIABLE_RSP)
-    );
-    assert_eq!(
-        expected_response(opcode::HANDLE_VALUE_IND),
-        Some(opcode::HANDLE_VALUE_CFM)
-    );
+    assert_eq!(expected_response(opcode::EXCHANGE_MTU_REQ), Some(opcode::EXCHANGE_MTU_RSP));
+    assert_eq!(expected_response(opcode::READ_MULTIPLE_VARIABLE_REQ), Some(opcode::READ_MULTIPLE_VARIABLE_RSP));
+    assert_eq!(expected_response(opcode::HANDLE_VALUE_IND), Some(opcode::HANDLE_VALUE_CFM));
     assert_eq!(expected_response(opcode::WRITE_CMD), None);
     assert_eq!(expected_response(opcode::READ_RSP), None);
     assert_eq!(expected_response(0x14), None);
@@ -471,18 +263,11 @@ fn error_code_names() {
     assert!(ErrorCode::OUT_OF_RANGE.is_common_profile());
     assert_eq!(ErrorCode(0x14).name(), "Reserved");
     assert_eq!(ErrorCode(0x00).name(), "Reserved");
-    assert_eq!(
-        alloc::format!("{}", ErrorCode::ATTRIBUTE_NOT_FOUND),
-        "Attribute Not Found (0x0a)"
-    );
+    assert_eq!(alloc::format!("{}", ErrorCode::ATTRIBUTE_NOT_FOUND), "Attribute Not Found (0x0a)");
     // Unknown codes survive a decode/encode round trip.
     assert_eq!(
         roundtrip(&[0x01, 0x0A, 0x01, 0x00, 0xA7]),
-        AttPdu::ErrorRsp {
-            request_opcode: 0x0A,
-            handle: 1,
-            error: ErrorCode(0xA7)
-        }
+        AttPdu::ErrorRsp { request_opcode: 0x0A, handle: 1, error: ErrorCode(0xA7) }
     );
 }
 
@@ -499,20 +284,12 @@ fn builder_read_by_type_fills_mtu() {
     assert!(!b.push_attribute(6, &[0x02; 19]), "different length");
     assert!(b.push_attribute(6, &[0x0A, 0x07, 0x00, 0x04, 0x2A]));
     assert_eq!(b.remaining(), 0);
-    assert!(
-        !b.push_attribute(8, &[0x02, 0x09, 0x00, 0x05, 0x2A]),
-        "full"
-    );
+    assert!(!b.push_attribute(8, &[0x02, 0x09, 0x00, 0x05, 0x2A]), "full");
     assert_eq!(b.finish(), Some(23));
     assert_eq!(out[0], 0xEE);
-    let AttPdu::ReadByTypeRsp { data } = roundtrip(&out[1..]) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadByTypeRsp { data } = roundtrip(&out[1..]) else { panic!("wrong variant") };
     assert_eq!(data.length(), 7);
-    assert_eq!(
-        data.iter().map(|(h, _)| h).collect::<Vec<_>>(),
-        vec![2, 4, 6]
-    );
+    assert_eq!(data.iter().map(|(h, _)| h).collect::<Vec<_>>(), vec![2, 4, 6]);
 }
 
 #[test]
@@ -521,18 +298,14 @@ fn builder_truncates_long_values() {
     let mut b = ListBuilder::new(ListKind::ReadByTypeRsp, 23, &mut out);
     assert!(b.push_attribute(9, &[0x55; 40]));
     assert_eq!(b.finish(), Some(23));
-    let AttPdu::ReadByTypeRsp { data } = roundtrip(&out) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadByTypeRsp { data } = roundtrip(&out) else { panic!("wrong variant") };
     assert_eq!(data.value_len(), 19);
 
     let mut out = Vec::new();
     let mut b = ListBuilder::new(ListKind::ReadByGroupTypeRsp, 517, &mut out);
     assert!(b.push_group(1, 5, &[0x66; 300]));
     assert!(b.finish().is_some());
-    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&out) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadByGroupTypeRsp { data } = roundtrip(&out) else { panic!("wrong variant") };
     assert_eq!(data.value_len(), 251);
     assert_eq!(data.length(), 255);
 }
@@ -547,10 +320,7 @@ fn builder_find_information_keeps_one_format() {
     assert!(b.push_information(5, Uuid::U16(0x2901)));
     assert!(!b.push_handle(7), "wrong record kind");
     assert_eq!(b.finish(), Some(10));
-    assert_eq!(
-        out,
-        [0x05, 0x01, 0x03, 0x00, 0x02, 0x29, 0x05, 0x00, 0x01, 0x29]
-    );
+    assert_eq!(out, [0x05, 0x01, 0x03, 0x00, 0x02, 0x29, 0x05, 0x00, 0x01, 0x29]);
 }
 
 #[test]
@@ -579,19 +349,10 @@ fn builder_read_multiple_variable_cuts_at_mtu() {
     assert!(!b.push_value(&[0xC3; 1]), "full after a cut");
     assert_eq!(b.records(), 2);
     assert_eq!(b.finish(), Some(23));
-    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&out) else {
-        panic!("wrong variant")
-    };
+    let AttPdu::ReadMultipleVariableRsp { data } = roundtrip(&out) else { panic!("wrong variant") };
     assert!(data.is_truncated());
-    assert_eq!(
-        data.iter().collect::<Vec<_>>(),
-        vec![&[0xA1; 10][..], &[0xB2; 8][..]]
-    );
-    assert_eq!(
-        &out[13..15],
-        &[10, 0],
-        "the length field keeps the full length"
-    );
+    assert_eq!(data.iter().collect::<Vec<_>>(), vec![&[0xA1; 10][..], &[0xB2; 8][..]]);
+    assert_eq!(&out[13..15], &[10, 0], "the length field keeps the full length");
 }
 
 #[test]
@@ -599,19 +360,11 @@ fn builder_multiple_notifications() {
     let mut out = Vec::new();
     let mut b = ListBuilder::new(ListKind::MultipleHandleValueNtf, 23, &mut out);
     assert!(b.push_handle_value(3, &[1, 2, 3]));
-    assert!(
-        !b.push_handle_value(4, &[0; 12]),
-        "4 + 12 does not fit in 15 bytes"
-    );
+    assert!(!b.push_handle_value(4, &[0; 12]), "4 + 12 does not fit in 15 bytes");
     assert!(b.push_handle_value(4, &[9; 11]));
     assert_eq!(b.finish(), Some(23));
-    let AttPdu::MultipleHandleValueNtf { data } = roundtrip(&out) else {
-        panic!("wrong variant")
-    };
-    assert_eq!(
-        data.iter().map(|(h, l, _)| (h, l)).collect::<Vec<_>>(),
-        vec![(3, 3), (4, 11)]
-    );
+    let AttPdu::MultipleHandleValueNtf { data } = roundtrip(&out) else { panic!("wrong variant") };
+    assert_eq!(data.iter().map(|(h, l, _)| (h, l)).collect::<Vec<_>>(), vec![(3, 3), (4, 11)]);
 }
 
 #[test]
@@ -671,97 +424,49 @@ enum Owned {
 impl Owned {
     fn pdu(&self) -> AttPdu<'_> {
         match self {
-            Owned::Error(op, h, e) => AttPdu::ErrorRsp {
-                request_opcode: *op,
-                handle: *h,
-                error: ErrorCode(*e),
-            },
+            Owned::Error(op, h, e) => AttPdu::ErrorRsp { request_opcode: *op, handle: *h, error: ErrorCode(*e) },
             Owned::MtuReq(m) => AttPdu::ExchangeMtuReq { client_rx_mtu: *m },
             Owned::MtuRsp(m) => AttPdu::ExchangeMtuRsp { server_rx_mtu: *m },
             Owned::FindInfoReq(s, e) => AttPdu::FindInformationReq { start: *s, end: *e },
-            Owned::FindInfoRsp(f, raw, _) => AttPdu::FindInformationRsp {
-                data: InformationData::new(*f, raw).unwrap(),
-            },
-            Owned::FindByTypeValueReq(s, e, t, v) => AttPdu::FindByTypeValueReq {
-                start: *s,
-                end: *e,
-                attribute_type: *t,
-                value: v,
-            },
-            Owned::FindByTypeValueRsp(raw, _) => AttPdu::FindByTypeValueRsp {
-                data: HandlesInformationList::new(raw).unwrap(),
-            },
-            Owned::ReadByTypeReq(s, e, t) => AttPdu::ReadByTypeReq {
-                start: *s,
-                end: *e,
-                attribute_type: *t,
-            },
-            Owned::ReadByTypeRsp(l, raw, _) => AttPdu::ReadByTypeRsp {
-                data: AttributeDataList::new(*l, raw).unwrap(),
-            },
+            Owned::FindInfoRsp(f, raw, _) => {
+                AttPdu::FindInformationRsp { data: InformationData::new(*f, raw).unwrap() }
+            }
+            Owned::FindByTypeValueReq(s, e, t, v) => {
+                AttPdu::FindByTypeValueReq { start: *s, end: *e, attribute_type: *t, value: v }
+            }
+            Owned::FindByTypeValueRsp(raw, _) => {
+                AttPdu::FindByTypeValueRsp { data: HandlesInformationList::new(raw).unwrap() }
+            }
+            Owned::ReadByTypeReq(s, e, t) => AttPdu::ReadByTypeReq { start: *s, end: *e, attribute_type: *t },
+            Owned::ReadByTypeRsp(l, raw, _) => AttPdu::ReadByTypeRsp { data: AttributeDataList::new(*l, raw).unwrap() },
             Owned::Read(h) => AttPdu::ReadReq { handle: *h },
             Owned::ReadRsp(v) => AttPdu::ReadRsp { value: v },
-            Owned::ReadBlob(h, o) => AttPdu::ReadBlobReq {
-                handle: *h,
-                offset: *o,
-            },
+            Owned::ReadBlob(h, o) => AttPdu::ReadBlobReq { handle: *h, offset: *o },
             Owned::ReadBlobRsp(v) => AttPdu::ReadBlobRsp { value: v },
-            Owned::ReadMultiple(raw, _) => AttPdu::ReadMultipleReq {
-                handles: HandleList::new(raw).unwrap(),
-            },
+            Owned::ReadMultiple(raw, _) => AttPdu::ReadMultipleReq { handles: HandleList::new(raw).unwrap() },
             Owned::ReadMultipleRsp(v) => AttPdu::ReadMultipleRsp { values: v },
-            Owned::ReadByGroupReq(s, e, t) => AttPdu::ReadByGroupTypeReq {
-                start: *s,
-                end: *e,
-                group_type: *t,
-            },
-            Owned::ReadByGroupRsp(l, raw, _) => AttPdu::ReadByGroupTypeRsp {
-                data: GroupDataList::new(*l, raw).unwrap(),
-            },
-            Owned::Write(h, v) => AttPdu::WriteReq {
-                handle: *h,
-                value: v,
-            },
+            Owned::ReadByGroupReq(s, e, t) => AttPdu::ReadByGroupTypeReq { start: *s, end: *e, group_type: *t },
+            Owned::ReadByGroupRsp(l, raw, _) => {
+                AttPdu::ReadByGroupTypeRsp { data: GroupDataList::new(*l, raw).unwrap() }
+            }
+            Owned::Write(h, v) => AttPdu::WriteReq { handle: *h, value: v },
             Owned::WriteRsp => AttPdu::WriteRsp,
-            Owned::WriteCmd(h, v) => AttPdu::WriteCmd {
-                handle: *h,
-                value: v,
-            },
-            Owned::SignedWrite(h, v, s) => AttPdu::SignedWriteCmd {
-                handle: *h,
-                value: v,
-                signature: *s,
-            },
-            Owned::PrepareReq(h, o, v) => AttPdu::PrepareWriteReq {
-                handle: *h,
-                offset: *o,
-                value: v,
-            },
-            Owned::PrepareRsp(h, o, v) => AttPdu::PrepareWriteRsp {
-                handle: *h,
-                offset: *o,
-                value: v,
-            },
+            Owned::WriteCmd(h, v) => AttPdu::WriteCmd { handle: *h, value: v },
+            Owned::SignedWrite(h, v, s) => AttPdu::SignedWriteCmd { handle: *h, value: v, signature: *s },
+            Owned::PrepareReq(h, o, v) => AttPdu::PrepareWriteReq { handle: *h, offset: *o, value: v },
+            Owned::PrepareRsp(h, o, v) => AttPdu::PrepareWriteRsp { handle: *h, offset: *o, value: v },
             Owned::Execute(f) => AttPdu::ExecuteWriteReq { flags: *f },
             Owned::ExecuteRsp => AttPdu::ExecuteWriteRsp,
-            Owned::Ntf(h, v) => AttPdu::HandleValueNtf {
-                handle: *h,
-                value: v,
-            },
-            Owned::Ind(h, v) => AttPdu::HandleValueInd {
-                handle: *h,
-                value: v,
-            },
+            Owned::Ntf(h, v) => AttPdu::HandleValueNtf { handle: *h, value: v },
+            Owned::Ind(h, v) => AttPdu::HandleValueInd { handle: *h, value: v },
             Owned::Cfm => AttPdu::HandleValueCfm,
-            Owned::ReadMultipleVar(raw, _) => AttPdu::ReadMultipleVariableReq {
-                handles: HandleList::new(raw).unwrap(),
-            },
-            Owned::ReadMultipleVarRsp(raw, _) => AttPdu::ReadMultipleVariableRsp {
-                data: LengthValueList::new(raw).unwrap(),
-            },
-            Owned::MultiNtf(raw, _) => AttPdu::MultipleHandleValueNtf {
-                data: HandleValueList::new(raw).unwrap(),
-            },
+            Owned::ReadMultipleVar(raw, _) => {
+                AttPdu::ReadMultipleVariableReq { handles: HandleList::new(raw).unwrap() }
+            }
+            Owned::ReadMultipleVarRsp(raw, _) => {
+                AttPdu::ReadMultipleVariableRsp { data: LengthValueList::new(raw).unwrap() }
+            }
+            Owned::MultiNtf(raw, _) => AttPdu::MultipleHandleValueNtf { data: HandleValueList::new(raw).unwrap() },
         }
     }
 
@@ -811,31 +516,21 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn att_type() -> impl Strategy<Value = Uuid> {
-    prop_oneof![
-        any::<u16>().prop_map(Uuid::U16),
-        any::<[u8; 16]>().prop_map(Uuid::U128)
-    ]
+    prop_oneof![any::<u16>().prop_map(Uuid::U16), any::<[u8; 16]>().prop_map(Uuid::U128)]
 }
 
 fn handles() -> impl Strategy<Value = (Vec<u8>, Vec<u16>)> {
-    prop::collection::vec(any::<u16>(), 2..16)
-        .prop_map(|hs| (hs.iter().flat_map(|h| h.to_le_bytes()).collect(), hs))
+    prop::collection::vec(any::<u16>(), 2..16).prop_map(|hs| (hs.iter().flat_map(|h| h.to_le_bytes()).collect(), hs))
 }
 
 fn find_info_rsp() -> impl Strategy<Value = Owned> {
     let pairs16 = prop::collection::vec((any::<u16>(), any::<u16>()), 1..8).prop_map(|ps| {
-        let raw = ps
-            .iter()
-            .flat_map(|(h, u)| [h.to_le_bytes(), u.to_le_bytes()].concat())
-            .collect();
+        let raw = ps.iter().flat_map(|(h, u)| [h.to_le_bytes(), u.to_le_bytes()].concat()).collect();
         let want = ps.iter().map(|&(h, u)| (h, Uuid::U16(u))).collect();
         Owned::FindInfoRsp(InformationFormat::Uuid16, raw, want)
     });
     let pairs128 = prop::collection::vec((any::<u16>(), any::<[u8; 16]>()), 1..4).prop_map(|ps| {
-        let raw = ps
-            .iter()
-            .flat_map(|(h, u)| [&h.to_le_bytes()[..], &u[..]].concat())
-            .collect();
+        let raw = ps.iter().flat_map(|(h, u)| [&h.to_le_bytes()[..], &u[..]].concat()).collect();
         let want = ps.iter().map(|&(h, u)| (h, Uuid::U128(u))).collect();
         Owned::FindInfoRsp(InformationFormat::Uuid128, raw, want)
     });
@@ -849,10 +544,7 @@ fn read_by_type_rsp() -> impl Strategy<Value = Owned> {
                 .prop_map(move |recs| (vlen, recs))
         })
         .prop_map(|(vlen, recs)| {
-            let raw = recs
-                .iter()
-                .flat_map(|(h, v)| [&h.to_le_bytes()[..], v].concat())
-                .collect();
+            let raw = recs.iter().flat_map(|(h, v)| [&h.to_le_bytes()[..], v].concat()).collect();
             Owned::ReadByTypeRsp((vlen + 2) as u8, raw, recs)
         })
 }
@@ -860,18 +552,12 @@ fn read_by_type_rsp() -> impl Strategy<Value = Owned> {
 fn read_by_group_rsp() -> impl Strategy<Value = Owned> {
     (0usize..24, 1usize..6)
         .prop_flat_map(|(vlen, n)| {
-            let rec = (
-                any::<u16>(),
-                any::<u16>(),
-                prop::collection::vec(any::<u8>(), vlen),
-            );
+            let rec = (any::<u16>(), any::<u16>(), prop::collection::vec(any::<u8>(), vlen));
             prop::collection::vec(rec, n).prop_map(move |recs| (vlen, recs))
         })
         .prop_map(|(vlen, recs)| {
-            let raw = recs
-                .iter()
-                .flat_map(|(h, e, v)| [&h.to_le_bytes()[..], &e.to_le_bytes()[..], v].concat())
-                .collect();
+            let raw =
+                recs.iter().flat_map(|(h, e, v)| [&h.to_le_bytes()[..], &e.to_le_bytes()[..], v].concat()).collect();
             Owned::ReadByGroupRsp((vlen + 4) as u8, raw, recs)
         })
 }
@@ -879,37 +565,28 @@ fn read_by_group_rsp() -> impl Strategy<Value = Owned> {
 /// Length-value tuples cut at an arbitrary point at or after the first length field, with the
 /// values a reader should see computed independently of the iterator.
 fn read_multiple_var_rsp() -> impl Strategy<Value = Owned> {
-    (
-        prop::collection::vec(value(), 1..6),
-        any::<prop::sample::Index>(),
-    )
-        .prop_map(|(values, cut)| {
-            let full: Vec<u8> = values
-                .iter()
-                .flat_map(|v| [&(v.len() as u16).to_le_bytes()[..], v].concat())
-                .collect();
-            let keep = 2 + cut.index(full.len() - 1);
-            let mut want = Vec::new();
-            let mut off = 0;
-            for v in &values {
-                if off + 2 > keep {
-                    break;
-                }
-                let avail = keep - off - 2;
-                want.push(v[..v.len().min(avail)].to_vec());
-                off += 2 + v.len();
+    (prop::collection::vec(value(), 1..6), any::<prop::sample::Index>()).prop_map(|(values, cut)| {
+        let full: Vec<u8> = values.iter().flat_map(|v| [&(v.len() as u16).to_le_bytes()[..], v].concat()).collect();
+        let keep = 2 + cut.index(full.len() - 1);
+        let mut want = Vec::new();
+        let mut off = 0;
+        for v in &values {
+            if off + 2 > keep {
+                break;
             }
-            Owned::ReadMultipleVarRsp(full[..keep].to_vec(), want)
-        })
+            let avail = keep - off - 2;
+            want.push(v[..v.len().min(avail)].to_vec());
+            off += 2 + v.len();
+        }
+        Owned::ReadMultipleVarRsp(full[..keep].to_vec(), want)
+    })
 }
 
 fn multi_ntf() -> impl Strategy<Value = Owned> {
     prop::collection::vec((any::<u16>(), value()), 1..6).prop_map(|recs| {
         let raw = recs
             .iter()
-            .flat_map(|(h, v)| {
-                [&h.to_le_bytes()[..], &(v.len() as u16).to_le_bytes()[..], v].concat()
-            })
+            .flat_map(|(h, v)| [&h.to_le_bytes()[..], &(v.len() as u16).to_le_bytes()[..], v].concat())
             .collect();
         Owned::MultiNtf(raw, recs)
     })
@@ -918,70 +595,40 @@ fn multi_ntf() -> impl Strategy<Value = Owned> {
 fn owned_pdu() -> impl Strategy<Value = Owned> {
     let h = any::<u16>;
     let arms: Vec<BoxedStrategy<Owned>> = vec![
-        (any::<u8>(), h(), any::<u8>())
-            .prop_map(|(o, h, e)| Owned::Error(o, h, e))
-            .boxed(),
+        (any::<u8>(), h(), any::<u8>()).prop_map(|(o, h, e)| Owned::Error(o, h, e)).boxed(),
         h().prop_map(Owned::MtuReq).boxed(),
         h().prop_map(Owned::MtuRsp).boxed(),
-        (h(), h())
-            .prop_map(|(s, e)| Owned::FindInfoReq(s, e))
-            .boxed(),
+        (h(), h()).prop_map(|(s, e)| Owned::FindInfoReq(s, e)).boxed(),
         find_info_rsp().boxed(),
-        (h(), h(), h(), value())
-            .prop_map(|(s, e, t, v)| Owned::FindByTypeValueReq(s, e, t, v))
-            .boxed(),
+        (h(), h(), h(), value()).prop_map(|(s, e, t, v)| Owned::FindByTypeValueReq(s, e, t, v)).boxed(),
         prop::collection::vec((h(), h()), 1..8)
             .prop_map(|ps| {
-                let raw = ps
-                    .iter()
-                    .flat_map(|(a, b)| [a.to_le_bytes(), b.to_le_bytes()].concat())
-                    .collect();
+                let raw = ps.iter().flat_map(|(a, b)| [a.to_le_bytes(), b.to_le_bytes()].concat()).collect();
                 Owned::FindByTypeValueRsp(raw, ps)
             })
             .boxed(),
-        (h(), h(), att_type())
-            .prop_map(|(s, e, t)| Owned::ReadByTypeReq(s, e, t))
-            .boxed(),
+        (h(), h(), att_type()).prop_map(|(s, e, t)| Owned::ReadByTypeReq(s, e, t)).boxed(),
         read_by_type_rsp().boxed(),
         h().prop_map(Owned::Read).boxed(),
         value().prop_map(Owned::ReadRsp).boxed(),
         (h(), h()).prop_map(|(a, o)| Owned::ReadBlob(a, o)).boxed(),
         value().prop_map(Owned::ReadBlobRsp).boxed(),
-        handles()
-            .prop_map(|(raw, hs)| Owned::ReadMultiple(raw, hs))
-            .boxed(),
+        handles().prop_map(|(raw, hs)| Owned::ReadMultiple(raw, hs)).boxed(),
         value().prop_map(Owned::ReadMultipleRsp).boxed(),
-        (h(), h(), att_type())
-            .prop_map(|(s, e, t)| Owned::ReadByGroupReq(s, e, t))
-            .boxed(),
+        (h(), h(), att_type()).prop_map(|(s, e, t)| Owned::ReadByGroupReq(s, e, t)).boxed(),
         read_by_group_rsp().boxed(),
         (h(), value()).prop_map(|(a, v)| Owned::Write(a, v)).boxed(),
         Just(Owned::WriteRsp).boxed(),
-        (h(), value())
-            .prop_map(|(a, v)| Owned::WriteCmd(a, v))
-            .boxed(),
-        (h(), value(), any::<[u8; 12]>())
-            .prop_map(|(a, v, s)| Owned::SignedWrite(a, v, s))
-            .boxed(),
-        (h(), h(), value())
-            .prop_map(|(a, o, v)| Owned::PrepareReq(a, o, v))
-            .boxed(),
-        (h(), h(), value())
-            .prop_map(|(a, o, v)| Owned::PrepareRsp(a, o, v))
-            .boxed(),
-        prop_oneof![
-            Just(ExecuteWriteFlags::Cancel),
-            Just(ExecuteWriteFlags::Write)
-        ]
-        .prop_map(Owned::Execute)
-        .boxed(),
+        (h(), value()).prop_map(|(a, v)| Owned::WriteCmd(a, v)).boxed(),
+        (h(), value(), any::<[u8; 12]>()).prop_map(|(a, v, s)| Owned::SignedWrite(a, v, s)).boxed(),
+        (h(), h(), value()).prop_map(|(a, o, v)| Owned::PrepareReq(a, o, v)).boxed(),
+        (h(), h(), value()).prop_map(|(a, o, v)| Owned::PrepareRsp(a, o, v)).boxed(),
+        prop_oneof![Just(ExecuteWriteFlags::Cancel), Just(ExecuteWriteFlags::Write)].prop_map(Owned::Execute).boxed(),
         Just(Owned::ExecuteRsp).boxed(),
         (h(), value()).prop_map(|(a, v)| Owned::Ntf(a, v)).boxed(),
         (h(), value()).prop_map(|(a, v)| Owned::Ind(a, v)).boxed(),
         Just(Owned::Cfm).boxed(),
-        handles()
-            .prop_map(|(raw, hs)| Owned::ReadMultipleVar(raw, hs))
-            .boxed(),
+        handles().prop_map(|(raw, hs)| Owned::ReadMultipleVar(raw, hs)).boxed(),
         read_multiple_var_rsp().boxed(),
         multi_ntf().boxed(),
     ];
@@ -990,8 +637,8 @@ fn owned_pdu() -> impl Strategy<Value = Owned> {
 }
 
 const KNOWN_OPCODES: [u8; 31] = [
-    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10,
-    0x11, 0x12, 0x13, 0x16, 0x17, 0x18, 0x19, 0x1B, 0x1D, 0x1E, 0x20, 0x21, 0x23, 0x52, 0xD2,
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x11, 0x12, 0x13,
+    0x16, 0x17, 0x18, 0x19, 0x1B, 0x1D, 0x1E, 0x20, 0x21, 0x23, 0x52, 0xD2,
 ];
 
 /// Decoding must never panic; whatever decodes re-encodes to the same bytes, and its lists

@@ -133,8 +133,7 @@ fn service_data_width(t: u8) -> Option<usize> {
 
 /// Splits `data` into UUIDs of `width` bytes; an incomplete tail is ignored.
 fn uuids_in(data: &[u8], width: usize) -> impl Iterator<Item = Uuid> + '_ {
-    data.chunks_exact(width)
-        .filter_map(|c| Uuid::from_le_bytes(c).ok())
+    data.chunks_exact(width).filter_map(|c| Uuid::from_le_bytes(c).ok())
 }
 
 /// Walks `bytes` and returns the length of the well-formed significant prefix (up to, not
@@ -148,14 +147,7 @@ fn scan(bytes: &[u8]) -> (usize, Option<DecodeError>) {
         let have = bytes.len().saturating_sub(pos + 1);
         let need = usize::from(len);
         if need > have {
-            return (
-                pos,
-                Some(DecodeError::Truncated {
-                    what: WHAT,
-                    need,
-                    have,
-                }),
-            );
+            return (pos, Some(DecodeError::Truncated { what: WHAT, need, have }));
         }
         pos += 1 + need;
     }
@@ -187,9 +179,7 @@ impl<'a> AdvData<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         match scan(bytes) {
             (_, Some(e)) => Err(e),
-            (n, None) => Ok(Self {
-                bytes: bytes.get(..n).unwrap_or(bytes),
-            }),
+            (n, None) => Ok(Self { bytes: bytes.get(..n).unwrap_or(bytes) }),
         }
     }
 
@@ -198,9 +188,7 @@ impl<'a> AdvData<'a> {
     /// Never fails: scanners can still show what they can of a malformed advertisement.
     pub fn parse_lenient(bytes: &'a [u8]) -> Self {
         let (n, _) = scan(bytes);
-        Self {
-            bytes: bytes.get(..n).unwrap_or(&[]),
-        }
+        Self { bytes: bytes.get(..n).unwrap_or(&[]) }
     }
 
     /// The significant bytes: every AD structure, without padding (Core Vol 3 Part C §11).
@@ -230,16 +218,13 @@ impl<'a> AdvData<'a> {
 
     /// Data of every structure of type `ad_type`, in order (Core Vol 3 Part C §11).
     pub fn find_all(&self, ad_type: u8) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.iter()
-            .filter(move |s| s.ad_type == ad_type)
-            .map(|s| s.data)
+        self.iter().filter(move |s| s.ad_type == ad_type).map(|s| s.data)
     }
 
     /// The first byte of the Flags structure; an empty Flags structure means all bits clear
     /// (Core Supplement Part A §1.3).
     pub fn flags(&self) -> Option<u8> {
-        self.find(ad_type::FLAGS)
-            .map(|d| d.first().copied().unwrap_or(0))
+        self.find(ad_type::FLAGS).map(|d| d.first().copied().unwrap_or(0))
     }
 
     /// The local name: the complete name if present and valid UTF-8, else the shortened one;
@@ -261,15 +246,12 @@ impl<'a> AdvData<'a> {
 
     /// True when the only name present is the shortened one (Core Supplement Part A §1.2).
     pub fn name_is_shortened(&self) -> bool {
-        self.find(ad_type::COMPLETE_LOCAL_NAME).is_none()
-            && self.find(ad_type::SHORTENED_LOCAL_NAME).is_some()
+        self.find(ad_type::COMPLETE_LOCAL_NAME).is_none() && self.find(ad_type::SHORTENED_LOCAL_NAME).is_some()
     }
 
     /// The advertised TX power level in dBm (Core Supplement Part A §1.5).
     pub fn tx_power(&self) -> Option<i8> {
-        self.find(ad_type::TX_POWER_LEVEL)
-            .and_then(|d| d.first())
-            .map(|&b| i8::from_le_bytes([b]))
+        self.find(ad_type::TX_POWER_LEVEL).and_then(|d| d.first()).map(|&b| i8::from_le_bytes([b]))
     }
 
     /// The appearance value, little-endian (Core Supplement Part A §1.12).
@@ -283,9 +265,7 @@ impl<'a> AdvData<'a> {
     /// Every service UUID from the 16-, 32- and 128-bit lists, complete and incomplete, in the
     /// order they appear (Core Supplement Part A §1.1).
     pub fn service_uuids(&self) -> impl Iterator<Item = Uuid> + 'a {
-        self.iter()
-            .filter_map(|s| uuid_list_width(s.ad_type).map(|w| (s.data, w)))
-            .flat_map(|(d, w)| uuids_in(d, w))
+        self.iter().filter_map(|s| uuid_list_width(s.ad_type).map(|w| (s.data, w))).flat_map(|(d, w)| uuids_in(d, w))
     }
 
     /// True when a service UUID list of that size is marked complete (Core Supplement Part A §1.1).
@@ -301,9 +281,7 @@ impl<'a> AdvData<'a> {
 
     /// Every service solicitation UUID, 16-, 32- and 128-bit (Core Supplement Part A §1.10).
     pub fn solicited_uuids(&self) -> impl Iterator<Item = Uuid> + 'a {
-        self.iter()
-            .filter_map(|s| solicitation_width(s.ad_type).map(|w| (s.data, w)))
-            .flat_map(|(d, w)| uuids_in(d, w))
+        self.iter().filter_map(|s| solicitation_width(s.ad_type).map(|w| (s.data, w))).flat_map(|(d, w)| uuids_in(d, w))
     }
 
     /// Every service data structure (types 0x16, 0x20, 0x21) as `(uuid, data)`; structures too
@@ -324,11 +302,10 @@ impl<'a> AdvData<'a> {
     /// Every manufacturer specific data structure as `(company identifier, data)`; structures
     /// shorter than the company identifier are skipped (Core Supplement Part A §1.4).
     pub fn manufacturer_data_all(&self) -> impl Iterator<Item = (u16, &'a [u8])> + 'a {
-        self.find_all(ad_type::MANUFACTURER_SPECIFIC_DATA)
-            .filter_map(|d| match *d {
-                [a, b, ref rest @ ..] => Some((u16::from_le_bytes([a, b]), rest)),
-                _ => None,
-            })
+        self.find_all(ad_type::MANUFACTURER_SPECIFIC_DATA).filter_map(|d| match *d {
+            [a, b, ref rest @ ..] => Some((u16::from_le_bytes([a, b]), rest)),
+            _ => None,
+        })
     }
 
     /// Pycom `Bluetooth.resolve_adv_data(data, type)`: the first structure of `ad_type`, typed the
@@ -348,9 +325,9 @@ impl<'a> AdvData<'a> {
     pub fn resolve(&self, ad_type: u8) -> Option<AdValue<'a>> {
         let data = self.find(ad_type)?;
         match ad_type {
-            ad_type::FLAGS | ad_type::TX_POWER_LEVEL => data
-                .first()
-                .map(|&b| AdValue::Int(i32::from(i8::from_le_bytes([b])))),
+            ad_type::FLAGS | ad_type::TX_POWER_LEVEL => {
+                data.first().map(|&b| AdValue::Int(i32::from(i8::from_le_bytes([b]))))
+            }
             ad_type::INCOMPLETE_16..=ad_type::COMPLETE_128
             | ad_type::SERVICE_DATA_16
             | ad_type::MANUFACTURER_SPECIFIC_DATA => Some(AdValue::Bytes(data)),
@@ -496,11 +473,7 @@ impl AdvDataBuilder {
     pub fn uuids16(self, uuids: &[u16], complete: bool) -> Self {
         let mut d = Vec::with_capacity(uuids.len() * 2);
         uuids.iter().for_each(|&u| d.put_u16(u));
-        let t = if complete {
-            ad_type::COMPLETE_16
-        } else {
-            ad_type::INCOMPLETE_16
-        };
+        let t = if complete { ad_type::COMPLETE_16 } else { ad_type::INCOMPLETE_16 };
         self.push(t, d)
     }
 
@@ -509,11 +482,7 @@ impl AdvDataBuilder {
     pub fn uuids32(self, uuids: &[u32], complete: bool) -> Self {
         let mut d = Vec::with_capacity(uuids.len() * 4);
         uuids.iter().for_each(|&u| d.put_u32(u));
-        let t = if complete {
-            ad_type::COMPLETE_32
-        } else {
-            ad_type::INCOMPLETE_32
-        };
+        let t = if complete { ad_type::COMPLETE_32 } else { ad_type::INCOMPLETE_32 };
         self.push(t, d)
     }
 
@@ -521,11 +490,7 @@ impl AdvDataBuilder {
     /// or incomplete; written even when empty (Core Supplement Part A §1.1).
     pub fn uuids128(self, uuids: &[[u8; 16]], complete: bool) -> Self {
         let d: Vec<u8> = uuids.iter().flatten().copied().collect();
-        let t = if complete {
-            ad_type::COMPLETE_128
-        } else {
-            ad_type::INCOMPLETE_128
-        };
+        let t = if complete { ad_type::COMPLETE_128 } else { ad_type::INCOMPLETE_128 };
         self.push(t, d)
     }
 
@@ -543,17 +508,9 @@ impl AdvDataBuilder {
             s.write_le(slot);
         }
         let types = if complete {
-            [
-                ad_type::COMPLETE_16,
-                ad_type::COMPLETE_32,
-                ad_type::COMPLETE_128,
-            ]
+            [ad_type::COMPLETE_16, ad_type::COMPLETE_32, ad_type::COMPLETE_128]
         } else {
-            [
-                ad_type::INCOMPLETE_16,
-                ad_type::INCOMPLETE_32,
-                ad_type::INCOMPLETE_128,
-            ]
+            [ad_type::INCOMPLETE_16, ad_type::INCOMPLETE_32, ad_type::INCOMPLETE_128]
         };
         for (t, d) in types.into_iter().zip(lists) {
             if !d.is_empty() {
@@ -657,25 +614,18 @@ impl AdvDataBuilder {
                     let space = max_len.saturating_sub(fixed + 2).min(MAX_AD_DATA_LEN);
                     let cut = floor_char_boundary(name, space);
                     match name.get(..cut) {
-                        Some(short) if cut < name.len() && cut > 0 => put_structure(
-                            &mut out,
-                            ad_type::SHORTENED_LOCAL_NAME,
-                            short.as_bytes(),
-                        )?,
+                        Some(short) if cut < name.len() && cut > 0 => {
+                            put_structure(&mut out, ad_type::SHORTENED_LOCAL_NAME, short.as_bytes())?
+                        }
                         // Fits, or not even one character fits: write it whole and let the
                         // length checks report the problem.
-                        _ => {
-                            put_structure(&mut out, ad_type::COMPLETE_LOCAL_NAME, name.as_bytes())?
-                        }
+                        _ => put_structure(&mut out, ad_type::COMPLETE_LOCAL_NAME, name.as_bytes())?,
                     }
                 }
             }
         }
         if out.len() > max_len {
-            return Err(AdBuildError::TooLong {
-                len: out.len(),
-                max: max_len,
-            });
+            return Err(AdBuildError::TooLong { len: out.len(), max: max_len });
         }
         Ok(out)
     }
@@ -696,10 +646,7 @@ fn put_structure(out: &mut Vec<u8>, ad_type: u8, data: &[u8]) -> Result<(), AdBu
         .len()
         .checked_add(1)
         .and_then(|l| u8::try_from(l).ok())
-        .ok_or(AdBuildError::StructureTooLong {
-            ad_type,
-            len: data.len(),
-        })?;
+        .ok_or(AdBuildError::StructureTooLong { ad_type, len: data.len() })?;
     out.put_u8(len);
     out.put_u8(ad_type);
     out.put(data);
@@ -718,15 +665,8 @@ mod tests {
 
     #[test]
     fn flags_and_complete_name_exact_bytes() {
-        let out = AdvDataBuilder::new()
-            .flags(flags::LE_GENERAL_ONLY)
-            .name("gattling")
-            .build()
-            .unwrap();
-        assert_eq!(
-            out,
-            [0x02, 0x01, 0x06, 0x09, 0x09, 0x67, 0x61, 0x74, 0x74, 0x6c, 0x69, 0x6e, 0x67]
-        );
+        let out = AdvDataBuilder::new().flags(flags::LE_GENERAL_ONLY).name("gattling").build().unwrap();
+        assert_eq!(out, [0x02, 0x01, 0x06, 0x09, 0x09, 0x67, 0x61, 0x74, 0x74, 0x6c, 0x69, 0x6e, 0x67]);
         let ad = AdvData::parse(&out).unwrap();
         assert_eq!(ad.flags(), Some(0x06));
         assert_eq!(ad.local_name(), Some("gattling"));
@@ -737,41 +677,25 @@ mod tests {
     #[test]
     fn long_name_is_shortened_to_fit() {
         let name = "a-very-long-device-name-that-does-not-fit";
-        let out = AdvDataBuilder::new()
-            .flags(0x06)
-            .name(name)
-            .build()
-            .unwrap();
+        let out = AdvDataBuilder::new().flags(0x06).name(name).build().unwrap();
         assert_eq!(out.len(), 31);
         assert_eq!(&out[3..5], &[27, ad_type::SHORTENED_LOCAL_NAME]);
         let ad = AdvData::parse(&out).unwrap();
         assert_eq!(ad.local_name(), Some(&name[..26]));
         assert!(ad.name_is_shortened());
         // The same name fits whole in an extended advertisement.
-        let ext = AdvDataBuilder::new()
-            .flags(0x06)
-            .name(name)
-            .build_with_max(251)
-            .unwrap();
+        let ext = AdvDataBuilder::new().flags(0x06).name(name).build_with_max(251).unwrap();
         assert_eq!(AdvData::parse(&ext).unwrap().local_name(), Some(name));
         assert!(!AdvData::parse(&ext).unwrap().name_is_shortened());
     }
 
     #[test]
     fn name_space_counts_structures_added_after_it() {
-        let out = AdvDataBuilder::new()
-            .name("abcdefghijklmnopqrstuvwxyz")
-            .tx_power(-4)
-            .build()
-            .unwrap();
+        let out = AdvDataBuilder::new().name("abcdefghijklmnopqrstuvwxyz").tx_power(-4).build().unwrap();
         // 31 - 3 (tx power) - 2 (name header) = 26: the name just fits complete.
         assert_eq!(out.len(), 31);
         assert_eq!(out[1], ad_type::COMPLETE_LOCAL_NAME);
-        let out = AdvDataBuilder::new()
-            .name("abcdefghijklmnopqrstuvwxyz!")
-            .tx_power(-4)
-            .build()
-            .unwrap();
+        let out = AdvDataBuilder::new().name("abcdefghijklmnopqrstuvwxyz!").tx_power(-4).build().unwrap();
         assert_eq!(out[1], ad_type::SHORTENED_LOCAL_NAME);
         assert_eq!(&out[28..], &[2, ad_type::TX_POWER_LEVEL, 0xFC]);
     }
@@ -780,11 +704,7 @@ mod tests {
     fn shortened_name_cuts_on_char_boundary() {
         // 25 ASCII bytes then a 2-byte 'é' straddling the 26-byte limit.
         let name = "abcdefghijklmnopqrstuvwxyé!";
-        let out = AdvDataBuilder::new()
-            .flags(0x06)
-            .name(name)
-            .build()
-            .unwrap();
+        let out = AdvDataBuilder::new().flags(0x06).name(name).build().unwrap();
         let ad = AdvData::parse(&out).unwrap();
         assert_eq!(ad.local_name(), Some("abcdefghijklmnopqrstuvwxy"));
         assert_eq!(out.len(), 30);
@@ -792,53 +712,25 @@ mod tests {
 
     #[test]
     fn second_name_call_replaces_the_first() {
-        let out = AdvDataBuilder::new()
-            .name("one")
-            .flags(6)
-            .name("two")
-            .build()
-            .unwrap();
+        let out = AdvDataBuilder::new().name("one").flags(6).name("two").build().unwrap();
         assert_eq!(out, [4, 9, b't', b'w', b'o', 2, 1, 6]);
     }
 
     #[test]
     fn name_without_room_is_an_error() {
-        let err = AdvDataBuilder::new()
-            .manufacturer_data(0x1234, &[0; 27])
-            .name("x")
-            .build()
-            .unwrap_err();
+        let err = AdvDataBuilder::new().manufacturer_data(0x1234, &[0; 27]).name("x").build().unwrap_err();
         assert_eq!(err, AdBuildError::TooLong { len: 34, max: 31 });
     }
 
     #[test]
     fn build_errors() {
-        let err = AdvDataBuilder::new()
-            .flags(6)
-            .complete_name("abcdefghijklmnopqrstuvwxyz0123")
-            .build()
-            .unwrap_err();
+        let err = AdvDataBuilder::new().flags(6).complete_name("abcdefghijklmnopqrstuvwxyz0123").build().unwrap_err();
         assert_eq!(err, AdBuildError::TooLong { len: 35, max: 31 });
-        assert_eq!(
-            err.to_string(),
-            "advertising data is 35 bytes, the maximum is 31"
-        );
-        let err = AdvDataBuilder::new()
-            .raw(0x24, &[0; 255])
-            .build_with_max(EXTENDED_MAX_LEN)
-            .unwrap_err();
-        assert_eq!(
-            err,
-            AdBuildError::StructureTooLong {
-                ad_type: 0x24,
-                len: 255
-            }
-        );
+        assert_eq!(err.to_string(), "advertising data is 35 bytes, the maximum is 31");
+        let err = AdvDataBuilder::new().raw(0x24, &[0; 255]).build_with_max(EXTENDED_MAX_LEN).unwrap_err();
+        assert_eq!(err, AdBuildError::StructureTooLong { ad_type: 0x24, len: 255 });
         assert!(err.to_string().contains("255"));
-        let ok = AdvDataBuilder::new()
-            .raw(0x24, &[0; 254])
-            .build_with_max(EXTENDED_MAX_LEN)
-            .unwrap();
+        let ok = AdvDataBuilder::new().raw(0x24, &[0; 254]).build_with_max(EXTENDED_MAX_LEN).unwrap();
         assert_eq!(&ok[..2], &[255, 0x24]);
         assert_eq!(AdvDataBuilder::new().build().unwrap(), Vec::<u8>::new());
     }
@@ -846,21 +738,10 @@ mod tests {
     #[test]
     fn typed_builder_methods_encode_little_endian() {
         let u128le: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
-        let out = AdvDataBuilder::new()
-            .uuids16(&[0x180D, 0x180F], true)
-            .uuids32(&[0x1234_5678], false)
-            .build()
-            .unwrap();
-        assert_eq!(
-            out,
-            [5, 0x03, 0x0D, 0x18, 0x0F, 0x18, 5, 0x04, 0x78, 0x56, 0x34, 0x12]
-        );
-        let out = AdvDataBuilder::new()
-            .uuids128(&[u128le], true)
-            .tx_power(-8)
-            .appearance(0x03C1)
-            .build()
-            .unwrap();
+        let out =
+            AdvDataBuilder::new().uuids16(&[0x180D, 0x180F], true).uuids32(&[0x1234_5678], false).build().unwrap();
+        assert_eq!(out, [5, 0x03, 0x0D, 0x18, 0x0F, 0x18, 5, 0x04, 0x78, 0x56, 0x34, 0x12]);
+        let out = AdvDataBuilder::new().uuids128(&[u128le], true).tx_power(-8).appearance(0x03C1).build().unwrap();
         assert_eq!(out[..2], [17, 0x07]);
         assert_eq!(out[2..18], u128le);
         assert_eq!(out[18..], [2, 0x0A, 0xF8, 3, 0x19, 0xC1, 0x03]);
@@ -874,52 +755,20 @@ mod tests {
             .connection_interval_range(0x0006, 0x0C80)
             .build()
             .unwrap();
-        assert_eq!(
-            out,
-            [5, 0xFF, 0x4C, 0x00, 1, 2, 5, 0x12, 0x06, 0x00, 0x80, 0x0C]
-        );
+        assert_eq!(out, [5, 0xFF, 0x4C, 0x00, 1, 2, 5, 0x12, 0x06, 0x00, 0x80, 0x0C]);
     }
 
     #[test]
     fn service_uuids_group_by_shortest_size() {
         let custom = Uuid::from_be_u128(0x6E40_0001_B5A3_F393_E0A9_E50E_24DC_CA9E);
-        let uuids = [
-            Uuid::U16(0x180D),
-            custom,
-            Uuid::U128(Uuid::U16(0x180F).to_u128_le()),
-            Uuid::U32(0x0001_0000),
-        ];
-        let out = AdvDataBuilder::new()
-            .service_uuids(&uuids, false)
-            .build()
-            .unwrap();
+        let uuids = [Uuid::U16(0x180D), custom, Uuid::U128(Uuid::U16(0x180F).to_u128_le()), Uuid::U32(0x0001_0000)];
+        let out = AdvDataBuilder::new().service_uuids(&uuids, false).build().unwrap();
         let ad = AdvData::parse(&out).unwrap();
         let types: Vec<u8> = ad.iter().map(|s| s.ad_type).collect();
-        assert_eq!(
-            types,
-            [
-                ad_type::INCOMPLETE_16,
-                ad_type::INCOMPLETE_32,
-                ad_type::INCOMPLETE_128
-            ]
-        );
+        assert_eq!(types, [ad_type::INCOMPLETE_16, ad_type::INCOMPLETE_32, ad_type::INCOMPLETE_128]);
         let got: Vec<Uuid> = ad.service_uuids().collect();
-        assert_eq!(
-            got,
-            [
-                Uuid::U16(0x180D),
-                Uuid::U16(0x180F),
-                Uuid::U32(0x0001_0000),
-                custom
-            ]
-        );
-        assert_eq!(
-            AdvDataBuilder::new()
-                .service_uuids(&[], true)
-                .build()
-                .unwrap(),
-            Vec::<u8>::new()
-        );
+        assert_eq!(got, [Uuid::U16(0x180D), Uuid::U16(0x180F), Uuid::U32(0x0001_0000), custom]);
+        assert_eq!(AdvDataBuilder::new().service_uuids(&[], true).build().unwrap(), Vec::<u8>::new());
     }
 
     #[test]
@@ -930,24 +779,11 @@ mod tests {
             .service_data(Uuid::U32(0x0012_3456), &[])
             .build()
             .unwrap();
-        assert_eq!(
-            out,
-            [5, 0x16, 0xAA, 0xFE, 0x10, 0x00, 5, 0x20, 0x56, 0x34, 0x12, 0x00]
-        );
-        let out2 = AdvDataBuilder::new()
-            .service_data(custom, &[7])
-            .manufacturer_data(0x0059, &[9, 8])
-            .build()
-            .unwrap();
+        assert_eq!(out, [5, 0x16, 0xAA, 0xFE, 0x10, 0x00, 5, 0x20, 0x56, 0x34, 0x12, 0x00]);
+        let out2 = AdvDataBuilder::new().service_data(custom, &[7]).manufacturer_data(0x0059, &[9, 8]).build().unwrap();
         let ad = AdvData::parse(&out).unwrap();
         let sd: Vec<(Uuid, &[u8])> = ad.service_data().collect();
-        assert_eq!(
-            sd,
-            [
-                (Uuid::U16(0xFEAA), &[0x10, 0x00][..]),
-                (Uuid::U32(0x0012_3456), &[][..])
-            ]
-        );
+        assert_eq!(sd, [(Uuid::U16(0xFEAA), &[0x10, 0x00][..]), (Uuid::U32(0x0012_3456), &[][..])]);
         let ad2 = AdvData::parse(&out2).unwrap();
         assert_eq!(ad2.service_data().collect::<Vec<_>>(), [(custom, &[7][..])]);
         assert_eq!(ad2.manufacturer_data(), Some((0x0059, &[9, 8][..])));
@@ -986,37 +822,22 @@ mod tests {
         let ad = AdvData::parse(&bytes).unwrap();
         use AdValue::*;
         assert_eq!(ad.resolve(ad_type::FLAGS), Some(Int(6)));
-        assert_eq!(
-            ad.resolve(ad_type::INCOMPLETE_16),
-            Some(Bytes(&[0x0D, 0x18]))
-        );
+        assert_eq!(ad.resolve(ad_type::INCOMPLETE_16), Some(Bytes(&[0x0D, 0x18])));
         assert_eq!(ad.resolve(ad_type::COMPLETE_16), Some(Bytes(&[0x0F, 0x18])));
-        assert_eq!(
-            ad.resolve(ad_type::INCOMPLETE_32),
-            Some(Bytes(&[1, 2, 3, 4]))
-        );
+        assert_eq!(ad.resolve(ad_type::INCOMPLETE_32), Some(Bytes(&[1, 2, 3, 4])));
         assert_eq!(ad.resolve(ad_type::COMPLETE_32), Some(Bytes(&[5, 6, 7, 8])));
         assert_eq!(ad.resolve(ad_type::INCOMPLETE_128), Some(Bytes(&custom)));
         assert_eq!(ad.resolve(ad_type::COMPLETE_128), Some(Bytes(&custom)));
         assert_eq!(ad.resolve(ad_type::SHORTENED_LOCAL_NAME), Some(Str("gatt")));
-        assert_eq!(
-            ad.resolve(ad_type::COMPLETE_LOCAL_NAME),
-            Some(Str("gattling"))
-        );
+        assert_eq!(ad.resolve(ad_type::COMPLETE_LOCAL_NAME), Some(Str("gattling")));
         assert_eq!(ad.resolve(ad_type::TX_POWER_LEVEL), Some(Int(-12)));
         assert_eq!(ad.resolve(ad_type::CLASS_OF_DEVICE), None);
-        assert_eq!(
-            ad.resolve(ad_type::SERVICE_DATA_16),
-            Some(Bytes(&[0xAA, 0xFE, 1]))
-        );
+        assert_eq!(ad.resolve(ad_type::SERVICE_DATA_16), Some(Bytes(&[0xAA, 0xFE, 1])));
         assert_eq!(ad.resolve(ad_type::APPEARANCE), None);
         assert_eq!(ad.resolve(ad_type::ADVERTISING_INTERVAL), None);
         assert_eq!(ad.resolve(ad_type::SERVICE_DATA_32), None);
         assert_eq!(ad.resolve(ad_type::SERVICE_DATA_128), None);
-        assert_eq!(
-            ad.resolve(ad_type::MANUFACTURER_SPECIFIC_DATA),
-            Some(Bytes(&[0x4C, 0x00, 0xAB]))
-        );
+        assert_eq!(ad.resolve(ad_type::MANUFACTURER_SPECIFIC_DATA), Some(Bytes(&[0x4C, 0x00, 0xAB])));
         assert_eq!(ad.resolve(ad_type::URI), None);
         assert_eq!(ad.resolve(ad_type::LE_ROLE), None);
         // Flags are signed like TX power; names must be UTF-8.
@@ -1030,28 +851,10 @@ mod tests {
     fn truncated_structures_are_errors() {
         assert_eq!(
             AdvData::parse(&[2, 1, 6, 5, 9, b'a']),
-            Err(DecodeError::Truncated {
-                what: "AD structure",
-                need: 5,
-                have: 2
-            })
+            Err(DecodeError::Truncated { what: "AD structure", need: 5, have: 2 })
         );
-        assert_eq!(
-            AdvData::parse(&[2]),
-            Err(DecodeError::Truncated {
-                what: "AD structure",
-                need: 2,
-                have: 0
-            })
-        );
-        assert_eq!(
-            AdvData::parse(&[255, 1]),
-            Err(DecodeError::Truncated {
-                what: "AD structure",
-                need: 255,
-                have: 1
-            })
-        );
+        assert_eq!(AdvData::parse(&[2]), Err(DecodeError::Truncated { what: "AD structure", need: 2, have: 0 }));
+        assert_eq!(AdvData::parse(&[255, 1]), Err(DecodeError::Truncated { what: "AD structure", need: 255, have: 1 }));
         // The lenient parse keeps the valid prefix.
         let ad = AdvData::parse_lenient(&[2, 1, 6, 5, 9, b'a']);
         assert_eq!(structures(&ad), [(1, vec![6])]);
@@ -1100,10 +903,7 @@ mod tests {
             n += s.data.len();
         }
         assert_eq!(n, 5);
-        assert_eq!(
-            ad.solicited_uuids().collect::<Vec<_>>(),
-            [Uuid::U16(0x180F)]
-        );
+        assert_eq!(ad.solicited_uuids().collect::<Vec<_>>(), [Uuid::U16(0x180F)]);
         assert_eq!(ad.find_all(0x03).count(), 1);
         assert!(alloc::format!("{ad:?}").contains("ad_type: 3"));
     }
@@ -1134,14 +934,9 @@ mod tests {
         let small = || proptest::collection::vec(any::<u8>(), 0..6);
         prop_oneof![
             any::<u8>().prop_map(Field::Flags),
-            (proptest::collection::vec(any::<u16>(), 0..4), any::<bool>())
-                .prop_map(|(v, c)| Field::Uuids16(v, c)),
-            (proptest::collection::vec(any::<u32>(), 0..3), any::<bool>())
-                .prop_map(|(v, c)| Field::Uuids32(v, c)),
-            (
-                proptest::collection::vec(any::<[u8; 16]>(), 0..2),
-                any::<bool>()
-            )
+            (proptest::collection::vec(any::<u16>(), 0..4), any::<bool>()).prop_map(|(v, c)| Field::Uuids16(v, c)),
+            (proptest::collection::vec(any::<u32>(), 0..3), any::<bool>()).prop_map(|(v, c)| Field::Uuids32(v, c)),
+            (proptest::collection::vec(any::<[u8; 16]>(), 0..2), any::<bool>())
                 .prop_map(|(v, c)| Field::Uuids128(v, c)),
             "[a-zA-Z0-9 é€]{0,10}".prop_map(Field::CompleteName),
             any::<i8>().prop_map(Field::TxPower),
@@ -1157,22 +952,15 @@ mod tests {
         let pick = |c: bool, inc: u8| if c { inc + 1 } else { inc };
         match f {
             Field::Flags(v) => (0x01, vec![*v]),
-            Field::Uuids16(v, c) => (
-                pick(*c, 0x02),
-                v.iter().flat_map(|u| u.to_le_bytes()).collect(),
-            ),
-            Field::Uuids32(v, c) => (
-                pick(*c, 0x04),
-                v.iter().flat_map(|u| u.to_le_bytes()).collect(),
-            ),
+            Field::Uuids16(v, c) => (pick(*c, 0x02), v.iter().flat_map(|u| u.to_le_bytes()).collect()),
+            Field::Uuids32(v, c) => (pick(*c, 0x04), v.iter().flat_map(|u| u.to_le_bytes()).collect()),
             Field::Uuids128(v, c) => (pick(*c, 0x06), v.concat()),
             Field::CompleteName(s) => (0x09, s.as_bytes().to_vec()),
             Field::TxPower(p) => (0x0A, vec![*p as u8]),
             Field::Appearance(a) => (0x19, a.to_le_bytes().to_vec()),
             Field::ServiceData(u, d) => {
                 let s = u.shortest();
-                let t =
-                    [0x16, 0x20, 0x21][[2, 4, 16].iter().position(|w| *w == s.wire_len()).unwrap()];
+                let t = [0x16, 0x20, 0x21][[2, 4, 16].iter().position(|w| *w == s.wire_len()).unwrap()];
                 let mut v = Vec::new();
                 s.write_le(&mut v);
                 v.extend_from_slice(d);

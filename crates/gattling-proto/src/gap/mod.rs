@@ -27,11 +27,7 @@ impl fmt::Display for BdAddr {
     /// Most significant byte first, colon separated: `C0:11:22:33:44:55`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        write!(
-            f,
-            "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}",
-            b[5], b[4], b[3], b[2], b[1], b[0]
-        )
+        write!(f, "{:02X}:{:02X}:{:02X}:{:02X}:{:02X}:{:02X}", b[5], b[4], b[3], b[2], b[1], b[0])
     }
 }
 

@@ -57,9 +57,7 @@ pub struct AclHeader {
 impl AclHeader {
     /// Encodes the header into its 4 wire bytes.
     pub fn to_bytes(&self) -> [u8; 4] {
-        let w = (self.handle & 0x0FFF)
-            | self.boundary.bits() << 12
-            | ((self.broadcast as u16) & 0b11) << 14;
+        let w = (self.handle & 0x0FFF) | self.boundary.bits() << 12 | ((self.broadcast as u16) & 0b11) << 14;
         let [a, b] = w.to_le_bytes();
         let [c, d] = self.len.to_le_bytes();
         [a, b, c, d]

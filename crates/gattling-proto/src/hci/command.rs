@@ -76,10 +76,7 @@ impl Opcode {
     pub fn completes_with_status(self) -> bool {
         matches!(
             self,
-            Opcode::DISCONNECT
-                | Opcode::LE_CREATE_CONNECTION
-                | Opcode::LE_CONNECTION_UPDATE
-                | Opcode::LE_SET_PHY
+            Opcode::DISCONNECT | Opcode::LE_CREATE_CONNECTION | Opcode::LE_CONNECTION_UPDATE | Opcode::LE_SET_PHY
         )
     }
 }
@@ -105,14 +102,7 @@ pub struct ConnParams {
 impl Default for ConnParams {
     /// 30-50 ms interval, no latency, 4 s supervision timeout.
     fn default() -> Self {
-        Self {
-            interval_min: 24,
-            interval_max: 40,
-            latency: 0,
-            timeout: 400,
-            min_ce_len: 0,
-            max_ce_len: 0,
-        }
+        Self { interval_min: 24, interval_max: 40, latency: 0, timeout: 400, min_ce_len: 0, max_ce_len: 0 }
     }
 }
 
@@ -372,9 +362,7 @@ impl Command {
             Command::LeEncrypt { .. } => Opcode::LE_ENCRYPT,
             Command::LeRand => Opcode::LE_RAND,
             Command::LeRemoteConnParamReqReply { .. } => Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY,
-            Command::LeRemoteConnParamReqNegReply { .. } => {
-                Opcode::LE_REMOTE_CONN_PARAM_REQ_NEG_REPLY
-            }
+            Command::LeRemoteConnParamReqNegReply { .. } => Opcode::LE_REMOTE_CONN_PARAM_REQ_NEG_REPLY,
             Command::LeSetDataLength { .. } => Opcode::LE_SET_DATA_LENGTH,
             Command::LeSetPhy { .. } => Opcode::LE_SET_PHY,
             Command::Other { opcode, .. } => *opcode,
@@ -411,27 +399,16 @@ impl Command {
                 out.put_u8(p.channel_map);
                 out.put_u8(p.filter_policy);
             }
-            Command::LeSetAdvertisingData(d) | Command::LeSetScanResponseData(d) => {
-                put_adv_data(out, d)
-            }
+            Command::LeSetAdvertisingData(d) | Command::LeSetScanResponseData(d) => put_adv_data(out, d),
             Command::LeSetAdvertisingEnable(e) => out.put_u8(*e as u8),
-            Command::LeSetScanParameters {
-                scan_type,
-                interval,
-                window,
-                own_address_type,
-                filter_policy,
-            } => {
+            Command::LeSetScanParameters { scan_type, interval, window, own_address_type, filter_policy } => {
                 out.put_u8(*scan_type);
                 out.put_u16(*interval);
                 out.put_u16(*window);
                 out.put_u8(*own_address_type);
                 out.put_u8(*filter_policy);
             }
-            Command::LeSetScanEnable {
-                enable,
-                filter_duplicates,
-            } => {
+            Command::LeSetScanEnable { enable, filter_duplicates } => {
                 out.put_u8(*enable as u8);
                 out.put_u8(*filter_duplicates as u8);
             }
@@ -444,8 +421,7 @@ impl Command {
                 out.put_u8(c.own_address_type);
                 c.params.write(out, true);
             }
-            Command::LeConnectionUpdate { handle, params }
-            | Command::LeRemoteConnParamReqReply { handle, params } => {
+            Command::LeConnectionUpdate { handle, params } | Command::LeRemoteConnParamReqReply { handle, params } => {
                 out.put_u16(*handle);
                 params.write(out, true);
             }
@@ -457,22 +433,12 @@ impl Command {
                 out.put_u16(*handle);
                 out.put_u8(*reason);
             }
-            Command::LeSetDataLength {
-                handle,
-                tx_octets,
-                tx_time,
-            } => {
+            Command::LeSetDataLength { handle, tx_octets, tx_time } => {
                 out.put_u16(*handle);
                 out.put_u16(*tx_octets);
                 out.put_u16(*tx_time);
             }
-            Command::LeSetPhy {
-                handle,
-                all_phys,
-                tx_phys,
-                rx_phys,
-                phy_options,
-            } => {
+            Command::LeSetPhy { handle, all_phys, tx_phys, rx_phys, phy_options } => {
                 out.put_u16(*handle);
                 out.put_u8(*all_phys);
                 out.put_u8(*tx_phys);
@@ -505,10 +471,7 @@ impl Command {
         r.finish()?;
         let mut p = Reader::new(params, "HCI command parameters");
         let cmd = match opcode {
-            Opcode::DISCONNECT => Command::Disconnect {
-                handle: p.u16()?,
-                reason: p.u8()?,
-            },
+            Opcode::DISCONNECT => Command::Disconnect { handle: p.u16()?, reason: p.u8()? },
             Opcode::SET_EVENT_MASK => Command::SetEventMask(p.u64()?),
             Opcode::RESET => Command::Reset,
             Opcode::READ_LOCAL_VERSION => Command::ReadLocalVersion,
@@ -521,28 +484,22 @@ impl Command {
             Opcode::LE_READ_BUFFER_SIZE_V2 => Command::LeReadBufferSizeV2,
             Opcode::LE_READ_LOCAL_SUPPORTED_FEATURES => Command::LeReadLocalSupportedFeatures,
             Opcode::LE_SET_RANDOM_ADDRESS => Command::LeSetRandomAddress(BdAddr(p.array()?)),
-            Opcode::LE_SET_ADVERTISING_PARAMETERS => {
-                Command::LeSetAdvertisingParameters(AdvParams {
-                    interval_min: p.u16()?,
-                    interval_max: p.u16()?,
-                    adv_type: p.u8()?,
-                    own_address_type: p.u8()?,
-                    peer_address_type: p.u8()?,
-                    peer_address: BdAddr(p.array()?),
-                    channel_map: p.u8()?,
-                    filter_policy: p.u8()?,
-                })
-            }
+            Opcode::LE_SET_ADVERTISING_PARAMETERS => Command::LeSetAdvertisingParameters(AdvParams {
+                interval_min: p.u16()?,
+                interval_max: p.u16()?,
+                adv_type: p.u8()?,
+                own_address_type: p.u8()?,
+                peer_address_type: p.u8()?,
+                peer_address: BdAddr(p.array()?),
+                channel_map: p.u8()?,
+                filter_policy: p.u8()?,
+            }),
             Opcode::LE_SET_ADVERTISING_DATA | Opcode::LE_SET_SCAN_RESPONSE_DATA => {
                 let n = p.u8()? as usize;
                 let field: [u8; 31] = p.array()?;
                 let data = field
                     .get(..n)
-                    .ok_or(DecodeError::Oversized {
-                        what: "advertising data length",
-                        len: n,
-                        max: 31,
-                    })?
+                    .ok_or(DecodeError::Oversized { what: "advertising data length", len: n, max: 31 })?
                     .to_vec();
                 if opcode == Opcode::LE_SET_ADVERTISING_DATA {
                     Command::LeSetAdvertisingData(data)
@@ -558,10 +515,9 @@ impl Command {
                 own_address_type: p.u8()?,
                 filter_policy: p.u8()?,
             },
-            Opcode::LE_SET_SCAN_ENABLE => Command::LeSetScanEnable {
-                enable: p.u8()? != 0,
-                filter_duplicates: p.u8()? != 0,
-            },
+            Opcode::LE_SET_SCAN_ENABLE => {
+                Command::LeSetScanEnable { enable: p.u8()? != 0, filter_duplicates: p.u8()? != 0 }
+            }
             Opcode::LE_CREATE_CONNECTION => Command::LeCreateConnection(CreateConnection {
                 scan_interval: p.u16()?,
                 scan_window: p.u16()?,
@@ -572,28 +528,20 @@ impl Command {
                 params: ConnParams::read(&mut p)?,
             }),
             Opcode::LE_CREATE_CONNECTION_CANCEL => Command::LeCreateConnectionCancel,
-            Opcode::LE_CONNECTION_UPDATE => Command::LeConnectionUpdate {
-                handle: p.u16()?,
-                params: ConnParams::read(&mut p)?,
-            },
-            Opcode::LE_ENCRYPT => Command::LeEncrypt {
-                key: p.array()?,
-                plaintext: p.array()?,
-            },
+            Opcode::LE_CONNECTION_UPDATE => {
+                Command::LeConnectionUpdate { handle: p.u16()?, params: ConnParams::read(&mut p)? }
+            }
+            Opcode::LE_ENCRYPT => Command::LeEncrypt { key: p.array()?, plaintext: p.array()? },
             Opcode::LE_RAND => Command::LeRand,
-            Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY => Command::LeRemoteConnParamReqReply {
-                handle: p.u16()?,
-                params: ConnParams::read(&mut p)?,
-            },
-            Opcode::LE_REMOTE_CONN_PARAM_REQ_NEG_REPLY => Command::LeRemoteConnParamReqNegReply {
-                handle: p.u16()?,
-                reason: p.u8()?,
-            },
-            Opcode::LE_SET_DATA_LENGTH => Command::LeSetDataLength {
-                handle: p.u16()?,
-                tx_octets: p.u16()?,
-                tx_time: p.u16()?,
-            },
+            Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY => {
+                Command::LeRemoteConnParamReqReply { handle: p.u16()?, params: ConnParams::read(&mut p)? }
+            }
+            Opcode::LE_REMOTE_CONN_PARAM_REQ_NEG_REPLY => {
+                Command::LeRemoteConnParamReqNegReply { handle: p.u16()?, reason: p.u8()? }
+            }
+            Opcode::LE_SET_DATA_LENGTH => {
+                Command::LeSetDataLength { handle: p.u16()?, tx_octets: p.u16()?, tx_time: p.u16()? }
+            }
             Opcode::LE_SET_PHY => Command::LeSetPhy {
                 handle: p.u16()?,
                 all_phys: p.u8()?,
@@ -601,12 +549,7 @@ impl Command {
                 rx_phys: p.u8()?,
                 phy_options: p.u16()?,
             },
-            _ => {
-                return Ok(Command::Other {
-                    opcode,
-                    params: params.to_vec(),
-                })
-            }
+            _ => return Ok(Command::Other { opcode, params: params.to_vec() }),
         };
         p.finish()?;
         Ok(cmd)
@@ -636,44 +579,27 @@ mod tests {
     #[test]
     fn conn_params_validity() {
         assert!(ConnParams::default().is_valid());
-        assert!(!ConnParams {
-            timeout: 10,
-            interval_max: 3200,
-            interval_min: 3200,
-            ..Default::default()
-        }
-        .is_valid());
-        assert!(!ConnParams {
-            interval_min: 5,
-            ..Default::default()
-        }
-        .is_valid());
+        assert!(!ConnParams { timeout: 10, interval_max: 3200, interval_min: 3200, ..Default::default() }.is_valid());
+        assert!(!ConnParams { interval_min: 5, ..Default::default() }.is_valid());
     }
 
     fn arb_params() -> impl Strategy<Value = ConnParams> {
-        (
-            any::<u16>(),
-            any::<u16>(),
-            any::<u16>(),
-            any::<u16>(),
-            any::<u16>(),
-            any::<u16>(),
-        )
-            .prop_map(|(a, b, c, d, e, f)| ConnParams {
+        (any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>(), any::<u16>()).prop_map(
+            |(a, b, c, d, e, f)| ConnParams {
                 interval_min: a,
                 interval_max: b,
                 latency: c,
                 timeout: d,
                 min_ce_len: e,
                 max_ce_len: f,
-            })
+            },
+        )
     }
 
     fn arb_command() -> impl Strategy<Value = Command> {
         let addr = any::<[u8; 6]>().prop_map(BdAddr);
         prop_oneof![
-            (0u16..0x0F00, any::<u8>())
-                .prop_map(|(handle, reason)| Command::Disconnect { handle, reason }),
+            (0u16..0x0F00, any::<u8>()).prop_map(|(handle, reason)| Command::Disconnect { handle, reason }),
             any::<u64>().prop_map(Command::SetEventMask),
             Just(Command::Reset),
             Just(Command::ReadLocalVersion),
@@ -684,89 +610,49 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..=31).prop_map(Command::LeSetAdvertisingData),
             proptest::collection::vec(any::<u8>(), 0..=31).prop_map(Command::LeSetScanResponseData),
             any::<bool>().prop_map(Command::LeSetAdvertisingEnable),
-            (
-                any::<u16>(),
-                any::<u16>(),
-                any::<u8>(),
-                addr.clone(),
-                any::<u8>()
-            )
-                .prop_map(|(a, b, t, peer, m)| {
-                    Command::LeSetAdvertisingParameters(AdvParams {
-                        interval_min: a,
-                        interval_max: b,
-                        adv_type: t,
-                        own_address_type: 1,
-                        peer_address_type: 0,
-                        peer_address: peer,
-                        channel_map: m,
-                        filter_policy: 0,
-                    })
-                }),
-            (any::<bool>(), any::<bool>()).prop_map(|(enable, filter_duplicates)| {
-                Command::LeSetScanEnable {
-                    enable,
-                    filter_duplicates,
-                }
-            }),
-            (any::<u8>(), any::<u16>(), any::<u16>()).prop_map(|(scan_type, interval, window)| {
-                Command::LeSetScanParameters {
-                    scan_type,
-                    interval,
-                    window,
+            (any::<u16>(), any::<u16>(), any::<u8>(), addr.clone(), any::<u8>()).prop_map(|(a, b, t, peer, m)| {
+                Command::LeSetAdvertisingParameters(AdvParams {
+                    interval_min: a,
+                    interval_max: b,
+                    adv_type: t,
                     own_address_type: 1,
+                    peer_address_type: 0,
+                    peer_address: peer,
+                    channel_map: m,
                     filter_policy: 0,
-                }
+                })
             }),
-            (addr, arb_params()).prop_map(|(peer_address, params)| Command::LeCreateConnection(
-                CreateConnection {
-                    scan_interval: 0x60,
-                    scan_window: 0x30,
-                    filter_policy: 0,
-                    peer_address_type: 1,
-                    peer_address,
-                    own_address_type: 0,
-                    params,
-                }
-            )),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(enable, filter_duplicates)| { Command::LeSetScanEnable { enable, filter_duplicates } }),
+            (any::<u8>(), any::<u16>(), any::<u16>()).prop_map(|(scan_type, interval, window)| {
+                Command::LeSetScanParameters { scan_type, interval, window, own_address_type: 1, filter_policy: 0 }
+            }),
+            (addr, arb_params()).prop_map(|(peer_address, params)| Command::LeCreateConnection(CreateConnection {
+                scan_interval: 0x60,
+                scan_window: 0x30,
+                filter_policy: 0,
+                peer_address_type: 1,
+                peer_address,
+                own_address_type: 0,
+                params,
+            })),
             Just(Command::LeCreateConnectionCancel),
-            (any::<u16>(), arb_params())
-                .prop_map(|(handle, params)| Command::LeConnectionUpdate { handle, params }),
-            (any::<[u8; 16]>(), any::<[u8; 16]>())
-                .prop_map(|(key, plaintext)| Command::LeEncrypt { key, plaintext }),
+            (any::<u16>(), arb_params()).prop_map(|(handle, params)| Command::LeConnectionUpdate { handle, params }),
+            (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(key, plaintext)| Command::LeEncrypt { key, plaintext }),
             Just(Command::LeRand),
             (any::<u16>(), arb_params())
                 .prop_map(|(handle, params)| Command::LeRemoteConnParamReqReply { handle, params }),
-            (any::<u16>(), any::<u8>()).prop_map(|(handle, reason)| {
-                Command::LeRemoteConnParamReqNegReply { handle, reason }
-            }),
-            (any::<u16>(), any::<u16>(), any::<u16>()).prop_map(|(handle, tx_octets, tx_time)| {
-                Command::LeSetDataLength {
-                    handle,
-                    tx_octets,
-                    tx_time,
+            (any::<u16>(), any::<u8>())
+                .prop_map(|(handle, reason)| { Command::LeRemoteConnParamReqNegReply { handle, reason } }),
+            (any::<u16>(), any::<u16>(), any::<u16>())
+                .prop_map(|(handle, tx_octets, tx_time)| { Command::LeSetDataLength { handle, tx_octets, tx_time } }),
+            (any::<u16>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<u16>()).prop_map(
+                |(handle, all_phys, tx_phys, rx_phys, phy_options)| {
+                    Command::LeSetPhy { handle, all_phys, tx_phys, rx_phys, phy_options }
                 }
-            }),
-            (
-                any::<u16>(),
-                any::<u8>(),
-                any::<u8>(),
-                any::<u8>(),
-                any::<u16>()
-            )
-                .prop_map(|(handle, all_phys, tx_phys, rx_phys, phy_options)| {
-                    Command::LeSetPhy {
-                        handle,
-                        all_phys,
-                        tx_phys,
-                        rx_phys,
-                        phy_options,
-                    }
-                }),
-            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|params| Command::Other {
-                opcode: Opcode::new(0x3F, 0x0123),
-                params
-            }),
+            ),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|params| Command::Other { opcode: Opcode::new(0x3F, 0x0123), params }),
         ]
     }
 

@@ -104,10 +104,7 @@ impl<'a> AdvertisingReports<'a> {
         let mut r = Reader::new(params, "LE Advertising Report");
         let count = r.u8()?;
         if count == 0 {
-            return Err(DecodeError::Invalid {
-                what: "LE Advertising Report",
-                reason: "zero reports",
-            });
+            return Err(DecodeError::Invalid { what: "LE Advertising Report", reason: "zero reports" });
         }
         let body = r.rest();
         let n = count as usize;
@@ -122,24 +119,13 @@ impl<'a> AdvertisingReports<'a> {
         let need = fixed + n + data_total + n;
         if body.len() != need {
             return Err(if body.len() < need {
-                DecodeError::Truncated {
-                    what: "LE Advertising Report",
-                    need,
-                    have: body.len(),
-                }
+                DecodeError::Truncated { what: "LE Advertising Report", need, have: body.len() }
             } else {
-                DecodeError::Trailing {
-                    what: "LE Advertising Report",
-                    extra: body.len() - need,
-                }
+                DecodeError::Trailing { what: "LE Advertising Report", extra: body.len() - need }
             });
         }
         if lens.iter().any(|l| *l > 31) {
-            return Err(DecodeError::Oversized {
-                what: "advertising report data",
-                len: 32,
-                max: 31,
-            });
+            return Err(DecodeError::Oversized { what: "advertising report data", len: 32, max: 31 });
         }
         Ok(Self { count, body })
     }
@@ -392,26 +378,18 @@ impl<'a> Event<'a> {
         r.finish()?;
         let mut p = Reader::new(params, "HCI event parameters");
         let ev = match code {
-            code::DISCONNECTION_COMPLETE => Event::DisconnectionComplete {
-                status: p.u8()?,
-                handle: p.u16()? & 0x0FFF,
-                reason: p.u8()?,
-            },
-            code::ENCRYPTION_CHANGE => Event::EncryptionChange {
-                status: p.u8()?,
-                handle: p.u16()? & 0x0FFF,
-                enabled: p.u8()?,
-            },
-            code::COMMAND_COMPLETE => Event::CommandComplete {
-                num_packets: p.u8()?,
-                opcode: Opcode(p.u16()?),
-                return_params: p.rest(),
-            },
-            code::COMMAND_STATUS => Event::CommandStatus {
-                status: p.u8()?,
-                num_packets: p.u8()?,
-                opcode: Opcode(p.u16()?),
-            },
+            code::DISCONNECTION_COMPLETE => {
+                Event::DisconnectionComplete { status: p.u8()?, handle: p.u16()? & 0x0FFF, reason: p.u8()? }
+            }
+            code::ENCRYPTION_CHANGE => {
+                Event::EncryptionChange { status: p.u8()?, handle: p.u16()? & 0x0FFF, enabled: p.u8()? }
+            }
+            code::COMMAND_COMPLETE => {
+                Event::CommandComplete { num_packets: p.u8()?, opcode: Opcode(p.u16()?), return_params: p.rest() }
+            }
+            code::COMMAND_STATUS => {
+                Event::CommandStatus { status: p.u8()?, num_packets: p.u8()?, opcode: Opcode(p.u16()?) }
+            }
             code::HARDWARE_ERROR => Event::HardwareError { code: p.u8()? },
             code::NUMBER_OF_COMPLETED_PACKETS => {
                 let n = p.u8()? as usize;
@@ -429,12 +407,8 @@ impl<'a> Event<'a> {
         Ok(match sub {
             subevent::CONNECTION_COMPLETE
             | subevent::ENHANCED_CONNECTION_COMPLETE
-            | subevent::ENHANCED_CONNECTION_COMPLETE_V2 => {
-                LeEvent::ConnectionComplete(read_conn_complete(p, sub)?)
-            }
-            subevent::ADVERTISING_REPORT => {
-                LeEvent::AdvertisingReport(AdvertisingReports::parse(p.rest())?)
-            }
+            | subevent::ENHANCED_CONNECTION_COMPLETE_V2 => LeEvent::ConnectionComplete(read_conn_complete(p, sub)?),
+            subevent::ADVERTISING_REPORT => LeEvent::AdvertisingReport(AdvertisingReports::parse(p.rest())?),
             subevent::CONNECTION_UPDATE_COMPLETE => LeEvent::ConnectionUpdateComplete {
                 status: p.u8()?,
                 handle: p.u16()? & 0x0FFF,
@@ -442,20 +416,16 @@ impl<'a> Event<'a> {
                 latency: p.u16()?,
                 supervision_timeout: p.u16()?,
             },
-            subevent::LONG_TERM_KEY_REQUEST => LeEvent::LongTermKeyRequest {
-                handle: p.u16()? & 0x0FFF,
-                rand: p.u64()?,
-                ediv: p.u16()?,
-            },
-            subevent::REMOTE_CONNECTION_PARAMETER_REQUEST => {
-                LeEvent::RemoteConnectionParameterRequest {
-                    handle: p.u16()? & 0x0FFF,
-                    interval_min: p.u16()?,
-                    interval_max: p.u16()?,
-                    latency: p.u16()?,
-                    timeout: p.u16()?,
-                }
+            subevent::LONG_TERM_KEY_REQUEST => {
+                LeEvent::LongTermKeyRequest { handle: p.u16()? & 0x0FFF, rand: p.u64()?, ediv: p.u16()? }
             }
+            subevent::REMOTE_CONNECTION_PARAMETER_REQUEST => LeEvent::RemoteConnectionParameterRequest {
+                handle: p.u16()? & 0x0FFF,
+                interval_min: p.u16()?,
+                interval_max: p.u16()?,
+                latency: p.u16()?,
+                timeout: p.u16()?,
+            },
             subevent::DATA_LENGTH_CHANGE => LeEvent::DataLengthChange {
                 handle: p.u16()? & 0x0FFF,
                 max_tx_octets: p.u16()?,
@@ -469,10 +439,7 @@ impl<'a> Event<'a> {
                 tx_phy: p.u8()?,
                 rx_phy: p.u8()?,
             },
-            _ => LeEvent::Unknown {
-                subevent: sub,
-                params: p.rest(),
-            },
+            _ => LeEvent::Unknown { subevent: sub, params: p.rest() },
         })
     }
 
@@ -495,41 +462,25 @@ impl<'a> Event<'a> {
     /// Appends the parameters and returns the event code.
     fn write_params(&self, out: &mut Vec<u8>) -> u8 {
         match self {
-            Event::DisconnectionComplete {
-                status,
-                handle,
-                reason,
-            } => {
+            Event::DisconnectionComplete { status, handle, reason } => {
                 out.put_u8(*status);
                 out.put_u16(*handle);
                 out.put_u8(*reason);
                 code::DISCONNECTION_COMPLETE
             }
-            Event::EncryptionChange {
-                status,
-                handle,
-                enabled,
-            } => {
+            Event::EncryptionChange { status, handle, enabled } => {
                 out.put_u8(*status);
                 out.put_u16(*handle);
                 out.put_u8(*enabled);
                 code::ENCRYPTION_CHANGE
             }
-            Event::CommandComplete {
-                num_packets,
-                opcode,
-                return_params,
-            } => {
+            Event::CommandComplete { num_packets, opcode, return_params } => {
                 out.put_u8(*num_packets);
                 out.put_u16(opcode.0);
                 out.put(return_params);
                 code::COMMAND_COMPLETE
             }
-            Event::CommandStatus {
-                status,
-                num_packets,
-                opcode,
-            } => {
+            Event::CommandStatus { status, num_packets, opcode } => {
                 out.put_u8(*status);
                 out.put_u8(*num_packets);
                 out.put_u16(opcode.0);
@@ -582,13 +533,7 @@ fn write_le(le: &LeEvent<'_>, out: &mut Vec<u8>) {
             out.put_u8(r.count);
             out.put(r.body);
         }
-        LeEvent::ConnectionUpdateComplete {
-            status,
-            handle,
-            interval,
-            latency,
-            supervision_timeout,
-        } => {
+        LeEvent::ConnectionUpdateComplete { status, handle, interval, latency, supervision_timeout } => {
             out.put_u8(subevent::CONNECTION_UPDATE_COMPLETE);
             out.put_u8(*status);
             for v in [*handle, *interval, *latency, *supervision_timeout] {
@@ -601,42 +546,19 @@ fn write_le(le: &LeEvent<'_>, out: &mut Vec<u8>) {
             out.put(&rand.to_le_bytes());
             out.put_u16(*ediv);
         }
-        LeEvent::RemoteConnectionParameterRequest {
-            handle,
-            interval_min,
-            interval_max,
-            latency,
-            timeout,
-        } => {
+        LeEvent::RemoteConnectionParameterRequest { handle, interval_min, interval_max, latency, timeout } => {
             out.put_u8(subevent::REMOTE_CONNECTION_PARAMETER_REQUEST);
             for v in [*handle, *interval_min, *interval_max, *latency, *timeout] {
                 out.put_u16(v);
             }
         }
-        LeEvent::DataLengthChange {
-            handle,
-            max_tx_octets,
-            max_tx_time,
-            max_rx_octets,
-            max_rx_time,
-        } => {
+        LeEvent::DataLengthChange { handle, max_tx_octets, max_tx_time, max_rx_octets, max_rx_time } => {
             out.put_u8(subevent::DATA_LENGTH_CHANGE);
-            for v in [
-                *handle,
-                *max_tx_octets,
-                *max_tx_time,
-                *max_rx_octets,
-                *max_rx_time,
-            ] {
+            for v in [*handle, *max_tx_octets, *max_tx_time, *max_rx_octets, *max_rx_time] {
                 out.put_u16(v);
             }
         }
-        LeEvent::PhyUpdateComplete {
-            status,
-            handle,
-            tx_phy,
-            rx_phy,
-        } => {
+        LeEvent::PhyUpdateComplete { status, handle, tx_phy, rx_phy } => {
             out.put_u8(subevent::PHY_UPDATE_COMPLETE);
             out.put_u8(*status);
             out.put_u16(*handle);
@@ -699,10 +621,7 @@ pub mod ret {
     /// LE Read Buffer Size (v1) or (v2) (the ISO fields of v2 are ignored) (§7.8.2).
     pub fn le_buffer_size(p: &[u8]) -> Result<BufferSize, DecodeError> {
         let mut r = Reader::new(p, "LE Read Buffer Size");
-        Ok(BufferSize {
-            acl_len: r.u16()?,
-            acl_num: r.u8()? as u16,
-        })
+        Ok(BufferSize { acl_len: r.u16()?, acl_num: r.u8()? as u16 })
     }
 
     /// Read Buffer Size (BR/EDR; used when the LE buffers are shared) (§7.4.5).
@@ -743,33 +662,14 @@ mod tests {
     #[test]
     fn command_complete_for_reset() {
         let ev = Event::decode(&[0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]).unwrap();
-        assert_eq!(
-            ev,
-            Event::CommandComplete {
-                num_packets: 1,
-                opcode: Opcode::RESET,
-                return_params: &[0]
-            }
-        );
+        assert_eq!(ev, Event::CommandComplete { num_packets: 1, opcode: Opcode::RESET, return_params: &[0] });
     }
 
     #[test]
     fn advertising_report_two_entries() {
         let reports = [
-            AdvertisingReport {
-                event_type: 0,
-                address_type: 1,
-                address: BdAddr([1; 6]),
-                data: &[2, 1, 6],
-                rssi: -40,
-            },
-            AdvertisingReport {
-                event_type: 4,
-                address_type: 0,
-                address: BdAddr([2; 6]),
-                data: &[],
-                rssi: -90,
-            },
+            AdvertisingReport { event_type: 0, address_type: 1, address: BdAddr([1; 6]), data: &[2, 1, 6], rssi: -40 },
+            AdvertisingReport { event_type: 4, address_type: 0, address: BdAddr([2; 6]), data: &[], rssi: -90 },
         ];
         let mut params = Vec::new();
         AdvertisingReports::encode(&reports, &mut params);
@@ -788,17 +688,8 @@ mod tests {
 
     #[test]
     fn unknown_events_are_not_errors() {
-        assert_eq!(
-            Event::decode(&[0xFF, 0x01, 0x42]),
-            Ok(Event::Unknown {
-                code: 0xFF,
-                params: &[0x42]
-            })
-        );
-        assert!(matches!(
-            Event::decode(&[0x3E, 0x02, 0x99, 0x01]),
-            Ok(Event::Le(LeEvent::Unknown { .. }))
-        ));
+        assert_eq!(Event::decode(&[0xFF, 0x01, 0x42]), Ok(Event::Unknown { code: 0xFF, params: &[0x42] }));
+        assert!(matches!(Event::decode(&[0x3E, 0x02, 0x99, 0x01]), Ok(Event::Le(LeEvent::Unknown { .. }))));
     }
 
     #[test]
@@ -819,28 +710,20 @@ mod tests {
             any::<(u16, u16, u16)>(),
             prop_oneof![Just(0x01u8), Just(0x0A), Just(0x29)],
         )
-            .prop_map(
-                |(status, handle, role, peer, rpa, (interval, latency, to), sub)| {
-                    ConnectionComplete {
-                        status,
-                        handle,
-                        role,
-                        peer_address_type: 1,
-                        peer_address: BdAddr(peer),
-                        local_rpa: if sub == 1 {
-                            BdAddr::default()
-                        } else {
-                            BdAddr(rpa)
-                        },
-                        peer_rpa: BdAddr::default(),
-                        interval,
-                        latency,
-                        supervision_timeout: to,
-                        clock_accuracy: 0,
-                        subevent: sub,
-                    }
-                },
-            )
+            .prop_map(|(status, handle, role, peer, rpa, (interval, latency, to), sub)| ConnectionComplete {
+                status,
+                handle,
+                role,
+                peer_address_type: 1,
+                peer_address: BdAddr(peer),
+                local_rpa: if sub == 1 { BdAddr::default() } else { BdAddr(rpa) },
+                peer_rpa: BdAddr::default(),
+                interval,
+                latency,
+                supervision_timeout: to,
+                clock_accuracy: 0,
+                subevent: sub,
+            })
     }
 
     proptest! {

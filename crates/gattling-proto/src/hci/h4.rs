@@ -27,12 +27,7 @@ impl PacketType {
             0x03 => PacketType::Sco,
             0x04 => PacketType::Event,
             0x05 => PacketType::Iso,
-            _ => {
-                return Err(DecodeError::Unknown {
-                    what: "H4 packet indicator",
-                    code: b as u16,
-                })
-            }
+            _ => return Err(DecodeError::Unknown { what: "H4 packet indicator", code: b as u16 }),
         })
     }
 
@@ -69,31 +64,16 @@ pub struct H4Packet<'a> {
 impl<'a> H4Packet<'a> {
     /// Decodes exactly one H4 packet (indicator + header + payload) from `bytes`.
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        let (&ind, body) = bytes.split_first().ok_or(DecodeError::Truncated {
-            what: "H4 packet",
-            need: 1,
-            have: 0,
-        })?;
+        let (&ind, body) = bytes.split_first().ok_or(DecodeError::Truncated { what: "H4 packet", need: 1, have: 0 })?;
         let kind = PacketType::from_u8(ind)?;
         let hl = kind.header();
         if body.len() < hl {
-            return Err(DecodeError::Truncated {
-                what: "HCI packet header",
-                need: hl,
-                have: body.len(),
-            });
+            return Err(DecodeError::Truncated { what: "HCI packet header", need: hl, have: body.len() });
         }
         let total = hl + kind.payload_len(body);
         match body.len() {
-            n if n < total => Err(DecodeError::Truncated {
-                what: "HCI packet",
-                need: total,
-                have: n,
-            }),
-            n if n > total => Err(DecodeError::Trailing {
-                what: "HCI packet",
-                extra: n - total,
-            }),
+            n if n < total => Err(DecodeError::Truncated { what: "HCI packet", need: total, have: n }),
+            n if n > total => Err(DecodeError::Trailing { what: "HCI packet", extra: n - total }),
             _ => Ok(H4Packet { kind, body }),
         }
     }
@@ -129,11 +109,7 @@ impl H4Framer {
     /// A framer that rejects packets whose body exceeds `max_body` bytes (events are always allowed 257).
     pub fn new(max_body: usize) -> Self {
         let max_body = max_body.max(2 + 255);
-        Self {
-            buf: Vec::with_capacity(2 * (max_body + 1)),
-            start: 0,
-            max_body,
-        }
+        Self { buf: Vec::with_capacity(2 * (max_body + 1)), start: 0, max_body }
     }
 
     /// Appends bytes read from the transport. Does not allocate while the buffered bytes fit the
@@ -164,11 +140,7 @@ impl H4Framer {
         let header = avail.get(1..1 + hl)?;
         let plen = kind.payload_len(header);
         if hl + plen > self.max_body {
-            let e = DecodeError::Oversized {
-                what: "HCI packet",
-                len: hl + plen,
-                max: self.max_body,
-            };
+            let e = DecodeError::Oversized { what: "HCI packet", len: hl + plen, max: self.max_body };
             return Some(Err(self.reset(e)));
         }
         let end = 1 + hl + plen;
@@ -204,9 +176,7 @@ mod tests {
 
     #[test]
     fn frames_split_and_joined_packets() {
-        let stream = [
-            0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00, 0x02, 0x40, 0x00, 0x01, 0x00, 0xAA,
-        ];
+        let stream = [0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00, 0x02, 0x40, 0x00, 0x01, 0x00, 0xAA];
         for split in 0..stream.len() {
             let mut f = H4Framer::default();
             let mut got = alloc::vec::Vec::new();
@@ -218,17 +188,8 @@ mod tests {
                 }
             }
             assert_eq!(got.len(), 2, "split at {split}");
-            assert_eq!(
-                got[0],
-                (
-                    PacketType::Event,
-                    alloc::vec![0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]
-                )
-            );
-            assert_eq!(
-                got[1],
-                (PacketType::Acl, alloc::vec![0x40, 0x00, 0x01, 0x00, 0xAA])
-            );
+            assert_eq!(got[0], (PacketType::Event, alloc::vec![0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]));
+            assert_eq!(got[1], (PacketType::Acl, alloc::vec![0x40, 0x00, 0x01, 0x00, 0xAA]));
         }
     }
 
@@ -236,10 +197,7 @@ mod tests {
     fn unknown_indicator_is_reported_and_clears() {
         let mut f = H4Framer::default();
         f.push(&[0x09, 1, 2, 3]);
-        assert!(matches!(
-            f.next_packet(),
-            Some(Err(DecodeError::Unknown { code: 9, .. }))
-        ));
+        assert!(matches!(f.next_packet(), Some(Err(DecodeError::Unknown { code: 9, .. }))));
         assert_eq!(f.pending(), 0);
         assert!(f.next_packet().is_none());
     }
@@ -248,23 +206,14 @@ mod tests {
     fn oversized_acl_is_rejected_without_buffering() {
         let mut f = H4Framer::new(300);
         f.push(&[0x02, 0x40, 0x00, 0xff, 0xff]);
-        assert!(matches!(
-            f.next_packet(),
-            Some(Err(DecodeError::Oversized { .. }))
-        ));
+        assert!(matches!(f.next_packet(), Some(Err(DecodeError::Oversized { .. }))));
     }
 
     #[test]
     fn one_shot_decode_checks_lengths() {
         assert!(H4Packet::decode(&[0x01, 0x03, 0x0c, 0x00]).is_ok());
-        assert!(matches!(
-            H4Packet::decode(&[0x01, 0x03, 0x0c, 0x01]),
-            Err(DecodeError::Truncated { .. })
-        ));
-        assert!(matches!(
-            H4Packet::decode(&[0x04, 0x0e, 0x00, 0x00]),
-            Err(DecodeError::Trailing { .. })
-        ));
+        assert!(matches!(H4Packet::decode(&[0x01, 0x03, 0x0c, 0x01]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(H4Packet::decode(&[0x04, 0x0e, 0x00, 0x00]), Err(DecodeError::Trailing { .. })));
         assert!(H4Packet::decode(&[]).is_err());
     }
 

@@ -208,10 +208,7 @@ pub struct HostConfig {
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self {
-            max_l2cap_payload: 517,
-            max_hci_packet: crate::hci::h4::DEFAULT_MAX_BODY,
-        }
+        Self { max_l2cap_payload: 517, max_hci_packet: crate::hci::h4::DEFAULT_MAX_BODY }
     }
 }
 
@@ -309,12 +306,7 @@ impl Host {
     }
 
     /// Queues an L2CAP PDU on a fixed channel, fragmented to the controller's ACL size.
-    pub fn send_l2cap(
-        &mut self,
-        handle: ConnHandle,
-        cid: u16,
-        payload: &[u8],
-    ) -> Result<(), HostError> {
+    pub fn send_l2cap(&mut self, handle: ConnHandle, cid: u16, payload: &[u8]) -> Result<(), HostError> {
         if payload.len() > u16::MAX as usize {
             return Err(HostError::PayloadTooLong(payload.len()));
         }
@@ -322,10 +314,7 @@ impl Host {
             return Err(HostError::NotInitialized);
         }
         let acl_len = self.acl_len;
-        let link = self
-            .links
-            .get_mut(&handle)
-            .ok_or(HostError::UnknownConnection(handle))?;
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
         if link.tx.is_empty() {
             self.ready.push_back(handle);
         }
@@ -341,15 +330,8 @@ impl Host {
 
     /// As peripheral, asks the central for new connection parameters over L2CAP
     /// (Core Vol 3 Part A §4.20); the answer arrives as [`HostEvent::ConnectionParameterUpdateAnswered`].
-    pub fn request_connection_parameters(
-        &mut self,
-        handle: ConnHandle,
-        p: &ConnParams,
-    ) -> Result<(), HostError> {
-        let link = self
-            .links
-            .get_mut(&handle)
-            .ok_or(HostError::UnknownConnection(handle))?;
+    pub fn request_connection_parameters(&mut self, handle: ConnHandle, p: &ConnParams) -> Result<(), HostError> {
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
         if link.info.role != Role::Peripheral {
             return Err(HostError::WrongRole(Role::Peripheral));
         }
@@ -387,8 +369,7 @@ impl Host {
             let packet = match framer.next_packet() {
                 None => break,
                 Some(Err(e)) => {
-                    self.events
-                        .push_back(HostEvent::Dropped(Dropped::Malformed(e)));
+                    self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e)));
                     continue;
                 }
                 Some(Ok(p)) => p,
@@ -410,9 +391,7 @@ impl Host {
                         },
                         ev,
                     ),
-                    Err(e) => self
-                        .events
-                        .push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
                 },
                 PacketType::Acl => match AclPacket::decode(body) {
                     Ok(acl) => {
@@ -420,16 +399,11 @@ impl Host {
                         Self::on_acl(&mut self.links, &mut self.events, &mut replies, acl, on_att);
                         self.apply(replies);
                     }
-                    Err(e) => self
-                        .events
-                        .push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
                 },
                 other => self
                     .events
-                    .push_back(HostEvent::Dropped(Dropped::UnknownEvent {
-                        code: other as u8,
-                        subevent: None,
-                    })),
+                    .push_back(HostEvent::Dropped(Dropped::UnknownEvent { code: other as u8, subevent: None })),
             }
         }
         self.pump_commands();
@@ -443,11 +417,7 @@ impl Host {
 
     fn on_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, ev: Event<'_>) {
         match ev {
-            Event::CommandComplete {
-                num_packets,
-                opcode,
-                return_params,
-            } => {
+            Event::CommandComplete { num_packets, opcode, return_params } => {
                 *st.command_credits = num_packets;
                 if opcode == Opcode::NOP {
                     return;
@@ -458,21 +428,13 @@ impl Host {
                 };
                 st.complete(opcode, status, rest.to_vec());
             }
-            Event::CommandStatus {
-                status,
-                num_packets,
-                opcode,
-            } => {
+            Event::CommandStatus { status, num_packets, opcode } => {
                 *st.command_credits = num_packets;
                 if opcode != Opcode::NOP {
                     st.complete(opcode, status, Vec::new());
                 }
             }
-            Event::DisconnectionComplete {
-                status,
-                handle,
-                reason,
-            } => {
+            Event::DisconnectionComplete { status, handle, reason } => {
                 if status != status::SUCCESS {
                     return;
                 }
@@ -483,12 +445,9 @@ impl Host {
                         }
                         // The controller frees a closed link's buffers (Core Vol 4 Part E §4.3).
                         *st.acl_free = (*st.acl_free + link.in_flight).min(st.acl_total);
-                        st.events
-                            .push_back(HostEvent::Disconnected { handle, reason });
+                        st.events.push_back(HostEvent::Disconnected { handle, reason });
                     }
-                    None => st
-                        .events
-                        .push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
+                    None => st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
                 }
             }
             Event::NumberOfCompletedPackets(c) => {
@@ -507,11 +466,7 @@ impl Host {
             Event::EncryptionChange { .. } => {}
             Event::Le(le) => Self::on_le_event(links, st, le),
             Event::Unknown { code, .. } => {
-                st.events
-                    .push_back(HostEvent::Dropped(Dropped::UnknownEvent {
-                        code,
-                        subevent: None,
-                    }))
+                st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code, subevent: None }))
             }
         }
     }
@@ -520,21 +475,15 @@ impl Host {
         match le {
             LeEvent::ConnectionComplete(c) => {
                 if c.status != status::SUCCESS {
-                    st.events
-                        .push_back(HostEvent::ConnectionFailed { status: c.status });
+                    st.events.push_back(HostEvent::ConnectionFailed { status: c.status });
                     return;
                 }
                 let info = ConnectionInfo {
                     handle: c.handle,
-                    role: if c.role == 0 {
-                        Role::Central
-                    } else {
-                        Role::Peripheral
-                    },
+                    role: if c.role == 0 { Role::Central } else { Role::Peripheral },
                     peer: Address {
                         addr: c.peer_address,
-                        kind: AddressType::from_code(c.peer_address_type)
-                            .unwrap_or(AddressType::Random),
+                        kind: AddressType::from_code(c.peer_address_type).unwrap_or(AddressType::Random),
                     },
                     interval: c.interval,
                     latency: c.latency,
@@ -565,8 +514,7 @@ impl Host {
                     st.events.push_back(HostEvent::Advertisement(AdvReport {
                         address: Address {
                             addr: r.address,
-                            kind: AddressType::from_code(r.address_type)
-                                .unwrap_or(AddressType::Random),
+                            kind: AddressType::from_code(r.address_type).unwrap_or(AddressType::Random),
                         },
                         event_type: r.event_type,
                         rssi: r.rssi,
@@ -574,13 +522,7 @@ impl Host {
                     }));
                 }
             }
-            LeEvent::ConnectionUpdateComplete {
-                status,
-                handle,
-                interval,
-                latency,
-                supervision_timeout,
-            } => {
+            LeEvent::ConnectionUpdateComplete { status, handle, interval, latency, supervision_timeout } => {
                 if let Some(link) = links.get_mut(&handle) {
                     if status == status::SUCCESS {
                         link.info.interval = interval;
@@ -596,52 +538,21 @@ impl Host {
                     supervision_timeout,
                 });
             }
-            LeEvent::RemoteConnectionParameterRequest {
-                handle,
-                interval_min,
-                interval_max,
-                latency,
-                timeout,
-            } => {
-                let params = ConnParams {
-                    interval_min,
-                    interval_max,
-                    latency,
-                    timeout,
-                    min_ce_len: 0,
-                    max_ce_len: 0,
-                };
+            LeEvent::RemoteConnectionParameterRequest { handle, interval_min, interval_max, latency, timeout } => {
+                let params = ConnParams { interval_min, interval_max, latency, timeout, min_ce_len: 0, max_ce_len: 0 };
                 let cmd = if params.is_valid() {
                     Command::LeRemoteConnParamReqReply { handle, params }
                 } else {
-                    Command::LeRemoteConnParamReqNegReply {
-                        handle,
-                        reason: status::UNACCEPTABLE_CONNECTION_PARAMETERS,
-                    }
+                    Command::LeRemoteConnParamReqNegReply { handle, reason: status::UNACCEPTABLE_CONNECTION_PARAMETERS }
                 };
                 st.internal_command(&cmd);
             }
-            LeEvent::DataLengthChange {
-                handle,
-                max_tx_octets,
-                max_rx_octets,
-                ..
-            } => st.events.push_back(HostEvent::DataLengthChanged {
-                handle,
-                max_tx_octets,
-                max_rx_octets,
-            }),
-            LeEvent::PhyUpdateComplete {
-                status,
-                handle,
-                tx_phy,
-                rx_phy,
-            } => st.events.push_back(HostEvent::PhyUpdated {
-                handle,
-                status,
-                tx_phy,
-                rx_phy,
-            }),
+            LeEvent::DataLengthChange { handle, max_tx_octets, max_rx_octets, .. } => {
+                st.events.push_back(HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets })
+            }
+            LeEvent::PhyUpdateComplete { status, handle, tx_phy, rx_phy } => {
+                st.events.push_back(HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy })
+            }
             LeEvent::LongTermKeyRequest { handle, .. } => {
                 // No keys until pairing exists (Core Vol 4 Part E §7.8.26).
                 st.internal_command(&Command::Other {
@@ -649,13 +560,10 @@ impl Host {
                     params: handle.to_le_bytes().to_vec(),
                 });
             }
-            LeEvent::Unknown { subevent, .. } => {
-                st.events
-                    .push_back(HostEvent::Dropped(Dropped::UnknownEvent {
-                        code: crate::hci::event::code::LE_META,
-                        subevent: Some(subevent),
-                    }))
-            }
+            LeEvent::Unknown { subevent, .. } => st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent {
+                code: crate::hci::event::code::LE_META,
+                subevent: Some(subevent),
+            })),
         }
     }
 
@@ -697,10 +605,7 @@ impl Host {
                     events.push_back(HostEvent::Dropped(Dropped::PairingRefused(handle)));
                 }
             }
-            other => events.push_back(HostEvent::Dropped(Dropped::UnknownChannel {
-                handle,
-                cid: other,
-            })),
+            other => events.push_back(HostEvent::Dropped(Dropped::UnknownChannel { handle, cid: other })),
         }
     }
 
@@ -785,58 +690,28 @@ struct Replies {
 impl Replies {
     fn reject(&mut self, handle: ConnHandle, identifier: u8, reason: u16) {
         let mut out = Vec::new();
-        Signal::CommandReject {
-            identifier,
-            reason,
-            data: &[],
-        }
-        .encode(&mut out);
+        Signal::CommandReject { identifier, reason, data: &[] }.encode(&mut out);
         self.l2cap.push((handle, cid::LE_SIGNALING, out));
     }
 }
 
-fn on_signal(
-    handle: ConnHandle,
-    role: Role,
-    sig: Signal<'_>,
-    events: &mut VecDeque<HostEvent>,
-    replies: &mut Replies,
-) {
+fn on_signal(handle: ConnHandle, role: Role, sig: Signal<'_>, events: &mut VecDeque<HostEvent>, replies: &mut Replies) {
     let identifier = sig.identifier();
     match sig {
-        Signal::ConnectionParameterUpdateReq {
-            interval_min,
-            interval_max,
-            latency,
-            timeout,
-            ..
-        } => {
+        Signal::ConnectionParameterUpdateReq { interval_min, interval_max, latency, timeout, .. } => {
             if role != Role::Central {
                 // Only a central accepts this request (Core Vol 3 Part A §4.20).
                 replies.reject(handle, identifier, signaling::reject::NOT_UNDERSTOOD);
                 return;
             }
-            let params = ConnParams {
-                interval_min,
-                interval_max,
-                latency,
-                timeout,
-                min_ce_len: 0,
-                max_ce_len: 0,
-            };
+            let params = ConnParams { interval_min, interval_max, latency, timeout, min_ce_len: 0, max_ce_len: 0 };
             let ok = params.is_valid();
-            let result = if ok {
-                signaling::update_result::ACCEPTED
-            } else {
-                signaling::update_result::REJECTED
-            };
+            let result = if ok { signaling::update_result::ACCEPTED } else { signaling::update_result::REJECTED };
             let mut out = Vec::new();
             Signal::ConnectionParameterUpdateRsp { identifier, result }.encode(&mut out);
             replies.l2cap.push((handle, cid::LE_SIGNALING, out));
             if ok {
-                replies
-                    .commands
-                    .push(Command::LeConnectionUpdate { handle, params });
+                replies.commands.push(Command::LeConnectionUpdate { handle, params });
             }
         }
         Signal::ConnectionParameterUpdateRsp { result, .. } => {
@@ -846,10 +721,7 @@ fn on_signal(
             });
         }
         Signal::CommandReject { reason, .. } => {
-            events.push_back(HostEvent::Dropped(Dropped::SignalingRejected {
-                handle,
-                reason,
-            }))
+            events.push_back(HostEvent::Dropped(Dropped::SignalingRejected { handle, reason }))
         }
         Signal::LeCreditBasedConnectionReq { .. } => {
             let mut out = Vec::new();
@@ -892,25 +764,14 @@ const INTERNAL: CommandId = CommandId(u64::MAX);
 
 impl State<'_> {
     fn complete(&mut self, opcode: Opcode, status: u8, return_params: Vec<u8>) {
-        match self
-            .commands_in_flight
-            .iter()
-            .position(|(_, op)| *op == opcode)
-        {
+        match self.commands_in_flight.iter().position(|(_, op)| *op == opcode) {
             Some(i) => {
                 let (id, _) = self.commands_in_flight.remove(i);
                 if id != INTERNAL {
-                    self.events.push_back(HostEvent::CommandDone {
-                        id,
-                        opcode,
-                        status,
-                        return_params,
-                    });
+                    self.events.push_back(HostEvent::CommandDone { id, opcode, status, return_params });
                 }
             }
-            None => self
-                .events
-                .push_back(HostEvent::Dropped(Dropped::UnexpectedCompletion(opcode))),
+            None => self.events.push_back(HostEvent::Dropped(Dropped::UnexpectedCompletion(opcode))),
         }
     }
 
@@ -918,8 +779,7 @@ impl State<'_> {
     fn internal_command(&mut self, cmd: &Command) {
         let mut bytes = Vec::new();
         cmd.encode_h4(&mut bytes);
-        self.command_queue
-            .push_back((INTERNAL, cmd.opcode(), bytes));
+        self.command_queue.push_back((INTERNAL, cmd.opcode(), bytes));
     }
 }
 

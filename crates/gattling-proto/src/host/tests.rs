@@ -13,11 +13,7 @@ fn ev(e: Event<'_>) -> Vec<u8> {
 }
 
 fn complete(opcode: Opcode, num: u8, ret: &[u8]) -> Vec<u8> {
-    ev(Event::CommandComplete {
-        num_packets: num,
-        opcode,
-        return_params: ret,
-    })
+    ev(Event::CommandComplete { num_packets: num, opcode, return_params: ret })
 }
 
 fn connected(handle: u16, role: u8) -> Vec<u8> {
@@ -39,16 +35,8 @@ fn connected(handle: u16, role: u8) -> Vec<u8> {
 
 fn acl(handle: u16, boundary: PacketBoundary, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    AclPacket {
-        header: AclHeader {
-            handle,
-            boundary,
-            broadcast: 0,
-            len: data.len() as u16,
-        },
-        data,
-    }
-    .encode_h4(&mut out);
+    AclPacket { header: AclHeader { handle, boundary, broadcast: 0, len: data.len() as u16 }, data }
+        .encode_h4(&mut out);
     out
 }
 
@@ -68,16 +56,12 @@ impl Harness {
     fn new(acl_len: u16, acl_num: u16) -> Self {
         let mut host = Host::new(HostConfig::default());
         host.set_acl_buffers(acl_len, acl_num);
-        Self {
-            host,
-            att: Vec::new(),
-        }
+        Self { host, att: Vec::new() }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
         let att = &mut self.att;
-        self.host
-            .receive(bytes, &mut |h, p| att.push((h, p.to_vec())));
+        self.host.receive(bytes, &mut |h, p| att.push((h, p.to_vec())));
     }
 
     fn sent(&mut self) -> Vec<Vec<u8>> {
@@ -95,11 +79,7 @@ fn commands_wait_for_credits() {
     let a = h.host.send_command(&Command::Reset);
     let b = h.host.send_command(&Command::ReadBdAddr);
     let c = h.host.send_command(&Command::LeRand);
-    assert_eq!(
-        h.sent(),
-        vec![vec![0x01, 0x03, 0x0c, 0x00]],
-        "one credit at start"
-    );
+    assert_eq!(h.sent(), vec![vec![0x01, 0x03, 0x0c, 0x00]], "one credit at start");
     h.feed(&complete(Opcode::RESET, 2, &[0]));
     assert_eq!(h.sent().len(), 2, "two credits granted");
     h.feed(&complete(Opcode::LE_RAND, 0, &[0, 1, 2, 3, 4, 5, 6, 7, 8]));
@@ -108,9 +88,7 @@ fn commands_wait_for_credits() {
         .events()
         .into_iter()
         .map(|e| match e {
-            HostEvent::CommandDone {
-                id, return_params, ..
-            } => (id, return_params.len()),
+            HostEvent::CommandDone { id, return_params, .. } => (id, return_params.len()),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -122,11 +100,7 @@ fn command_status_completes_commands_that_finish_later() {
     let mut h = Harness::new(27, 4);
     let id = h.host.send_command(&Command::LeCreateConnectionCancel);
     h.sent();
-    h.feed(&ev(Event::CommandStatus {
-        status: 0x0C,
-        num_packets: 1,
-        opcode: Opcode::LE_CREATE_CONNECTION_CANCEL,
-    }));
+    h.feed(&ev(Event::CommandStatus { status: 0x0C, num_packets: 1, opcode: Opcode::LE_CREATE_CONNECTION_CANCEL }));
     assert_eq!(
         h.events(),
         vec![HostEvent::CommandDone {
@@ -137,12 +111,7 @@ fn command_status_completes_commands_that_finish_later() {
         }]
     );
     h.feed(&complete(Opcode::RESET, 1, &[0]));
-    assert_eq!(
-        h.events(),
-        vec![HostEvent::Dropped(Dropped::UnexpectedCompletion(
-            Opcode::RESET
-        ))]
-    );
+    assert_eq!(h.events(), vec![HostEvent::Dropped(Dropped::UnexpectedCompletion(Opcode::RESET))]);
 }
 
 #[test]
@@ -156,30 +125,16 @@ fn acl_credits_are_shared_round_robin_and_returned() {
     h.host.send_att(2, &big).unwrap();
     let handle_of = |p: &Vec<u8>| p[1] as u16 | ((p[2] as u16 & 0x0F) << 8);
     let first: Vec<_> = h.sent().iter().map(handle_of).collect();
-    assert_eq!(
-        first,
-        vec![1, 2],
-        "one buffer each, not both to the first link"
-    );
+    assert_eq!(first, vec![1, 2], "one buffer each, not both to the first link");
     assert_eq!(h.host.acl_free(), 0);
-    h.feed(&ev(Event::NumberOfCompletedPackets(
-        crate::hci::event::CompletedPackets::from_raw(&[1, 0, 1, 0, 2, 0, 1, 0]),
-    )));
+    h.feed(&ev(Event::NumberOfCompletedPackets(crate::hci::event::CompletedPackets::from_raw(&[
+        1, 0, 1, 0, 2, 0, 1, 0,
+    ]))));
     let second: Vec<_> = h.sent().iter().map(handle_of).collect();
     assert_eq!(second, vec![1, 2]);
     // Disconnecting link 1 returns its in-flight buffer; link 2 then gets it.
-    h.feed(&ev(Event::DisconnectionComplete {
-        status: 0,
-        handle: 1,
-        reason: 0x13,
-    }));
-    assert_eq!(
-        h.events(),
-        vec![HostEvent::Disconnected {
-            handle: 1,
-            reason: 0x13
-        }]
-    );
+    h.feed(&ev(Event::DisconnectionComplete { status: 0, handle: 1, reason: 0x13 }));
+    assert_eq!(h.events(), vec![HostEvent::Disconnected { handle: 1, reason: 0x13 }]);
     let third: Vec<_> = h.sent().iter().map(handle_of).collect();
     assert_eq!(third, vec![2]);
     assert_eq!(h.host.in_flight(2), Some(2));
@@ -193,11 +148,7 @@ fn fragmented_att_pdu_reaches_the_callback() {
     let value: Vec<u8> = (0..200u8).collect();
     let pdu = l2cap_pdu(cid::ATT, &value);
     for (i, chunk) in pdu.chunks(27).enumerate() {
-        let pb = if i == 0 {
-            PacketBoundary::FirstFlushable
-        } else {
-            PacketBoundary::Continuing
-        };
+        let pb = if i == 0 { PacketBoundary::FirstFlushable } else { PacketBoundary::Continuing };
         h.feed(&acl(0x40, pb, chunk));
     }
     assert_eq!(h.att, vec![(0x40, value)]);
@@ -209,16 +160,8 @@ fn bad_acl_is_dropped_and_reported() {
     let mut h = Harness::new(27, 4);
     h.feed(&connected(1, 1));
     h.events();
-    h.feed(&acl(
-        9,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(cid::ATT, &[1]),
-    ));
-    h.feed(&acl(
-        1,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(0x0044, &[1]),
-    ));
+    h.feed(&acl(9, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::ATT, &[1])));
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(0x0044, &[1])));
     h.feed(&acl(1, PacketBoundary::Continuing, &[1, 2, 3]));
     let mut oversized = l2cap_pdu(cid::ATT, &[0; 20]);
     oversized[..2].copy_from_slice(&600u16.to_le_bytes());
@@ -227,14 +170,8 @@ fn bad_acl_is_dropped_and_reported() {
         h.events(),
         vec![
             HostEvent::Dropped(Dropped::UnknownHandle(9)),
-            HostEvent::Dropped(Dropped::UnknownChannel {
-                handle: 1,
-                cid: 0x0044
-            }),
-            HostEvent::Dropped(Dropped::Reassembly {
-                handle: 1,
-                error: ReassemblyError::UnexpectedContinuation
-            }),
+            HostEvent::Dropped(Dropped::UnknownChannel { handle: 1, cid: 0x0044 }),
+            HostEvent::Dropped(Dropped::Reassembly { handle: 1, error: ReassemblyError::UnexpectedContinuation }),
             HostEvent::Dropped(Dropped::Reassembly {
                 handle: 1,
                 error: ReassemblyError::TooLong { len: 604, max: 521 }
@@ -251,18 +188,9 @@ fn garbage_from_the_controller_is_reported_not_fatal() {
     h.feed(&[0x04, 0x05, 0x01, 0x00]);
     h.feed(&[0x04, 0xF0, 0x01, 0x00]);
     let evs = h.events();
-    assert!(matches!(
-        evs[0],
-        HostEvent::Dropped(Dropped::Malformed(DecodeError::Unknown { code: 7, .. }))
-    ));
+    assert!(matches!(evs[0], HostEvent::Dropped(Dropped::Malformed(DecodeError::Unknown { code: 7, .. }))));
     assert!(matches!(evs[1], HostEvent::Dropped(Dropped::Malformed(_))));
-    assert_eq!(
-        evs[2],
-        HostEvent::Dropped(Dropped::UnknownEvent {
-            code: 0xF0,
-            subevent: None
-        })
-    );
+    assert_eq!(evs[2], HostEvent::Dropped(Dropped::UnknownEvent { code: 0xF0, subevent: None }));
 }
 
 fn signaling_reply(h: &mut Harness) -> Vec<Vec<u8>> {
@@ -274,20 +202,11 @@ fn central_accepts_parameter_update_request_and_updates_link() {
     let mut h = Harness::new(27, 4);
     h.feed(&connected(1, 0));
     h.sent();
-    let req = [
-        0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01,
-    ];
-    h.feed(&acl(
-        1,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(cid::LE_SIGNALING, &req),
-    ));
+    let req = [0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01];
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &req)));
     let out = signaling_reply(&mut h);
     // L2CAP response (accepted) on CID 5, then LE Connection Update.
-    assert_eq!(
-        out[0][5..],
-        [0x06, 0x00, 0x05, 0x00, 0x13, 0x05, 0x02, 0x00, 0x00, 0x00]
-    );
+    assert_eq!(out[0][5..], [0x06, 0x00, 0x05, 0x00, 0x13, 0x05, 0x02, 0x00, 0x00, 0x00]);
     assert_eq!(out[1][..3], [0x01, 0x13, 0x20]);
 }
 
@@ -296,19 +215,9 @@ fn peripheral_rejects_parameter_update_request_and_unknown_commands() {
     let mut h = Harness::new(27, 4);
     h.feed(&connected(1, 1));
     h.sent();
-    let req = [
-        0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01,
-    ];
-    h.feed(&acl(
-        1,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(cid::LE_SIGNALING, &req),
-    ));
-    h.feed(&acl(
-        1,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(cid::LE_SIGNALING, &[0x77, 0x09, 0x00, 0x00]),
-    ));
+    let req = [0x12, 0x05, 0x08, 0x00, 0x10, 0x00, 0x20, 0x00, 0x00, 0x00, 0x90, 0x01];
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &req)));
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::LE_SIGNALING, &[0x77, 0x09, 0x00, 0x00])));
     let out = signaling_reply(&mut h);
     assert_eq!(out[0][9..], [0x01, 0x05, 0x02, 0x00, 0x00, 0x00]);
     assert_eq!(out[1][9..], [0x01, 0x09, 0x02, 0x00, 0x00, 0x00]);
@@ -320,22 +229,10 @@ fn pairing_request_gets_pairing_not_supported() {
     h.feed(&connected(1, 1));
     h.sent();
     h.events();
-    h.feed(&acl(
-        1,
-        PacketBoundary::FirstFlushable,
-        &l2cap_pdu(cid::SMP, &[0x01, 0x03, 0x00, 0x01, 0x10, 0x07, 0x07]),
-    ));
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::SMP, &[0x01, 0x03, 0x00, 0x01, 0x10, 0x07, 0x07])));
     let out = h.sent();
-    assert_eq!(
-        out,
-        vec![vec![
-            0x02, 0x01, 0x00, 0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x05, 0x05
-        ]]
-    );
-    assert_eq!(
-        h.events(),
-        vec![HostEvent::Dropped(Dropped::PairingRefused(1))]
-    );
+    assert_eq!(out, vec![vec![0x02, 0x01, 0x00, 0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x05, 0x05]]);
+    assert_eq!(h.events(), vec![HostEvent::Dropped(Dropped::PairingRefused(1))]);
 }
 
 #[test]
@@ -377,11 +274,7 @@ fn remote_parameter_request_is_answered_by_the_host() {
         timeout: 100,
     })));
     assert_eq!(h.sent()[0][..3], [0x01, 0x20, 0x20]);
-    h.feed(&complete(
-        Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY,
-        1,
-        &[0, 1, 0],
-    ));
+    h.feed(&complete(Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY, 1, &[0, 1, 0]));
     assert!(h.events().is_empty(), "internal commands are not reported");
     h.feed(&ev(Event::Le(LeEvent::RemoteConnectionParameterRequest {
         handle: 1,

@@ -58,9 +58,7 @@ pub enum ReassemblyError {
     #[error("L2CAP continuation fragment without a start; dropped")]
     UnexpectedContinuation,
     /// A new PDU started before the previous one was complete; the partial PDU was dropped.
-    #[error(
-        "L2CAP PDU interrupted by a new start after {have} of {need} bytes; partial PDU dropped"
-    )]
+    #[error("L2CAP PDU interrupted by a new start after {have} of {need} bytes; partial PDU dropped")]
     Interrupted {
         /// Bytes received of the dropped PDU.
         have: usize,
@@ -101,11 +99,7 @@ impl Reassembler {
     /// A reassembler accepting PDUs whose payload is at most `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
         let max_pdu = max_payload + HEADER_LEN;
-        Self {
-            buf: Vec::with_capacity(max_pdu),
-            max_pdu,
-            state: State::Idle,
-        }
+        Self { buf: Vec::with_capacity(max_pdu), max_pdu, state: State::Idle }
     }
 
     /// Takes one ACL fragment; returns a complete frame when this fragment finishes one.
@@ -120,10 +114,7 @@ impl Reassembler {
         }
         if boundary.is_start() {
             let interrupted = match self.state {
-                State::Collecting(need) => Some(ReassemblyError::Interrupted {
-                    have: self.buf.len(),
-                    need,
-                }),
+                State::Collecting(need) => Some(ReassemblyError::Interrupted { have: self.buf.len(), need }),
                 _ => None,
             };
             self.buf.clear();
@@ -138,11 +129,7 @@ impl Reassembler {
         match self.state {
             State::Idle | State::Delivered => Err(ReassemblyError::UnexpectedContinuation),
             State::Discarding(left) => {
-                self.state = if data.len() >= left {
-                    State::Idle
-                } else {
-                    State::Discarding(left - data.len())
-                };
+                self.state = if data.len() >= left { State::Idle } else { State::Discarding(left - data.len()) };
                 Ok(None)
             }
             State::Collecting(need) => {
@@ -172,10 +159,7 @@ impl Reassembler {
             if data.len() >= need {
                 self.state = State::Idle;
             }
-            return Err(ReassemblyError::TooLong {
-                len: need,
-                max: self.max_pdu,
-            });
+            return Err(ReassemblyError::TooLong { len: need, max: self.max_pdu });
         }
         match data.len() {
             n if n == need => Ok(BFrame::decode(data).ok()),
@@ -197,15 +181,8 @@ impl Reassembler {
                     if n > self.max_pdu {
                         let have = self.buf.len();
                         self.buf.clear();
-                        self.state = if have >= n {
-                            State::Idle
-                        } else {
-                            State::Discarding(n - have)
-                        };
-                        return Err(ReassemblyError::TooLong {
-                            len: n,
-                            max: self.max_pdu,
-                        });
+                        self.state = if have >= n { State::Idle } else { State::Discarding(n - have) };
+                        return Err(ReassemblyError::TooLong { len: n, max: self.max_pdu });
                     }
                     if self.buf.len() > n {
                         self.buf.clear();
@@ -235,13 +212,7 @@ impl Reassembler {
 
 /// Splits one L2CAP PDU (header added here) into H4 ACL packets of at most `max_acl` data bytes,
 /// first fragment marked "first non-flushable", the rest "continuing" (Core Vol 3 Part A §7.2).
-pub fn fragment(
-    handle: u16,
-    cid: u16,
-    payload: &[u8],
-    max_acl: usize,
-    mut emit: impl FnMut(Vec<u8>),
-) {
+pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, mut emit: impl FnMut(Vec<u8>)) {
     let max_acl = max_acl.max(1);
     let mut header = [0u8; HEADER_LEN];
     header[..2].copy_from_slice(&(payload.len() as u16).to_le_bytes());
@@ -250,26 +221,13 @@ pub fn fragment(
     let mut offset = 0;
     while offset < total {
         let n = (total - offset).min(max_acl);
-        let boundary = if offset == 0 {
-            PacketBoundary::FirstNonFlushable
-        } else {
-            PacketBoundary::Continuing
-        };
-        let acl = AclHeader {
-            handle,
-            boundary,
-            broadcast: 0,
-            len: n as u16,
-        };
+        let boundary = if offset == 0 { PacketBoundary::FirstNonFlushable } else { PacketBoundary::Continuing };
+        let acl = AclHeader { handle, boundary, broadcast: 0, len: n as u16 };
         let mut pkt = Vec::with_capacity(1 + 4 + n);
         pkt.push(crate::hci::PacketType::Acl as u8);
         pkt.extend_from_slice(&acl.to_bytes());
         for i in offset..offset + n {
-            let b = if i < HEADER_LEN {
-                header.get(i)
-            } else {
-                payload.get(i - HEADER_LEN)
-            };
+            let b = if i < HEADER_LEN { header.get(i) } else { payload.get(i - HEADER_LEN) };
             pkt.push(b.copied().unwrap_or(0));
         }
         emit(pkt);
@@ -296,17 +254,8 @@ mod tests {
         let acl = AclPacket::decode(&f[0][1..]).unwrap();
         let mut r = Reassembler::new(512);
         let frame = r.push(acl.header.boundary, acl.data).unwrap().unwrap();
-        assert_eq!(
-            frame,
-            BFrame {
-                cid: cid::ATT,
-                payload: &[0x0a, 0x01, 0x00]
-            }
-        );
-        assert!(core::ptr::eq(
-            frame.payload.as_ptr(),
-            acl.data[4..].as_ptr()
-        ));
+        assert_eq!(frame, BFrame { cid: cid::ATT, payload: &[0x0a, 0x01, 0x00] });
+        assert!(core::ptr::eq(frame.payload.as_ptr(), acl.data[4..].as_ptr()));
     }
 
     #[test]
@@ -319,53 +268,30 @@ mod tests {
             let acl = AclPacket::decode(&p[1..]).unwrap();
             results.push(r.push(acl.header.boundary, acl.data).map(|o| o.is_some()));
         }
-        assert_eq!(
-            results[0],
-            Err(ReassemblyError::TooLong { len: 104, max: 54 })
-        );
+        assert_eq!(results[0], Err(ReassemblyError::TooLong { len: 104, max: 54 }));
         assert!(results[1..].iter().all(|r| *r == Ok(false)));
         assert!(r.buf.capacity() <= 54);
         // The next PDU is received normally.
         let g = frags(&[1, 2, 3], 27);
         let acl = AclPacket::decode(&g[0][1..]).unwrap();
-        assert_eq!(
-            r.push(acl.header.boundary, acl.data)
-                .unwrap()
-                .unwrap()
-                .payload,
-            &[1, 2, 3]
-        );
+        assert_eq!(r.push(acl.header.boundary, acl.data).unwrap().unwrap().payload, &[1, 2, 3]);
     }
 
     #[test]
     fn continuation_without_start_and_interruption() {
         let mut r = Reassembler::new(100);
+        assert_eq!(r.push(PacketBoundary::Continuing, &[1, 2]), Err(ReassemblyError::UnexpectedContinuation));
+        assert_eq!(r.push(PacketBoundary::FirstFlushable, &[10, 0, 4, 0, 1]), Ok(None));
         assert_eq!(
-            r.push(PacketBoundary::Continuing, &[1, 2]),
-            Err(ReassemblyError::UnexpectedContinuation)
-        );
-        assert_eq!(
-            r.push(PacketBoundary::FirstFlushable, &[10, 0, 4, 0, 1]),
-            Ok(None)
-        );
-        assert_eq!(
-            r.push(PacketBoundary::FirstFlushable, &[1, 0, 4, 0, 9])
-                .unwrap()
-                .map(|f| f.payload.to_vec()),
+            r.push(PacketBoundary::FirstFlushable, &[1, 0, 4, 0, 9]).unwrap().map(|f| f.payload.to_vec()),
             Some(alloc::vec![9])
         );
-        assert_eq!(
-            r.push(PacketBoundary::FirstFlushable, &[3, 0, 4, 0, 1]),
-            Ok(None)
-        );
+        assert_eq!(r.push(PacketBoundary::FirstFlushable, &[3, 0, 4, 0, 1]), Ok(None));
         assert_eq!(
             r.push(PacketBoundary::FirstFlushable, &[1, 0, 4, 0]),
             Err(ReassemblyError::Interrupted { have: 5, need: 7 })
         );
-        assert_eq!(
-            r.push(PacketBoundary::Continuing, &[1, 2]),
-            Err(ReassemblyError::Overrun { need: 5 })
-        );
+        assert_eq!(r.push(PacketBoundary::Continuing, &[1, 2]), Err(ReassemblyError::Overrun { need: 5 }));
     }
 
     #[test]
@@ -373,17 +299,8 @@ mod tests {
         let mut r = Reassembler::new(100);
         assert_eq!(r.push(PacketBoundary::FirstFlushable, &[2]), Ok(None));
         assert_eq!(r.push(PacketBoundary::Continuing, &[0, 4]), Ok(None));
-        let f = r
-            .push(PacketBoundary::Continuing, &[0, 0xAA, 0xBB])
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            f,
-            BFrame {
-                cid: 4,
-                payload: &[0xAA, 0xBB]
-            }
-        );
+        let f = r.push(PacketBoundary::Continuing, &[0, 0xAA, 0xBB]).unwrap().unwrap();
+        assert_eq!(f, BFrame { cid: 4, payload: &[0xAA, 0xBB] });
     }
 
     proptest! {

@@ -126,11 +126,7 @@ impl<'a> Signal<'a> {
         r.finish()?;
         let mut d = Reader::new(data, "L2CAP signaling data");
         let sig = match code {
-            code::COMMAND_REJECT => Signal::CommandReject {
-                identifier,
-                reason: d.u16()?,
-                data: d.rest(),
-            },
+            code::COMMAND_REJECT => Signal::CommandReject { identifier, reason: d.u16()?, data: d.rest() },
             code::CONNECTION_PARAMETER_UPDATE_REQ => Signal::ConnectionParameterUpdateReq {
                 identifier,
                 interval_min: d.u16()?,
@@ -138,10 +134,9 @@ impl<'a> Signal<'a> {
                 latency: d.u16()?,
                 timeout: d.u16()?,
             },
-            code::CONNECTION_PARAMETER_UPDATE_RSP => Signal::ConnectionParameterUpdateRsp {
-                identifier,
-                result: d.u16()?,
-            },
+            code::CONNECTION_PARAMETER_UPDATE_RSP => {
+                Signal::ConnectionParameterUpdateRsp { identifier, result: d.u16()? }
+            }
             code::LE_CREDIT_BASED_CONNECTION_REQ => Signal::LeCreditBasedConnectionReq {
                 identifier,
                 spsm: d.u16()?,
@@ -158,13 +153,7 @@ impl<'a> Signal<'a> {
                 initial_credits: d.u16()?,
                 result: d.u16()?,
             },
-            _ => {
-                return Ok(Signal::Other {
-                    code,
-                    identifier,
-                    data,
-                })
-            }
+            _ => return Ok(Signal::Other { code, identifier, data }),
         };
         d.finish()?;
         Ok(sig)
@@ -192,15 +181,9 @@ impl<'a> Signal<'a> {
             Signal::ConnectionParameterUpdateRsp { identifier, .. } => {
                 (code::CONNECTION_PARAMETER_UPDATE_RSP, identifier)
             }
-            Signal::LeCreditBasedConnectionReq { identifier, .. } => {
-                (code::LE_CREDIT_BASED_CONNECTION_REQ, identifier)
-            }
-            Signal::LeCreditBasedConnectionRsp { identifier, .. } => {
-                (code::LE_CREDIT_BASED_CONNECTION_RSP, identifier)
-            }
-            Signal::Other {
-                code, identifier, ..
-            } => (code, identifier),
+            Signal::LeCreditBasedConnectionReq { identifier, .. } => (code::LE_CREDIT_BASED_CONNECTION_REQ, identifier),
+            Signal::LeCreditBasedConnectionRsp { identifier, .. } => (code::LE_CREDIT_BASED_CONNECTION_RSP, identifier),
+            Signal::Other { code, identifier, .. } => (code, identifier),
         };
         out.put_u8(code);
         out.put_u8(identifier);
@@ -211,38 +194,18 @@ impl<'a> Signal<'a> {
                 out.put_u16(reason);
                 out.put(data);
             }
-            Signal::ConnectionParameterUpdateReq {
-                interval_min,
-                interval_max,
-                latency,
-                timeout,
-                ..
-            } => {
+            Signal::ConnectionParameterUpdateReq { interval_min, interval_max, latency, timeout, .. } => {
                 for v in [interval_min, interval_max, latency, timeout] {
                     out.put_u16(v);
                 }
             }
             Signal::ConnectionParameterUpdateRsp { result, .. } => out.put_u16(result),
-            Signal::LeCreditBasedConnectionReq {
-                spsm,
-                scid,
-                mtu,
-                mps,
-                initial_credits,
-                ..
-            } => {
+            Signal::LeCreditBasedConnectionReq { spsm, scid, mtu, mps, initial_credits, .. } => {
                 for v in [spsm, scid, mtu, mps, initial_credits] {
                     out.put_u16(v);
                 }
             }
-            Signal::LeCreditBasedConnectionRsp {
-                dcid,
-                mtu,
-                mps,
-                initial_credits,
-                result,
-                ..
-            } => {
+            Signal::LeCreditBasedConnectionRsp { dcid, mtu, mps, initial_credits, result, .. } => {
                 for v in [dcid, mtu, mps, initial_credits, result] {
                     out.put_u16(v);
                 }
@@ -263,9 +226,7 @@ mod tests {
 
     #[test]
     fn parameter_update_request_bytes() {
-        let bytes = [
-            0x12, 0x01, 0x08, 0x00, 0x06, 0x00, 0x0c, 0x00, 0x00, 0x00, 0xc8, 0x00,
-        ];
+        let bytes = [0x12, 0x01, 0x08, 0x00, 0x06, 0x00, 0x0c, 0x00, 0x00, 0x00, 0xc8, 0x00];
         let s = Signal::decode(&bytes).unwrap();
         assert_eq!(
             s,

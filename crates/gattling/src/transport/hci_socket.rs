@@ -50,18 +50,12 @@ pub(super) fn open(index: u16) -> Result<Transport, TransportError> {
         Some(Protocol::from(BTPROTO_HCI)),
     )
     .map_err(open_error)?;
-    socket
-        .bind(&user_channel_addr(index).map_err(open_error)?)
-        .map_err(open_error)?;
-    let fd = register(socket).map_err(|e| {
-        TransportError::io(format!("{name}: cannot register the socket with tokio"), e)
-    })?;
+    socket.bind(&user_channel_addr(index).map_err(open_error)?).map_err(open_error)?;
+    let fd = register(socket)
+        .map_err(|e| TransportError::io(format!("{name}: cannot register the socket with tokio"), e))?;
     let fd = Arc::new(fd);
     let reader = HciReader::new(Arc::clone(&fd), index);
-    let writer = HciWriter {
-        fd,
-        pending: Vec::new(),
-    };
+    let writer = HciWriter { fd, pending: Vec::new() };
     Ok(Transport::new(reader, writer, name))
 }
 
@@ -101,12 +95,10 @@ pub(crate) fn open_error_message(index: u16, errno: i32) -> String {
              host networking)"
             .to_string(),
         libc::EPROTONOSUPPORT => {
-            "this kernel has no HCI socket support (BTPROTO_HCI): load the bluetooth module"
-                .to_string()
+            "this kernel has no HCI socket support (BTPROTO_HCI): load the bluetooth module".to_string()
         }
         libc::EPERM | libc::EACCES => {
-            "needs CAP_NET_ADMIN (run as root or `setcap cap_net_admin+ep` on the binary)"
-                .to_string()
+            "needs CAP_NET_ADMIN (run as root or `setcap cap_net_admin+ep` on the binary)".to_string()
         }
         libc::EBUSY => format!(
             "hci{index} is up: bring it down first with `sudo hciconfig hci{index} down` or \
@@ -165,14 +157,7 @@ struct HciReader {
 
 impl HciReader {
     fn new(fd: Arc<AsyncFd<Socket>>, index: u16) -> Self {
-        HciReader {
-            fd,
-            buf: Vec::new(),
-            pos: 0,
-            end: 0,
-            done: false,
-            index,
-        }
+        HciReader { fd, buf: Vec::new(), pos: 0, end: 0, done: false, index }
     }
 
     /// Receives the next packet into `buf[..end]`; `Ready(Ok(false))` at end of stream.
@@ -211,11 +196,7 @@ impl HciReader {
 }
 
 impl AsyncRead for HciReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pos >= this.end && !ready!(this.poll_fill(cx))? {
             return Poll::Ready(Ok(())); // EOF
@@ -269,11 +250,7 @@ impl HciWriter {
 }
 
 impl AsyncWrite for HciWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -310,8 +287,7 @@ impl AsyncWrite for HciWriter {
                 Some(Ok(len)) => {
                     let rest = buf.get(taken..).unwrap_or_default();
                     let take = (len - this.pending.len()).min(rest.len());
-                    this.pending
-                        .extend_from_slice(rest.get(..take).unwrap_or_default());
+                    this.pending.extend_from_slice(rest.get(..take).unwrap_or_default());
                     taken += take;
                     break;
                 }
@@ -341,10 +317,7 @@ mod tests {
     #[test]
     fn errno_messages_say_what_to_do() {
         let msg = open_error_message(0, libc::EAFNOSUPPORT);
-        assert!(
-            msg.contains("no Bluetooth socket support (AF_BLUETOOTH)"),
-            "{msg}"
-        );
+        assert!(msg.contains("no Bluetooth socket support (AF_BLUETOOTH)"), "{msg}");
         for errno in [libc::EPERM, libc::EACCES] {
             let msg = open_error_message(0, errno);
             assert!(msg.contains("needs CAP_NET_ADMIN"), "{msg}");
@@ -357,10 +330,7 @@ mod tests {
         assert_eq!(open_error_message(2, libc::ENODEV), "no adapter hci2");
         assert!(open_error_message(0, libc::ERFKILL).contains("rfkill unblock"));
         assert!(open_error_message(0, libc::EUSERS).contains("another program"));
-        assert_eq!(
-            open_error_message(3, libc::EIO),
-            "cannot open the HCI user channel on hci3"
-        );
+        assert_eq!(open_error_message(3, libc::EIO), "cannot open the HCI user channel on hci3");
     }
 
     #[test]
@@ -374,10 +344,7 @@ mod tests {
         let family = (libc::AF_BLUETOOTH as u16).to_ne_bytes();
         let dev = 0x0102u16.to_ne_bytes();
         let chan = HCI_CHANNEL_USER.to_ne_bytes();
-        assert_eq!(
-            bytes,
-            [family[0], family[1], dev[0], dev[1], chan[0], chan[1]]
-        );
+        assert_eq!(bytes, [family[0], family[1], dev[0], dev[1], chan[0], chan[1]]);
     }
 
     #[test]
@@ -400,19 +367,10 @@ mod tests {
     fn fake_channel() -> (HciReader, HciWriter, std::os::unix::net::UnixDatagram) {
         let (ours, theirs) = std::os::unix::net::UnixDatagram::pair().unwrap();
         ours.set_nonblocking(true).unwrap();
-        theirs
-            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-            .unwrap();
+        theirs.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
         let socket = Socket::from(std::os::fd::OwnedFd::from(ours));
         let fd = Arc::new(register(socket).unwrap());
-        (
-            HciReader::new(Arc::clone(&fd), 0),
-            HciWriter {
-                fd,
-                pending: Vec::new(),
-            },
-            theirs,
-        )
+        (HciReader::new(Arc::clone(&fd), 0), HciWriter { fd, pending: Vec::new() }, theirs)
     }
 
     #[tokio::test]
@@ -438,10 +396,7 @@ mod tests {
             let n = kernel.recv(&mut buf).unwrap();
             got.push(buf[..n].to_vec());
         }
-        assert_eq!(
-            got,
-            [reset.to_vec(), reset.to_vec(), acl.to_vec(), acl.to_vec()]
-        );
+        assert_eq!(got, [reset.to_vec(), reset.to_vec(), acl.to_vec(), acl.to_vec()]);
         // Garbage is refused rather than sent.
         assert!(writer.write_all(&[0x09, 0x00]).await.is_err());
     }

@@ -28,8 +28,7 @@ mod tcp;
 pub const DEFAULT_SERIAL_BAUD: u32 = 1_000_000;
 
 /// The accepted spec forms, quoted in every parse error.
-const ACCEPTED_FORMS: &str =
-    "accepted forms: tcp-client:HOST:PORT, serial:DEVICE[,BAUD][,rtscts], hci-socket[:N]";
+const ACCEPTED_FORMS: &str = "accepted forms: tcp-client:HOST:PORT, serial:DEVICE[,BAUD][,rtscts], hci-socket[:N]";
 
 /// Which controller to talk to, parsed from one string like bumble's transport names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -83,10 +82,7 @@ pub enum TransportError {
 impl TransportError {
     /// Builds an [`TransportError::Io`] from a context and an I/O error.
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        TransportError::Io {
-            context: context.into(),
-            source,
-        }
+        TransportError::Io { context: context.into(), source }
     }
 }
 
@@ -109,30 +105,24 @@ impl FromStr for TransportSpec {
             "hci-socket" => parse_hci_socket(rest),
             // "virtual" / "virtual:NAME" goes here (later issue).
             "" => Err(spec_error("empty transport spec")),
-            other => Err(spec_error(format_args!(
-                "unknown transport scheme {other:?} in {s:?}"
-            ))),
+            other => Err(spec_error(format_args!("unknown transport scheme {other:?} in {s:?}"))),
         }
     }
 }
 
 fn parse_tcp_client(rest: &str) -> Result<TransportSpec, TransportError> {
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
-        let (host, after) = bracketed.split_once(']').ok_or_else(|| {
-            spec_error(format_args!(
-                "tcp-client: missing ']' after IPv6 host in {rest:?}"
-            ))
-        })?;
-        let port = after.strip_prefix(':').ok_or_else(|| {
-            spec_error(format_args!(
-                "tcp-client: expected ':PORT' after [{host}] in {rest:?}"
-            ))
-        })?;
+        let (host, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| spec_error(format_args!("tcp-client: missing ']' after IPv6 host in {rest:?}")))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| spec_error(format_args!("tcp-client: expected ':PORT' after [{host}] in {rest:?}")))?;
         (host, port)
     } else {
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
-            spec_error(format_args!("tcp-client: expected HOST:PORT, got {rest:?}"))
-        })?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| spec_error(format_args!("tcp-client: expected HOST:PORT, got {rest:?}")))?;
         if host.contains(':') {
             return Err(spec_error(format_args!(
                 "tcp-client: IPv6 host {host:?} must be written in brackets, e.g. tcp-client:[::1]:6402"
@@ -141,31 +131,20 @@ fn parse_tcp_client(rest: &str) -> Result<TransportSpec, TransportError> {
         (host, port)
     };
     if host.is_empty() {
-        return Err(spec_error(format_args!(
-            "tcp-client: empty host in {rest:?}"
-        )));
+        return Err(spec_error(format_args!("tcp-client: empty host in {rest:?}")));
     }
     let port = match port.parse::<u16>() {
         Ok(p) if p != 0 => p,
-        _ => {
-            return Err(spec_error(format_args!(
-                "tcp-client: bad port {port:?} (expected 1-65535)"
-            )))
-        }
+        _ => return Err(spec_error(format_args!("tcp-client: bad port {port:?} (expected 1-65535)"))),
     };
-    Ok(TransportSpec::TcpClient {
-        host: host.to_string(),
-        port,
-    })
+    Ok(TransportSpec::TcpClient { host: host.to_string(), port })
 }
 
 fn parse_serial(rest: &str) -> Result<TransportSpec, TransportError> {
     let mut parts = rest.split(',');
     let device = parts.next().unwrap_or("").trim();
     if device.is_empty() {
-        return Err(spec_error(
-            "serial: missing device (e.g. serial:/dev/ttyACM0)",
-        ));
+        return Err(spec_error("serial: missing device (e.g. serial:/dev/ttyACM0)"));
     }
     let mut baud = None;
     let mut rtscts = false;
@@ -178,9 +157,7 @@ fn parse_serial(rest: &str) -> Result<TransportSpec, TransportError> {
             rtscts = true;
         } else if part.bytes().all(|b| b.is_ascii_digit()) && !part.is_empty() {
             if baud.is_some() {
-                return Err(spec_error(format_args!(
-                    "serial: second baud rate {part:?}"
-                )));
+                return Err(spec_error(format_args!("serial: second baud rate {part:?}")));
             }
             match part.parse::<u32>() {
                 Ok(b) if b != 0 => baud = Some(b),
@@ -192,11 +169,7 @@ fn parse_serial(rest: &str) -> Result<TransportSpec, TransportError> {
             )));
         }
     }
-    Ok(TransportSpec::Serial {
-        device: device.to_string(),
-        baud: baud.unwrap_or(DEFAULT_SERIAL_BAUD),
-        rtscts,
-    })
+    Ok(TransportSpec::Serial { device: device.to_string(), baud: baud.unwrap_or(DEFAULT_SERIAL_BAUD), rtscts })
 }
 
 fn parse_hci_socket(rest: Option<&str>) -> Result<TransportSpec, TransportError> {
@@ -219,11 +192,7 @@ impl fmt::Display for TransportSpec {
                 write!(f, "tcp-client:[{host}]:{port}")
             }
             TransportSpec::TcpClient { host, port } => write!(f, "tcp-client:{host}:{port}"),
-            TransportSpec::Serial {
-                device,
-                baud,
-                rtscts,
-            } => {
+            TransportSpec::Serial { device, baud, rtscts } => {
                 write!(f, "serial:{device},{baud}")?;
                 if *rtscts {
                     f.write_str(",rtscts")?;
@@ -252,18 +221,11 @@ impl Transport {
         writer: impl AsyncWrite + Send + Unpin + 'static,
         description: impl Into<String>,
     ) -> Self {
-        Transport {
-            reader: Box::new(reader),
-            writer: Box::new(writer),
-            description: description.into(),
-        }
+        Transport { reader: Box::new(reader), writer: Box::new(writer), description: description.into() }
     }
 
     /// Builds a transport from one bidirectional stream (e.g. one end of `tokio::io::duplex`).
-    pub fn from_stream(
-        stream: impl AsyncRead + AsyncWrite + Send + 'static,
-        description: impl Into<String>,
-    ) -> Self {
+    pub fn from_stream(stream: impl AsyncRead + AsyncWrite + Send + 'static, description: impl Into<String>) -> Self {
         let (reader, writer) = tokio::io::split(stream);
         Transport::new(reader, writer, description)
     }
@@ -271,9 +233,7 @@ impl Transport {
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Transport")
-            .field("description", &self.description)
-            .finish_non_exhaustive()
+        f.debug_struct("Transport").field("description", &self.description).finish_non_exhaustive()
     }
 }
 
@@ -281,11 +241,7 @@ impl fmt::Debug for Transport {
 pub async fn open(spec: &TransportSpec) -> Result<Transport, TransportError> {
     let transport = match spec {
         TransportSpec::TcpClient { host, port } => tcp::open(spec, host, *port).await?,
-        TransportSpec::Serial {
-            device,
-            baud,
-            rtscts,
-        } => serial::open(spec, device, *baud, *rtscts).await?,
+        TransportSpec::Serial { device, baud, rtscts } => serial::open(spec, device, *baud, *rtscts).await?,
         #[cfg(target_os = "linux")]
         TransportSpec::HciSocket { index } => hci_socket::open(*index)?,
         #[cfg(not(target_os = "linux"))]
@@ -322,31 +278,13 @@ mod tests {
     fn parses_tcp_client() {
         assert_eq!(
             parse("tcp-client:127.0.0.1:6402"),
-            TransportSpec::TcpClient {
-                host: "127.0.0.1".into(),
-                port: 6402
-            }
+            TransportSpec::TcpClient { host: "127.0.0.1".into(), port: 6402 }
         );
-        assert_eq!(
-            parse("tcp-client:localhost:1"),
-            TransportSpec::TcpClient {
-                host: "localhost".into(),
-                port: 1
-            }
-        );
-        assert_eq!(
-            parse("tcp-client:[::1]:6402"),
-            TransportSpec::TcpClient {
-                host: "::1".into(),
-                port: 6402
-            }
-        );
+        assert_eq!(parse("tcp-client:localhost:1"), TransportSpec::TcpClient { host: "localhost".into(), port: 1 });
+        assert_eq!(parse("tcp-client:[::1]:6402"), TransportSpec::TcpClient { host: "::1".into(), port: 6402 });
         assert_eq!(
             parse("  tcp-client:[fe80::1%eth0]:65535 "),
-            TransportSpec::TcpClient {
-                host: "fe80::1%eth0".into(),
-                port: 65535
-            }
+            TransportSpec::TcpClient { host: "fe80::1%eth0".into(), port: 65535 }
         );
     }
 
@@ -354,35 +292,19 @@ mod tests {
     fn parses_serial() {
         assert_eq!(
             parse("serial:/dev/ttyACM0"),
-            TransportSpec::Serial {
-                device: "/dev/ttyACM0".into(),
-                baud: DEFAULT_SERIAL_BAUD,
-                rtscts: false
-            }
+            TransportSpec::Serial { device: "/dev/ttyACM0".into(), baud: DEFAULT_SERIAL_BAUD, rtscts: false }
         );
         assert_eq!(
             parse("serial:/dev/ttyUSB1,115200"),
-            TransportSpec::Serial {
-                device: "/dev/ttyUSB1".into(),
-                baud: 115_200,
-                rtscts: false
-            }
+            TransportSpec::Serial { device: "/dev/ttyUSB1".into(), baud: 115_200, rtscts: false }
         );
         assert_eq!(
             parse("serial:/dev/ttyUSB1,115200,rtscts"),
-            TransportSpec::Serial {
-                device: "/dev/ttyUSB1".into(),
-                baud: 115_200,
-                rtscts: true
-            }
+            TransportSpec::Serial { device: "/dev/ttyUSB1".into(), baud: 115_200, rtscts: true }
         );
         assert_eq!(
             parse("serial:COM3,rtscts"),
-            TransportSpec::Serial {
-                device: "COM3".into(),
-                baud: DEFAULT_SERIAL_BAUD,
-                rtscts: true
-            }
+            TransportSpec::Serial { device: "COM3".into(), baud: DEFAULT_SERIAL_BAUD, rtscts: true }
         );
     }
 
@@ -391,10 +313,7 @@ mod tests {
         assert_eq!(parse("hci-socket"), TransportSpec::HciSocket { index: 0 });
         assert_eq!(parse("hci-socket:0"), TransportSpec::HciSocket { index: 0 });
         assert_eq!(parse("hci-socket:3"), TransportSpec::HciSocket { index: 3 });
-        assert_eq!(
-            parse("hci-socket:hci2"),
-            TransportSpec::HciSocket { index: 2 }
-        );
+        assert_eq!(parse("hci-socket:hci2"), TransportSpec::HciSocket { index: 2 });
     }
 
     #[test]
@@ -421,19 +340,10 @@ mod tests {
         ];
         for (input, needle) in cases {
             let msg = parse_err(input);
-            assert!(
-                msg.contains(needle),
-                "{input:?}: {msg:?} should mention {needle}"
-            );
-            assert!(
-                msg.contains(ACCEPTED_FORMS),
-                "{input:?}: {msg:?} should list the forms"
-            );
+            assert!(msg.contains(needle), "{input:?}: {msg:?} should mention {needle}");
+            assert!(msg.contains(ACCEPTED_FORMS), "{input:?}: {msg:?} should list the forms");
         }
-        let shown = "bogus:1"
-            .parse::<TransportSpec>()
-            .err()
-            .map(|e| e.to_string());
+        let shown = "bogus:1".parse::<TransportSpec>().err().map(|e| e.to_string());
         assert!(shown.is_some_and(|s| s.starts_with("invalid transport spec: ")));
     }
 
@@ -454,14 +364,8 @@ mod tests {
             let shown = spec.to_string();
             assert_eq!(parse(&shown), spec, "{s:?} displayed as {shown:?}");
         }
-        assert_eq!(
-            parse("serial:/dev/ttyACM0").to_string(),
-            "serial:/dev/ttyACM0,1000000"
-        );
-        assert_eq!(
-            parse("tcp-client:[::1]:6402").to_string(),
-            "tcp-client:[::1]:6402"
-        );
+        assert_eq!(parse("serial:/dev/ttyACM0").to_string(), "serial:/dev/ttyACM0,1000000");
+        assert_eq!(parse("tcp-client:[::1]:6402").to_string(), "tcp-client:[::1]:6402");
         assert_eq!(parse("hci-socket").to_string(), "hci-socket:0");
     }
 
@@ -470,10 +374,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (a, mut b) = tokio::io::duplex(64);
         let mut t = Transport::from_stream(a, "duplex");
-        assert_eq!(
-            format!("{t:?}"),
-            "Transport { description: \"duplex\", .. }"
-        );
+        assert_eq!(format!("{t:?}"), "Transport { description: \"duplex\", .. }");
         t.writer.write_all(&[1, 3, 0x0c, 0]).await.unwrap();
         t.writer.flush().await.unwrap();
         let mut buf = [0u8; 4];

@@ -42,11 +42,7 @@ pub(super) async fn open(
         .data_bits(DataBits::Eight)
         .parity(Parity::None)
         .stop_bits(StopBits::One)
-        .flow_control(if rtscts {
-            FlowControl::Hardware
-        } else {
-            FlowControl::None
-        })
+        .flow_control(if rtscts { FlowControl::Hardware } else { FlowControl::None })
         .timeout(POLL_INTERVAL);
     let opened = tokio::task::spawn_blocking(move || {
         let port = builder.open()?;
@@ -54,16 +50,10 @@ pub(super) async fn open(
         Ok::<_, serialport::Error>((port, writer))
     })
     .await
-    .map_err(|e| {
-        TransportError::io(
-            format!("serial:{device}: open task failed"),
-            io::Error::other(e),
-        )
-    })?;
+    .map_err(|e| TransportError::io(format!("serial:{device}: open task failed"), io::Error::other(e)))?;
     // Errors name the device the way users type it: "serial:/dev/ttyACM0: No such file or directory".
     let name = format!("serial:{device}");
-    let (read_port, write_port) =
-        opened.map_err(|e| TransportError::io(name.clone(), io::Error::from(e)))?;
+    let (read_port, write_port) = opened.map_err(|e| TransportError::io(name.clone(), io::Error::from(e)))?;
 
     let shared = Arc::new(Shared::default());
     let (read_tx, read_rx) = mpsc::channel(READ_QUEUE);
@@ -80,16 +70,8 @@ pub(super) async fn open(
         move || writer_thread(write_port, write_rx, shared, name)
     })?;
 
-    let reader = SerialReader {
-        rx: read_rx,
-        pending: Vec::new(),
-        pos: 0,
-    };
-    let writer = SerialWriter {
-        tx: Some(write_tx),
-        queued: 0,
-        shared,
-    };
+    let reader = SerialReader { rx: read_rx, pending: Vec::new(), pos: 0 };
+    let writer = SerialWriter { tx: Some(write_tx), queued: 0, shared };
     Ok(Transport::new(reader, writer, spec.to_string()))
 }
 
@@ -157,10 +139,7 @@ fn reader_thread(
         match port.read(&mut buf) {
             Ok(0) => {
                 tracing::debug!(transport = %name, "serial device reported end of file");
-                shared.fail(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{name}: device closed"),
-                );
+                shared.fail(io::ErrorKind::UnexpectedEof, format!("{name}: device closed"));
                 return;
             }
             Ok(n) => {
@@ -169,12 +148,7 @@ fn reader_thread(
                     return; // Transport dropped.
                 }
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
                 if tx.is_closed() {
                     return;
                 }
@@ -205,20 +179,12 @@ fn writer_thread(
         while !rest.is_empty() {
             match port.write(rest) {
                 Ok(0) => {
-                    shared.fail(
-                        io::ErrorKind::WriteZero,
-                        format!("{name}: device accepts no data"),
-                    );
+                    shared.fail(io::ErrorKind::WriteZero, format!("{name}: device accepts no data"));
                     return;
                 }
                 Ok(n) => rest = rest.get(n..).unwrap_or_default(),
                 // Flow control is holding us off (or a signal): keep trying unless dropped.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {
                     if rx.is_closed() || shared.failed.load(Ordering::Acquire) {
                         return;
                     }
@@ -245,11 +211,7 @@ struct SerialReader {
 }
 
 impl AsyncRead for SerialReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.pos >= this.pending.len() {
             match this.rx.poll_recv(cx) {
@@ -286,20 +248,13 @@ impl SerialWriter {
 }
 
 impl AsyncWrite for SerialWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.shared.failed.load(Ordering::Acquire) {
             return Poll::Ready(Err(this.shared.error()));
         }
         let Some(tx) = &this.tx else {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "serial transport was shut down",
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "serial transport was shut down")));
         };
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -347,10 +302,7 @@ mod tests {
         let spec: TransportSpec = "serial:/dev/gattling-no-such-tty,115200".parse().unwrap();
         let err = crate::transport::open(&spec).await.unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with("serial:/dev/gattling-no-such-tty: "),
-            "{msg}"
-        );
+        assert!(msg.starts_with("serial:/dev/gattling-no-such-tty: "), "{msg}");
         #[cfg(unix)]
         assert!(msg.contains("No such file or directory"), "{msg}");
         assert!(matches!(err, TransportError::Io { .. }));
@@ -382,29 +334,20 @@ mod tests {
         #[tokio::test]
         async fn pty_carries_bytes_both_ways() {
             let (master, path) = pty();
-            let spec = TransportSpec::Serial {
-                device: path.clone(),
-                baud: 115_200,
-                rtscts: false,
-            };
+            let spec = TransportSpec::Serial { device: path.clone(), baud: 115_200, rtscts: false };
             let mut t = crate::transport::open(&spec).await.unwrap();
             assert_eq!(t.description, format!("serial:{path},115200"));
 
             let controller = std::thread::spawn(move || {
                 let mut master = master;
                 let cmd = read_exactly(&mut master, 4);
-                master
-                    .write_all(&[0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00])
-                    .unwrap();
+                master.write_all(&[0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]).unwrap();
                 (master, cmd)
             });
             t.writer.write_all(&[0x01, 0x03, 0x0c, 0x00]).await.unwrap();
             t.writer.flush().await.unwrap();
             let mut evt = [0u8; 7];
-            tokio::time::timeout(Duration::from_secs(5), t.reader.read_exact(&mut evt))
-                .await
-                .unwrap()
-                .unwrap();
+            tokio::time::timeout(Duration::from_secs(5), t.reader.read_exact(&mut evt)).await.unwrap().unwrap();
             assert_eq!(evt, [0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]);
             let (master, cmd) = controller.join().unwrap();
             assert_eq!(cmd, [0x01, 0x03, 0x0c, 0x00]);
@@ -428,9 +371,7 @@ mod tests {
             drop(master);
             let start = Instant::now();
             let mut buf = [0u8; 1100];
-            let res = tokio::time::timeout(Duration::from_secs(2), t.reader.read(&mut buf))
-                .await
-                .unwrap();
+            let res = tokio::time::timeout(Duration::from_secs(2), t.reader.read(&mut buf)).await.unwrap();
             match res {
                 Ok(n) => assert_eq!(n, 0),
                 Err(e) => assert!(e.to_string().contains(&path), "{e}"),
@@ -443,20 +384,14 @@ mod tests {
                 t.writer.write_all(&[0x01, 0x03, 0x0c, 0x00]).await?;
                 t.writer.flush().await
             };
-            let res = tokio::time::timeout(Duration::from_secs(2), write)
-                .await
-                .unwrap();
+            let res = tokio::time::timeout(Duration::from_secs(2), write).await.unwrap();
             assert!(res.is_err());
         }
 
         #[tokio::test]
         async fn dropping_the_transport_releases_the_device() {
             let (_master, path) = pty();
-            let spec = TransportSpec::Serial {
-                device: path,
-                baud: 1_000_000,
-                rtscts: false,
-            };
+            let spec = TransportSpec::Serial { device: path, baud: 1_000_000, rtscts: false };
             let t = crate::transport::open(&spec).await.unwrap();
             // The port is opened exclusively: a second open fails while the first is alive.
             assert!(crate::transport::open(&spec).await.is_err());

@@ -17,15 +17,9 @@ use super::{Transport, TransportError, TransportSpec};
 const REFUSED_RETRY_DELAYS_MS: [u64; 4] = [100, 200, 300, 400];
 
 /// Connects to `host:port` and wraps the stream for H4.
-pub(super) async fn open(
-    spec: &TransportSpec,
-    host: &str,
-    port: u16,
-) -> Result<Transport, TransportError> {
+pub(super) async fn open(spec: &TransportSpec, host: &str, port: u16) -> Result<Transport, TransportError> {
     let stream = connect_with_retry(spec, host, port).await?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| TransportError::io(format!("{spec}: cannot set TCP_NODELAY"), e))?;
+    stream.set_nodelay(true).map_err(|e| TransportError::io(format!("{spec}: cannot set TCP_NODELAY"), e))?;
     let description = match (stream.local_addr(), stream.peer_addr()) {
         (Ok(local), Ok(peer)) => format!("{spec} ({local} -> {peer})"),
         _ => spec.to_string(),
@@ -40,11 +34,7 @@ pub(super) async fn open(
     Ok(Transport::new(reader, write_half, description))
 }
 
-async fn connect_with_retry(
-    spec: &TransportSpec,
-    host: &str,
-    port: u16,
-) -> Result<TcpStream, TransportError> {
+async fn connect_with_retry(spec: &TransportSpec, host: &str, port: u16) -> Result<TcpStream, TransportError> {
     let mut delays = REFUSED_RETRY_DELAYS_MS.iter();
     loop {
         match TcpStream::connect((host, port)).await {
@@ -83,10 +73,7 @@ mod quickack {
     impl QuickAckReader {
         /// Wraps `inner` and arms quick ACKs once up front.
         pub(super) fn new(inner: OwnedReadHalf) -> Self {
-            let mut reader = QuickAckReader {
-                inner,
-                enabled: true,
-            };
+            let mut reader = QuickAckReader { inner, enabled: true };
             reader.rearm();
             reader
         }
@@ -103,11 +90,7 @@ mod quickack {
     }
 
     impl AsyncRead for QuickAckReader {
-        fn poll_read(
-            self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &mut ReadBuf<'_>,
-        ) -> Poll<io::Result<()>> {
+        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
             let this = self.get_mut();
             let before = buf.filled().len();
             ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -151,13 +134,7 @@ mod tests {
     async fn listener() -> (TcpListener, TransportSpec) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        (
-            listener,
-            TransportSpec::TcpClient {
-                host: "127.0.0.1".into(),
-                port,
-            },
-        )
+        (listener, TransportSpec::TcpClient { host: "127.0.0.1".into(), port })
     }
 
     #[tokio::test]
@@ -168,17 +145,11 @@ mod tests {
             // HCI_Reset in, Command Complete out (as rootcanal would answer).
             let mut cmd = [0u8; 4];
             sock.read_exact(&mut cmd).await.unwrap();
-            sock.write_all(&[0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00])
-                .await
-                .unwrap();
+            sock.write_all(&[0x04, 0x0e, 0x04, 0x01, 0x03, 0x0c, 0x00]).await.unwrap();
             cmd
         });
         let mut t = crate::transport::open(&spec).await.unwrap();
-        assert!(
-            t.description.starts_with("tcp-client:127.0.0.1:"),
-            "{}",
-            t.description
-        );
+        assert!(t.description.starts_with("tcp-client:127.0.0.1:"), "{}", t.description);
         t.writer.write_all(&[0x01, 0x03, 0x0c, 0x00]).await.unwrap();
         t.writer.flush().await.unwrap();
         let mut evt = [0u8; 7];
@@ -187,10 +158,7 @@ mod tests {
         assert_eq!(server.await.unwrap(), [0x01, 0x03, 0x0c, 0x00]);
         // The server task dropped its socket: the reader sees EOF.
         let mut buf = [0u8; 1100];
-        let n = tokio::time::timeout(Duration::from_secs(5), t.reader.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), t.reader.read(&mut buf)).await.unwrap().unwrap();
         assert_eq!(n, 0);
     }
 
@@ -220,11 +188,7 @@ mod tests {
         }
         server.await.unwrap();
         // 200 ping-pongs over loopback must not take delayed-ACK time (~40 ms each).
-        assert!(
-            start.elapsed() < Duration::from_secs(4),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
     }
 
     #[cfg(target_os = "linux")]
@@ -232,9 +196,7 @@ mod tests {
     async fn quickack_can_be_set_on_a_tcp_socket() {
         use std::os::fd::AsRawFd;
         let (listener, spec) = listener().await;
-        let TransportSpec::TcpClient { host, port } = &spec else {
-            unreachable!()
-        };
+        let TransportSpec::TcpClient { host, port } = &spec else { unreachable!() };
         let accept = tokio::spawn(async move { listener.accept().await.unwrap() });
         let stream = TcpStream::connect((host.as_str(), *port)).await.unwrap();
         quickack::set_quickack(stream.as_raw_fd()).unwrap();
@@ -251,10 +213,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let spec = TransportSpec::TcpClient {
-            host: "127.0.0.1".into(),
-            port,
-        };
+        let spec = TransportSpec::TcpClient { host: "127.0.0.1".into(), port };
         let server = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(150)).await;
             let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -274,24 +233,14 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let spec = TransportSpec::TcpClient {
-            host: "127.0.0.1".into(),
-            port,
-        };
+        let spec = TransportSpec::TcpClient { host: "127.0.0.1".into(), port };
         let start = Instant::now();
         let err = crate::transport::open(&spec).await.unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.starts_with(&format!("{spec}: cannot connect: ")),
-            "{msg}"
-        );
+        assert!(msg.starts_with(&format!("{spec}: cannot connect: ")), "{msg}");
         assert!(
             matches!(err, TransportError::Io { ref source, .. } if source.kind() == io::ErrorKind::ConnectionRefused)
         );
-        assert!(
-            start.elapsed() >= Duration::from_millis(900),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() >= Duration::from_millis(900), "{:?}", start.elapsed());
     }
 }

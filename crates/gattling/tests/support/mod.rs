@@ -15,10 +15,7 @@ use tokio::process::{Child, ChildStdout, Command};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
 /// True when the developer explicitly opted out of interop tests.
@@ -40,26 +37,16 @@ pub fn python() -> &'static Path {
             .stderr(Stdio::inherit())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "interop peers could not be installed ({}); see the output above",
-            out.status
-        );
+        assert!(out.status.success(), "interop peers could not be installed ({}); see the output above", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         let py = PathBuf::from(text.lines().last().unwrap_or_default().trim());
-        assert!(
-            py.exists(),
-            "interop-env.sh printed {py:?}, which does not exist"
-        );
+        assert!(py.exists(), "interop-env.sh printed {py:?}, which does not exist");
         py
     })
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// A running rootcanal, killed on drop.
@@ -76,11 +63,7 @@ impl RootCanal {
         let py = python();
         for attempt in 0..3 {
             let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-            let log = std::env::temp_dir().join(format!(
-                "gattling-rootcanal-{}-{}.log",
-                std::process::id(),
-                ports[0]
-            ));
+            let log = std::env::temp_dir().join(format!("gattling-rootcanal-{}-{}.log", std::process::id(), ports[0]));
             let logfile = std::fs::File::create(&log).expect("rootcanal log");
             // `python -m rootcanal` starts the real binary as a child: give both a process group
             // of their own so that killing the group leaves nothing behind.
@@ -95,18 +78,11 @@ impl RootCanal {
                 .stderr(logfile)
                 .spawn()
                 .expect("rootcanal must start (python -m rootcanal)");
-            let mut rc = RootCanal {
-                child,
-                hci_port: ports[0],
-                log,
-            };
+            let mut rc = RootCanal { child, hci_port: ports[0], log };
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(status)) = rc.child.try_wait() {
-                    eprintln!(
-                        "rootcanal exited early ({status}), attempt {attempt}: {}",
-                        rc.log_tail()
-                    );
+                    eprintln!("rootcanal exited early ({status}), attempt {attempt}: {}", rc.log_tail());
                     break;
                 }
                 if std::net::TcpStream::connect(("127.0.0.1", rc.hci_port)).is_ok() {
@@ -170,11 +146,7 @@ impl Peer {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", path.display()));
         let stdout = child.stdout.take().expect("piped stdout");
-        Peer {
-            child,
-            lines: BufReader::new(stdout).lines(),
-            name: script.to_string(),
-        }
+        Peer { child, lines: BufReader::new(stdout).lines(), name: script.to_string() }
     }
 
     /// Waits for the next event named `event` (skipping others) and returns it.
@@ -183,18 +155,13 @@ impl Peer {
             loop {
                 match self.lines.next_line().await {
                     Ok(Some(line)) => {
-                        let v: serde_json::Value =
-                            serde_json::from_str(&line).unwrap_or_else(|e| {
-                                panic!("{}: bad JSON line {line:?}: {e}", self.name)
-                            });
+                        let v: serde_json::Value = serde_json::from_str(&line)
+                            .unwrap_or_else(|e| panic!("{}: bad JSON line {line:?}: {e}", self.name));
                         if v["event"] == event {
                             return v;
                         }
                         if v["event"] == "error" {
-                            panic!(
-                                "{} reported an error while waiting for {event}: {v}",
-                                self.name
-                            );
+                            panic!("{} reported an error while waiting for {event}: {v}", self.name);
                         }
                     }
                     Ok(None) => panic!("{} exited before reporting {event}", self.name),
@@ -224,13 +191,6 @@ pub fn static_random() -> gattling::proto::gap::BdAddr {
     static N: AtomicU32 = AtomicU32::new(1);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let pid = std::process::id();
-    let b = [
-        n as u8,
-        (n >> 8) as u8,
-        pid as u8,
-        (pid >> 8) as u8,
-        (pid >> 16) as u8,
-        0xC0 | (n as u8 & 0x3F),
-    ];
+    let b = [n as u8, (n >> 8) as u8, pid as u8, (pid >> 8) as u8, (pid >> 16) as u8, 0xC0 | (n as u8 & 0x3F)];
     gattling::proto::gap::BdAddr(b)
 }

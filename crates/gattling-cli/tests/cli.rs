@@ -1,0 +1,146 @@
+//! The `gattling` binary against rootcanal and bumble peers: the scan and advertise commands and
+//! their flags, as a user runs them.
+
+#[path = "../../gattling/tests/support/mod.rs"]
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+use support::{skipped, Peer, RootCanal};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const STEP: Duration = Duration::from_secs(15);
+
+fn gattling() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gattling"));
+    c.env_remove("GATTLING_TRANSPORT").env("RUST_LOG", "warn").kill_on_drop(true);
+    c
+}
+
+async fn scan_json(transport: &str, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = gattling()
+        .args(["--transport", transport, "scan", "--duration", "2", "--json"])
+        .args(extra)
+        .output()
+        .await
+        .expect("run gattling scan");
+    assert!(out.status.success(), "scan failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_json_reports_name_from_scan_response_and_services() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let transport = rc.transport();
+    let mut periph = Peer::start(
+        "bumble_peripheral.py",
+        &["--transport", &transport, "--name", "cli-scan-rsp", "--name-in-scan-response", "--wait-disconnect"],
+    );
+    let adv = periph.expect("advertising", STEP).await;
+    let lines = scan_json(&transport, &[]).await;
+    let dev: Vec<_> = lines.iter().filter(|l| l["address"] == adv["address"]).collect();
+    assert!(!dev.is_empty(), "bumble peripheral not in scan output: {lines:?}");
+    let last = dev.last().expect("a line");
+    assert_eq!(last["name"], "cli-scan-rsp");
+    assert_eq!(last["address_type"], "random");
+    assert_eq!(last["services"], serde_json::json!(["180D"]));
+    assert!(last["rssi"].is_i64());
+    assert_eq!(last["connectable"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passive_scan_json_has_no_scan_response_name() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let transport = rc.transport();
+    let mut periph = Peer::start(
+        "bumble_peripheral.py",
+        &["--transport", &transport, "--name", "cli-passive", "--name-in-scan-response", "--wait-disconnect"],
+    );
+    let adv = periph.expect("advertising", STEP).await;
+    let lines = scan_json(&transport, &["--passive"]).await;
+    let dev: Vec<_> = lines.iter().filter(|l| l["address"] == adv["address"]).collect();
+    assert!(!dev.is_empty(), "bumble peripheral not in passive scan output: {lines:?}");
+    assert!(dev.iter().all(|l| l["name"].is_null()), "{dev:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advertise_logs_connection_and_disconnection() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let transport = rc.transport();
+    let mut adv = gattling()
+        .args(["--transport", &transport, "--random-address", "C0:DE:C0:DE:00:01"])
+        .args(["advertise", "--name", "cli-adv", "--connectable"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gattling advertise");
+    let mut stderr = BufReader::new(adv.stderr.take().expect("stderr")).lines();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stderr.next_line().await.expect("stderr") {
+            if l.contains("advertising \"cli-adv\"") {
+                return;
+            }
+        }
+        panic!("gattling advertise exited early");
+    })
+    .await
+    .expect("advertising started");
+    let mut central = Peer::start(
+        "bumble_central.py",
+        &["--transport", &transport, "--name", "cli-adv", "--disconnect-after", "0.3"],
+    );
+    let found = central.expect("found", STEP).await;
+    assert_eq!(found["address"], "C0:DE:C0:DE:00:01");
+    central.expect("disconnected", STEP).await;
+    central.finish().await;
+    let mut stdout = BufReader::new(adv.stdout.take().expect("stdout")).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stdout.next_line().await.expect("stdout") {
+            let done = l.starts_with("disconnected:");
+            log.push(l);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("disconnection logged");
+    assert!(log[0].starts_with("connected: handle"), "{log:?}");
+    assert!(log[0].contains("Peripheral"), "{log:?}");
+    assert!(log.last().is_some_and(|l| l.contains("reason 0x13")), "{log:?}");
+    let _ = adv.kill().await;
+}
+
+#[tokio::test]
+async fn bad_arguments_are_explained() {
+    let out = gattling().args(["--transport", "bluetooth:0", "scan"]).output().await.expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bluetooth:0") && err.contains("tcp-client:HOST:PORT"), "{err}");
+
+    let out = gattling()
+        .args(["--transport", "tcp-client:127.0.0.1:1", "--random-address", "00:11:22:33:44:55", "scan"])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a static random address"));
+
+    let out = gattling().args(["--random-address", "nonsense", "scan"]).output().await.expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid Bluetooth address"));
+}
