@@ -69,10 +69,13 @@ pub enum Notification {
     HardwareError(u8),
 }
 
+/// Where a command's return parameters (or its failure) are delivered.
+type CommandWaiter = oneshot::Sender<Result<Vec<u8>, Error>>;
+
 struct Inner {
     core: core::Host,
-    commands: HashMap<CommandId, oneshot::Sender<Result<Vec<u8>, Error>>>,
-    command_names: HashMap<CommandId, &'static str>,
+    /// Waiters for command completions, with the command's name for error messages.
+    commands: HashMap<CommandId, (CommandWaiter, &'static str)>,
     links: HashMap<ConnHandle, LinkState>,
     connecting: Option<oneshot::Sender<Result<ConnectionInfo, Error>>>,
     incoming: mpsc::UnboundedSender<ConnectionInfo>,
@@ -89,6 +92,8 @@ struct Shared {
 }
 
 /// A Bluetooth LE host on one controller. Cheap to clone; all clones drive the same controller.
+/// When the last clone (and every [`Connection`], which holds one) is dropped, the host closes
+/// its side of the transport.
 #[derive(Clone)]
 pub struct Host {
     shared: Arc<Shared>,
@@ -249,7 +254,6 @@ impl Host {
             inner: Mutex::new(Inner {
                 core: core::Host::new(options.config),
                 commands: HashMap::new(),
-                command_names: HashMap::new(),
                 links: HashMap::new(),
                 connecting: None,
                 incoming: incoming_tx,
@@ -361,8 +365,7 @@ impl Host {
             }
             let id = inner.core.send_command(&cmd);
             let (tx, rx) = oneshot::channel();
-            inner.commands.insert(id, tx);
-            inner.command_names.insert(id, command_name(opcode));
+            inner.commands.insert(id, (tx, command_name(opcode)));
             rx
         };
         self.shared.wake_writer.notify_one();
@@ -755,7 +758,7 @@ async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::i
             return;
         };
         let chunk = buf.get(..n).unwrap_or(&[]);
-        let wake = {
+        {
             let mut inner = lock(&shared);
             let inner = &mut *inner;
             let links = &inner.links;
@@ -765,11 +768,8 @@ async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::i
                 }
             });
             dispatch_events(&shared, inner);
-            true
-        };
-        if wake {
-            shared.wake_writer.notify_one();
         }
+        shared.wake_writer.notify_one();
     };
     if let Some(shared) = shared.upgrade() {
         tracing::warn!(transport = %shared.description, "transport closed: {why}");
@@ -784,7 +784,7 @@ fn close(shared: &Shared, why: String) {
         return;
     }
     inner.closed = Some(why.clone());
-    for (_, tx) in inner.commands.drain() {
+    for (_, (tx, _)) in inner.commands.drain() {
         let _ = tx.send(Err(Error::TransportClosed(why.clone())));
     }
     if let Some(tx) = inner.connecting.take() {
@@ -805,8 +805,7 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
     while let Some(ev) = inner.core.poll_event() {
         match ev {
             HostEvent::CommandDone { id, opcode, status, return_params } => {
-                let name = inner.command_names.remove(&id).unwrap_or("command");
-                if let Some(tx) = inner.commands.remove(&id) {
+                if let Some((tx, name)) = inner.commands.remove(&id) {
                     let result = match status {
                         status::SUCCESS => Ok(return_params),
                         status::UNKNOWN_COMMAND => Err(Error::Unsupported(name)),

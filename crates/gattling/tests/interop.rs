@@ -350,12 +350,13 @@ async fn one_central_keeps_three_links_busy_at_once() {
                 let back = tokio::time::timeout(STEP, c.recv_att()).await.expect("echo in time").expect("recv");
                 assert_eq!(back, pdu, "link {i} message {n}");
             }
-            echo.await.expect("echo task");
-            c
+            // Keep the peripheral host alive: dropping a Host closes its controller connection.
+            let peripheral = echo.await.expect("echo task");
+            (c, peripheral)
         }));
     }
     for t in tasks {
-        let c = t.await.expect("link task");
+        let (c, _peripheral) = t.await.expect("link task");
         assert_eq!(
             c.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"),
             status::LOCAL_HOST_TERMINATED

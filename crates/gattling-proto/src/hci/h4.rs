@@ -115,7 +115,10 @@ impl H4Framer {
     /// Appends bytes read from the transport. Does not allocate while the buffered bytes fit the
     /// initial capacity (two maximum packets).
     pub fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.buf.len() + data.len() > self.buf.capacity() {
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.buf.len() + data.len() > self.buf.capacity() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
@@ -157,16 +160,6 @@ impl H4Framer {
         self.buf.clear();
         self.start = 0;
         e
-    }
-
-    /// Drops consumed bytes; called by `push`, exposed for callers that want to reclaim eagerly.
-    pub fn compact(&mut self) {
-        if self.start == self.buf.len() {
-            self.buf.clear();
-        } else if self.start > 0 {
-            self.buf.drain(..self.start);
-        }
-        self.start = 0;
     }
 }
 

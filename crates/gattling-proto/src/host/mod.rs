@@ -410,11 +410,6 @@ impl Host {
         self.pump_acl();
     }
 
-    /// Takes one H4 packet (indicator included) from a packet-oriented transport.
-    pub fn receive_packet(&mut self, packet: &[u8], on_att: &mut dyn FnMut(ConnHandle, &[u8])) {
-        self.receive(packet, on_att)
-    }
-
     fn on_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, ev: Event<'_>) {
         match ev {
             Event::CommandComplete { num_packets, opcode, return_params } => {
