@@ -327,7 +327,7 @@ impl Host {
             Opcode::LE_RAND => (27, 7),
             Opcode::LE_CONNECTION_UPDATE => (27, 2),
             Opcode::LE_SET_DATA_LENGTH => (33, 6),
-            Opcode::LE_SET_PHY => (35, 7),
+            Opcode::LE_SET_PHY => (35, 6),
             Opcode::LE_READ_BUFFER_SIZE_V2 => (41, 5),
             _ => return None,
         };

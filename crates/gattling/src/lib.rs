@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod controller;
 pub mod error;
 pub mod host;
 pub mod transport;

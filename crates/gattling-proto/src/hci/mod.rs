@@ -46,6 +46,14 @@ pub mod status {
     pub const LOCAL_HOST_TERMINATED: u8 = 0x16;
     /// Unsupported Remote Feature.
     pub const UNSUPPORTED_REMOTE_FEATURE: u8 = 0x1A;
+    /// PIN or Key Missing.
+    pub const PIN_OR_KEY_MISSING: u8 = 0x06;
+    /// Unsupported Feature or Parameter Value.
+    pub const UNSUPPORTED_FEATURE: u8 = 0x11;
+    /// Advertising Timeout.
+    pub const ADVERTISING_TIMEOUT: u8 = 0x3C;
+    /// Connection Terminated due to MIC Failure.
+    pub const MIC_FAILURE: u8 = 0x3D;
     /// Unacceptable Connection Parameters.
     pub const UNACCEPTABLE_CONNECTION_PARAMETERS: u8 = 0x3B;
     /// Connection Failed to be Established.

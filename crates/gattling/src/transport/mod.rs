@@ -28,7 +28,8 @@ mod tcp;
 pub const DEFAULT_SERIAL_BAUD: u32 = 1_000_000;
 
 /// The accepted spec forms, quoted in every parse error.
-const ACCEPTED_FORMS: &str = "accepted forms: tcp-client:HOST:PORT, serial:DEVICE[,BAUD][,rtscts], hci-socket[:N]";
+const ACCEPTED_FORMS: &str = "accepted forms: virtual[:NAME][,rootcanal|,acl=LENxNUM], tcp-client:HOST:PORT, \
+                              serial:DEVICE[,BAUD][,rtscts], hci-socket[:N]";
 
 /// Which controller to talk to, parsed from one string like bumble's transport names.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,8 +56,14 @@ pub enum TransportSpec {
         /// Adapter index: the N of `hciN`.
         index: u16,
     },
-    // `virtual` / `virtual:NAME` (an in-process controller) is added by a later issue: add its
-    // variant here, its parsing in `FromStr`, its `Display` arm and its arm in `open`.
+    /// `virtual[:NAME][,rootcanal|,acl=LENxNUM]`: a fresh controller of gattling's built-in
+    /// virtual controller on the in-process radio NAME (the default radio when NAME is empty).
+    Virtual {
+        /// Radio name; hosts on the same name share a radio.
+        name: String,
+        /// LE ACL buffer length and count (default 251 x 8; `rootcanal` = 27 x 20).
+        acl: (u16, u8),
+    },
 }
 
 /// Errors opening or describing a transport.
@@ -103,11 +110,40 @@ impl FromStr for TransportSpec {
             "tcp-client" => parse_tcp_client(rest.unwrap_or("")),
             "serial" => parse_serial(rest.unwrap_or("")),
             "hci-socket" => parse_hci_socket(rest),
-            // "virtual" / "virtual:NAME" goes here (later issue).
+            "virtual" => parse_virtual(rest.unwrap_or("")),
             "" => Err(spec_error("empty transport spec")),
             other => Err(spec_error(format_args!("unknown transport scheme {other:?} in {s:?}"))),
         }
     }
+}
+
+fn parse_virtual(rest: &str) -> Result<TransportSpec, TransportError> {
+    let mut parts = rest.split(',');
+    let name = parts.next().unwrap_or("").to_string();
+    if name.contains(char::is_whitespace) {
+        return Err(spec_error(format_args!("virtual: radio name {name:?} must not contain spaces")));
+    }
+    let default = gattling_controller::ControllerConfig::default();
+    let mut acl = (default.acl_len, default.acl_num);
+    for opt in parts {
+        if opt == "rootcanal" {
+            let rc = gattling_controller::ControllerConfig::rootcanal_like();
+            acl = (rc.acl_len, rc.acl_num);
+        } else if let Some(v) = opt.strip_prefix("acl=") {
+            let parsed = v.split_once('x').and_then(|(l, n)| Some((l.parse::<u16>().ok()?, n.parse::<u8>().ok()?)));
+            match parsed {
+                Some((l, n)) if (27..=1024).contains(&l) && n > 0 => acl = (l, n),
+                _ => {
+                    return Err(spec_error(format_args!(
+                        "virtual: bad acl={v:?} (expected LENxNUM with LEN 27-1024 and NUM 1-255, e.g. acl=27x20)"
+                    )))
+                }
+            }
+        } else {
+            return Err(spec_error(format_args!("virtual: unknown option {opt:?} (rootcanal or acl=LENxNUM)")));
+        }
+    }
+    Ok(TransportSpec::Virtual { name, acl })
 }
 
 fn parse_tcp_client(rest: &str) -> Result<TransportSpec, TransportError> {
@@ -200,6 +236,17 @@ impl fmt::Display for TransportSpec {
                 Ok(())
             }
             TransportSpec::HciSocket { index } => write!(f, "hci-socket:{index}"),
+            TransportSpec::Virtual { name, acl } => {
+                write!(f, "virtual")?;
+                if !name.is_empty() {
+                    write!(f, ":{name}")?;
+                }
+                let d = gattling_controller::ControllerConfig::default();
+                if *acl != (d.acl_len, d.acl_num) {
+                    write!(f, ",acl={}x{}", acl.0, acl.1)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -240,6 +287,11 @@ impl fmt::Debug for Transport {
 /// Opens the transport described by `spec` (must be called inside a tokio runtime).
 pub async fn open(spec: &TransportSpec) -> Result<Transport, TransportError> {
     let transport = match spec {
+        TransportSpec::Virtual { name, acl } => {
+            let config = gattling_controller::ControllerConfig { acl_len: acl.0, acl_num: acl.1, public_address: None };
+            let ctrl = crate::controller::VirtualRadio::named(name).attach(config);
+            Transport::from_stream(ctrl, spec.to_string())
+        }
         TransportSpec::TcpClient { host, port } => tcp::open(spec, host, *port).await?,
         TransportSpec::Serial { device, baud, rtscts } => serial::open(spec, device, *baud, *rtscts).await?,
         #[cfg(target_os = "linux")]

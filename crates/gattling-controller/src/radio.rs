@@ -1,0 +1,690 @@
+//! The simulated radio shared by every attached controller: advertising, scanning, connections
+//! and ACL routing (Core Vol 6 Part B at the level a host observes it).
+
+use crate::ControllerConfig;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use gattling_proto::gap::BdAddr;
+use gattling_proto::hci::command::{AdvParams, ConnParams, CreateConnection};
+use gattling_proto::hci::event::{subevent, AdvertisingReport, AdvertisingReports, ConnectionComplete, Event, LeEvent};
+use gattling_proto::hci::{status, AclHeader, AclPacket, H4Framer, PacketBoundary, PacketType};
+
+/// What a scanner hears from one advertiser: address, address type, parameters, data, scan response.
+type Heard = (BdAddr, u8, AdvParams, Vec<u8>, Vec<u8>);
+
+/// Identifies one controller on a [`Radio`].
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ControllerId(pub u32);
+
+/// Faults a test can inject into the radio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// No fault.
+    #[default]
+    None,
+    /// Deliver every ACL packet this many microseconds late.
+    DelayAcl(u64),
+    /// Drop every Nth ACL packet (the sender still gets its buffer back).
+    DropEveryNthAcl(u32),
+}
+
+/// How often a scanner hears each advertiser (virtual microseconds).
+const SCAN_TICK_US: u64 = 50_000;
+/// High duty cycle directed advertising ends after 1.28 s (Core Vol 6 Part B §4.4.2.4.3).
+const DIRECTED_ADV_TIMEOUT_US: u64 = 1_280_000;
+/// Delay before a link-layer procedure (update, PHY) completes: a few connection events.
+const PROCEDURE_DELAY_US: u64 = 10_000;
+
+/// Default event masks after Reset (Core Vol 4 Part E §7.3.1, §7.8.1).
+pub(crate) const DEFAULT_EVENT_MASK: u64 = 0x0000_1FFF_FFFF_FFFF;
+pub(crate) const DEFAULT_LE_EVENT_MASK: u64 = 0x0000_0000_0000_001F;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Advertising {
+    pub params: AdvParams,
+    pub enabled: bool,
+    pub data: Vec<u8>,
+    pub scan_response: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Scanning {
+    pub active: bool,
+    pub own_address_type: u8,
+    pub enabled: bool,
+    pub filter_duplicates: bool,
+    pub seen: BTreeSet<(BdAddr, u8, bool)>,
+}
+
+/// One end of a connection, seen from its controller.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkEnd {
+    pub link: u32,
+    pub central: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Ctrl {
+    pub config: ControllerConfig,
+    pub public: BdAddr,
+    pub random: Option<BdAddr>,
+    pub event_mask: u64,
+    pub le_event_mask: u64,
+    pub framer: H4Framer,
+    pub out: VecDeque<Vec<u8>>,
+    pub adv: Advertising,
+    pub scan: Scanning,
+    pub initiating: Option<CreateConnection>,
+    pub handles: BTreeMap<u16, LinkEnd>,
+    pub next_handle: u16,
+    pub acl_used: u16,
+    pub data_length: (u16, u16),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Link {
+    pub central: (ControllerId, u16),
+    pub peripheral: (ControllerId, u16),
+    pub params: (u16, u16, u16),
+    pub pending_ltk: Option<[u8; 16]>,
+    pub encrypted: bool,
+    pub pending_update: Option<ConnParams>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Timer {
+    ScanTick(ControllerId),
+    DirectedAdvTimeout(ControllerId),
+    SupervisionTimeout(u32),
+    UpdateComplete { link: u32, params: ConnParams },
+    PhyComplete { link: u32, phy: u8 },
+    Deliver { link: u32, to: ControllerId, packet: Vec<u8>, from: (ControllerId, u16) },
+}
+
+/// A shared simulated radio with any number of virtual LE controllers on it.
+#[derive(Debug)]
+pub struct Radio {
+    now: u64,
+    pub(crate) ctrls: BTreeMap<ControllerId, Ctrl>,
+    next_ctrl: u32,
+    pub(crate) links: BTreeMap<u32, Link>,
+    next_link: u32,
+    timers: BTreeMap<(u64, u64), Timer>,
+    timer_seq: u64,
+    rng: u64,
+    touched: BTreeSet<ControllerId>,
+    fault: Fault,
+    acl_count: u32,
+    log: VecDeque<(ControllerId, &'static str)>,
+}
+
+impl Default for Radio {
+    fn default() -> Self {
+        Self::new(0x5EED_6A77_11A6)
+    }
+}
+
+impl Radio {
+    /// An empty radio; `seed` makes LE Rand and assigned addresses reproducible.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            now: 0,
+            ctrls: BTreeMap::new(),
+            next_ctrl: 0,
+            links: BTreeMap::new(),
+            next_link: 0,
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            rng: seed | 1,
+            touched: BTreeSet::new(),
+            fault: Fault::None,
+            acl_count: 0,
+            log: VecDeque::new(),
+        }
+    }
+
+    /// Virtual time in microseconds.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Adds a controller (as if a host connected to a fresh one) and returns its id.
+    pub fn attach(&mut self, config: ControllerConfig) -> ControllerId {
+        let id = ControllerId(self.next_ctrl);
+        self.next_ctrl += 1;
+        let n = id.0;
+        let public =
+            config.public_address.unwrap_or(BdAddr([n as u8, (n >> 8) as u8, (n >> 16) as u8, 0x77, 0x6A, 0x6A]));
+        self.ctrls.insert(id, Ctrl::new(config, public));
+        id
+    }
+
+    /// Removes a controller whose host vanished: its peers see a supervision timeout (0x08)
+    /// once their links' supervision timeout has passed.
+    pub fn detach(&mut self, id: ControllerId) {
+        let Some(ctrl) = self.ctrls.remove(&id) else { return };
+        for end in ctrl.handles.values() {
+            if let Some(link) = self.links.get(&end.link) {
+                let timeout_us = link.params.2 as u64 * 10_000;
+                self.schedule(timeout_us, Timer::SupervisionTimeout(end.link));
+            }
+        }
+        self.touched.remove(&id);
+    }
+
+    /// Number of controllers attached.
+    pub fn controllers(&self) -> usize {
+        self.ctrls.len()
+    }
+
+    /// Number of live connections.
+    pub fn links(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The public address of a controller.
+    pub fn public_address(&self, id: ControllerId) -> Option<BdAddr> {
+        self.ctrls.get(&id).map(|c| c.public)
+    }
+
+    /// Sets a fault for later ACL traffic.
+    pub fn set_fault(&mut self, fault: Fault) {
+        self.fault = fault;
+        self.acl_count = 0;
+    }
+
+    /// Drops the link behind `handle` of controller `id` as if the radio lost it: both sides get
+    /// Disconnection Complete with reason 0x08 (Connection Timeout).
+    pub fn drop_link(&mut self, id: ControllerId, handle: u16) -> bool {
+        let Some(end) = self.ctrls.get(&id).and_then(|c| c.handles.get(&handle)).copied() else { return false };
+        self.end_link(end.link, status::CONNECTION_TIMEOUT, status::CONNECTION_TIMEOUT);
+        true
+    }
+
+    /// Takes H4 bytes written by the host of controller `id`.
+    pub fn receive(&mut self, id: ControllerId, bytes: &[u8]) {
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        ctrl.framer.push(bytes);
+        loop {
+            let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+            let packet = match ctrl.framer.next_packet() {
+                None => break,
+                Some(Err(_)) => {
+                    // The host's byte stream is out of step: report it (Hardware Error, §7.7.16).
+                    self.note(id, "garbage H4 from the host; framer reset");
+                    self.emit(id, &Event::HardwareError { code: 0x01 });
+                    continue;
+                }
+                Some(Ok(p)) => (p.kind, p.body.to_vec()),
+            };
+            match packet.0 {
+                PacketType::Command => self.on_command(id, &packet.1),
+                PacketType::Acl => self.on_acl(id, &packet.1),
+                _ => self.note(id, "unsupported packet type from the host; dropped"),
+            }
+        }
+    }
+
+    /// H4 packets waiting for the host of controller `id`.
+    pub fn take_output(&mut self, id: ControllerId) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let q = self.ctrls.get_mut(&id).map(|c| core::mem::take(&mut c.out)).unwrap_or_default();
+        q.into_iter()
+    }
+
+    /// Controllers that have output since the last call.
+    pub fn take_touched(&mut self) -> Vec<ControllerId> {
+        core::mem::take(&mut self.touched).into_iter().collect()
+    }
+
+    /// Diagnostic notes (e.g. garbage from a host), oldest first.
+    pub fn take_log(&mut self) -> Vec<(ControllerId, &'static str)> {
+        self.log.drain(..).collect()
+    }
+
+    /// When the next timer fires, in virtual microseconds.
+    pub fn next_timer(&self) -> Option<u64> {
+        self.timers.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Moves virtual time to `now` and runs every timer due by then.
+    pub fn advance(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        while let Some((&key, _)) = self.timers.iter().next() {
+            if key.0 > self.now {
+                break;
+            }
+            if let Some(t) = self.timers.remove(&key) {
+                self.fire(t);
+            }
+        }
+    }
+
+    pub(crate) fn note(&mut self, id: ControllerId, what: &'static str) {
+        if self.log.len() >= 64 {
+            self.log.pop_front();
+        }
+        self.log.push_back((id, what));
+    }
+
+    pub(crate) fn schedule(&mut self, after_us: u64, t: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((self.now + after_us, self.timer_seq), t);
+    }
+
+    pub(crate) fn random_u64(&mut self) -> u64 {
+        // xorshift64*: deterministic per seed, good enough for a simulated LE Rand.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Queues an event for the host of `id` if its event masks allow it (Core Vol 4 Part E §7.3.1).
+    pub(crate) fn emit(&mut self, id: ControllerId, ev: &Event<'_>) {
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        if !ctrl.allows(ev) {
+            return;
+        }
+        let mut out = Vec::with_capacity(16);
+        ev.encode_h4(&mut out);
+        ctrl.out.push_back(out);
+        self.touched.insert(id);
+    }
+
+    pub(crate) fn push_raw(&mut self, id: ControllerId, packet: Vec<u8>) {
+        if let Some(ctrl) = self.ctrls.get_mut(&id) {
+            ctrl.out.push_back(packet);
+            self.touched.insert(id);
+        }
+    }
+
+    fn fire(&mut self, t: Timer) {
+        match t {
+            Timer::ScanTick(id) => self.scan_tick(id),
+            Timer::DirectedAdvTimeout(id) => {
+                let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+                if ctrl.adv.enabled && ctrl.adv.params.adv_type == 0x01 {
+                    ctrl.adv.enabled = false;
+                    let cc = ConnectionComplete {
+                        status: status::ADVERTISING_TIMEOUT,
+                        ..ConnectionComplete::failed(subevent::CONNECTION_COMPLETE)
+                    };
+                    self.emit_connection_complete(id, cc);
+                }
+            }
+            Timer::SupervisionTimeout(link) => {
+                self.end_link(link, status::CONNECTION_TIMEOUT, status::CONNECTION_TIMEOUT)
+            }
+            Timer::UpdateComplete { link, params } => {
+                let Some(l) = self.links.get_mut(&link) else { return };
+                l.params = (params.interval_max, params.latency, params.timeout);
+                l.pending_update = None;
+                let (c, p) = (l.central, l.peripheral);
+                for (id, handle) in [c, p] {
+                    self.emit(
+                        id,
+                        &Event::Le(LeEvent::ConnectionUpdateComplete {
+                            status: 0,
+                            handle,
+                            interval: params.interval_max,
+                            latency: params.latency,
+                            supervision_timeout: params.timeout,
+                        }),
+                    );
+                }
+            }
+            Timer::PhyComplete { link, phy } => {
+                let Some(l) = self.links.get(&link) else { return };
+                let (c, p) = (l.central, l.peripheral);
+                for (id, handle) in [c, p] {
+                    self.emit(
+                        id,
+                        &Event::Le(LeEvent::PhyUpdateComplete { status: 0, handle, tx_phy: phy, rx_phy: phy }),
+                    );
+                }
+            }
+            Timer::Deliver { link, to, packet, from } => {
+                if self.links.contains_key(&link) {
+                    self.push_raw(to, packet);
+                }
+                self.ack_acl(from.0, from.1);
+            }
+        }
+    }
+
+    /// The address a controller uses on air for the given own-address type.
+    pub(crate) fn own_address(&self, id: ControllerId, own_type: u8) -> Option<(BdAddr, u8)> {
+        let c = self.ctrls.get(&id)?;
+        match own_type & 1 {
+            0 => Some((c.public, 0)),
+            _ => c.random.map(|r| (r, 1)),
+        }
+    }
+
+    /// Starts scan ticks for a scanner that was just enabled.
+    pub(crate) fn start_scanning(&mut self, id: ControllerId) {
+        self.scan_tick(id);
+    }
+
+    /// One scan interval: the scanner hears every advertiser once.
+    fn scan_tick(&mut self, id: ControllerId) {
+        let Some(scanner) = self.ctrls.get(&id) else { return };
+        if !scanner.scan.enabled {
+            return;
+        }
+        let active = scanner.scan.active;
+        let scanner_addr = self.own_address(id, scanner.scan.own_address_type).map(|a| a.0);
+        let adverts: Vec<Heard> = self
+            .ctrls
+            .iter()
+            .filter(|(other, c)| **other != id && c.adv.enabled)
+            .filter_map(|(other, c)| {
+                let (addr, t) = self.own_address(*other, c.adv.params.own_address_type)?;
+                Some((addr, t, c.adv.params, c.adv.data.clone(), c.adv.scan_response.clone()))
+            })
+            .collect();
+        for (addr, addr_type, params, data, scan_response) in adverts {
+            let directed = matches!(params.adv_type, 0x01 | 0x04);
+            if directed && Some(params.peer_address) != scanner_addr {
+                continue;
+            }
+            let event_type = match params.adv_type {
+                0x00 => 0,
+                0x01 | 0x04 => 1,
+                0x02 => 2,
+                _ => 3,
+            };
+            let adv_data: &[u8] = if directed { &[] } else { &data };
+            self.report(id, addr, addr_type, event_type, adv_data);
+            if active && matches!(params.adv_type, 0x00 | 0x02) {
+                self.report(id, addr, addr_type, 4, &scan_response);
+            }
+        }
+        self.schedule(SCAN_TICK_US, Timer::ScanTick(id));
+    }
+
+    fn report(&mut self, id: ControllerId, addr: BdAddr, addr_type: u8, event_type: u8, data: &[u8]) {
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        if ctrl.scan.filter_duplicates && !ctrl.scan.seen.insert((addr, addr_type, event_type == 4)) {
+            return;
+        }
+        let report = AdvertisingReport { event_type, address_type: addr_type, address: addr, data, rssi: -40 };
+        let mut params = Vec::with_capacity(12 + data.len());
+        AdvertisingReports::encode(&[report], &mut params);
+        let ev = Event::Le(LeEvent::Unknown {
+            subevent: subevent::ADVERTISING_REPORT,
+            params: params.get(1..).unwrap_or(&[]),
+        });
+        self.emit(id, &ev);
+    }
+
+    /// Tries to connect an initiator to the advertiser it targets; called when either side changes.
+    pub(crate) fn try_connect(&mut self) {
+        let initiators: Vec<(ControllerId, CreateConnection)> =
+            self.ctrls.iter().filter_map(|(id, c)| c.initiating.map(|cc| (*id, cc))).collect();
+        for (init, cc) in initiators {
+            let Some((init_addr, init_type)) = self.own_address(init, cc.own_address_type) else { continue };
+            let target = self.ctrls.iter().find_map(|(id, c)| {
+                if *id == init || !c.adv.enabled || !matches!(c.adv.params.adv_type, 0x00 | 0x01 | 0x04) {
+                    return None;
+                }
+                let (addr, t) = self.own_address(*id, c.adv.params.own_address_type)?;
+                let directed_ok =
+                    !matches!(c.adv.params.adv_type, 0x01 | 0x04) || c.adv.params.peer_address == init_addr;
+                (addr == cc.peer_address && t == cc.peer_address_type & 1 && directed_ok).then_some((*id, addr, t))
+            });
+            if let Some((adv, adv_addr, adv_type)) = target {
+                self.connect(init, cc, (init_addr, init_type), adv, (adv_addr, adv_type));
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        init: ControllerId,
+        cc: CreateConnection,
+        init_addr: (BdAddr, u8),
+        adv: ControllerId,
+        adv_addr: (BdAddr, u8),
+    ) {
+        let link = self.next_link;
+        self.next_link += 1;
+        let params = (cc.params.interval_max, cc.params.latency, cc.params.timeout);
+        let (Some(ch), Some(ph)) = (self.alloc_handle(init, link, true), self.alloc_handle(adv, link, false)) else {
+            return;
+        };
+        self.links.insert(
+            link,
+            Link {
+                central: (init, ch),
+                peripheral: (adv, ph),
+                params,
+                pending_ltk: None,
+                encrypted: false,
+                pending_update: None,
+            },
+        );
+        if let Some(c) = self.ctrls.get_mut(&init) {
+            c.initiating = None;
+        }
+        if let Some(c) = self.ctrls.get_mut(&adv) {
+            c.adv.enabled = false;
+        }
+        let base = ConnectionComplete {
+            status: 0,
+            handle: ch,
+            role: 0,
+            peer_address_type: adv_addr.1,
+            peer_address: adv_addr.0,
+            local_rpa: BdAddr::default(),
+            peer_rpa: BdAddr::default(),
+            interval: params.0,
+            latency: params.1,
+            supervision_timeout: params.2,
+            clock_accuracy: 0,
+            subevent: subevent::CONNECTION_COMPLETE,
+        };
+        self.emit_connection_complete(init, base);
+        let peripheral = ConnectionComplete {
+            handle: ph,
+            role: 1,
+            peer_address_type: init_addr.1,
+            peer_address: init_addr.0,
+            ..base
+        };
+        self.emit_connection_complete(adv, peripheral);
+    }
+
+    fn alloc_handle(&mut self, id: ControllerId, link: u32, central: bool) -> Option<u16> {
+        let c = self.ctrls.get_mut(&id)?;
+        let mut h = c.next_handle;
+        while c.handles.contains_key(&h) {
+            h = (h + 1) & 0x0EFF;
+        }
+        c.next_handle = (h + 1) & 0x0EFF;
+        c.handles.insert(h, LinkEnd { link, central });
+        Some(h)
+    }
+
+    /// LE (Enhanced) Connection Complete, whichever the host enabled (Core Vol 4 Part E §7.7.65.10).
+    pub(crate) fn emit_connection_complete(&mut self, id: ControllerId, mut cc: ConnectionComplete) {
+        let Some(c) = self.ctrls.get(&id) else { return };
+        cc.subevent = if c.le_event_mask & (1 << 9) != 0 {
+            subevent::ENHANCED_CONNECTION_COMPLETE
+        } else {
+            subevent::CONNECTION_COMPLETE
+        };
+        self.emit(id, &Event::Le(LeEvent::ConnectionComplete(cc)));
+    }
+
+    /// Ends a link: each side gets Disconnection Complete with its reason.
+    pub(crate) fn end_link(&mut self, link: u32, central_reason: u8, peripheral_reason: u8) {
+        let Some(l) = self.links.remove(&link) else { return };
+        for ((id, handle), reason) in [(l.central, central_reason), (l.peripheral, peripheral_reason)] {
+            if let Some(c) = self.ctrls.get_mut(&id) {
+                c.handles.remove(&handle);
+                self.emit(id, &Event::DisconnectionComplete { status: 0, handle, reason });
+            }
+        }
+    }
+
+    /// The other end of the link behind (`id`, `handle`).
+    pub(crate) fn peer_of(&self, id: ControllerId, handle: u16) -> Option<(u32, (ControllerId, u16), bool)> {
+        let end = self.ctrls.get(&id)?.handles.get(&handle)?;
+        let l = self.links.get(&end.link)?;
+        Some((end.link, if end.central { l.peripheral } else { l.central }, end.central))
+    }
+
+    /// ACL data from a host: consume a buffer, route to the peer, return the buffer with
+    /// Number Of Completed Packets (Core Vol 4 Part E §4.1.1).
+    fn on_acl(&mut self, id: ControllerId, body: &[u8]) {
+        let Ok(acl) = AclPacket::decode(body) else {
+            self.note(id, "malformed ACL packet from the host; dropped");
+            return;
+        };
+        let handle = acl.header.handle;
+        let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
+            self.note(id, "ACL data for a handle the host does not own; dropped");
+            return;
+        };
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        if acl.data.len() > ctrl.config.acl_len as usize {
+            self.note(id, "ACL packet longer than the controller's buffers; dropped");
+            return;
+        }
+        if ctrl.acl_used >= ctrl.config.acl_num as u16 {
+            // Data Buffer Overflow (§7.7.26): the host sent without a credit.
+            self.note(id, "ACL buffer overflow");
+            self.emit(id, &Event::Unknown { code: 0x1A, params: &[0x01] });
+            return;
+        }
+        ctrl.acl_used += 1;
+        let boundary = match acl.header.boundary {
+            PacketBoundary::Continuing => PacketBoundary::Continuing,
+            _ => PacketBoundary::FirstFlushable,
+        };
+        let header = AclHeader { handle: peer_handle, boundary, broadcast: 0, len: acl.header.len };
+        let mut packet = Vec::with_capacity(5 + acl.data.len());
+        AclPacket { header, data: acl.data }.encode_h4(&mut packet);
+        self.acl_count = self.acl_count.wrapping_add(1);
+        match self.fault {
+            Fault::DelayAcl(us) => {
+                return self.schedule(us, Timer::Deliver { link, to: peer, packet, from: (id, handle) });
+            }
+            Fault::DropEveryNthAcl(n) if n != 0 && self.acl_count.is_multiple_of(n) => {}
+            _ => self.push_raw(peer, packet),
+        }
+        self.ack_acl(id, handle);
+    }
+
+    /// The packet left the controller's buffer: Number Of Completed Packets (§7.7.19).
+    fn ack_acl(&mut self, id: ControllerId, handle: u16) {
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        ctrl.acl_used = ctrl.acl_used.saturating_sub(1);
+        if !ctrl.handles.contains_key(&handle) {
+            // The link is gone; the host already took its buffers back (§4.3).
+            return;
+        }
+        let h = handle.to_le_bytes();
+        let nocp = [1, h[0], h[1], 1, 0];
+        let ev = Event::Unknown { code: gattling_proto::hci::event::code::NUMBER_OF_COMPLETED_PACKETS, params: &nocp };
+        self.emit(id, &ev);
+    }
+
+    pub(crate) fn schedule_update(&mut self, link: u32, params: ConnParams) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.pending_update = Some(params);
+        }
+        self.schedule(PROCEDURE_DELAY_US, Timer::UpdateComplete { link, params });
+    }
+
+    pub(crate) fn schedule_phy(&mut self, link: u32, phy: u8) {
+        self.schedule(PROCEDURE_DELAY_US, Timer::PhyComplete { link, phy });
+    }
+
+    pub(crate) fn schedule_directed_timeout(&mut self, id: ControllerId) {
+        self.schedule(DIRECTED_ADV_TIMEOUT_US, Timer::DirectedAdvTimeout(id));
+    }
+}
+
+impl Ctrl {
+    pub(crate) fn new(config: ControllerConfig, public: BdAddr) -> Self {
+        Self {
+            config,
+            public,
+            random: None,
+            event_mask: DEFAULT_EVENT_MASK,
+            le_event_mask: DEFAULT_LE_EVENT_MASK,
+            framer: H4Framer::new(4 + 1024),
+            out: VecDeque::new(),
+            adv: Advertising {
+                params: AdvParams { interval_min: 0x800, interval_max: 0x800, ..AdvParams::default() },
+                enabled: false,
+                data: Vec::new(),
+                scan_response: Vec::new(),
+            },
+            scan: Scanning {
+                active: false,
+                own_address_type: 0,
+                enabled: false,
+                filter_duplicates: false,
+                seen: BTreeSet::new(),
+            },
+            initiating: None,
+            handles: BTreeMap::new(),
+            next_handle: 0x0001,
+            acl_used: 0,
+            data_length: (27, 27),
+        }
+    }
+
+    /// Event mask filtering (Core Vol 4 Part E §7.3.1, §7.8.1).
+    fn allows(&self, ev: &Event<'_>) -> bool {
+        let bit = |m: u64, b: u32| m & (1u64 << b) != 0;
+        match ev {
+            Event::DisconnectionComplete { .. } => bit(self.event_mask, 4),
+            Event::EncryptionChange { .. } => bit(self.event_mask, 7),
+            Event::HardwareError { .. } => bit(self.event_mask, 15),
+            Event::Le(le) => {
+                let sub = match le {
+                    LeEvent::ConnectionComplete(c) => c.subevent,
+                    LeEvent::AdvertisingReport(_) => subevent::ADVERTISING_REPORT,
+                    LeEvent::ConnectionUpdateComplete { .. } => subevent::CONNECTION_UPDATE_COMPLETE,
+                    LeEvent::LongTermKeyRequest { .. } => subevent::LONG_TERM_KEY_REQUEST,
+                    LeEvent::RemoteConnectionParameterRequest { .. } => subevent::REMOTE_CONNECTION_PARAMETER_REQUEST,
+                    LeEvent::DataLengthChange { .. } => subevent::DATA_LENGTH_CHANGE,
+                    LeEvent::PhyUpdateComplete { .. } => subevent::PHY_UPDATE_COMPLETE,
+                    LeEvent::Unknown { subevent, .. } => *subevent,
+                };
+                bit(self.event_mask, 61) && sub >= 1 && bit(self.le_event_mask, sub as u32 - 1)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// Helper for building a failed connection-complete event.
+pub(crate) trait Failed {
+    fn failed(subevent: u8) -> Self;
+}
+
+impl Failed for ConnectionComplete {
+    fn failed(subevent: u8) -> Self {
+        ConnectionComplete {
+            status: status::UNKNOWN_CONNECTION_ID,
+            handle: 0,
+            role: 0,
+            peer_address_type: 0,
+            peer_address: BdAddr::default(),
+            local_rpa: BdAddr::default(),
+            peer_rpa: BdAddr::default(),
+            interval: 0,
+            latency: 0,
+            supervision_timeout: 0,
+            clock_accuracy: 0,
+            subevent,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The built-in virtual controller on tokio: in-process radios shared by name (transport
+//! `virtual` / `virtual:NAME`), and a TCP server that gives every client a fresh controller on
+//! one radio, speaking H4 like rootcanal's HCI port.
+//!
+//! The radio's clock is tokio's: under a paused test clock (`tokio::time::pause`) supervision
+//! timeouts and other timers run in virtual time without waiting.
+
+use gattling_controller::{ControllerConfig, ControllerId, Fault, Radio};
+use gattling_proto::gap::BdAddr;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+struct Port {
+    waker: Option<Waker>,
+    pending: VecDeque<u8>,
+    closed: bool,
+}
+
+struct State {
+    radio: Radio,
+    ports: HashMap<ControllerId, Port>,
+}
+
+/// A simulated radio with virtual LE controllers on it.
+pub struct VirtualRadio {
+    state: Mutex<State>,
+    timers_changed: Notify,
+    timer_running: AtomicBool,
+    epoch: Instant,
+    name: String,
+}
+
+impl std::fmt::Debug for VirtualRadio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualRadio").field("name", &self.name).finish()
+    }
+}
+
+fn registry() -> &'static Mutex<HashMap<String, Arc<VirtualRadio>>> {
+    static R: OnceLock<Mutex<HashMap<String, Arc<VirtualRadio>>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl VirtualRadio {
+    /// A new radio, not registered under any name.
+    pub fn new(name: impl Into<String>) -> Arc<VirtualRadio> {
+        Arc::new(VirtualRadio {
+            state: Mutex::new(State { radio: Radio::default(), ports: HashMap::new() }),
+            timers_changed: Notify::new(),
+            timer_running: AtomicBool::new(false),
+            epoch: Instant::now(),
+            name: name.into(),
+        })
+    }
+
+    /// The in-process radio registered under `name` (created on first use). The empty name is
+    /// the default radio of the `virtual` transport.
+    pub fn named(name: &str) -> Arc<VirtualRadio> {
+        let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        reg.entry(name.to_string()).or_insert_with(|| VirtualRadio::new(name)).clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attaches a new controller and returns the host's end of its HCI transport.
+    pub fn attach(self: &Arc<Self>, config: ControllerConfig) -> VirtualController {
+        let id = {
+            let mut st = self.lock();
+            let id = st.radio.attach(config);
+            st.ports.insert(id, Port { waker: None, pending: VecDeque::new(), closed: false });
+            id
+        };
+        self.ensure_timer_task();
+        VirtualController { radio: self.clone(), id }
+    }
+
+    /// Starts the task that runs the radio's timers, if none is running in a live runtime.
+    fn ensure_timer_task(self: &Arc<Self>) {
+        if self.timer_running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.timer_running.store(false, Ordering::Release);
+            return;
+        };
+        rt.spawn(async move {
+            struct Running(std::sync::Weak<VirtualRadio>);
+            impl Drop for Running {
+                fn drop(&mut self) {
+                    if let Some(r) = self.0.upgrade() {
+                        r.timer_running.store(false, Ordering::Release);
+                    }
+                }
+            }
+            let _guard = Running(weak.clone());
+            loop {
+                let Some(radio) = weak.upgrade() else { return };
+                let changed = radio.timers_changed.notified();
+                let next = {
+                    let st = radio.lock();
+                    let next = st.radio.next_timer();
+                    if next.is_none() && st.radio.controllers() == 0 {
+                        // Nothing to run and nobody attached: stop (decided under the lock that
+                        // `attach` takes, so an attach after this point starts a new task).
+                        radio.timer_running.store(false, Ordering::Release);
+                        return;
+                    }
+                    next
+                };
+                match next {
+                    Some(us) => {
+                        let deadline = radio.epoch + std::time::Duration::from_micros(us);
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(deadline) => {}
+                            _ = changed => {}
+                        }
+                    }
+                    None => changed.await,
+                }
+                radio.with_radio(|_| {});
+            }
+        });
+    }
+
+    /// Runs `f` on the radio after bringing its clock up to date, then hands every output to
+    /// the ports and wakes their readers.
+    fn with_radio<T>(&self, f: impl FnOnce(&mut Radio) -> T) -> T {
+        let mut wake = Vec::new();
+        let result = {
+            let mut st = self.lock();
+            let State { radio, ports } = &mut *st;
+            let now = self.epoch.elapsed().as_micros() as u64;
+            radio.advance(now);
+            let before = radio.next_timer();
+            let result = f(radio);
+            radio.advance(now);
+            for id in radio.take_touched() {
+                let Some(port) = ports.get_mut(&id) else { continue };
+                for packet in radio.take_output(id) {
+                    port.pending.extend(packet);
+                }
+                if let Some(w) = port.waker.take() {
+                    wake.push(w);
+                }
+            }
+            for (id, what) in radio.take_log() {
+                tracing::debug!(radio = %self.name, controller = id.0, "{what}");
+            }
+            if radio.next_timer() != before {
+                self.timers_changed.notify_one();
+            }
+            result
+        };
+        for w in wake {
+            w.wake();
+        }
+        result
+    }
+
+    /// Injects a fault into later ACL traffic.
+    pub fn set_fault(&self, fault: Fault) {
+        self.with_radio(|r| r.set_fault(fault));
+    }
+
+    /// Drops a link as if the radio lost it: both sides see reason 0x08.
+    pub fn drop_link(&self, controller: ControllerId, handle: u16) -> bool {
+        self.with_radio(|r| r.drop_link(controller, handle))
+    }
+
+    /// Makes a controller disappear: its host's transport reads end-of-file and its peers see a
+    /// supervision timeout.
+    pub fn vanish(&self, controller: ControllerId) {
+        let waker = {
+            let mut st = self.lock();
+            st.ports.get_mut(&controller).and_then(|p| {
+                p.closed = true;
+                p.waker.take()
+            })
+        };
+        self.with_radio(|r| r.detach(controller));
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// The controller whose public address is `addr`.
+    pub fn controller_by_address(&self, addr: BdAddr) -> Option<ControllerId> {
+        let st = self.lock();
+        st.ports.keys().copied().find(|id| st.radio.public_address(*id) == Some(addr))
+    }
+
+    /// Number of controllers and of live links on the radio.
+    pub fn counts(&self) -> (usize, usize) {
+        let st = self.lock();
+        (st.radio.controllers(), st.radio.links())
+    }
+
+    fn detach(&self, id: ControllerId) {
+        {
+            let mut st = self.lock();
+            st.ports.remove(&id);
+        }
+        self.with_radio(|r| r.detach(id));
+    }
+}
+
+/// The host's end of a virtual controller: an H4 byte stream. Dropping it detaches the
+/// controller (its peers then see a supervision timeout).
+pub struct VirtualController {
+    radio: Arc<VirtualRadio>,
+    id: ControllerId,
+}
+
+impl VirtualController {
+    /// This controller's id on its radio.
+    pub fn id(&self) -> ControllerId {
+        self.id
+    }
+
+    /// The radio it is on.
+    pub fn radio(&self) -> &Arc<VirtualRadio> {
+        &self.radio
+    }
+}
+
+impl Drop for VirtualController {
+    fn drop(&mut self) {
+        self.radio.detach(self.id);
+    }
+}
+
+impl AsyncRead for VirtualController {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut st = self.radio.lock();
+        let Some(port) = st.ports.get_mut(&self.id) else { return Poll::Ready(Ok(())) };
+        if port.pending.is_empty() {
+            if port.closed {
+                return Poll::Ready(Ok(()));
+            }
+            port.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = buf.remaining().min(port.pending.len());
+        let (a, b) = port.pending.as_slices();
+        let from_a = n.min(a.len());
+        buf.put_slice(&a[..from_a]);
+        buf.put_slice(&b[..n - from_a]);
+        port.pending.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for VirtualController {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let closed = self.radio.lock().ports.get(&self.id).is_none_or(|p| p.closed);
+        if closed {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "virtual controller is gone")));
+        }
+        let id = self.id;
+        self.radio.with_radio(|r| r.receive(id, buf));
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Serves virtual controllers over TCP: every client that connects gets a fresh controller on
+/// one shared radio and speaks H4 to it, like rootcanal's HCI port. Runs until the listener fails.
+pub async fn serve(listener: TcpListener, radio: Arc<VirtualRadio>, config: ControllerConfig) -> io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let ctrl = radio.attach(config);
+        tracing::info!(%peer, controller = ctrl.id().0, "host connected to a virtual controller");
+        tokio::spawn(async move {
+            let id = ctrl.id().0;
+            let (mut ctrl_r, mut ctrl_w) = tokio::io::split(ctrl);
+            let (mut sock_r, mut sock_w) = stream.into_split();
+            let up = tokio::io::copy(&mut sock_r, &mut ctrl_w);
+            let down = tokio::io::copy(&mut ctrl_r, &mut sock_w);
+            // Either direction ending means the host is gone: drop the controller.
+            tokio::select! {
+                r = up => tracing::info!(%peer, controller = id, "host disconnected ({r:?})"),
+                r = down => tracing::info!(%peer, controller = id, "controller closed ({r:?})"),
+            }
+        });
+    }
+}
