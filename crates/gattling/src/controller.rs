@@ -5,7 +5,8 @@
 //! The radio's clock is tokio's: under a paused test clock (`tokio::time::pause`) supervision
 //! timeouts and other timers run in virtual time without waiting.
 
-use gattling_controller::{ControllerConfig, ControllerId, Fault, Radio};
+use gattling_controller::Radio;
+pub use gattling_controller::{ControllerConfig, ControllerId, Fault};
 use gattling_proto::gap::BdAddr;
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -191,6 +192,14 @@ impl VirtualRadio {
         self.with_radio(|r| r.detach(controller));
         if let Some(w) = waker {
             w.wake();
+        }
+    }
+
+    /// Makes every controller on the radio disappear (a controller server going away).
+    pub fn shutdown(&self) {
+        let ids: Vec<ControllerId> = self.lock().ports.keys().copied().collect();
+        for id in ids {
+            self.vanish(id);
         }
     }
 

@@ -1,6 +1,10 @@
 //! Interop tests against implementations gattling did not write: rootcanal 1.10.0 as the
 //! controller and bumble 0.0.236 as the peer host (see /work/shared/reference/interop-testbed.md).
 //! They install both into the project's virtualenv on first use; a missing peer is a failure.
+//!
+//! Every test runs twice from one list: on rootcanal, and on gattling's own virtual controller
+//! served over TCP (with rootcanal's 27 x 20 buffers), so the two controllers are held to the
+//! same observable behaviour.
 
 mod support;
 
@@ -12,13 +16,13 @@ use gattling::{
     AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions,
 };
 use std::time::Duration;
-use support::{skipped, static_random, Peer, RootCanal};
+use support::{skipped, static_random, Bed, Peer};
 
 const STEP: Duration = Duration::from_secs(15);
 
-async fn host_on(rc: &RootCanal) -> Host {
+async fn host_on(rc: &Bed) -> Host {
     let options = HostOptions { random_address: Some(static_random()), ..HostOptions::default() };
-    Host::open_with(&rc.transport(), options).await.expect("gattling host on rootcanal")
+    Host::open_with(&rc.transport(), options).await.expect("gattling host on the test bed")
 }
 
 async fn advertise_name(host: &Host, name: &str) {
@@ -55,7 +59,7 @@ async fn closed(conn: &Connection) -> LinkEnd {
 }
 
 /// Two gattling hosts on one rootcanal, connected: (central link, peripheral link).
-async fn connected_pair(rc: &RootCanal, name: &str) -> (Host, Connection, Host, Connection) {
+async fn connected_pair(rc: &Bed, name: &str) -> (Host, Connection, Host, Connection) {
     let periph = host_on(rc).await;
     advertise_name(&periph, name).await;
     let central = host_on(rc).await;
@@ -68,12 +72,7 @@ async fn connected_pair(rc: &RootCanal, name: &str) -> (Host, Connection, Host, 
     (central, c, periph, p)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser(rc: Bed) {
     let host = host_on(&rc).await;
     advertise_name(&host, "gattling-adv-a").await;
     let mut central = Peer::start(
@@ -93,8 +92,7 @@ async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser(
     central.finish().await;
 }
 
-async fn gattling_central_against_bumble_peripheral(name: &str, extra: &[&str]) {
-    let rc = RootCanal::start();
+async fn gattling_central_against_bumble_peripheral(rc: Bed, name: &str, extra: &[&str]) {
     let host = host_on(&rc).await;
     let transport = rc.transport();
     let mut args = vec!["--transport", &transport, "--name", name, "--wait-disconnect"];
@@ -115,28 +113,15 @@ async fn gattling_central_against_bumble_peripheral(name: &str, extra: &[&str]) 
     periph.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gattling_scans_and_connects_to_bumble_peripheral_name_in_advertising_data() {
-    if skipped() {
-        return;
-    }
-    gattling_central_against_bumble_peripheral("bumble-adv-b1", &[]).await;
+async fn gattling_scans_and_connects_to_bumble_peripheral_name_in_advertising_data(rc: Bed) {
+    gattling_central_against_bumble_peripheral(rc, "bumble-adv-b1", &[]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gattling_scans_and_connects_to_bumble_peripheral_name_in_scan_response() {
-    if skipped() {
-        return;
-    }
-    gattling_central_against_bumble_peripheral("bumble-adv-b2", &["--name-in-scan-response"]).await;
+async fn gattling_scans_and_connects_to_bumble_peripheral_name_in_scan_response(rc: Bed) {
+    gattling_central_against_bumble_peripheral(rc, "bumble-adv-b2", &["--name-in-scan-response"]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn passive_scan_sees_advertising_data_but_no_scan_response() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn passive_scan_sees_advertising_data_but_no_scan_response(rc: Bed) {
     let host = host_on(&rc).await;
     let transport = rc.transport();
     let mut periph = Peer::start(
@@ -169,12 +154,7 @@ async fn passive_scan_sees_advertising_data_but_no_scan_response() {
     scan.stop().await.expect("stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_gattling_hosts_connect_and_disconnect_both_ways() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn two_gattling_hosts_connect_and_disconnect_both_ways(rc: Bed) {
     let (central, c, periph, p) = connected_pair(&rc, "gattling-pair-c").await;
     // Central disconnects: peripheral sees 0x13.
     assert_eq!(c.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
@@ -187,12 +167,7 @@ async fn two_gattling_hosts_connect_and_disconnect_both_ways() {
     assert_eq!(closed(&c).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets(rc: Bed) {
     let (central, c, _periph, p) = connected_pair(&rc, "gattling-frag-e").await;
     assert_eq!(central.acl_buffers().0, 27, "rootcanal's LE ACL buffers are 27 bytes");
     let value: Vec<u8> = (0..512u32).map(|i| (i * 7 + 3) as u8).collect();
@@ -223,12 +198,7 @@ async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets() {
     assert_eq!(ntf, [0x1B, 0x03, 0x00, 0xAA]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanishing_controller_fails_everything_promptly() {
-    if skipped() {
-        return;
-    }
-    let mut rc = RootCanal::start();
+async fn a_vanishing_controller_fails_everything_promptly(mut rc: Bed) {
     let (central, c, _periph, p) = connected_pair(&rc, "gattling-vanish").await;
     let pending = tokio::spawn(async move { c.recv_att().await });
     rc.kill();
@@ -240,12 +210,7 @@ async fn a_vanishing_controller_fails_everything_promptly() {
     assert!(e.to_string().contains("transport closed"), "{e}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_times_out_and_cancels_when_nobody_advertises() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn connect_times_out_and_cancels_when_nobody_advertises(rc: Bed) {
     let host = host_on(&rc).await;
     let ghost = Address { addr: static_random(), kind: gattling::proto::gap::AddressType::Random };
     let t0 = std::time::Instant::now();
@@ -257,12 +222,7 @@ async fn connect_times_out_and_cancels_when_nobody_advertises() {
     assert!(matches!(r, Err(gattling::Error::Timeout(_))), "{r:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn link_layer_procedures_and_controller_crypto_work_over_rootcanal() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn link_layer_procedures_and_controller_crypto_work(rc: Bed) {
     let (central, c, _periph, p) = connected_pair(&rc, "gattling-ll").await;
 
     // LE Encrypt: the FIPS-197 AES-128 example, in HCI (least significant octet first) order.
@@ -314,12 +274,7 @@ async fn link_layer_procedures_and_controller_crypto_work_over_rootcanal() {
     assert_eq!(got, [0x0A, 0x01, 0x00]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_central_keeps_three_links_busy_at_once() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn one_central_keeps_three_links_busy_at_once(rc: Bed) {
     let central = host_on(&rc).await;
     let mut links = Vec::new();
     for i in 0..3 {
@@ -364,12 +319,7 @@ async fn one_central_keeps_three_links_busy_at_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_public_address_advertiser_is_found_as_public_by_bumble() {
-    if skipped() {
-        return;
-    }
-    let rc = RootCanal::start();
+async fn a_public_address_advertiser_is_found_as_public_by_bumble(rc: Bed) {
     let host = Host::open(&rc.transport()).await.expect("host with its public address");
     assert_eq!(host.address().kind, gattling::proto::gap::AddressType::Public);
     advertise_name(&host, "gattling-public").await;
@@ -386,4 +336,76 @@ async fn a_public_address_advertiser_is_found_as_public_by_bumble() {
     assert_eq!(conn.peer().kind, gattling::proto::gap::AddressType::Random);
     assert_eq!(closed(&conn).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
     central.finish().await;
+}
+
+/// Runs each listed test on rootcanal and on gattling's controller server.
+macro_rules! on_each_controller {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rootcanal() {
+                if super::skipped() {
+                    return;
+                }
+                super::$name(super::Bed::rootcanal()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn gattling_controller() {
+                if super::skipped() {
+                    return;
+                }
+                super::$name(super::Bed::gattling().await).await
+            }
+        }
+    )*};
+}
+
+on_each_controller!(
+    bumble_central_finds_connects_and_disconnects_from_gattling_advertiser,
+    gattling_scans_and_connects_to_bumble_peripheral_name_in_advertising_data,
+    gattling_scans_and_connects_to_bumble_peripheral_name_in_scan_response,
+    passive_scan_sees_advertising_data_but_no_scan_response,
+    two_gattling_hosts_connect_and_disconnect_both_ways,
+    a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets,
+    a_vanishing_controller_fails_everything_promptly,
+    connect_times_out_and_cancels_when_nobody_advertises,
+    link_layer_procedures_and_controller_crypto_work,
+    one_central_keeps_three_links_busy_at_once,
+    a_public_address_advertiser_is_found_as_public_by_bumble,
+    bumble_central_and_peripheral_run_gatt_across_the_controller,
+);
+
+async fn bumble_central_and_peripheral_run_gatt_across_the_controller(rc: Bed) {
+    let transport = rc.transport();
+    let mut periph = Peer::start(
+        "bumble_peripheral.py",
+        &["--transport", &transport, "--name", "bumble-gatt", "--gatt", "--wait-disconnect"],
+    );
+    periph.expect("advertising", STEP).await;
+    let mut central = Peer::start(
+        "bumble_central.py",
+        &["--transport", &transport, "--name", "bumble-gatt", "--gatt", "--disconnect-after", "0.1"],
+    );
+    central.expect("connected", STEP).await;
+    let gatt = central.expect("gatt", STEP).await;
+    assert!(
+        gatt["services"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|u| u == "3E1F0001-6A5B-4C2D-9E8F-0A1B2C3D4E5F" || u == "3e1f0001-6a5b-4c2d-9e8f-0a1b2c3d4e5f")),
+        "{gatt}"
+    );
+    assert_eq!(gatt["read"], "gattling");
+    assert_eq!(gatt["notified"], "over-the-virtual-air");
+    let sub = periph.expect("subscribed", STEP).await;
+    assert_eq!(sub["notify"], true);
+    let write = periph.expect("write", STEP).await;
+    assert_eq!(write["value"], hex(b"over-the-virtual-air"));
+    assert_eq!(periph.expect("disconnected", STEP).await["reason"], status::REMOTE_USER_TERMINATED);
+    central.finish().await;
+    periph.finish().await;
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -194,3 +194,74 @@ pub fn static_random() -> gattling::proto::gap::BdAddr {
     let b = [n as u8, (n >> 8) as u8, pid as u8, (pid >> 8) as u8, (pid >> 16) as u8, 0xC0 | (n as u8 & 0x3F)];
     gattling::proto::gap::BdAddr(b)
 }
+
+/// gattling's own virtual controller served over TCP in this process, like rootcanal's HCI port.
+pub struct GattlingServer {
+    /// Its HCI port.
+    pub hci_port: u16,
+    radio: std::sync::Arc<gattling::controller::VirtualRadio>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl GattlingServer {
+    /// Starts a server with rootcanal-like 27 x 20 ACL buffers, so the same tests hold on both.
+    pub async fn start() -> GattlingServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let hci_port = listener.local_addr().expect("addr").port();
+        let radio = gattling::controller::VirtualRadio::new(format!("test-{hci_port}"));
+        let config = gattling::controller::ControllerConfig::rootcanal_like();
+        let task = tokio::spawn(gattling::controller::serve(listener, radio.clone(), config));
+        GattlingServer { hci_port, radio, task }
+    }
+
+    /// The radio behind the server (for fault injection).
+    pub fn radio(&self) -> &std::sync::Arc<gattling::controller::VirtualRadio> {
+        &self.radio
+    }
+}
+
+impl Drop for GattlingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.radio.shutdown();
+    }
+}
+
+/// The controller a test runs on: rootcanal or gattling's virtual controller, both over TCP.
+pub enum Bed {
+    /// rootcanal 1.10.0.
+    RootCanal(RootCanal),
+    /// gattling's controller server.
+    Gattling(GattlingServer),
+}
+
+impl Bed {
+    /// A rootcanal bed.
+    pub fn rootcanal() -> Bed {
+        Bed::RootCanal(RootCanal::start())
+    }
+
+    /// A gattling controller-server bed.
+    pub async fn gattling() -> Bed {
+        Bed::Gattling(GattlingServer::start().await)
+    }
+
+    /// Transport string for a host on this bed.
+    pub fn transport(&self) -> String {
+        match self {
+            Bed::RootCanal(rc) => rc.transport(),
+            Bed::Gattling(g) => format!("tcp-client:127.0.0.1:{}", g.hci_port),
+        }
+    }
+
+    /// Makes the controller vanish for every host on it.
+    pub fn kill(&mut self) {
+        match self {
+            Bed::RootCanal(rc) => rc.kill(),
+            Bed::Gattling(g) => {
+                g.task.abort();
+                g.radio.shutdown();
+            }
+        }
+    }
+}
