@@ -22,8 +22,9 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct Global {
-    /// Controller transport: tcp-client:HOST:PORT, serial:DEVICE[,BAUD][,rtscts] or hci-socket:N.
-    #[arg(long, global = true, default_value = "tcp-client:127.0.0.1:6402", env = "GATTLING_TRANSPORT")]
+    /// Controller transport: virtual[:NAME] (built-in virtual controller), tcp-client:HOST:PORT,
+    /// serial:DEVICE[,BAUD][,rtscts] or hci-socket:N.
+    #[arg(long, global = true, default_value = "virtual", env = "GATTLING_TRANSPORT")]
     transport: String,
     /// Use this static random address (e.g. C0:11:22:33:44:55) instead of the controller's public one.
     #[arg(long, global = true, value_name = "ADDR")]
@@ -32,6 +33,18 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Show two hosts on the in-process virtual radio finding, connecting and talking to each other.
+    Demo,
+    /// Serve virtual controllers over TCP: every client gets a fresh controller on one shared
+    /// radio and speaks H4, like rootcanal's HCI port.
+    Controller {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:6402", value_name = "ADDR:PORT")]
+        listen: std::net::SocketAddr,
+        /// LE ACL buffers as LENxNUM (default 251x8; rootcanal uses 27x20).
+        #[arg(long, value_name = "LENxNUM", value_parser = parse_acl)]
+        acl: Option<(u16, u8)>,
+    },
     /// Scan and print each device as it is found.
     Scan {
         /// Stop after this many seconds (default: until interrupted).
@@ -59,9 +72,7 @@ enum Cmd {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "gattling=info,warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -86,8 +97,39 @@ async fn open(global: &Global) -> Result<Host, gattling::Error> {
     Host::open_with(&global.transport, options).await
 }
 
+fn parse_acl(s: &str) -> Result<(u16, u8), String> {
+    let bad = || format!("{s:?}: expected LENxNUM with LEN 27-1024 and NUM 1-255, e.g. 27x20");
+    let (l, n) = s.split_once('x').ok_or_else(bad)?;
+    match (l.parse::<u16>(), n.parse::<u8>()) {
+        (Ok(l), Ok(n)) if (27..=1024).contains(&l) && n > 0 => Ok((l, n)),
+        _ => Err(bad()),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), gattling::Error> {
     match cli.command {
+        Cmd::Demo => demo().await,
+        Cmd::Controller { listen, acl } => {
+            let mut config = gattling::controller::ControllerConfig::default();
+            if let Some((len, num)) = acl {
+                config.acl_len = len;
+                config.acl_num = num;
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| gattling::Error::Transport(format!("cannot listen on {listen}: {e}")))?;
+            eprintln!(
+                "virtual controller listening on {listen} (H4 over TCP; ACL {}x{}); connect hosts with --transport tcp-client:{listen}",
+                config.acl_len, config.acl_num
+            );
+            let radio = gattling::controller::VirtualRadio::new(listen.to_string());
+            tokio::select! {
+                r = gattling::controller::serve(listener, radio, config) => {
+                    r.map_err(|e| gattling::Error::Transport(format!("controller server on {listen}: {e}")))
+                }
+                _ = tokio::signal::ctrl_c() => Ok(()),
+            }
+        }
         Cmd::Scan { duration, passive, json } => {
             let host = open(&cli.global).await?;
             let scan = scan(&host, passive, json);
@@ -225,4 +267,62 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
             }
         }
     }
+}
+
+/// Two hosts on one in-process radio: one advertises, the other scans, connects, reads a value
+/// over ATT and disconnects.
+async fn demo() -> Result<(), gattling::Error> {
+    let t0 = std::time::Instant::now();
+    let step = |what: String| println!("[{:>6.1} ms] {what}", t0.elapsed().as_secs_f64() * 1e3);
+    let radio = format!("virtual:demo-{}", std::process::id());
+    let alice = Host::open(&radio).await?;
+    let bob = Host::open(&radio).await?;
+    step(format!("two hosts on the virtual radio: alice {} and bob {}", alice.address(), bob.address()));
+    let data = AdvDataBuilder::new()
+        .flags(flags::LE_GENERAL_ONLY)
+        .name("alice")
+        .build()
+        .map_err(|e| gattling::Error::InvalidArgument(e.to_string()))?;
+    alice.advertise(&AdvertisingOptions { data, ..Default::default() }).await?;
+    step("alice advertises as \"alice\"".into());
+    let mut scan = bob.scan(ScanOptions::default()).await?;
+    let found = loop {
+        let Some(r) = scan.next().await else {
+            return Err(gattling::Error::Protocol("scan ended".into()));
+        };
+        if let Some(name) = AdvData::parse_lenient(&r.data).local_name() {
+            step(format!("bob found {name:?} at {} (rssi {} dBm)", r.address, r.rssi));
+            if name == "alice" {
+                break r;
+            }
+        }
+    };
+    scan.stop().await?;
+    let conn = bob.connect(found.address, gattling::ConnectOptions::default()).await?;
+    let served = alice.accept().await?;
+    step(format!(
+        "connected: bob is central on handle {:#05x}, alice peripheral on {:#05x}",
+        conn.handle(),
+        served.handle()
+    ));
+    let server = tokio::spawn(async move {
+        // Answer one ATT Read Request with a Read Response (Core Vol 3 Part F §3.4.4.3-4).
+        let req = served.recv_att().await?;
+        if req.first() == Some(&0x0A) {
+            let mut rsp = vec![0x0B];
+            rsp.extend_from_slice(b"hello from alice");
+            served.send_att(&rsp)?;
+        }
+        Ok::<_, gattling::Error>(served)
+    });
+    conn.send_att(&[0x0A, 0x03, 0x00])?;
+    let rsp = conn.recv_att().await?;
+    step(format!("bob read handle 0x0003 over ATT: {:?}", String::from_utf8_lossy(rsp.get(1..).unwrap_or(&[]))));
+    let served = server.await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
+    let reason = conn.disconnect(status::REMOTE_USER_TERMINATED).await?;
+    step(format!("bob disconnected: {}", status::name(reason)));
+    if let gattling::LinkEnd::Disconnected(r) = served.closed().await {
+        step(format!("alice saw the disconnection: {}", status::name(r)));
+    }
+    Ok(())
 }

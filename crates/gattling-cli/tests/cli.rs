@@ -144,3 +144,46 @@ async fn bad_arguments_are_explained() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid Bluetooth address"));
 }
+
+#[tokio::test]
+async fn demo_shows_two_hosts_meeting_on_the_virtual_radio() {
+    let out = gattling().arg("demo").output().await.expect("run gattling demo");
+    assert!(out.status.success(), "demo failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "bob found \"alice\"",
+        "connected: bob is central",
+        "\"hello from alice\"",
+        "bob disconnected: Connection Terminated By Local Host",
+        "alice saw the disconnection: Remote User Terminated Connection",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_server_serves_the_cli_scan_and_advertise() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = gattling()
+        .args(["controller", "--listen", &listen, "--acl", "27x20"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gattling controller");
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let banner = tokio::time::timeout(STEP, stderr.next_line()).await.expect("banner").expect("read");
+    assert!(banner.is_some_and(|l| l.contains("listening on") && l.contains("27x20")));
+    let transport = format!("tcp-client:{listen}");
+    let mut adv = gattling()
+        .args(["--transport", &transport, "advertise", "--name", "served-by-gattling"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("advertise");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines = scan_json(&transport, &[]).await;
+    let hit = lines.iter().find(|l| l["name"] == "served-by-gattling").expect("advertiser found via the server");
+    assert_eq!(hit["connectable"], false, "advertise without --connectable is non-connectable");
+    let _ = adv.kill().await;
+    let _ = server.kill().await;
+}
