@@ -85,7 +85,9 @@ struct Inner {
 
 struct Shared {
     inner: Mutex<Inner>,
-    wake_writer: Notify,
+    wake_writer: Arc<Notify>,
+    /// Dropped with the host: tells the reader and writer tasks to stop and release the transport.
+    _alive: watch::Sender<()>,
     notifications: broadcast::Sender<Notification>,
     incoming_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<ConnectionInfo>>,
     description: String,
@@ -250,6 +252,7 @@ impl Host {
     /// Drives an already open transport and initialises the controller behind it.
     pub async fn start(t: Transport, options: HostOptions) -> Result<Host, Error> {
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
+        let (alive_tx, alive_rx) = watch::channel(());
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 core: core::Host::new(options.config),
@@ -260,14 +263,15 @@ impl Host {
                 scan: None,
                 closed: None,
             }),
-            wake_writer: Notify::new(),
+            wake_writer: Arc::new(Notify::new()),
+            _alive: alive_tx,
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             description: t.description.clone(),
         });
         let Transport { reader, writer, .. } = t;
-        tokio::spawn(read_loop(Arc::downgrade(&shared), reader));
-        tokio::spawn(write_loop(Arc::downgrade(&shared), writer));
+        tokio::spawn(read_loop(Arc::downgrade(&shared), reader, alive_rx.clone()));
+        tokio::spawn(write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), writer, alive_rx));
         let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
         Ok(host)
@@ -746,10 +750,23 @@ impl Connection {
     }
 }
 
-async fn read_loop(shared: std::sync::Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
+/// Resolves once the host has been dropped.
+async fn host_dropped(alive: &mut watch::Receiver<()>) {
+    while alive.changed().await.is_ok() {}
+}
+
+async fn read_loop(
+    shared: std::sync::Weak<Shared>,
+    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    mut alive: watch::Receiver<()>,
+) {
     let mut buf = vec![0u8; 4096];
     let why = loop {
-        let n = match reader.read(&mut buf).await {
+        let read = tokio::select! {
+            r = reader.read(&mut buf) => r,
+            _ = host_dropped(&mut alive) => return,
+        };
+        let n = match read {
             Ok(0) => break "the controller closed the connection".to_string(),
             Ok(n) => n,
             Err(e) => break format!("read error: {e}"),
@@ -888,24 +905,29 @@ fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
     }
 }
 
-async fn write_loop(shared: std::sync::Weak<Shared>, mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>) {
+async fn write_loop(
+    shared: std::sync::Weak<Shared>,
+    wake: Arc<Notify>,
+    mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    mut alive: watch::Receiver<()>,
+) {
     let mut batch: Vec<Vec<u8>> = Vec::new();
     loop {
         {
             let Some(s) = shared.upgrade() else { return };
-            let notified = s.wake_writer.notified();
-            {
-                let mut inner = lock(&s);
-                if inner.closed.is_some() {
-                    return;
-                }
-                batch.extend(std::iter::from_fn(|| inner.core.poll_transmit()));
+            let mut inner = lock(&s);
+            if inner.closed.is_some() {
+                return;
             }
-            if batch.is_empty() {
-                // Re-check periodically so a dropped host lets this task end.
-                let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
-                continue;
+            batch.extend(std::iter::from_fn(|| inner.core.poll_transmit()));
+        }
+        if batch.is_empty() {
+            // Wait without holding the host, so dropping it ends this task (and the transport).
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = host_dropped(&mut alive) => return,
             }
+            continue;
         }
         for pkt in batch.drain(..) {
             if let Err(e) = writer.write_all(&pkt).await {
