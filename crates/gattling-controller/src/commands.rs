@@ -255,7 +255,14 @@ impl Radio {
                 if self.ctrls.get(&id).is_some_and(|c| c.initiating.is_some()) {
                     return self.status(id, opcode, status::COMMAND_DISALLOWED);
                 }
-                if !cc.params.is_valid() || cc.filter_policy > 1 || cc.peer_address_type > 3 || cc.own_address_type > 3
+                let scan_ok = (4..=0x4000).contains(&cc.scan_interval)
+                    && (4..=0x4000).contains(&cc.scan_window)
+                    && cc.scan_window <= cc.scan_interval;
+                if !scan_ok
+                    || !cc.params.is_valid()
+                    || cc.filter_policy > 1
+                    || cc.peer_address_type > 3
+                    || cc.own_address_type > 3
                 {
                     return self.status(id, opcode, status::INVALID_PARAMETERS);
                 }
@@ -370,28 +377,39 @@ impl Radio {
                     return self.complete(id, opcode, &[status::INVALID_PARAMETERS, h[0], h[1]]);
                 }
                 self.complete(id, opcode, &[0, h[0], h[1]]);
-                let old = self.ctrls.get(&id).map(|c| c.data_length.0).unwrap_or(27);
-                if old != tx_octets {
-                    self.with(id, |c| c.data_length.0 = tx_octets);
-                    let time = |o: u16| (o + 14) * 8;
-                    for (who, hh) in [(id, handle), (peer, peer_handle)] {
-                        self.emit(
-                            who,
-                            &Event::Le(LeEvent::DataLengthChange {
-                                handle: hh,
-                                max_tx_octets: tx_octets,
-                                max_tx_time: time(tx_octets),
-                                max_rx_octets: tx_octets,
-                                max_rx_time: time(tx_octets),
-                            }),
-                        );
-                    }
+                let Some((link, _, central)) = self.peer_of(id, handle) else { return };
+                let Some(l) = self.links.get_mut(&link) else { return };
+                let (me, other) = if central { (0, 1) } else { (1, 0) };
+                if l.tx_octets[me] == tx_octets {
+                    return;
+                }
+                l.tx_octets[me] = tx_octets;
+                let (my_tx, peer_tx) = (tx_octets, l.tx_octets[other]);
+                // Each side's effective limits: its own TX, the peer's TX as its RX (Vol 6 Part B §4.5.10).
+                let time = |o: u16| (o + 14) * 8;
+                for (who, hh, tx, rx) in [(id, handle, my_tx, peer_tx), (peer, peer_handle, peer_tx, my_tx)] {
+                    self.emit(
+                        who,
+                        &Event::Le(LeEvent::DataLengthChange {
+                            handle: hh,
+                            max_tx_octets: tx,
+                            max_tx_time: time(tx),
+                            max_rx_octets: rx,
+                            max_rx_time: time(rx),
+                        }),
+                    );
                 }
             }
             Command::LeSetPhy { handle, all_phys, tx_phys, rx_phys, .. } => {
                 let Some((link, _, _)) = self.peer_of(id, handle) else {
                     return self.status(id, opcode, status::UNKNOWN_CONNECTION_ID);
                 };
+                // Only 1M and 2M exist here: a direction that allows neither is unsupported (§7.8.49).
+                let tx_none = all_phys & 0b01 == 0 && tx_phys & 0b011 == 0;
+                let rx_none = all_phys & 0b10 == 0 && rx_phys & 0b011 == 0;
+                if tx_none || rx_none {
+                    return self.status(id, opcode, status::UNSUPPORTED_FEATURE);
+                }
                 self.status(id, opcode, 0);
                 let both = |bit: u8| all_phys == 0 && tx_phys & bit != 0 && rx_phys & bit != 0;
                 let phy = if both(0b010) { 2 } else { 1 };
@@ -419,8 +437,13 @@ impl Radio {
             extra::LE_READ_PHY => {
                 let Ok(handle) = r.u16() else { return self.complete(id, opcode, &[status::INVALID_PARAMETERS]) };
                 let h = handle.to_le_bytes();
-                let st = if self.peer_of(id, handle).is_some() { 0 } else { status::UNKNOWN_CONNECTION_ID };
-                self.complete(id, opcode, &[st, h[0], h[1], 1, 1]);
+                match self.peer_of(id, handle).and_then(|(link, _, _)| self.links.get(&link)) {
+                    Some(l) => {
+                        let phy = l.phy;
+                        self.complete(id, opcode, &[0, h[0], h[1], phy, phy])
+                    }
+                    None => self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1], 0, 0]),
+                }
             }
             extra::LE_READ_REMOTE_FEATURES => {
                 let Ok(handle) = r.u16() else { return self.status(id, opcode, status::INVALID_PARAMETERS) };
@@ -456,7 +479,10 @@ impl Radio {
                 let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
                     return self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1]]);
                 };
-                let expected = self.links.get_mut(&link).and_then(|l| l.pending_ltk.take());
+                let Some(expected) = self.links.get_mut(&link).and_then(|l| l.pending_ltk.take()) else {
+                    // No LTK request is outstanding on this link (§7.8.25).
+                    return self.complete(id, opcode, &[status::COMMAND_DISALLOWED, h[0], h[1]]);
+                };
                 if opcode == extra::LE_LTK_NEG_REPLY {
                     self.complete(id, opcode, &[0, h[0], h[1]]);
                     let ev =
@@ -467,12 +493,17 @@ impl Radio {
                     return self.complete(id, opcode, &[status::INVALID_PARAMETERS, h[0], h[1]]);
                 };
                 self.complete(id, opcode, &[0, h[0], h[1]]);
-                if expected == Some(ltk) {
-                    if let Some(l) = self.links.get_mut(&link) {
-                        l.encrypted = true;
+                if expected == ltk {
+                    let refresh = self.links.get_mut(&link).is_some_and(|l| core::mem::replace(&mut l.encrypted, true));
+                    for (who, hh) in [(id, handle), (peer, peer_handle)] {
+                        if refresh {
+                            // Already encrypted: Encryption Key Refresh Complete (§7.7.39).
+                            let p = [0, hh as u8, (hh >> 8) as u8];
+                            self.emit(who, &Event::Unknown { code: 0x30, params: &p });
+                        } else {
+                            self.emit(who, &Event::EncryptionChange { status: 0, handle: hh, enabled: 1 });
+                        }
                     }
-                    self.emit(id, &Event::EncryptionChange { status: 0, handle, enabled: 1 });
-                    self.emit(peer, &Event::EncryptionChange { status: 0, handle: peer_handle, enabled: 1 });
                 } else {
                     // Different keys: the link fails its first MIC check (Core Vol 6 Part B §5.1.3.1).
                     self.end_link(link, status::MIC_FAILURE, status::MIC_FAILURE);
@@ -506,13 +537,11 @@ impl Radio {
             c.event_mask = DEFAULT_EVENT_MASK;
             c.le_event_mask = DEFAULT_LE_EVENT_MASK;
             c.random = None;
-            c.adv.enabled = false;
-            c.adv.data.clear();
-            c.adv.scan_response.clear();
-            c.scan.enabled = false;
+            let defaults = crate::radio::Ctrl::new(c.config, c.public);
+            c.adv = defaults.adv;
+            c.scan = defaults.scan;
             c.initiating = None;
             c.acl_used = 0;
-            c.data_length = (27, 27);
         });
         self.complete(id, Opcode::RESET, &[0]);
     }

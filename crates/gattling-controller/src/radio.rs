@@ -45,6 +45,7 @@ pub(crate) struct Advertising {
     pub enabled: bool,
     pub data: Vec<u8>,
     pub scan_response: Vec<u8>,
+    pub generation: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +55,7 @@ pub(crate) struct Scanning {
     pub enabled: bool,
     pub filter_duplicates: bool,
     pub seen: BTreeSet<(BdAddr, u8, bool)>,
+    pub generation: u32,
 }
 
 /// One end of a connection, seen from its controller.
@@ -78,7 +80,6 @@ pub(crate) struct Ctrl {
     pub handles: BTreeMap<u16, LinkEnd>,
     pub next_handle: u16,
     pub acl_used: u16,
-    pub data_length: (u16, u16),
 }
 
 #[derive(Debug, Clone)]
@@ -89,16 +90,36 @@ pub(crate) struct Link {
     pub pending_ltk: Option<[u8; 16]>,
     pub encrypted: bool,
     pub pending_update: Option<ConnParams>,
+    /// connMaxTxOctets of the central and of the peripheral (Core Vol 6 Part B §4.5.10).
+    pub tx_octets: [u16; 2],
+    /// PHY in use (1 = 1M, 2 = 2M).
+    pub phy: u8,
+    /// ACL packets held back by a delay fault, per side (central, peripheral), still occupying
+    /// their controller's buffers.
+    pub delayed: [u16; 2],
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Timer {
-    ScanTick(ControllerId),
-    DirectedAdvTimeout(ControllerId),
+    /// A scan interval of one scanning session (the generation tells stale ticks apart).
+    ScanTick(ControllerId, u32),
+    /// End of high duty cycle directed advertising started in the given generation.
+    DirectedAdvTimeout(ControllerId, u32),
     SupervisionTimeout(u32),
-    UpdateComplete { link: u32, params: ConnParams },
-    PhyComplete { link: u32, phy: u8 },
-    Deliver { link: u32, to: ControllerId, packet: Vec<u8>, from: (ControllerId, u16) },
+    UpdateComplete {
+        link: u32,
+        params: ConnParams,
+    },
+    PhyComplete {
+        link: u32,
+        phy: u8,
+    },
+    Deliver {
+        link: u32,
+        to: ControllerId,
+        packet: Vec<u8>,
+        from: (ControllerId, u16),
+    },
 }
 
 /// A shared simulated radio with any number of virtual LE controllers on it.
@@ -268,7 +289,7 @@ impl Radio {
 
     pub(crate) fn schedule(&mut self, after_us: u64, t: Timer) {
         self.timer_seq += 1;
-        self.timers.insert((self.now + after_us, self.timer_seq), t);
+        self.timers.insert((self.now.saturating_add(after_us), self.timer_seq), t);
     }
 
     pub(crate) fn random_u64(&mut self) -> u64 {
@@ -302,10 +323,14 @@ impl Radio {
 
     fn fire(&mut self, t: Timer) {
         match t {
-            Timer::ScanTick(id) => self.scan_tick(id),
-            Timer::DirectedAdvTimeout(id) => {
+            Timer::ScanTick(id, generation) => {
+                if self.ctrls.get(&id).is_some_and(|c| c.scan.generation == generation) {
+                    self.scan_tick(id)
+                }
+            }
+            Timer::DirectedAdvTimeout(id, generation) => {
                 let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-                if ctrl.adv.enabled && ctrl.adv.params.adv_type == 0x01 {
+                if ctrl.adv.enabled && ctrl.adv.params.adv_type == 0x01 && ctrl.adv.generation == generation {
                     ctrl.adv.enabled = false;
                     let cc = ConnectionComplete {
                         status: status::ADVERTISING_TIMEOUT,
@@ -336,7 +361,8 @@ impl Radio {
                 }
             }
             Timer::PhyComplete { link, phy } => {
-                let Some(l) = self.links.get(&link) else { return };
+                let Some(l) = self.links.get_mut(&link) else { return };
+                l.phy = phy;
                 let (c, p) = (l.central, l.peripheral);
                 for (id, handle) in [c, p] {
                     self.emit(
@@ -346,9 +372,11 @@ impl Radio {
                 }
             }
             Timer::Deliver { link, to, packet, from } => {
-                if self.links.contains_key(&link) {
-                    self.push_raw(to, packet);
-                }
+                // A link that ended already gave its buffers back (see `end_link`).
+                let Some(l) = self.links.get_mut(&link) else { return };
+                let side = usize::from(l.central.0 != from.0 || l.central.1 != from.1);
+                l.delayed[side] = l.delayed[side].saturating_sub(1);
+                self.push_raw(to, packet);
                 self.ack_acl(from.0, from.1);
             }
         }
@@ -365,6 +393,9 @@ impl Radio {
 
     /// Starts scan ticks for a scanner that was just enabled.
     pub(crate) fn start_scanning(&mut self, id: ControllerId) {
+        if let Some(c) = self.ctrls.get_mut(&id) {
+            c.scan.generation = c.scan.generation.wrapping_add(1);
+        }
         self.scan_tick(id);
     }
 
@@ -402,7 +433,8 @@ impl Radio {
                 self.report(id, addr, addr_type, 4, &scan_response);
             }
         }
-        self.schedule(SCAN_TICK_US, Timer::ScanTick(id));
+        let generation = self.ctrls.get(&id).map(|c| c.scan.generation).unwrap_or(0);
+        self.schedule(SCAN_TICK_US, Timer::ScanTick(id, generation));
     }
 
     fn report(&mut self, id: ControllerId, addr: BdAddr, addr_type: u8, event_type: u8, data: &[u8]) {
@@ -464,6 +496,9 @@ impl Radio {
                 pending_ltk: None,
                 encrypted: false,
                 pending_update: None,
+                tx_octets: [27, 27],
+                phy: 1,
+                delayed: [0, 0],
             },
         );
         if let Some(c) = self.ctrls.get_mut(&init) {
@@ -499,11 +534,18 @@ impl Radio {
 
     fn alloc_handle(&mut self, id: ControllerId, link: u32, central: bool) -> Option<u16> {
         let c = self.ctrls.get_mut(&id)?;
+        // Handles 0x0000..=0x0EFF are valid (Core Vol 4 Part E §5.4.2); wrap within them.
+        let next = |h: u16| if h >= 0x0EFF { 0x0001 } else { h + 1 };
         let mut h = c.next_handle;
+        let mut tries = 0;
         while c.handles.contains_key(&h) {
-            h = (h + 1) & 0x0EFF;
+            h = next(h);
+            tries += 1;
+            if tries > 0x0F00 {
+                return None;
+            }
         }
-        c.next_handle = (h + 1) & 0x0EFF;
+        c.next_handle = next(h);
         c.handles.insert(h, LinkEnd { link, central });
         Some(h)
     }
@@ -522,8 +564,12 @@ impl Radio {
     /// Ends a link: each side gets Disconnection Complete with its reason.
     pub(crate) fn end_link(&mut self, link: u32, central_reason: u8, peripheral_reason: u8) {
         let Some(l) = self.links.remove(&link) else { return };
-        for ((id, handle), reason) in [(l.central, central_reason), (l.peripheral, peripheral_reason)] {
+        for (((id, handle), reason), delayed) in
+            [(l.central, central_reason), (l.peripheral, peripheral_reason)].into_iter().zip(l.delayed)
+        {
             if let Some(c) = self.ctrls.get_mut(&id) {
+                // Packets still queued for a closed link are flushed: their buffers are free (§4.3).
+                c.acl_used = c.acl_used.saturating_sub(delayed);
                 c.handles.remove(&handle);
                 self.emit(id, &Event::DisconnectionComplete { status: 0, handle, reason });
             }
@@ -571,6 +617,10 @@ impl Radio {
         self.acl_count = self.acl_count.wrapping_add(1);
         match self.fault {
             Fault::DelayAcl(us) => {
+                if let Some(l) = self.links.get_mut(&link) {
+                    let side = usize::from(l.central != (id, handle));
+                    l.delayed[side] += 1;
+                }
                 return self.schedule(us, Timer::Deliver { link, to: peer, packet, from: (id, handle) });
             }
             Fault::DropEveryNthAcl(n) if n != 0 && self.acl_count.is_multiple_of(n) => {}
@@ -605,7 +655,10 @@ impl Radio {
     }
 
     pub(crate) fn schedule_directed_timeout(&mut self, id: ControllerId) {
-        self.schedule(DIRECTED_ADV_TIMEOUT_US, Timer::DirectedAdvTimeout(id));
+        let Some(c) = self.ctrls.get_mut(&id) else { return };
+        c.adv.generation = c.adv.generation.wrapping_add(1);
+        let generation = c.adv.generation;
+        self.schedule(DIRECTED_ADV_TIMEOUT_US, Timer::DirectedAdvTimeout(id, generation));
     }
 }
 
@@ -624,6 +677,7 @@ impl Ctrl {
                 enabled: false,
                 data: Vec::new(),
                 scan_response: Vec::new(),
+                generation: 0,
             },
             scan: Scanning {
                 active: false,
@@ -631,12 +685,12 @@ impl Ctrl {
                 enabled: false,
                 filter_duplicates: false,
                 seen: BTreeSet::new(),
+                generation: 0,
             },
             initiating: None,
             handles: BTreeMap::new(),
             next_handle: 0x0001,
             acl_used: 0,
-            data_length: (27, 27),
         }
     }
 
@@ -647,6 +701,8 @@ impl Ctrl {
             Event::DisconnectionComplete { .. } => bit(self.event_mask, 4),
             Event::EncryptionChange { .. } => bit(self.event_mask, 7),
             Event::HardwareError { .. } => bit(self.event_mask, 15),
+            Event::Unknown { code: 0x1A, .. } => bit(self.event_mask, 25),
+            Event::Unknown { code: 0x30, .. } => bit(self.event_mask, 47),
             Event::Le(le) => {
                 let sub = match le {
                     LeEvent::ConnectionComplete(c) => c.subevent,
