@@ -610,7 +610,10 @@ impl Host {
             let _ = self.send_l2cap(handle, channel, &payload);
         }
         for cmd in replies.commands {
-            self.send_command(&cmd);
+            // Issued by the host itself (e.g. accepting a peer's parameter request): not reported.
+            let mut bytes = Vec::new();
+            cmd.encode_h4(&mut bytes);
+            self.command_queue.push_back((INTERNAL, cmd.opcode(), bytes));
         }
     }
 

@@ -208,6 +208,10 @@ fn central_accepts_parameter_update_request_and_updates_link() {
     // L2CAP response (accepted) on CID 5, then LE Connection Update.
     assert_eq!(out[0][5..], [0x06, 0x00, 0x05, 0x00, 0x13, 0x05, 0x02, 0x00, 0x00, 0x00]);
     assert_eq!(out[1][..3], [0x01, 0x13, 0x20]);
+    // The host's own LE Connection Update is not reported as a completion of an app command.
+    h.events();
+    h.feed(&ev(Event::CommandStatus { status: 0, num_packets: 1, opcode: Opcode::LE_CONNECTION_UPDATE }));
+    assert!(h.events().is_empty());
 }
 
 #[test]
