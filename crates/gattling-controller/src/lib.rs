@@ -17,6 +17,7 @@ extern crate alloc;
 
 mod commands;
 mod radio;
+mod slots;
 
 pub use radio::{ControllerId, Fault, Radio};
 

@@ -1,6 +1,7 @@
 //! The simulated radio shared by every attached controller: advertising, scanning, connections
 //! and ACL routing (Core Vol 6 Part B at the level a host observes it).
 
+use crate::slots::{SlotKey, Slots};
 use crate::ControllerConfig;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
@@ -15,6 +16,15 @@ type Heard = (BdAddr, u8, AdvParams, Vec<u8>, Vec<u8>);
 /// Identifies one controller on a [`Radio`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ControllerId(pub u32);
+
+impl SlotKey for ControllerId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+    fn from_index(i: usize) -> Self {
+        ControllerId(i as u32)
+    }
+}
 
 /// Faults a test can inject into the radio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -126,9 +136,9 @@ pub(crate) enum Timer {
 #[derive(Debug)]
 pub struct Radio {
     now: u64,
-    pub(crate) ctrls: BTreeMap<ControllerId, Ctrl>,
+    pub(crate) ctrls: Slots<ControllerId, Ctrl>,
     next_ctrl: u32,
-    pub(crate) links: BTreeMap<u32, Link>,
+    pub(crate) links: Slots<u32, Link>,
     next_link: u32,
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
@@ -150,9 +160,9 @@ impl Radio {
     pub fn new(seed: u64) -> Self {
         Self {
             now: 0,
-            ctrls: BTreeMap::new(),
+            ctrls: Slots::new(),
             next_ctrl: 0,
-            links: BTreeMap::new(),
+            links: Slots::new(),
             next_link: 0,
             timers: BTreeMap::new(),
             timer_seq: 0,
@@ -410,9 +420,9 @@ impl Radio {
         let adverts: Vec<Heard> = self
             .ctrls
             .iter()
-            .filter(|(other, c)| **other != id && c.adv.enabled)
+            .filter(|(other, c)| *other != id && c.adv.enabled)
             .filter_map(|(other, c)| {
-                let (addr, t) = self.own_address(*other, c.adv.params.own_address_type)?;
+                let (addr, t) = self.own_address(other, c.adv.params.own_address_type)?;
                 Some((addr, t, c.adv.params, c.adv.data.clone(), c.adv.scan_response.clone()))
             })
             .collect();
@@ -455,17 +465,17 @@ impl Radio {
     /// Tries to connect an initiator to the advertiser it targets; called when either side changes.
     pub(crate) fn try_connect(&mut self) {
         let initiators: Vec<(ControllerId, CreateConnection)> =
-            self.ctrls.iter().filter_map(|(id, c)| c.initiating.map(|cc| (*id, cc))).collect();
+            self.ctrls.iter().filter_map(|(id, c)| c.initiating.map(|cc| (id, cc))).collect();
         for (init, cc) in initiators {
             let Some((init_addr, init_type)) = self.own_address(init, cc.own_address_type) else { continue };
             let target = self.ctrls.iter().find_map(|(id, c)| {
-                if *id == init || !c.adv.enabled || !matches!(c.adv.params.adv_type, 0x00 | 0x01 | 0x04) {
+                if id == init || !c.adv.enabled || !matches!(c.adv.params.adv_type, 0x00 | 0x01 | 0x04) {
                     return None;
                 }
-                let (addr, t) = self.own_address(*id, c.adv.params.own_address_type)?;
+                let (addr, t) = self.own_address(id, c.adv.params.own_address_type)?;
                 let directed_ok =
                     !matches!(c.adv.params.adv_type, 0x01 | 0x04) || c.adv.params.peer_address == init_addr;
-                (addr == cc.peer_address && t == cc.peer_address_type & 1 && directed_ok).then_some((*id, addr, t))
+                (addr == cc.peer_address && t == cc.peer_address_type & 1 && directed_ok).then_some((id, addr, t))
             });
             if let Some((adv, adv_addr, adv_type)) = target {
                 self.connect(init, cc, (init_addr, init_type), adv, (adv_addr, adv_type));

@@ -9,9 +9,11 @@ use gattling_proto::hci::event::ret;
 use gattling_proto::hci::{status, ConnHandle};
 use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role};
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 /// How long the host waits for the controller to answer a command (Core Vol 4 Part E §4.4 sets none;
@@ -86,6 +88,9 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     wake_writer: Arc<Notify>,
+    /// The transport's write half and the bytes not yet accepted by it. Writes happen inline
+    /// from the caller when the transport is ready ([`kick`]), and in the writer task otherwise.
+    writer: Mutex<WriterState>,
     /// Dropped with the host: tells the reader and writer tasks to stop and release the transport.
     _alive: watch::Sender<()>,
     notifications: broadcast::Sender<Notification>,
@@ -264,14 +269,15 @@ impl Host {
                 closed: None,
             }),
             wake_writer: Arc::new(Notify::new()),
+            writer: Mutex::new(WriterState { io: t.writer, pending: Vec::new() }),
             _alive: alive_tx,
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             description: t.description.clone(),
         });
-        let Transport { reader, writer, .. } = t;
+        let reader = t.reader;
         tokio::spawn(read_loop(Arc::downgrade(&shared), reader, alive_rx.clone()));
-        tokio::spawn(write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), writer, alive_rx));
+        tokio::spawn(write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), alive_rx));
         let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
         Ok(host)
@@ -372,7 +378,7 @@ impl Host {
             inner.commands.insert(id, (tx, command_name(opcode)));
             rx
         };
-        self.shared.wake_writer.notify_one();
+        kick(&self.shared);
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::TransportClosed(self.closed_reason())),
@@ -603,7 +609,7 @@ impl Connection {
             let mut inner = self.host.lock();
             inner.core.send_att(self.info.handle, pdu)?;
         }
-        self.host.shared.wake_writer.notify_one();
+        kick(&self.host.shared);
         Ok(())
     }
 
@@ -706,7 +712,7 @@ impl Connection {
     pub async fn request_parameters(&self, params: ConnParams) -> Result<bool, Error> {
         let rx = self.events.subscribe();
         self.host.lock().core.request_connection_parameters(self.info.handle, &params)?;
-        self.host.shared.wake_writer.notify_one();
+        kick(&self.host.shared);
         self.wait_link_event(rx, "Connection Parameter Update Response", |e| match *e {
             LinkEvent::ParamAnswer { accepted } => Some(accepted),
             _ => None,
@@ -775,7 +781,7 @@ async fn read_loop(
             return;
         };
         let chunk = buf.get(..n).unwrap_or(&[]);
-        {
+        let transmit = {
             let mut inner = lock(&shared);
             let inner = &mut *inner;
             let links = &inner.links;
@@ -785,8 +791,13 @@ async fn read_loop(
                 }
             });
             dispatch_events(&shared, inner);
+            inner.core.has_transmit()
+        };
+        // Send only when the controller's input produced something (command credits freed
+        // queued commands, ACL credits freed fragments, automatic replies).
+        if transmit {
+            kick(&shared);
         }
-        shared.wake_writer.notify_one();
     };
     if let Some(shared) = shared.upgrade() {
         tracing::warn!(transport = %shared.description, "transport closed: {why}");
@@ -905,39 +916,72 @@ fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
     }
 }
 
-async fn write_loop(
-    shared: std::sync::Weak<Shared>,
-    wake: Arc<Notify>,
-    mut writer: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-    mut alive: watch::Receiver<()>,
-) {
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+/// The write side: the transport's writer and bytes it has not taken yet.
+struct WriterState {
+    io: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    pending: Vec<u8>,
+}
+
+/// Moves queued packets from the core into the transport until it would block. With a no-op
+/// waker this is the inline fast path; the writer task calls it with its own waker.
+fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    let mut w = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+    let w = &mut *w;
     loop {
         {
-            let Some(s) = shared.upgrade() else { return };
-            let mut inner = lock(&s);
+            let mut inner = lock(shared);
             if inner.closed.is_some() {
-                return;
+                return Poll::Ready(Ok(()));
             }
-            batch.extend(std::iter::from_fn(|| inner.core.poll_transmit()));
-        }
-        if batch.is_empty() {
-            // Wait without holding the host, so dropping it ends this task (and the transport).
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = host_dropped(&mut alive) => return,
-            }
-            continue;
-        }
-        for pkt in batch.drain(..) {
-            if let Err(e) = writer.write_all(&pkt).await {
-                if let Some(s) = shared.upgrade() {
-                    close(&s, format!("write error: {e}"));
-                }
-                return;
+            while let Some(p) = inner.core.poll_transmit() {
+                w.pending.extend_from_slice(&p);
             }
         }
-        if let Err(e) = writer.flush().await {
+        if w.pending.is_empty() {
+            return Pin::new(&mut w.io).poll_flush(cx);
+        }
+        match Pin::new(&mut w.io).poll_write(cx, &w.pending) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "transport took no bytes")))
+            }
+            Poll::Ready(Ok(n)) => {
+                w.pending.drain(..n.min(w.pending.len()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+/// Sends what the core has queued: inline when the transport takes it at once (no task switch
+/// on the hot path), otherwise by waking the writer task.
+fn kick(shared: &Shared) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if shared.writer.try_lock().is_err() {
+        // Someone is writing right now; make sure the writer task looks again afterwards.
+        shared.wake_writer.notify_one();
+        return;
+    }
+    match pump_writes(shared, &mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => close(shared, format!("write error: {e}")),
+        Poll::Pending => shared.wake_writer.notify_one(),
+    }
+}
+
+async fn write_loop(shared: std::sync::Weak<Shared>, wake: Arc<Notify>, mut alive: watch::Receiver<()>) {
+    loop {
+        // Wait without holding the host, so dropping it ends this task (and the transport).
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = host_dropped(&mut alive) => return,
+        }
+        let result = std::future::poll_fn(|cx| match shared.upgrade() {
+            Some(s) => pump_writes(&s, cx),
+            None => Poll::Ready(Ok(())),
+        })
+        .await;
+        if let Err(e) = result {
             if let Some(s) = shared.upgrade() {
                 close(&s, format!("write error: {e}"));
             }

@@ -353,6 +353,11 @@ impl Host {
         self.outbox.pop_front()
     }
 
+    /// True when [`Host::poll_transmit`] has a packet to give.
+    pub fn has_transmit(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
     /// The next event for the layer above.
     pub fn poll_event(&mut self) -> Option<HostEvent> {
         self.events.pop_front()
