@@ -8,9 +8,7 @@ use std::hint::black_box;
 /// Decode a 3-byte Read Request (Core Vol 3 Part F §3.4.4.3).
 fn decode_read_req(c: &mut Criterion) {
     let bytes = [opcode::READ_REQ, 0x2A, 0x00];
-    c.bench_function("att/decode_read_req", |b| {
-        b.iter(|| AttPdu::decode(black_box(&bytes[..])))
-    });
+    c.bench_function("att/decode_read_req", |b| b.iter(|| AttPdu::decode(black_box(&bytes[..]))));
 }
 
 /// Encode a Read Response with a 22-byte value into a reused buffer (Core Vol 3 Part F §3.4.4.4).
@@ -20,10 +18,7 @@ fn encode_read_rsp_22(c: &mut Criterion) {
     c.bench_function("att/encode_read_rsp_22", |b| {
         b.iter(|| {
             out.clear();
-            black_box(AttPdu::ReadRsp {
-                value: black_box(&value[..]),
-            })
-            .encode(&mut out);
+            black_box(AttPdu::ReadRsp { value: black_box(&value[..]) }).encode(&mut out);
             black_box(out.len())
         })
     });

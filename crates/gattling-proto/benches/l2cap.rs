@@ -1,1 +1,3 @@
-fn main(){}
+//! L2CAP benchmarks (placeholder until the reassembly benches land).
+
+fn main() {}
