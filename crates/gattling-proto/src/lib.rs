@@ -9,6 +9,7 @@
 //! - [`att`]: every ATT PDU (Core Vol 3 Part F §3.4).
 //! - [`smp`]: the Security Manager channel, answering "Pairing Not Supported" for now (Core Vol 3 Part H).
 //! - [`gap`]: advertising data (Core Supplement Part A) and addresses.
+//! - [`gatt`]: the attribute database and the GATT server (Core Vol 3 Part G).
 //! - [`host`]: the host state machine that ties them together over one controller.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ extern crate alloc;
 pub mod att;
 pub mod codec;
 pub mod gap;
+pub mod gatt;
 pub mod hci;
 pub mod host;
 pub mod l2cap;
