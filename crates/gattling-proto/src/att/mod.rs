@@ -325,6 +325,10 @@ impl<'a> AttPdu<'a> {
         let Some((&op, params)) = bytes.split_first() else {
             return Err(DecodeError::Truncated { what: "ATT PDU", need: 1, have: 0 });
         };
+        // Fast path for the request a server sees most.
+        if let (opcode::READ_REQ, &[a, b]) = (op, params) {
+            return Ok(AttPdu::ReadReq { handle: u16::from_le_bytes([a, b]) });
+        }
         let what = pdu_id(op);
         let mut r = Reader::new(params, what);
         let pdu = match op {
@@ -500,7 +504,15 @@ impl<'a> AttPdu<'a> {
 
     /// Appends the wire bytes to `out`; allocates only if `out` lacks
     /// [`encoded_len`](Self::encoded_len) spare capacity (Core Vol 3 Part F §3.3).
+    #[inline]
     pub fn encode(&self, out: &mut Vec<u8>) {
+        // Fast path for the response a server sends most.
+        if let AttPdu::ReadRsp { value } = *self {
+            out.reserve(1 + value.len());
+            out.push(opcode::READ_RSP);
+            out.extend_from_slice(value);
+            return;
+        }
         out.reserve(self.encoded_len());
         out.put_u8(self.opcode());
         match *self {
