@@ -57,6 +57,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Advertise connectable and serve the demo GATT database until interrupted, logging reads,
+    /// writes and subscriptions.
+    Serve {
+        /// The local name to advertise (also the GAP Device Name).
+        #[arg(long, default_value = "gattling")]
+        name: String,
+    },
     /// Advertise a name until interrupted, logging connections and disconnections.
     Advertise {
         /// The local name to advertise.
@@ -145,6 +152,13 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                     r = scan => r,
                     _ = tokio::signal::ctrl_c() => Ok(()),
                 },
+            }
+        }
+        Cmd::Serve { name } => {
+            let host = open(&cli.global).await?;
+            tokio::select! {
+                r = serve(&host, &name) => r,
+                _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
         Cmd::Advertise { name, connectable } => {
@@ -325,4 +339,82 @@ async fn demo() -> Result<(), gattling::Error> {
         step(format!("alice saw the disconnection: {}", status::name(r)));
     }
     Ok(())
+}
+
+/// `gattling serve`: the demo database, advertised under `name`, with every access logged.
+async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
+    let server = host.gatt_server(name, 0);
+    for def in gattling::gatt::demo_services() {
+        let service = server.add_service(def)?;
+        for ch in service.characteristics {
+            let (uuid, handle) = (ch.uuid(), ch.value_handle());
+            ch.on_read(move |conn| {
+                println!("read: {uuid} (handle {handle:#06x}) by connection {conn:#05x}");
+                None
+            });
+            ch.on_write(move |conn, value| {
+                println!("write: {uuid} (handle {handle:#06x}) by connection {conn:#05x}: {}", hex(value));
+                Ok(())
+            });
+            ch.on_subscribe(move |conn, cccd| {
+                let what = match cccd & 3 {
+                    0 => "unsubscribed",
+                    1 => "notifications",
+                    2 => "indications",
+                    _ => "notifications and indications",
+                };
+                println!("subscribe: {uuid} (handle {handle:#06x}) by connection {conn:#05x}: {what}");
+            });
+        }
+    }
+    let data = AdvDataBuilder::new()
+        .flags(flags::LE_GENERAL_ONLY)
+        .name(name)
+        .build()
+        .map_err(|e| gattling::Error::InvalidArgument(format!("--name {name:?}: {e}")))?;
+    let opts = AdvertisingOptions { kind: AdvertisingKind::Connectable, data, ..Default::default() };
+    let mut notes = host.notifications();
+    host.advertise(&opts).await?;
+    eprintln!("serving the demo database as {name:?} ({}) on {}", host.address(), host.transport_description());
+    let accept_host = host.clone();
+    tokio::spawn(async move {
+        while let Ok(conn) = accept_host.accept().await {
+            tokio::spawn(async move {
+                let _ = conn.closed().await;
+            });
+        }
+    });
+    let counter = server.characteristic(gattling::gatt::demo::COUNTER);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u8 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                n = n.wrapping_add(1);
+                if let Some(c) = &counter {
+                    c.set_value(&[n]);
+                }
+            }
+            note = notes.recv() => match note {
+                Ok(Notification::Connected(info)) => {
+                    println!("connected: handle {:#05x} peer {}", info.handle, info.peer)
+                }
+                Ok(Notification::Disconnected { handle, reason }) => {
+                    println!("disconnected: handle {handle:#05x} reason {reason:#04x} ({})", status::name(reason));
+                    host.advertise(&opts).await?;
+                }
+                Ok(Notification::HardwareError(code)) => {
+                    return Err(gattling::Error::Protocol(format!("controller hardware error {code:#04x}")))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(gattling::Error::TransportClosed("the host stopped".into()))
+                }
+            },
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -83,6 +83,8 @@ struct Inner {
     incoming: mpsc::UnboundedSender<ConnectionInfo>,
     scan: Option<mpsc::UnboundedSender<AdvReport>>,
     closed: Option<String>,
+    /// The GATT server, once installed: it answers requests, commands and confirmations.
+    gatt: Option<crate::gatt::GattState>,
 }
 
 struct Shared {
@@ -267,6 +269,7 @@ impl Host {
                 incoming: incoming_tx,
                 scan: None,
                 closed: None,
+                gatt: None,
             }),
             wake_writer: Arc::new(Notify::new()),
             writer: Mutex::new(WriterState { io: t.writer, pending: Vec::new() }),
@@ -342,6 +345,70 @@ impl Host {
             _ => return None,
         };
         Some(self.supported_commands.get(octet).is_some_and(|b| b & (1 << bit) != 0))
+    }
+
+    /// Installs the GATT server built by `make` unless one is installed; existing connections
+    /// are served from now on. Starts the task that enforces the ATT transaction timeout.
+    pub(crate) fn with_gatt_install(&self, make: impl FnOnce() -> crate::gatt::GattState) {
+        {
+            let mut inner = self.lock();
+            if inner.gatt.is_some() {
+                return;
+            }
+            let mut state = make();
+            let handles: Vec<ConnHandle> = inner.links.keys().copied().collect();
+            for h in handles {
+                state.server.connect(gattling_proto::gatt::ConnId(h));
+            }
+            inner.gatt = Some(state);
+        }
+        let weak = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            // Indications unconfirmed for 30 s close the bearer: disconnect (Vol 3 Part F §3.3.3).
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(shared) = weak.upgrade() else { return };
+                let expired = {
+                    let mut inner = lock(&shared);
+                    if inner.closed.is_some() {
+                        return;
+                    }
+                    match inner.gatt.as_mut() {
+                        Some(g) => {
+                            let now = g.now();
+                            g.server.poll_timeouts(now)
+                        }
+                        None => Vec::new(),
+                    }
+                };
+                for conn in expired {
+                    tracing::warn!(handle = conn.0, "ATT transaction timeout: disconnecting");
+                    let _ = lock(&shared)
+                        .core
+                        .send_command(&Command::Disconnect { handle: conn.0, reason: status::REMOTE_USER_TERMINATED });
+                    kick(&shared);
+                }
+            }
+        });
+    }
+
+    /// Runs `f` on the installed GATT server.
+    pub(crate) fn with_gatt<T>(&self, f: impl FnOnce(&mut crate::gatt::GattState) -> T) -> Option<T> {
+        self.lock().gatt.as_mut().map(f)
+    }
+
+    /// Queues ATT PDUs to several connections and sends them.
+    pub(crate) fn send_att_many(&self, pdus: Vec<(gattling_proto::gatt::ConnId, Vec<u8>)>) {
+        if pdus.is_empty() {
+            return;
+        }
+        {
+            let mut inner = self.lock();
+            for (conn, pdu) in pdus {
+                let _ = inner.core.send_att(conn.0, &pdu);
+            }
+        }
+        kick(&self.shared);
     }
 
     /// Our address (public, or the static random address we set).
@@ -785,11 +852,29 @@ async fn read_loop(
             let mut inner = lock(&shared);
             let inner = &mut *inner;
             let links = &inner.links;
+            let gatt = &mut inner.gatt;
+            let mut replies: Vec<(ConnHandle, Vec<u8>)> = Vec::new();
             inner.core.receive(chunk, &mut |handle, pdu| {
-                if let Some(link) = links.get(&handle) {
+                // Requests, commands and confirmations go to the GATT server, if there is one;
+                // everything else (responses, notifications, indications) to the connection.
+                let for_server = pdu.first().is_some_and(|&op| {
+                    gattling_proto::att::opcode::is_request(op)
+                        || gattling_proto::att::opcode::is_command(op)
+                        || op == gattling_proto::att::opcode::HANDLE_VALUE_CFM
+                });
+                if let (true, Some(g)) = (for_server, gatt.as_mut()) {
+                    let now = g.now();
+                    let crate::gatt::GattState { server, hooks, scratch, .. } = g;
+                    if server.handle(gattling_proto::gatt::ConnId(handle), pdu, now, hooks, scratch) {
+                        replies.push((handle, scratch.clone()));
+                    }
+                } else if let Some(link) = links.get(&handle) {
                     let _ = link.att_tx.send(pdu.to_vec());
                 }
             });
+            for (handle, pdu) in replies {
+                let _ = inner.core.send_att(handle, &pdu);
+            }
             dispatch_events(&shared, inner);
             inner.core.has_transmit()
         };
@@ -847,6 +932,9 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                 let (end_tx, _) = watch::channel(None);
                 let link = LinkState { att_tx, att_rx: Some(att_rx), end_tx, events: broadcast::channel(16).0 };
                 inner.links.insert(info.handle, link);
+                if let Some(g) = inner.gatt.as_mut() {
+                    g.server.connect(gattling_proto::gatt::ConnId(info.handle));
+                }
                 tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
                 let _ = shared.notifications.send(Notification::Connected(info));
                 match info.role {
@@ -878,6 +966,9 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
                     "disconnected: {}",
                     status::name(reason)
                 );
+                if let Some(g) = inner.gatt.as_mut() {
+                    g.server.disconnect(gattling_proto::gatt::ConnId(handle));
+                }
                 if let Some(link) = inner.links.remove(&handle) {
                     let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
                 }

@@ -13,6 +13,7 @@
 
 pub mod controller;
 pub mod error;
+pub mod gatt;
 pub mod host;
 pub mod transport;
 
