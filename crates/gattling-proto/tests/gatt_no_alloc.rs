@@ -1,0 +1,83 @@
+//! Proves the GATT server answers a Read Request without touching the heap: the response is
+//! written into a caller-owned buffer with room for an ATT_MTU. A counting global allocator counts
+//! allocations on this thread only while a thread-local flag is set; the file holds one test.
+
+use gattling_proto::gatt::db::CharacteristicDef;
+use gattling_proto::gatt::server::builtin_services;
+use gattling_proto::gatt::{ConnId, Database, Properties, Server, ServerConfig, ServiceDef};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            ALLOCS.fetch_add(1, Ordering::SeqCst);
+        }
+        System.alloc(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.try_with(Cell::get).unwrap_or(false) {
+            ALLOCS.fetch_add(1, Ordering::SeqCst);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.load(Ordering::SeqCst);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn read_request_is_answered_without_allocating() {
+    // The counter works: an allocation is counted.
+    assert_eq!(allocations(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(8)))), 1);
+
+    let mut db = Database::new();
+    for s in builtin_services("gattling", 0) {
+        db.add_service(s).expect("built-ins");
+    }
+    let def = ServiceDef::primary(0x180Du16).characteristic(CharacteristicDef::new(
+        0x2A37u16,
+        Properties::READ | Properties::NOTIFY,
+        &[0x5A; 20],
+    ));
+    db.add_service(def).expect("service");
+    let handle = db.find_characteristic(0x2A37u16.into()).expect("char").0;
+    let mut server = Server::new(db, ServerConfig::default());
+    let conn = ConnId(0x40);
+    server.connect(conn);
+    let req = [0x0A, handle as u8, (handle >> 8) as u8];
+    let mut out = Vec::with_capacity(517);
+    // Warm up, then count.
+    for _ in 0..10 {
+        assert!(server.handle(conn, &req, 0, &mut (), &mut out));
+    }
+    let n = allocations(|| {
+        for _ in 0..10_000 {
+            server.handle(conn, &req, 0, &mut (), &mut out);
+        }
+    });
+    assert_eq!(out.len(), 21);
+    assert_eq!(n, 0, "allocations while answering 10,000 Read Requests");
+}
