@@ -409,3 +409,149 @@ async fn bumble_central_and_peripheral_run_gatt_across_the_controller(rc: Bed) {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The GATT server a bumble client exercises: the `gattling serve` demo database, plus a service
+/// that includes a secondary service and carries an indicate-only characteristic.
+async fn gatt_server_host(rc: &Bed, name: &str) -> (Host, gattling::gatt::GattServer) {
+    use gattling::gatt::{CharacteristicDef, Properties};
+    use gattling::proto::gatt::ServiceDef;
+    let host = host_on(rc).await;
+    let server = host.gatt_server(name, 0x0340);
+    for def in gattling::gatt::demo_services() {
+        server.add_service(def).expect("demo service");
+    }
+    let secondary = server
+        .add_service(
+            ServiceDef::secondary(0x180Fu16)
+                .characteristic(CharacteristicDef::new(0x2A19u16, Properties::READ, &[87]).user_description("battery")),
+        )
+        .expect("secondary");
+    server
+        .add_service(ServiceDef::primary(0xFFF0u16).include(secondary.handle).characteristic(CharacteristicDef::new(
+            0xFFF4u16,
+            Properties::INDICATE,
+            &[0],
+        )))
+        .expect("primary with include");
+    advertise_name(&host, name).await;
+    (host, server)
+}
+
+fn hexs(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+async fn bumble_client_runs_every_gatt_procedure_against_the_gattling_server(rc: Bed) {
+    use gattling::gatt::demo;
+    let (_host, server) = gatt_server_host(&rc, "gattling-gatt").await;
+    let long = gattling::gatt::demo_services()[2].characteristics[1].value.clone();
+    let new_long: Vec<u8> = (0..300u32).map(|i| (i * 3) as u8).collect();
+    let transport = rc.transport();
+    let (c1, c2, counter, long_uuid) =
+        (demo::CHAR_1.to_string(), demo::CHAR_2.to_string(), demo::COUNTER.to_string(), demo::LONG.to_string());
+    let args: Vec<String> = vec![
+        "--transport".into(),
+        transport,
+        "--name".into(),
+        "gattling-gatt".into(),
+        "--read".into(),
+        c2.clone(),
+        "--read".into(),
+        long_uuid.clone(),
+        "--read-multiple".into(),
+        format!("{c1},{c2}"),
+        "--write".into(),
+        format!("{c2}=abcd"),
+        "--write-long".into(),
+        format!("{long_uuid}={}", hexs(&new_long)),
+        "--reliable-write".into(),
+        format!("{c1}=0102030405060708090a0b0c0d0e0f101112131415161718191a"),
+        "--read-hash".into(),
+        "--subscribe".into(),
+        format!("{counter}:3"),
+        "--indicate".into(),
+        "FFF4:2".into(),
+        "--expect-service-changed".into(),
+        "--timeout".into(),
+        "30".into(),
+    ];
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut client = Peer::start("bumble_gatt_client.py", &argv);
+    client.expect("connected", STEP).await;
+    let mtu = client.expect("mtu", STEP).await;
+    assert_eq!(mtu["mtu"], 517);
+
+    // Discovery: every service, the include, characteristics with properties, descriptors.
+    let disc = client.expect("discovery", STEP).await;
+    let services = disc["services"].as_array().expect("services").clone();
+    let uuids: Vec<String> = services.iter().map(|s| s["uuid"].as_str().unwrap_or_default().to_string()).collect();
+    for want in ["1800", "1801", &demo::SERVICE_1.to_string(), "04D2", &demo::SERVICE_3.to_string(), "FFF0", "180F"] {
+        assert!(uuids.iter().any(|u| u == want), "service {want} missing from {uuids:?}");
+    }
+    let fff0 = services.iter().find(|s| s["uuid"] == "FFF0").expect("FFF0");
+    assert_eq!(fff0["includes"][0]["uuid"], "180F", "{fff0}");
+    let counter_char = services
+        .iter()
+        .flat_map(|s| s["characteristics"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["uuid"] == counter.as_str())
+        .expect("counter characteristic");
+    assert_eq!(counter_char["properties"], 0x32, "read | notify | indicate");
+    let descs: Vec<&str> = counter_char["descriptors"]
+        .as_array()
+        .expect("descriptors")
+        .iter()
+        .filter_map(|d| d["uuid"].as_str())
+        .collect();
+    assert_eq!(descs, ["2902", "2901"]);
+
+    // The client enables Service Changed indications right after discovery; add a service now.
+    client.expect("subscribed", STEP).await;
+    let added = server.add_service(gattling::proto::gatt::ServiceDef::primary(0x1815u16)).expect("add service");
+
+    // Reads: short, long (512 bytes, Read Blob), multiple.
+    let r = client.expect("read", STEP).await;
+    assert_eq!(r["value"], "1234");
+    let r = client.expect("read", STEP).await;
+    assert_eq!(r["value"], hexs(&long), "512-byte long read");
+    let r = client.expect("read_multiple", STEP).await;
+    assert_eq!(r["value"], "051234");
+    // Writes: short, long (prepare/execute), reliable.
+    client.expect("write", STEP).await;
+    client.expect("write_long", STEP).await;
+    let rw = client.expect("reliable_write", STEP).await;
+    assert!(rw["prepares"].as_u64().is_some_and(|n| n >= 1), "{rw}");
+    assert_eq!(server.characteristic(demo::CHAR_2).expect("c2").value(), [0xab, 0xcd]);
+    assert_eq!(server.characteristic(demo::LONG).expect("long").value(), new_long);
+    assert_eq!(server.characteristic(demo::CHAR_1).expect("c1").value(), (1..=0x1a).collect::<Vec<u8>>());
+    // The Database Hash as the server computes it (after the added service).
+    let h = client.expect("hash", STEP).await;
+    assert_eq!(h["value"], hexs(&server.database_hash()));
+
+    // Notifications and indications, pushed by the application.
+    let counter_c = server.characteristic(demo::COUNTER).expect("counter");
+    let ind_c = server.characteristic(0xFFF4u16).expect("fff4");
+    let pusher = tokio::spawn(async move {
+        for n in 1..=40u8 {
+            counter_c.set_value(&[n]);
+            ind_c.set_value(&[0xA0 + n]);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let mut notifications = 0;
+    let mut indications = 0;
+    while notifications < 3 || indications < 2 {
+        let ev = client.expect_any(&["notification", "indication"], STEP).await;
+        if ev["event"] == "notification" {
+            notifications += 1;
+        } else {
+            indications += 1;
+        }
+    }
+    let sc = client.expect("service_changed", STEP).await;
+    assert_eq!((sc["start"].as_u64(), sc["end"].as_u64()), (Some(added.handle as u64), Some(added.end_handle as u64)));
+    client.expect("done", STEP).await;
+    client.finish().await;
+    pusher.abort();
+}
+
+on_each_controller!(bumble_client_runs_every_gatt_procedure_against_the_gattling_server);

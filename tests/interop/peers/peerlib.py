@@ -120,3 +120,49 @@ def run(args, body):
         return 0
 
     sys.exit(asyncio.run(with_deadline()))
+
+
+def add_scan_args(p):
+    """--name/--address/--scan-timeout for a central that finds its peer by scanning."""
+    p.add_argument("--name", help="complete or shortened local name to look for")
+    p.add_argument("--address", help="advertiser address to look for (XX:XX:XX:XX:XX:XX)")
+    p.add_argument("--scan-timeout", type=float, default=10.0, help="give up scanning after this (default 10 s)")
+
+
+async def scan_and_connect(device, args):
+    """Actively scan for an advertiser matching args.name / args.address, connect to it and
+    return the connection; emits found {address, address_type, rssi} and connected {handle, peer}.
+    Bumble merges a scannable advertisement with its scan response, so a name in either matches."""
+    from bumble.core import AdvertisingData  # pylint: disable=import-outside-toplevel
+
+    def names(data):
+        return (data.get_all(AdvertisingData.COMPLETE_LOCAL_NAME)
+                + data.get_all(AdvertisingData.SHORTENED_LOCAL_NAME))
+
+    found = asyncio.get_running_loop().create_future()
+
+    def on_advertisement(adv):
+        if found.done():
+            return
+        if args.name is not None and args.name not in names(adv.data):
+            return
+        if args.address is not None and addr_str(adv.address).upper() != args.address.upper():
+            return
+        found.set_result(adv)
+
+    device.on("advertisement", on_advertisement)
+    await device.start_scanning(active=True, filter_duplicates=False)
+    try:
+        adv = await asyncio.wait_for(found, args.scan_timeout)
+    except asyncio.TimeoutError:
+        raise RuntimeError(f"no advertiser matching name={args.name!r} address={args.address!r} "
+                           f"within {args.scan_timeout} s") from None
+    finally:
+        device.remove_listener("advertisement", on_advertisement)
+    await device.stop_scanning()
+    emit("found", address=addr_str(adv.address),
+         address_type="public" if adv.address.is_public else "random", rssi=adv.rssi)
+    # adv.address carries the advertiser's address type, so connect() uses it as found.
+    connection = await device.connect(adv.address, timeout=args.timeout)
+    emit("connected", handle=connection.handle, peer=addr_str(connection.peer_address))
+    return connection

@@ -151,27 +151,32 @@ impl Peer {
 
     /// Waits for the next event named `event` (skipping others) and returns it.
     pub async fn expect(&mut self, event: &str, within: Duration) -> serde_json::Value {
+        self.expect_any(&[event], within).await
+    }
+
+    /// Waits for the next event whose name is one of `events` (skipping others) and returns it.
+    pub async fn expect_any(&mut self, events: &[&str], within: Duration) -> serde_json::Value {
         let wait = async {
             loop {
                 match self.lines.next_line().await {
                     Ok(Some(line)) => {
                         let v: serde_json::Value = serde_json::from_str(&line)
                             .unwrap_or_else(|e| panic!("{}: bad JSON line {line:?}: {e}", self.name));
-                        if v["event"] == event {
+                        if events.iter().any(|e| v["event"] == *e) {
                             return v;
                         }
                         if v["event"] == "error" {
-                            panic!("{} reported an error while waiting for {event}: {v}", self.name);
+                            panic!("{} reported an error while waiting for {events:?}: {v}", self.name);
                         }
                     }
-                    Ok(None) => panic!("{} exited before reporting {event}", self.name),
+                    Ok(None) => panic!("{} exited before reporting {events:?}", self.name),
                     Err(e) => panic!("{}: reading output: {e}", self.name),
                 }
             }
         };
         match tokio::time::timeout(within, wait).await {
             Ok(v) => v,
-            Err(_) => panic!("{} did not report {event} within {within:?}", self.name),
+            Err(_) => panic!("{} did not report {events:?} within {within:?}", self.name),
         }
     }
 
