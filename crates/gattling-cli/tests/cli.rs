@@ -187,3 +187,69 @@ async fn controller_server_serves_the_cli_scan_and_advertise() {
     let _ = adv.kill().await;
     let _ = server.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_a_bumble_client_and_logs_each_access() {
+    if skipped() {
+        return;
+    }
+    let rc = RootCanal::start();
+    let transport = rc.transport();
+    let mut serve = gattling()
+        .args(["--transport", &transport, "serve", "--name", "cli-serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gattling serve");
+    let mut stderr = BufReader::new(serve.stderr.take().expect("stderr")).lines();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stderr.next_line().await.expect("stderr") {
+            if l.contains("serving the demo database") {
+                return;
+            }
+        }
+        panic!("gattling serve exited early");
+    })
+    .await
+    .expect("serving");
+    // Pycom example characteristic 2 (uuid=4567 = 0x11D7, value 0x1234) and the counter.
+    let counter = "6A770002-9D1E-4B1C-A0A5-4B5C5E7AD0C0";
+    let mut client = Peer::start(
+        "bumble_gatt_client.py",
+        &[
+            "--transport",
+            &transport,
+            "--name",
+            "cli-serve",
+            "--read",
+            "11D7",
+            "--write",
+            "11D7=beef",
+            "--subscribe",
+            &format!("{counter}:2"),
+        ],
+    );
+    assert_eq!(client.expect("read", STEP).await["value"], "1234");
+    client.expect("write", STEP).await;
+    client.expect("notification", STEP).await;
+    client.expect("done", STEP).await;
+    client.finish().await;
+    let mut stdout = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stdout.next_line().await.expect("stdout") {
+            let done = l.starts_with("disconnected:");
+            log.push(l);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("disconnection logged");
+    let has = |p: &str| log.iter().any(|l| l.starts_with(p) && l.contains("11D7"));
+    assert!(has("read: 11D7"), "{log:?}");
+    assert!(log.iter().any(|l| l.starts_with("write: 11D7") && l.ends_with("beef")), "{log:?}");
+    assert!(log.iter().any(|l| l.starts_with("subscribe: 6A770002") && l.ends_with("notifications")), "{log:?}");
+    let _ = serve.kill().await;
+}

@@ -184,6 +184,10 @@ impl Server {
     /// Removes a service at run time; like [`Server::add_service`] for the indications.
     pub fn remove_service(&mut self, service_handle: u16, now: u64) -> Result<Outgoing, DbError> {
         let (s, e) = self.db.remove_service(service_handle)?;
+        // Subscriptions to the removed attributes end with them.
+        for st in self.conns.values_mut() {
+            st.cccd.retain(|h, _| *h < s || *h > e);
+        }
         self.refresh_builtins();
         Ok(self.service_changed_indications(s, e, now))
     }
@@ -325,17 +329,27 @@ impl Server {
         }
         let decoded = match AttPdu::decode(pdu) {
             Ok(p) => p,
-            Err(e) => {
-                if opcode::is_command(op) {
-                    return false;
-                }
-                let known = opcode::is_request(op);
-                let code = if known { ErrorCode::INVALID_PDU } else { ErrorCode::REQUEST_NOT_SUPPORTED };
-                let _ = e;
+            Err(_) => {
+                // Only requests are answered: a malformed known request with Invalid PDU, an
+                // unknown opcode (without the command flag) with Request Not Supported. Commands,
+                // confirmations and client-side PDUs get nothing (Core Vol 3 Part F §3.4.1.1).
+                let code = match opcode::kind(op) {
+                    None if !opcode::is_command(op) => ErrorCode::REQUEST_NOT_SUPPORTED,
+                    Some(opcode::PduKind::Request) => ErrorCode::INVALID_PDU,
+                    _ => return false,
+                };
                 error(out, op, 0, code);
                 return true;
             }
         };
+        if pdu.len() > self.mtu_of(conn) {
+            // Longer than ATT_MTU: not a valid PDU on this bearer.
+            if opcode::kind(op) == Some(opcode::PduKind::Request) {
+                error(out, op, 0, ErrorCode::INVALID_PDU);
+                return true;
+            }
+            return false;
+        }
         match decoded {
             AttPdu::ExchangeMtuReq { client_rx_mtu } => {
                 let ours = self.config.mtu.clamp(DEFAULT_MTU, 517);
@@ -378,7 +392,9 @@ impl Server {
             }
             // Signing needs keys from pairing: ignored until then.
             AttPdu::SignedWriteCmd { .. } => false,
-            AttPdu::PrepareWriteReq { handle, offset, value } => self.prepare(conn, op, handle, offset, value, out),
+            AttPdu::PrepareWriteReq { handle, offset, value } => {
+                self.prepare(conn, op, handle, offset, value, access, out)
+            }
             AttPdu::ExecuteWriteReq { flags } => self.execute(conn, op, flags, access, out),
             AttPdu::HandleValueCfm => {
                 let Some(st) = self.conns.get_mut(&conn) else { return false };
@@ -790,12 +806,22 @@ impl Server {
         }
     }
 
-    fn prepare(&mut self, conn: ConnId, op: u8, handle: u16, offset: u16, value: &[u8], out: &mut Vec<u8>) -> bool {
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &mut self,
+        conn: ConnId,
+        op: u8,
+        handle: u16,
+        offset: u16,
+        value: &[u8],
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let Some(attr) = self.db.attribute(handle) else {
             error(out, op, handle, ErrorCode::INVALID_HANDLE);
             return true;
         };
-        if let Err(code) = self.check(conn, attr, true, &mut ()) {
+        if let Err(code) = self.check(conn, attr, true, access) {
             error(out, op, handle, code);
             return true;
         }
