@@ -187,6 +187,19 @@ impl GattServer {
         self.with(|g| g.hooks.authorize = Some(Arc::new(f)));
     }
 
+    /// Notifies several characteristics to `conn` at once: one Multiple Handle Value
+    /// Notification if the client declared support for it, else one notification each
+    /// (Core Vol 3 Part F §3.4.7.4). Only characteristics `conn` subscribed to are sent.
+    pub fn notify_multiple(&self, conn: ConnHandle, items: &[(&Characteristic, &[u8])]) {
+        let pdus = self
+            .with(|g| {
+                let list: Vec<(CharId, &[u8])> = items.iter().map(|(c, v)| (c.id, *v)).collect();
+                g.server.notify_multiple(ConnId(conn), &list)
+            })
+            .unwrap_or_default();
+        self.host.send_att_many(pdus.into_iter().map(|p| (ConnId(conn), p)).collect());
+    }
+
     /// The negotiated ATT_MTU of a connection.
     pub fn mtu(&self, conn: ConnHandle) -> u16 {
         self.with(|g| g.server.mtu(ConnId(conn))).unwrap_or(23)

@@ -992,6 +992,13 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
             HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
                 link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
             }
+            HostEvent::EncryptionChanged { handle, status, enabled } => {
+                tracing::info!(handle, status, enabled, "encryption change");
+                if let Some(g) = inner.gatt.as_mut() {
+                    // Without pairing there are no MITM-protected keys: encrypted, not authenticated.
+                    g.server.set_security(gattling_proto::gatt::ConnId(handle), status == 0 && enabled, false);
+                }
+            }
             HostEvent::HardwareError(code) => {
                 tracing::error!(code, "controller hardware error");
                 let _ = shared.notifications.send(Notification::HardwareError(code));

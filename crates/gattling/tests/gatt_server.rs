@@ -97,3 +97,28 @@ async fn service_added_at_run_time_is_indicated_and_changes_the_hash() {
     let rsp = request(&c, &[0x08, 0x01, 0x00, 0xFF, 0xFF, 0x2A, 0x2B]).await;
     assert_eq!(&rsp[4..], &server.database_hash()[..]);
 }
+
+#[tokio::test]
+async fn multiple_handle_value_notification_goes_to_clients_that_declared_support() {
+    let (server_host, s, _client_host, c) = pair("gatt-multi").await;
+    let server = server_host.gatt_server("gattling", 0);
+    for def in gattling::gatt::demo_services() {
+        server.add_service(def).expect("service");
+    }
+    let (c1, c2) = (server.characteristic(demo::CHAR_1).expect("c1"), server.characteristic(demo::CHAR_2).expect("c2"));
+    for ch in [&c1, &c2] {
+        let cccd = (ch.value_handle() + 1).to_le_bytes();
+        assert_eq!(request(&c, &[0x12, cccd[0], cccd[1], 1, 0]).await, [0x13]);
+    }
+    // Without the feature bit: one notification per characteristic.
+    server.notify_multiple(s.handle(), &[(&c1, b"a"), (&c2, b"b")]);
+    assert_eq!(c.recv_att().await.expect("ntf")[0], 0x1B);
+    assert_eq!(c.recv_att().await.expect("ntf")[0], 0x1B);
+    // Client Supported Features bit 2: Multiple Handle Value Notifications.
+    let rsp = request(&c, &[0x08, 0x01, 0x00, 0xFF, 0xFF, 0x29, 0x2B]).await;
+    let features = u16::from_le_bytes([rsp[2], rsp[3]]).to_le_bytes();
+    assert_eq!(request(&c, &[0x12, features[0], features[1], 0x04]).await, [0x13]);
+    server.notify_multiple(s.handle(), &[(&c1, b"a"), (&c2, b"b")]);
+    let (h1, h2) = (c1.value_handle().to_le_bytes(), c2.value_handle().to_le_bytes());
+    assert_eq!(c.recv_att().await.expect("multi"), [0x23, h1[0], h1[1], 1, 0, b'a', h2[0], h2[1], 1, 0, b'b']);
+}

@@ -173,6 +173,15 @@ pub enum HostEvent {
         /// RX PHY.
         rx_phy: u8,
     },
+    /// Link encryption was turned on or off, or failed to start (§7.7.8).
+    EncryptionChanged {
+        /// Handle.
+        handle: ConnHandle,
+        /// HCI status.
+        status: u8,
+        /// True when the link is now encrypted.
+        enabled: bool,
+    },
     /// The controller reported a hardware error (§7.7.16); the host should reset it.
     HardwareError(u8),
     /// Something was dropped or ignored; log it.
@@ -463,7 +472,9 @@ impl Host {
                 }
             }
             Event::HardwareError { code } => st.events.push_back(HostEvent::HardwareError(code)),
-            Event::EncryptionChange { .. } => {}
+            Event::EncryptionChange { status, handle, enabled } => {
+                st.events.push_back(HostEvent::EncryptionChanged { handle, status, enabled: enabled != 0 })
+            }
             Event::Le(le) => Self::on_le_event(links, st, le),
             Event::Unknown { code, .. } => {
                 st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code, subevent: None }))
