@@ -37,6 +37,9 @@ pub enum Error {
     /// Another operation of the same kind is already running.
     #[error("busy: {0} already in progress")]
     Busy(&'static str),
+    /// A GATT procedure failed (an ATT error from the server, or a bad answer).
+    #[error("GATT: {0}")]
+    Gatt(#[from] gattling_proto::gatt::client::ClientError),
     /// A request the host state machine refused.
     #[error(transparent)]
     Host(#[from] HostError),

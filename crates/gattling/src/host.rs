@@ -700,6 +700,11 @@ impl Connection {
         }
     }
 
+    /// How the link ended, if it has.
+    pub fn end(&self) -> Option<LinkEnd> {
+        *self.end_rx.borrow()
+    }
+
     /// Waits until the link ends and returns how.
     pub async fn closed(&self) -> LinkEnd {
         let mut end = self.end_rx.clone();

@@ -14,6 +14,7 @@
 pub mod controller;
 pub mod error;
 pub mod gatt;
+pub mod gatt_client;
 pub mod host;
 pub mod transport;
 

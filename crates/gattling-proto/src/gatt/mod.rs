@@ -1,5 +1,6 @@
 //! Generic Attribute Profile (Core Vol 3 Part G): the attribute database and the server.
 
+pub mod client;
 pub mod db;
 pub mod server;
 

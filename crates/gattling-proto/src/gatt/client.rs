@@ -1,0 +1,703 @@
+//! GATT client procedures (Core Vol 3 Part G §4) as sans-IO state machines: each procedure
+//! gives the next request to send and takes the server's answer, until it is done. The caller
+//! keeps one request outstanding per bearer (Core Vol 3 Part F §3.3.2).
+//!
+//! Every answer is checked: the wrong PDU, a malformed one, handles outside the requested range,
+//! a discovery that does not advance, or a value longer than 512 bytes end the procedure with a
+//! typed [`ClientError`].
+
+use crate::att::{opcode, AttPdu, ErrorCode};
+use crate::codec::DecodeError;
+use crate::gatt::db::MAX_VALUE_LEN;
+use crate::gatt::uuids;
+use crate::uuid::{self, Uuid};
+use alloc::vec::Vec;
+
+/// Why a procedure failed.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an ATT error.
+    #[error("ATT error {code} on handle {handle:#06x} (request {request:#04x})")]
+    Att {
+        /// Opcode of the request.
+        request: u8,
+        /// Handle the error names.
+        handle: u16,
+        /// Error code.
+        code: ErrorCode,
+    },
+    /// The server answered with a PDU that does not answer the request.
+    #[error("unexpected ATT PDU {got:#04x} in answer to request {request:#04x}")]
+    Unexpected {
+        /// Opcode of the request.
+        request: u8,
+        /// Opcode received.
+        got: u8,
+    },
+    /// The answer could not be decoded.
+    #[error("malformed answer: {0}")]
+    Malformed(DecodeError),
+    /// The answer names a handle outside the requested range.
+    #[error("handle {handle:#06x} is outside the requested range {start:#06x}-{end:#06x}")]
+    OutOfRange {
+        /// The handle received.
+        handle: u16,
+        /// Range start.
+        start: u16,
+        /// Range end.
+        end: u16,
+    },
+    /// A discovery answer did not move past the previous one (it would loop forever).
+    #[error("discovery did not advance past handle {0:#06x}")]
+    NoProgress(u16),
+    /// An attribute value longer than the 512 bytes ATT allows.
+    #[error("attribute value longer than 512 bytes ({0})")]
+    ValueTooLong(usize),
+    /// A prepared write came back different from what was sent (reliable write); the queue was
+    /// cancelled.
+    #[error("prepared write to {handle:#06x} at offset {offset} was echoed wrongly; the queue was cancelled")]
+    EchoMismatch {
+        /// Handle.
+        handle: u16,
+        /// Offset of the chunk.
+        offset: u16,
+    },
+}
+
+/// What a procedure wants next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    /// Send this request and pass its answer to `on_response`.
+    Send(Vec<u8>),
+    /// The procedure is complete.
+    Done(T),
+}
+
+/// A GATT client procedure.
+pub trait Procedure {
+    /// Its result.
+    type Output;
+    /// The first request.
+    fn start(&mut self) -> Step<Self::Output>;
+    /// Takes the answer to the last request.
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError>;
+}
+
+/// Decodes `pdu`, turning an Error Response to `request` into [`ClientError::Att`] and any PDU
+/// other than `expected` into [`ClientError::Unexpected`].
+fn answer(pdu: &[u8], request: u8, expected: u8) -> Result<AttPdu<'_>, ClientError> {
+    let p = AttPdu::decode(pdu).map_err(ClientError::Malformed)?;
+    match p {
+        AttPdu::ErrorRsp { request_opcode, handle, error } if request_opcode == request => {
+            Err(ClientError::Att { request, handle, code: error })
+        }
+        p if p.opcode() == expected => Ok(p),
+        p => Err(ClientError::Unexpected { request, got: p.opcode() }),
+    }
+}
+
+fn op_of(pdu: &[u8]) -> u8 {
+    pdu.first().copied().unwrap_or(0)
+}
+
+fn req(op: u8, fields: &[u16], tail: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + 2 * fields.len() + tail.len());
+    v.push(op);
+    for f in fields {
+        v.extend_from_slice(&f.to_le_bytes());
+    }
+    v.extend_from_slice(tail);
+    v
+}
+
+fn in_range(handle: u16, start: u16, end: u16) -> Result<(), ClientError> {
+    if handle < start || handle > end {
+        return Err(ClientError::OutOfRange { handle, start, end });
+    }
+    Ok(())
+}
+
+/// Exchange MTU (§4.3.1): offers our receive MTU; the output is the server's.
+#[derive(Debug)]
+pub struct ExchangeMtu(pub u16);
+
+impl Procedure for ExchangeMtu {
+    type Output = u16;
+    fn start(&mut self) -> Step<u16> {
+        Step::Send(req(opcode::EXCHANGE_MTU_REQ, &[self.0], &[]))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<u16>, ClientError> {
+        match answer(pdu, opcode::EXCHANGE_MTU_REQ, opcode::EXCHANGE_MTU_RSP)? {
+            AttPdu::ExchangeMtuRsp { server_rx_mtu } => Ok(Step::Done(server_rx_mtu)),
+            _ => Err(ClientError::Unexpected { request: opcode::EXCHANGE_MTU_REQ, got: op_of(pdu) }),
+        }
+    }
+}
+
+/// A discovered service.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct ServiceInfo {
+    /// Declaration handle.
+    pub start: u16,
+    /// Last handle.
+    pub end: u16,
+    /// Service UUID.
+    pub uuid: Uuid,
+}
+
+/// Discover All Primary Services (§4.4.1) or Discover Primary Service by UUID (§4.4.2).
+#[derive(Debug)]
+pub struct DiscoverServices {
+    uuid: Option<Uuid>,
+    start: u16,
+    found: Vec<ServiceInfo>,
+}
+
+impl DiscoverServices {
+    /// All primary services.
+    pub fn all() -> Self {
+        Self { uuid: None, start: 1, found: Vec::new() }
+    }
+
+    /// Primary services with this UUID.
+    pub fn by_uuid(uuid: Uuid) -> Self {
+        Self { uuid: Some(uuid), start: 1, found: Vec::new() }
+    }
+
+    fn request(&self) -> Vec<u8> {
+        match self.uuid {
+            None => req(opcode::READ_BY_GROUP_TYPE_REQ, &[self.start, 0xFFFF, uuids::PRIMARY_SERVICE], &[]),
+            Some(u) => {
+                let mut v = req(opcode::FIND_BY_TYPE_VALUE_REQ, &[self.start, 0xFFFF, uuids::PRIMARY_SERVICE], &[]);
+                u.shortest_wire().write_le(&mut v);
+                v
+            }
+        }
+    }
+}
+
+impl Procedure for DiscoverServices {
+    type Output = Vec<ServiceInfo>;
+    fn start(&mut self) -> Step<Self::Output> {
+        Step::Send(self.request())
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        let (request, expected) = match self.uuid {
+            None => (opcode::READ_BY_GROUP_TYPE_REQ, opcode::READ_BY_GROUP_TYPE_RSP),
+            Some(_) => (opcode::FIND_BY_TYPE_VALUE_REQ, opcode::FIND_BY_TYPE_VALUE_RSP),
+        };
+        let mut last_end = 0u16;
+        match answer(pdu, request, expected) {
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }) => {
+                return Ok(Step::Done(core::mem::take(&mut self.found)))
+            }
+            Err(e) => return Err(e),
+            Ok(AttPdu::ReadByGroupTypeRsp { data }) => {
+                for (start, end, value) in data.iter() {
+                    in_range(start, self.start, 0xFFFF)?;
+                    let uuid = Uuid::from_le_bytes(value).map_err(ClientError::Malformed)?;
+                    if end < start {
+                        return Err(ClientError::OutOfRange { handle: end, start, end: 0xFFFF });
+                    }
+                    self.found.push(ServiceInfo { start, end, uuid });
+                    last_end = end;
+                }
+            }
+            Ok(AttPdu::FindByTypeValueRsp { data }) => {
+                for (start, end) in data.iter() {
+                    in_range(start, self.start, 0xFFFF)?;
+                    let uuid = self.uuid.unwrap_or(Uuid::U16(0));
+                    self.found.push(ServiceInfo { start, end: end.max(start), uuid });
+                    last_end = end.max(start);
+                }
+            }
+            Ok(_) => return Err(ClientError::Unexpected { request, got: op_of(pdu) }),
+        }
+        if last_end < self.start {
+            return Err(ClientError::NoProgress(self.start));
+        }
+        if last_end == 0xFFFF {
+            return Ok(Step::Done(core::mem::take(&mut self.found)));
+        }
+        self.start = last_end + 1;
+        Ok(Step::Send(self.request()))
+    }
+}
+
+/// An included service (§4.5.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct IncludeInfo {
+    /// Handle of the include declaration.
+    pub handle: u16,
+    /// Included service's declaration handle.
+    pub start: u16,
+    /// Included service's last handle.
+    pub end: u16,
+    /// Included service's UUID (read from its declaration when it is 128-bit).
+    pub uuid: Uuid,
+}
+
+/// Find Included Services (§4.5.1), reading 128-bit included service UUIDs with Read Requests.
+#[derive(Debug)]
+pub struct FindIncludedServices {
+    next: u16,
+    end: u16,
+    scanned: bool,
+    found: Vec<IncludeInfo>,
+    reading: Option<usize>,
+}
+
+impl FindIncludedServices {
+    /// Included services within a service's handle range.
+    pub fn new(start: u16, end: u16) -> Self {
+        Self { next: start, end, scanned: start > end, found: Vec::new(), reading: None }
+    }
+
+    fn next_step(&mut self) -> Step<Vec<IncludeInfo>> {
+        if !self.scanned {
+            return Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::INCLUDE], &[]));
+        }
+        // Then read the UUID of each include that arrived without one (128-bit services).
+        if let Some((i, f)) = self.found.iter().enumerate().find(|(_, f)| f.uuid == Uuid::U16(0)) {
+            let start = f.start;
+            self.reading = Some(i);
+            return Step::Send(req(opcode::READ_REQ, &[start], &[]));
+        }
+        Step::Done(core::mem::take(&mut self.found))
+    }
+}
+
+impl Procedure for FindIncludedServices {
+    type Output = Vec<IncludeInfo>;
+    fn start(&mut self) -> Step<Self::Output> {
+        self.next_step()
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        if let Some(i) = self.reading.take() {
+            let AttPdu::ReadRsp { value } = answer(pdu, opcode::READ_REQ, opcode::READ_RSP)? else {
+                return Err(ClientError::Unexpected { request: opcode::READ_REQ, got: op_of(pdu) });
+            };
+            if value.len() != 16 {
+                return Err(ClientError::Malformed(DecodeError::Invalid {
+                    what: "included service declaration",
+                    reason: "a 128-bit service UUID was expected",
+                }));
+            }
+            let uuid = Uuid::from_le_bytes(value).map_err(ClientError::Malformed)?;
+            if let Some(f) = self.found.get_mut(i) {
+                f.uuid = uuid;
+            }
+            return Ok(self.next_step());
+        }
+        match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP) {
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }) => {
+                self.scanned = true;
+                Ok(self.next_step())
+            }
+            Err(e) => Err(e),
+            Ok(AttPdu::ReadByTypeRsp { data }) => {
+                let mut last = 0;
+                for (handle, value) in data.iter() {
+                    in_range(handle, self.next, self.end)?;
+                    let (start, end, uuid) = match *value {
+                        [a, b, c, d] => (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]), Uuid::U16(0)),
+                        [a, b, c, d, e, f] => (
+                            u16::from_le_bytes([a, b]),
+                            u16::from_le_bytes([c, d]),
+                            Uuid::U16(u16::from_le_bytes([e, f])),
+                        ),
+                        _ => {
+                            return Err(ClientError::Malformed(DecodeError::Invalid {
+                                what: "include declaration",
+                                reason: "value is not 4 or 6 bytes",
+                            }))
+                        }
+                    };
+                    self.found.push(IncludeInfo { handle, start, end, uuid });
+                    last = handle;
+                }
+                if last < self.next {
+                    return Err(ClientError::NoProgress(self.next));
+                }
+                if last >= self.end {
+                    self.scanned = true;
+                } else {
+                    self.next = last + 1;
+                }
+                Ok(self.next_step())
+            }
+            Ok(_) => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
+        }
+    }
+}
+
+/// A discovered characteristic (§4.6).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CharacteristicInfo {
+    /// Declaration handle.
+    pub handle: u16,
+    /// Properties.
+    pub properties: u8,
+    /// Value handle.
+    pub value_handle: u16,
+    /// UUID.
+    pub uuid: Uuid,
+    /// Last handle of the characteristic (before the next declaration or the service end).
+    pub end_handle: u16,
+}
+
+/// Discover All Characteristics of a Service (§4.6.1) or Discover Characteristics by UUID (§4.6.2).
+#[derive(Debug)]
+pub struct DiscoverCharacteristics {
+    next: u16,
+    end: u16,
+    filter: Option<Uuid>,
+    found: Vec<CharacteristicInfo>,
+}
+
+impl DiscoverCharacteristics {
+    /// All characteristics in `start..=end`, optionally only those with `filter`'s UUID.
+    pub fn new(start: u16, end: u16, filter: Option<Uuid>) -> Self {
+        Self { next: start, end, filter, found: Vec::new() }
+    }
+
+    fn done(&mut self) -> Step<Vec<CharacteristicInfo>> {
+        let mut all = core::mem::take(&mut self.found);
+        let ends: Vec<u16> =
+            all.iter().skip(1).map(|c| c.handle.saturating_sub(1)).chain(core::iter::once(self.end)).collect();
+        for (c, e) in all.iter_mut().zip(ends) {
+            c.end_handle = e;
+        }
+        if let Some(f) = self.filter {
+            all.retain(|c| uuid::same(&c.uuid, &f));
+        }
+        Step::Done(all)
+    }
+}
+
+impl Procedure for DiscoverCharacteristics {
+    type Output = Vec<CharacteristicInfo>;
+    fn start(&mut self) -> Step<Self::Output> {
+        if self.next > self.end {
+            return self.done();
+        }
+        Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::CHARACTERISTIC], &[]))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP) {
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }) => Ok(self.done()),
+            Err(e) => Err(e),
+            Ok(AttPdu::ReadByTypeRsp { data }) => {
+                let mut last = 0;
+                for (handle, value) in data.iter() {
+                    in_range(handle, self.next, self.end)?;
+                    let (&properties, rest) =
+                        value.split_first().ok_or(ClientError::Malformed(DecodeError::Truncated {
+                            what: "characteristic declaration",
+                            need: 5,
+                            have: 0,
+                        }))?;
+                    let (vh, u) = rest.split_at_checked(2).ok_or(ClientError::Malformed(DecodeError::Truncated {
+                        what: "characteristic declaration",
+                        need: 5,
+                        have: value.len(),
+                    }))?;
+                    let value_handle = match *vh {
+                        [a, b] => u16::from_le_bytes([a, b]),
+                        _ => 0,
+                    };
+                    let uuid = Uuid::from_le_bytes(u).map_err(ClientError::Malformed)?;
+                    self.found.push(CharacteristicInfo { handle, properties, value_handle, uuid, end_handle: 0 });
+                    last = handle;
+                }
+                if last < self.next {
+                    return Err(ClientError::NoProgress(self.next));
+                }
+                if last >= self.end {
+                    return Ok(self.done());
+                }
+                self.next = last + 1;
+                Ok(Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::CHARACTERISTIC], &[])))
+            }
+            Ok(_) => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
+        }
+    }
+}
+
+/// A discovered descriptor (§4.7.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct DescriptorInfo {
+    /// Handle.
+    pub handle: u16,
+    /// Descriptor type.
+    pub uuid: Uuid,
+}
+
+/// Discover All Characteristic Descriptors (§4.7.1) in `start..=end` (after a value handle).
+#[derive(Debug)]
+pub struct DiscoverDescriptors {
+    next: u16,
+    end: u16,
+    found: Vec<DescriptorInfo>,
+}
+
+impl DiscoverDescriptors {
+    /// Descriptors in `start..=end`.
+    pub fn new(start: u16, end: u16) -> Self {
+        Self { next: start, end, found: Vec::new() }
+    }
+}
+
+impl Procedure for DiscoverDescriptors {
+    type Output = Vec<DescriptorInfo>;
+    fn start(&mut self) -> Step<Self::Output> {
+        if self.next > self.end || self.next == 0 {
+            return Step::Done(Vec::new());
+        }
+        Step::Send(req(opcode::FIND_INFORMATION_REQ, &[self.next, self.end], &[]))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        match answer(pdu, opcode::FIND_INFORMATION_REQ, opcode::FIND_INFORMATION_RSP) {
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }) => {
+                Ok(Step::Done(core::mem::take(&mut self.found)))
+            }
+            Err(e) => Err(e),
+            Ok(AttPdu::FindInformationRsp { data }) => {
+                let mut last = 0;
+                for (handle, uuid) in data.iter() {
+                    in_range(handle, self.next, self.end)?;
+                    self.found.push(DescriptorInfo { handle, uuid });
+                    last = handle;
+                }
+                if last < self.next {
+                    return Err(ClientError::NoProgress(self.next));
+                }
+                if last >= self.end {
+                    return Ok(Step::Done(core::mem::take(&mut self.found)));
+                }
+                self.next = last + 1;
+                Ok(Step::Send(req(opcode::FIND_INFORMATION_REQ, &[self.next, self.end], &[])))
+            }
+            Ok(_) => Err(ClientError::Unexpected { request: opcode::FIND_INFORMATION_REQ, got: op_of(pdu) }),
+        }
+    }
+}
+
+/// Read (§4.8.1), and with `long` Read Long Characteristic Values (§4.8.3): Read Blob while the
+/// answer fills the MTU.
+#[derive(Debug)]
+pub struct Read {
+    handle: u16,
+    mtu: u16,
+    long: bool,
+    value: Vec<u8>,
+}
+
+impl Read {
+    /// Reads `handle`; with `long`, continues with Read Blob requests at ATT_MTU `mtu`.
+    pub fn new(handle: u16, mtu: u16, long: bool) -> Self {
+        Self { handle, mtu: mtu.max(23), long, value: Vec::new() }
+    }
+}
+
+impl Procedure for Read {
+    type Output = Vec<u8>;
+    fn start(&mut self) -> Step<Vec<u8>> {
+        Step::Send(req(opcode::READ_REQ, &[self.handle], &[]))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Vec<u8>>, ClientError> {
+        let blob = !self.value.is_empty();
+        let (request, expected) =
+            if blob { (opcode::READ_BLOB_REQ, opcode::READ_BLOB_RSP) } else { (opcode::READ_REQ, opcode::READ_RSP) };
+        let part = match answer(pdu, request, expected) {
+            Ok(AttPdu::ReadRsp { value }) | Ok(AttPdu::ReadBlobRsp { value }) => value,
+            // The server has no more: the value ended exactly at the previous part.
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_LONG | ErrorCode::INVALID_OFFSET, .. }) if blob => {
+                return Ok(Step::Done(core::mem::take(&mut self.value)))
+            }
+            Err(e) => return Err(e),
+            Ok(_) => return Err(ClientError::Unexpected { request, got: op_of(pdu) }),
+        };
+        self.value.extend_from_slice(part);
+        if self.value.len() > MAX_VALUE_LEN {
+            return Err(ClientError::ValueTooLong(self.value.len()));
+        }
+        let full = part.len() == self.mtu as usize - 1;
+        if self.long && full && !part.is_empty() && self.value.len() < MAX_VALUE_LEN {
+            let offset = self.value.len() as u16;
+            return Ok(Step::Send(req(opcode::READ_BLOB_REQ, &[self.handle, offset], &[])));
+        }
+        Ok(Step::Done(core::mem::take(&mut self.value)))
+    }
+}
+
+/// Read Using Characteristic UUID (§4.8.2): (handle, value) pairs.
+#[derive(Debug)]
+pub struct ReadByUuid {
+    start: u16,
+    end: u16,
+    uuid: Uuid,
+}
+
+impl ReadByUuid {
+    /// Values of characteristics with `uuid` in `start..=end`.
+    pub fn new(start: u16, end: u16, uuid: Uuid) -> Self {
+        Self { start, end, uuid }
+    }
+}
+
+impl Procedure for ReadByUuid {
+    type Output = Vec<(u16, Vec<u8>)>;
+    fn start(&mut self) -> Step<Self::Output> {
+        let mut v = req(opcode::READ_BY_TYPE_REQ, &[self.start, self.end], &[]);
+        self.uuid.shortest_wire().write_le(&mut v);
+        Step::Send(v)
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP)? {
+            AttPdu::ReadByTypeRsp { data } => {
+                let mut out = Vec::new();
+                for (h, v) in data.iter() {
+                    in_range(h, self.start, self.end)?;
+                    out.push((h, v.to_vec()));
+                }
+                Ok(Step::Done(out))
+            }
+            _ => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
+        }
+    }
+}
+
+/// Read Multiple (§4.8.4) or Read Multiple Variable (§4.8.5).
+#[derive(Debug)]
+pub struct ReadMultiple {
+    handles: Vec<u16>,
+    variable: bool,
+}
+
+impl ReadMultiple {
+    /// Reads several handles in one request.
+    pub fn new(handles: &[u16], variable: bool) -> Self {
+        Self { handles: handles.to_vec(), variable }
+    }
+}
+
+impl Procedure for ReadMultiple {
+    /// The values: one concatenation for Read Multiple, one value each for the variable form.
+    type Output = Vec<Vec<u8>>;
+    fn start(&mut self) -> Step<Self::Output> {
+        let op = if self.variable { opcode::READ_MULTIPLE_VARIABLE_REQ } else { opcode::READ_MULTIPLE_REQ };
+        Step::Send(req(op, &self.handles, &[]))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
+        if self.variable {
+            match answer(pdu, opcode::READ_MULTIPLE_VARIABLE_REQ, opcode::READ_MULTIPLE_VARIABLE_RSP)? {
+                AttPdu::ReadMultipleVariableRsp { data } => Ok(Step::Done(data.iter().map(<[u8]>::to_vec).collect())),
+                _ => Err(ClientError::Unexpected { request: opcode::READ_MULTIPLE_VARIABLE_REQ, got: op_of(pdu) }),
+            }
+        } else {
+            match answer(pdu, opcode::READ_MULTIPLE_REQ, opcode::READ_MULTIPLE_RSP)? {
+                AttPdu::ReadMultipleRsp { values } => Ok(Step::Done(alloc::vec![values.to_vec()])),
+                _ => Err(ClientError::Unexpected { request: opcode::READ_MULTIPLE_REQ, got: op_of(pdu) }),
+            }
+        }
+    }
+}
+
+/// Write Characteristic Value (§4.9.3) or a descriptor (§4.12.3).
+#[derive(Debug)]
+pub struct Write {
+    handle: u16,
+    value: Vec<u8>,
+}
+
+impl Write {
+    /// Writes `value` to `handle` with a Write Request.
+    pub fn new(handle: u16, value: &[u8]) -> Self {
+        Self { handle, value: value.to_vec() }
+    }
+}
+
+impl Procedure for Write {
+    type Output = ();
+    fn start(&mut self) -> Step<()> {
+        Step::Send(req(opcode::WRITE_REQ, &[self.handle], &self.value))
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<()>, ClientError> {
+        answer(pdu, opcode::WRITE_REQ, opcode::WRITE_RSP).map(|_| Step::Done(()))
+    }
+}
+
+/// Write Long Characteristic Values (§4.9.4) and Reliable Writes (§4.9.5): Prepare Write
+/// chunks of ATT_MTU-5, each echo checked, then Execute Write. A wrong echo cancels the queue.
+#[derive(Debug)]
+pub struct WriteLong {
+    chunks: Vec<(u16, u16, Vec<u8>)>,
+    sent: usize,
+    failed: Option<ClientError>,
+}
+
+impl WriteLong {
+    /// Writes (handle, value) pairs atomically at ATT_MTU `mtu`.
+    pub fn new(writes: &[(u16, &[u8])], mtu: u16) -> Self {
+        let size = (mtu.max(23) - 5) as usize;
+        let mut chunks = Vec::new();
+        for (handle, value) in writes {
+            if value.is_empty() {
+                chunks.push((*handle, 0, Vec::new()));
+            }
+            for (i, c) in value.chunks(size).enumerate() {
+                chunks.push((*handle, (i * size) as u16, c.to_vec()));
+            }
+        }
+        Self { chunks, sent: 0, failed: None }
+    }
+
+    fn prepare(&self, i: usize) -> Option<Vec<u8>> {
+        let (h, o, v) = self.chunks.get(i)?;
+        Some(req(opcode::PREPARE_WRITE_REQ, &[*h, *o], v))
+    }
+}
+
+impl Procedure for WriteLong {
+    type Output = ();
+    fn start(&mut self) -> Step<()> {
+        match self.prepare(0) {
+            Some(p) => Step::Send(p),
+            None => Step::Done(()),
+        }
+    }
+    fn on_response(&mut self, pdu: &[u8]) -> Result<Step<()>, ClientError> {
+        if self.sent >= self.chunks.len() {
+            // The answer to Execute Write (write or cancel).
+            answer(pdu, opcode::EXECUTE_WRITE_REQ, opcode::EXECUTE_WRITE_RSP)?;
+            return match self.failed.take() {
+                Some(e) => Err(e),
+                None => Ok(Step::Done(())),
+            };
+        }
+        let echo_ok = match answer(pdu, opcode::PREPARE_WRITE_REQ, opcode::PREPARE_WRITE_RSP) {
+            Ok(AttPdu::PrepareWriteRsp { handle, offset, value }) => {
+                self.chunks.get(self.sent).is_some_and(|(h, o, v)| *h == handle && *o == offset && v == value)
+            }
+            Ok(_) => false,
+            Err(e) => {
+                // Anything queued so far is cancelled.
+                self.sent = self.chunks.len();
+                self.failed = Some(e);
+                return Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x00]));
+            }
+        };
+        if !echo_ok {
+            let (handle, offset, _) = self.chunks.get(self.sent).cloned().unwrap_or_default();
+            self.sent = self.chunks.len();
+            self.failed = Some(ClientError::EchoMismatch { handle, offset });
+            return Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x00]));
+        }
+        self.sent += 1;
+        match self.prepare(self.sent) {
+            Some(p) => Ok(Step::Send(p)),
+            None => Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x01])),
+        }
+    }
+}
