@@ -33,6 +33,8 @@ pub const CHAR_NOTIFY_EVENT: u8 = 0x20;
 pub const CHAR_INDICATE_EVENT: u8 = 0x40;
 
 type Callback = Arc<dyn Fn(u8, &[u8]) + Send + Sync>;
+/// Where a subscription's (event, value) pairs go.
+type ValueSender = mpsc::UnboundedSender<(u8, Vec<u8>)>;
 
 struct Shared {
     conn: Connection,
@@ -42,7 +44,7 @@ struct Shared {
     /// Where the answer to the outstanding request goes.
     pending: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
     /// Subscribers per value handle.
-    streams: Mutex<HashMap<u16, Vec<mpsc::UnboundedSender<(u8, Vec<u8>)>>>>,
+    streams: Mutex<HashMap<u16, Vec<ValueSender>>>,
     callbacks: Mutex<HashMap<u16, Vec<Callback>>>,
     /// Our receive MTU, offered in Exchange MTU.
     local_mtu: u16,
