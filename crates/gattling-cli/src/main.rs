@@ -64,6 +64,23 @@ enum Cmd {
         #[arg(long, default_value = "gattling")]
         name: String,
     },
+    /// Connect to a GATT server (found by scanning) and run one GATT command.
+    Gatt {
+        /// The peer's address (its type is taken from its advertisement).
+        #[arg(long, value_name = "XX:XX:XX:XX:XX:XX", conflicts_with = "name", required_unless_present = "name")]
+        address: Option<BdAddr>,
+        /// The peer's advertised name.
+        #[arg(long)]
+        name: Option<String>,
+        /// One JSON document instead of text.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Give up finding the peer after this many seconds.
+        #[arg(long, default_value_t = 10.0, value_name = "S")]
+        scan_timeout: f64,
+        #[command(subcommand)]
+        command: GattCmd,
+    },
     /// Advertise a name until interrupted, logging connections and disconnections.
     Advertise {
         /// The local name to advertise.
@@ -73,6 +90,77 @@ enum Cmd {
         #[arg(long)]
         connectable: bool,
     },
+}
+
+/// A GATT command of `gattling gatt`.
+#[derive(Subcommand, Debug)]
+enum GattCmd {
+    /// The whole tree: services, included services, characteristics with properties, descriptors.
+    Discover,
+    /// Read a value (long reads included).
+    Read {
+        /// Attribute handle (decimal or 0x-hex).
+        #[arg(value_parser = parse_handle)]
+        handle: u16,
+    },
+    /// Write a value given in hex.
+    Write {
+        /// Attribute handle (decimal or 0x-hex).
+        #[arg(value_parser = parse_handle)]
+        handle: u16,
+        /// The value, as hex digits.
+        #[arg(value_parser = parse_hex)]
+        value: HexBytes,
+        /// Write Without Response.
+        #[arg(long, conflicts_with_all = ["long", "reliable"])]
+        no_response: bool,
+        /// Write Long (prepare/execute) even if the value fits one PDU.
+        #[arg(long, conflicts_with = "reliable")]
+        long: bool,
+        /// Reliable write: every prepared chunk's echo is checked.
+        #[arg(long)]
+        reliable: bool,
+    },
+    /// Subscribe to a characteristic's value handle and print each value as it arrives.
+    Subscribe {
+        /// The characteristic's value handle (decimal or 0x-hex).
+        #[arg(value_parser = parse_handle)]
+        handle: u16,
+        /// Indications instead of notifications.
+        #[arg(long)]
+        indicate: bool,
+        /// Stop after this many values (default: until interrupted).
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+/// Bytes parsed from hex on the command line.
+#[derive(Clone, Debug)]
+struct HexBytes(Vec<u8>);
+
+fn parse_handle(s: &str) -> Result<u16, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u16::from_str_radix(h, 16),
+        None => s.parse::<u16>(),
+    };
+    match r {
+        Ok(h) if h != 0 => Ok(h),
+        _ => Err(format!("{s:?}: expected a handle 1-65535, decimal or 0x-hex")),
+    }
+}
+
+fn parse_hex(s: &str) -> Result<HexBytes, String> {
+    let s = s.trim_start_matches("0x");
+    if s.len() % 2 != 0 {
+        return Err(format!("{s:?}: an even number of hex digits is needed"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2).unwrap_or(""), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map(HexBytes)
+        .map_err(|_| format!("{s:?}: not hex"))
 }
 
 #[tokio::main]
@@ -153,6 +241,10 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                     _ = tokio::signal::ctrl_c() => Ok(()),
                 },
             }
+        }
+        Cmd::Gatt { address, name, json, scan_timeout, command } => {
+            let host = open(&cli.global).await?;
+            gatt(&host, address, name, json, scan_timeout, command).await
         }
         Cmd::Serve { name } => {
             let host = open(&cli.global).await?;
@@ -417,4 +509,175 @@ async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn uuid_str(u: &gattling::proto::Uuid) -> String {
+    // 4 hex digits for 16-bit UUIDs, the 36-character form for everything else.
+    match u.shortest() {
+        gattling::proto::Uuid::U16(v) => format!("{v:04X}"),
+        _ => gattling::proto::Uuid::U128(u.to_u128_le()).to_string(),
+    }
+}
+
+/// `gattling gatt`: find the peer, connect, run one command, disconnect.
+async fn gatt(
+    host: &Host,
+    address: Option<BdAddr>,
+    name: Option<String>,
+    json: bool,
+    scan_timeout: f64,
+    command: GattCmd,
+) -> Result<(), gattling::Error> {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    let want = match (&address, &name) {
+        (Some(a), _) => a.to_string(),
+        (_, Some(n)) => format!("{n:?}"),
+        _ => return Err(gattling::Error::InvalidArgument("give --address or --name".into())),
+    };
+    let mut scan = host.scan(ScanOptions::default()).await?;
+    let found = tokio::time::timeout(Duration::from_secs_f64(scan_timeout.max(0.1)), async {
+        while let Some(r) = scan.next().await {
+            let by_addr = address.is_some_and(|a| a == r.address.addr);
+            let by_name = name.as_deref().is_some_and(|n| AdvData::parse_lenient(&r.data).local_name() == Some(n));
+            if by_addr || by_name {
+                return Some(r);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| gattling::Error::Timeout("no advertiser matched within --scan-timeout"))?;
+    scan.stop().await?;
+    eprintln!("found {want} at {}", found.address);
+    let conn = host.connect(found.address, gattling::ConnectOptions::default()).await?;
+    let client = GattClient::new(conn, ClientOptions::default()).await?;
+    let result = run_gatt(&client, json, command).await;
+    let _ = client.disconnect().await;
+    result
+}
+
+async fn run_gatt(
+    client: &gattling::gatt_client::GattClient,
+    json: bool,
+    command: GattCmd,
+) -> Result<(), gattling::Error> {
+    match command {
+        GattCmd::Discover => {
+            let mut services = Vec::new();
+            for s in client.discover_services().await? {
+                let includes = client.find_included_services(&s).await?;
+                let mut chars = Vec::new();
+                for c in client.discover_characteristics(s.start, s.end, None).await? {
+                    let descs = client.discover_descriptors(&c).await?;
+                    chars.push((c, descs));
+                }
+                services.push((s, includes, chars));
+            }
+            if json {
+                let doc = serde_json::json!({ "services": services.iter().map(|(s, inc, chars)| serde_json::json!({
+                    "uuid": uuid_str(&s.uuid), "start": s.start, "end": s.end,
+                    "includes": inc.iter().map(|i| serde_json::json!({"handle": i.handle, "start": i.start, "end": i.end, "uuid": uuid_str(&i.uuid)})).collect::<Vec<_>>(),
+                    "characteristics": chars.iter().map(|(c, d)| serde_json::json!({
+                        "uuid": uuid_str(&c.uuid), "handle": c.handle, "value_handle": c.value_handle,
+                        "properties": c.properties, "end_handle": c.end_handle,
+                        "descriptors": d.iter().map(|d| serde_json::json!({"handle": d.handle, "uuid": uuid_str(&d.uuid)})).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>() });
+                println!("{doc}");
+            } else {
+                for (s, inc, chars) in &services {
+                    println!("service {} handles {:#06x}-{:#06x}", uuid_str(&s.uuid), s.start, s.end);
+                    for i in inc {
+                        println!(
+                            "  include {} handles {:#06x}-{:#06x} (at {:#06x})",
+                            uuid_str(&i.uuid),
+                            i.start,
+                            i.end,
+                            i.handle
+                        );
+                    }
+                    for (c, descs) in chars {
+                        println!(
+                            "  characteristic {} value {:#06x} properties {:#04x} ({})",
+                            uuid_str(&c.uuid),
+                            c.value_handle,
+                            c.properties,
+                            property_names(c.properties)
+                        );
+                        for d in descs {
+                            println!("    descriptor {} at {:#06x}", uuid_str(&d.uuid), d.handle);
+                        }
+                    }
+                }
+            }
+        }
+        GattCmd::Read { handle } => {
+            let value = client.read_long(handle).await?;
+            if json {
+                println!("{}", serde_json::json!({"handle": handle, "value": hex(&value)}));
+            } else {
+                println!("{handle:#06x}: {}", hex(&value));
+            }
+        }
+        GattCmd::Write { handle, value, no_response, long, reliable } => {
+            let v = value.0;
+            if no_response {
+                client.write_without_response(handle, &v).await?;
+            } else if reliable {
+                client.reliable_write(&[(handle, &v)]).await?;
+            } else if long {
+                client.write_long(handle, &v).await?;
+            } else {
+                client.write(handle, &v).await?;
+            }
+            if json {
+                println!("{}", serde_json::json!({"handle": handle, "written": hex(&v)}));
+            } else {
+                println!("{handle:#06x}: wrote {} bytes", v.len());
+            }
+        }
+        GattCmd::Subscribe { handle, indicate, count } => {
+            let ch = find_characteristic(client, handle).await?;
+            let mut sub = client.subscribe(&ch, indicate).await?;
+            let mut n = 0u64;
+            while count.is_none_or(|c| n < c) {
+                let Some(v) = sub.next().await else { break };
+                n += 1;
+                if json {
+                    println!("{}", serde_json::json!({"handle": handle, "value": hex(&v)}));
+                } else {
+                    println!("{handle:#06x}: {}", hex(&v));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn find_characteristic(
+    client: &gattling::gatt_client::GattClient,
+    value_handle: u16,
+) -> Result<gattling::proto::gatt::client::CharacteristicInfo, gattling::Error> {
+    for s in client.discover_services().await? {
+        if value_handle < s.start || value_handle > s.end {
+            continue;
+        }
+        if let Some(c) = client
+            .discover_characteristics(s.start, s.end, None)
+            .await?
+            .into_iter()
+            .find(|c| c.value_handle == value_handle)
+        {
+            return Ok(c);
+        }
+    }
+    Err(gattling::Error::InvalidArgument(format!("no characteristic has its value at handle {value_handle:#06x}")))
+}
+
+fn property_names(p: u8) -> String {
+    let names =
+        ["broadcast", "read", "write-without-response", "write", "notify", "indicate", "signed-write", "extended"];
+    names.iter().enumerate().filter(|(i, _)| p & (1 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
 }

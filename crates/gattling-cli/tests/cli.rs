@@ -253,3 +253,80 @@ async fn serve_answers_a_bumble_client_and_logs_each_access() {
     assert!(log.iter().any(|l| l.starts_with("subscribe: 6A770002") && l.ends_with("notifications")), "{log:?}");
     let _ = serve.kill().await;
 }
+
+/// Starts `gattling controller` on a free port; returns the child and the transport string.
+async fn controller_server() -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server =
+        gattling().args(["controller", "--listen", &listen]).stderr(Stdio::piped()).spawn().expect("controller");
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let banner = tokio::time::timeout(STEP, stderr.next_line()).await.expect("banner").expect("read");
+    assert!(banner.is_some_and(|l| l.contains("listening on")));
+    (server, format!("tcp-client:{listen}"))
+}
+
+async fn gatt_cli(transport: &str, args: &[&str]) -> std::process::Output {
+    gattling()
+        .args(["--transport", transport, "gatt", "--name", "cli-gatt"])
+        .args(args)
+        .output()
+        .await
+        .expect("run gattling gatt")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gatt_command_discovers_reads_writes_and_subscribes() {
+    let (mut controller, transport) = controller_server().await;
+    let mut serve = gattling()
+        .args(["--transport", &transport, "serve", "--name", "cli-gatt"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = gatt_cli(&transport, &["--json", "discover"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let services = doc["services"].as_array().expect("services");
+    assert_eq!(services[0]["uuid"], "1800");
+    let svc2 = services.iter().find(|s| s["uuid"] == "04D2").expect("Pycom service 2 (uuid=1234)");
+    let chr2 = &svc2["characteristics"][0];
+    assert_eq!(chr2["uuid"], "11D7");
+    assert_eq!(chr2["properties"], 0x1A);
+    let h = chr2["value_handle"].as_u64().expect("handle").to_string();
+    let svc1 = services.iter().find(|s| s["uuid"].as_str().is_some_and(|u| u.len() == 36)).expect("128-bit service");
+    assert_eq!(svc1["uuid"], "36353433-3231-3039-3837-363534333231", "Pycom's b'1234567890123456', little-endian");
+
+    let out = gatt_cli(&transport, &["--json", "read", &h]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["value"], "1234");
+
+    let out = gatt_cli(&transport, &["write", &h, "c0ffee", "--reliable"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatt_cli(&transport, &["read", &h]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("c0ffee"));
+
+    let counter = services
+        .iter()
+        .flat_map(|s| s["characteristics"].as_array().cloned().unwrap_or_default())
+        .find(|c| c["uuid"] == "6A770002-9D1E-4B1C-A0A5-4B5C5E7AD0C0")
+        .expect("counter");
+    let ch = counter["value_handle"].as_u64().expect("handle").to_string();
+    let out = gatt_cli(&transport, &["--json", "subscribe", &ch, "--count", "2"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    // Failure: exit non-zero, the ATT error named.
+    let out = gatt_cli(&transport, &["read", "0xFFF0"]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid Handle"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = serve.kill().await;
+    let _ = controller.kill().await;
+}
