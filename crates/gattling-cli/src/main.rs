@@ -152,7 +152,7 @@ fn parse_handle(s: &str) -> Result<u16, String> {
 
 fn parse_hex(s: &str) -> Result<HexBytes, String> {
     let s = s.trim_start_matches("0x");
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(format!("{s:?}: an even number of hex digits is needed"));
     }
     (0..s.len())
@@ -548,7 +548,7 @@ async fn gatt(
     .await
     .ok()
     .flatten()
-    .ok_or_else(|| gattling::Error::Timeout("no advertiser matched within --scan-timeout"))?;
+    .ok_or(gattling::Error::Timeout("no advertiser matched within --scan-timeout"))?;
     scan.stop().await?;
     eprintln!("found {want} at {}", found.address);
     let conn = host.connect(found.address, gattling::ConnectOptions::default()).await?;
