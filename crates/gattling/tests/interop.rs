@@ -555,3 +555,78 @@ async fn bumble_client_runs_every_gatt_procedure_against_the_gattling_server(rc:
 }
 
 on_each_controller!(bumble_client_runs_every_gatt_procedure_against_the_gattling_server);
+
+async fn gattling_client_runs_every_procedure_against_a_bumble_server(rc: Bed) {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    use gattling::proto::Uuid;
+    let transport = rc.transport();
+    let mut server =
+        Peer::start("bumble_gatt_server.py", &["--transport", &transport, "--name", "bumble-gatts", "--timeout", "40"]);
+    server.expect("advertising", STEP).await;
+    let host = host_on(&rc).await;
+    let report = find_by_name(&host, "bumble-gatts").await;
+    let conn = host.connect(report.address, ConnectOptions::default()).await.expect("connect");
+    let client = GattClient::new(conn, ClientOptions::default()).await.expect("client");
+    assert_eq!(client.mtu(), 517);
+    let b = |n: u8| Uuid::from_be_u128(0x12345678_1234_5678_1234_56789abcdef0 + n as u128);
+
+    // Discovery with 16- and 128-bit UUIDs, an included 128-bit secondary service, descriptors.
+    let services = client.discover_services().await.expect("services");
+    let svc_a = *services.iter().find(|s| s.uuid == Uuid::U16(0x180D)).expect("service A");
+    let svc_b = *services.iter().find(|s| s.uuid == b(0)).expect("service B (128-bit)");
+    let inc = client.find_included_services(&svc_b).await.expect("includes");
+    assert_eq!(inc.len(), 1);
+    assert_eq!(
+        inc[0].uuid,
+        Uuid::from_be_u128(0x0000aaaa_0000_1000_8000_00805f9b34fc),
+        "128-bit include read from its declaration"
+    );
+    let chars_a = client.discover_characteristics(svc_a.start, svc_a.end, None).await.expect("chars A");
+    let chars_b = client.discover_characteristics(svc_b.start, svc_b.end, None).await.expect("chars B");
+    assert_eq!(chars_a.len(), 2);
+    assert_eq!(chars_b.iter().map(|c| c.uuid).collect::<Vec<_>>(), (1..=5).map(b).collect::<Vec<_>>());
+    let mut descriptors = Vec::new();
+    for c in [&chars_a[0], &chars_a[1], &chars_b[3], &chars_b[4]] {
+        let found = client.discover_descriptors(c).await.expect("descriptors");
+        descriptors.push(found.iter().map(|d| d.uuid).collect::<Vec<_>>());
+    }
+    assert_eq!(descriptors[0], [Uuid::U16(0x2901), Uuid::U16(0x2902)]);
+    assert_eq!(descriptors[1], [Uuid::U16(0x2904)]);
+    assert_eq!(descriptors[2], [Uuid::U16(0x2900)]);
+    assert_eq!(descriptors[3], [b(9)]);
+
+    // Reads: short, 512-byte long, by UUID, multiple.
+    let (hr, loc) = (chars_a[0].value_handle, chars_a[1].value_handle);
+    assert_eq!(client.read(hr).await.expect("read"), [0x00, 0x48]);
+    let long: Vec<u8> = (0..512u32).map(|i| i as u8).collect();
+    assert_eq!(client.read_long(chars_b[0].value_handle).await.expect("read long"), long);
+    assert_eq!(client.read_by_uuid(1, 0xFFFF, Uuid::U16(0x2A38)).await.expect("by uuid"), [(loc, vec![1])]);
+    assert_eq!(client.read_multiple(&[hr, loc]).await.expect("multiple"), [0x00, 0x48, 0x01]);
+
+    // Writes: short, long, reliable.
+    client.write(chars_b[1].value_handle, b"hi").await.expect("write");
+    assert_eq!(server.expect("write", STEP).await["value"], "6869");
+    let new_long: Vec<u8> = (0..512u32).map(|i| (i * 3) as u8).collect();
+    client.write_long(chars_b[0].value_handle, &new_long).await.expect("write long");
+    assert_eq!(server.expect("write", STEP).await["value"], hexs(&new_long));
+    client.reliable_write(&[(chars_b[3].value_handle, b"reliable!")]).await.expect("reliable write");
+    assert_eq!(server.expect("write", STEP).await["value"], hexs(b"reliable!"));
+
+    // 100 notifications, then 20 indications, in order and complete.
+    let mut notes = client.subscribe(&chars_b[2], false).await.expect("notify");
+    for n in 0..100u16 {
+        let v = tokio::time::timeout(STEP, notes.next()).await.expect("in time").expect("notification");
+        assert_eq!(v, n.to_le_bytes(), "notification {n}");
+    }
+    let mut inds = client.subscribe(&chars_b[2], true).await.expect("indicate");
+    for n in 0..20u16 {
+        let (event, v) = tokio::time::timeout(STEP, inds.next_event()).await.expect("in time").expect("indication");
+        assert_eq!((event, v), (0x40, n.to_le_bytes().to_vec()), "indication {n}");
+    }
+    assert_eq!(server.expect("notifications_sent", STEP).await["count"], 100);
+    assert_eq!(server.expect("indications_sent", STEP).await["count"], 20);
+    client.disconnect().await.expect("disconnect");
+    server.finish().await;
+}
+
+on_each_controller!(gattling_client_runs_every_procedure_against_a_bumble_server);
