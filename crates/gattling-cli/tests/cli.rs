@@ -18,6 +18,21 @@ fn gattling() -> Command {
     c
 }
 
+/// Waits until the child prints a stderr line containing `text`.
+async fn wait_for_stderr(child: &mut tokio::process::Child, text: &str) {
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stderr.next_line().await.expect("stderr") {
+            if l.contains(text) {
+                return;
+            }
+        }
+        panic!("the program exited before printing {text:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {text:?} within {STEP:?}"));
+}
+
 async fn scan_json(transport: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = gattling()
         .args(["--transport", transport, "scan", "--duration", "2", "--json"])
@@ -87,17 +102,7 @@ async fn advertise_logs_connection_and_disconnection() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run gattling advertise");
-    let mut stderr = BufReader::new(adv.stderr.take().expect("stderr")).lines();
-    tokio::time::timeout(STEP, async {
-        while let Some(l) = stderr.next_line().await.expect("stderr") {
-            if l.contains("advertising \"cli-adv\"") {
-                return;
-            }
-        }
-        panic!("gattling advertise exited early");
-    })
-    .await
-    .expect("advertising started");
+    wait_for_stderr(&mut adv, "advertising \"cli-adv\"").await;
     let mut central = Peer::start(
         "bumble_central.py",
         &["--transport", &transport, "--name", "cli-adv", "--disconnect-after", "0.3"],
@@ -201,17 +206,7 @@ async fn serve_answers_a_bumble_client_and_logs_each_access() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run gattling serve");
-    let mut stderr = BufReader::new(serve.stderr.take().expect("stderr")).lines();
-    tokio::time::timeout(STEP, async {
-        while let Some(l) = stderr.next_line().await.expect("stderr") {
-            if l.contains("serving the demo database") {
-                return;
-            }
-        }
-        panic!("gattling serve exited early");
-    })
-    .await
-    .expect("serving");
+    wait_for_stderr(&mut serve, "serving the demo database").await;
     // Pycom example characteristic 2 (uuid=4567 = 0x11D7, value 0x1234) and the counter.
     let counter = "6A770002-9D1E-4B1C-A0A5-4B5C5E7AD0C0";
     let mut client = Peer::start(
