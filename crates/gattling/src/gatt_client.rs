@@ -277,6 +277,22 @@ impl GattClient {
         })
     }
 
+    /// Declares support for Multiple Handle Value Notifications by setting bit 2 of the server's
+    /// Client Supported Features (Core Vol 3 Part G §7.2); such notifications are then split back
+    /// into one value per characteristic for subscribers. Returns false if the server has no
+    /// Client Supported Features characteristic.
+    pub async fn enable_multiple_notifications(&self) -> Result<bool, Error> {
+        let found = match self.read_by_uuid(1, 0xFFFF, Uuid::U16(uuids::CLIENT_SUPPORTED_FEATURES)).await {
+            Ok(f) => f,
+            Err(Error::Gatt(gattling_proto::gatt::client::ClientError::Att { .. })) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let Some((handle, value)) = found.into_iter().next() else { return Ok(false) };
+        let bits = value.first().copied().unwrap_or(0) | 0x04;
+        self.write(handle, &[bits]).await?;
+        Ok(true)
+    }
+
     /// All primary services as objects (Pycom `GATTCConnection.services()`).
     pub async fn services(&self) -> Result<Vec<RemoteService>, Error> {
         Ok(self

@@ -136,6 +136,25 @@ async fn every_procedure_against_the_gattling_server() {
 }
 
 #[tokio::test]
+async fn multiple_handle_value_notifications_are_split_per_characteristic() {
+    let (server_host, s, _client_host, c) = link("gc-multi").await;
+    let server = install(&server_host);
+    let client = GattClient::new(c, ClientOptions::default()).await.expect("client");
+    assert!(client.enable_multiple_notifications().await.expect("features"));
+    let services = client.discover_services().await.expect("services");
+    let s1 = services.iter().find(|x| x.uuid == demo::SERVICE_1).expect("s1");
+    let s2 = services.iter().find(|x| x.uuid == demo::SERVICE_2).expect("s2");
+    let ch1 = client.discover_characteristics(s1.start, s1.end, None).await.expect("c1")[0];
+    let ch2 = client.discover_characteristics(s2.start, s2.end, None).await.expect("c2")[0];
+    let mut sub1 = client.subscribe(&ch1, false).await.expect("sub1");
+    let mut sub2 = client.subscribe(&ch2, false).await.expect("sub2");
+    let (c1, c2) = (server.characteristic(demo::CHAR_1).expect("c1"), server.characteristic(demo::CHAR_2).expect("c2"));
+    server.notify_multiple(s.handle(), &[(&c1, b"first"), (&c2, b"second")]);
+    assert_eq!(sub1.next().await, Some(b"first".to_vec()));
+    assert_eq!(sub2.next().await, Some(b"second".to_vec()));
+}
+
+#[tokio::test]
 async fn concurrent_calls_queue_and_all_complete_and_disconnect_fails_pending() {
     let (server_host, s, _client_host, c) = link("gc-concurrent").await;
     let server = install(&server_host);

@@ -701,3 +701,73 @@ impl Procedure for WriteLong {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Drives a procedure with scripted answers; returns the result or None if it wants more.
+    fn drive<P: Procedure>(mut p: P, answers: &[Vec<u8>]) -> Option<Result<P::Output, ClientError>> {
+        let mut step = p.start();
+        for a in answers {
+            match step {
+                Step::Done(out) => return Some(Ok(out)),
+                Step::Send(_) => match p.on_response(a) {
+                    Ok(s) => step = s,
+                    Err(e) => return Some(Err(e)),
+                },
+            }
+        }
+        match step {
+            Step::Done(out) => Some(Ok(out)),
+            Step::Send(_) => None,
+        }
+    }
+
+    #[test]
+    fn service_discovery_walks_until_attribute_not_found() {
+        let answers = [
+            alloc::vec![0x11, 6, 1, 0, 5, 0, 0x00, 0x18, 6, 0, 9, 0, 0x01, 0x18],
+            alloc::vec![0x01, 0x10, 10, 0, 0x0A],
+        ];
+        let out = drive(DiscoverServices::all(), &answers).expect("done").expect("ok");
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[1].start, out[1].end, out[1].uuid), (6, 9, Uuid::U16(0x1801)));
+    }
+
+    #[test]
+    fn reliable_write_cancels_on_a_wrong_echo() {
+        let mut p = WriteLong::new(&[(3, b"abc")], 23);
+        assert_eq!(p.start(), Step::Send(alloc::vec![0x16, 3, 0, 0, 0, b'a', b'b', b'c']));
+        // The echo differs: the queue is cancelled (Execute Write flags 0), then the error.
+        assert_eq!(p.on_response(&[0x17, 3, 0, 0, 0, b'a', b'b', b'X']), Ok(Step::Send(alloc::vec![0x18, 0x00])));
+        assert_eq!(p.on_response(&[0x19]), Err(ClientError::EchoMismatch { handle: 3, offset: 0 }));
+    }
+
+    proptest! {
+        /// Arbitrary answers never panic, and every procedure ends within a bounded number of
+        /// answers when the server keeps sending garbage (no endless loop).
+        #[test]
+        fn arbitrary_answers_never_panic_or_loop(answers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..12)) {
+            let _ = drive(DiscoverServices::all(), &answers);
+            let _ = drive(DiscoverServices::by_uuid(Uuid::U16(0x180D)), &answers);
+            let _ = drive(FindIncludedServices::new(1, 0xFFFF), &answers);
+            let _ = drive(DiscoverCharacteristics::new(1, 0xFFFF, None), &answers);
+            let _ = drive(DiscoverDescriptors::new(1, 0xFFFF), &answers);
+            let _ = drive(Read::new(3, 23, true), &answers);
+            let _ = drive(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &answers);
+            let _ = drive(ReadMultiple::new(&[1, 2], true), &answers);
+            let _ = drive(WriteLong::new(&[(3, &[1u8; 60][..])], 23), &answers);
+        }
+
+        /// A server that always answers with a "full" discovery page of the same handles is caught.
+        #[test]
+        fn repeated_pages_are_caught(h in 1u16..0xFFF0) {
+            let b = h.to_le_bytes();
+            let page = alloc::vec![0x05, 0x01, b[0], b[1], 0x02, 0x29];
+            let r = drive(DiscoverDescriptors::new(h, 0xFFFF), &[page.clone(), page.clone(), page]);
+            prop_assert!(matches!(r, Some(Err(ClientError::OutOfRange { .. } | ClientError::NoProgress(_)))), "{:?}", r);
+        }
+    }
+}
