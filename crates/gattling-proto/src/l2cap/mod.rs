@@ -226,10 +226,11 @@ pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, mut emit:
         let mut pkt = Vec::with_capacity(1 + 4 + n);
         pkt.push(crate::hci::PacketType::Acl as u8);
         pkt.extend_from_slice(&acl.to_bytes());
-        for i in offset..offset + n {
-            let b = if i < HEADER_LEN { header.get(i) } else { payload.get(i - HEADER_LEN) };
-            pkt.push(b.copied().unwrap_or(0));
-        }
+        // The part of the header in this fragment, then the part of the payload.
+        let end = offset + n;
+        pkt.extend_from_slice(header.get(offset.min(HEADER_LEN)..end.min(HEADER_LEN)).unwrap_or(&[]));
+        let (from, to) = (offset.saturating_sub(HEADER_LEN), end.saturating_sub(HEADER_LEN));
+        pkt.extend_from_slice(payload.get(from..to).unwrap_or(&[]));
         emit(pkt);
         offset += n;
     }
