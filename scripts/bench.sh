@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproducible micro-benchmarks for the sans-IO core (criterion): the ATT codec (benches/att.rs)
+# Reproducible micro-benchmarks for the sans-IO core (criterion): the ATT codec (benches/att.rs),
+# the GATT server (benches/gatt.rs)
 # and L2CAP reassembly / host receive path (benches/l2cap.rs). Results: BENCHMARKS.md.
 # Prints the machine first so a run can be compared with the table there.
 #   scripts/bench.sh                    # all att + l2cap benches
@@ -19,8 +20,8 @@ echo "kernel:  $(uname -srm)"
 echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (dirty)')"
 echo
 
-echo "== cargo bench -p gattling-proto --bench att --bench l2cap"
-cargo bench -p gattling-proto --bench att --bench l2cap -- \
+echo "== cargo bench -p gattling-proto --bench att --bench l2cap --bench gatt"
+cargo bench -p gattling-proto --bench att --bench l2cap --bench gatt -- \
     --warm-up-time 1 --measurement-time 3 --noplot "$@"
 
 # Summary from criterion's estimates (median of the per-sample times, and the slope estimate
