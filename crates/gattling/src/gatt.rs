@@ -3,7 +3,9 @@
 //! callbacks, and accumulated event bits.
 //!
 //! The sans-IO [`gattling_proto::gatt::Server`] answers requests inline in the host's receive
-//! task (no task switch per request); callbacks run there too, so they must be quick.
+//! task (no task switch per request); callbacks run there too, with the host locked, so they
+//! must be quick and must not call back into the server (such calls are refused and logged;
+//! spawn a task for follow-up work such as `set_value`).
 
 use crate::error::Error;
 use crate::host::Host;
@@ -51,6 +53,20 @@ impl Access for Hooks {
     fn authorize(&mut self, conn: ConnId, handle: u16, write: bool) -> bool {
         self.authorize.as_ref().is_none_or(|f| f(conn.0, handle, write))
     }
+}
+
+thread_local! {
+    /// Set while the server runs application hooks (with the host locked).
+    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the hook guard set, so hooks that call back into the server are refused
+/// instead of deadlocking.
+pub(crate) fn in_hooks<T>(f: impl FnOnce() -> T) -> T {
+    IN_HOOK.with(|g| g.set(true));
+    let r = f();
+    IN_HOOK.with(|g| g.set(false));
+    r
 }
 
 /// The server state a host carries once [`Host::gatt_server`] installed it.
@@ -128,6 +144,11 @@ impl Host {
 
 impl GattServer {
     fn with<T>(&self, f: impl FnOnce(&mut GattState) -> T) -> Option<T> {
+        if IN_HOOK.with(std::cell::Cell::get) {
+            // The host is locked while a hook runs; calling back in would deadlock.
+            tracing::warn!("GATT server called from inside a read/write/subscribe callback: ignored");
+            return None;
+        }
         self.host.with_gatt(f)
     }
 

@@ -870,7 +870,8 @@ async fn read_loop(
                 if let (true, Some(g)) = (for_server, gatt.as_mut()) {
                     let now = g.now();
                     let crate::gatt::GattState { server, hooks, scratch, .. } = g;
-                    if server.handle(gattling_proto::gatt::ConnId(handle), pdu, now, hooks, scratch) {
+                    let conn = gattling_proto::gatt::ConnId(handle);
+                    if crate::gatt::in_hooks(|| server.handle(conn, pdu, now, hooks, scratch)) {
                         replies.push((handle, scratch.clone()));
                     }
                 } else if let Some(link) = links.get(&handle) {

@@ -122,3 +122,23 @@ async fn multiple_handle_value_notification_goes_to_clients_that_declared_suppor
     let (h1, h2) = (c1.value_handle().to_le_bytes(), c2.value_handle().to_le_bytes());
     assert_eq!(c.recv_att().await.expect("multi"), [0x23, h1[0], h1[1], 1, 0, b'a', h2[0], h2[1], 1, 0, b'b']);
 }
+
+#[tokio::test]
+async fn a_callback_that_calls_back_into_the_server_does_not_deadlock() {
+    let (server_host, _s, _client_host, c) = pair("gatt-reentrant").await;
+    let server = server_host.gatt_server("gattling", 0);
+    for def in gattling::gatt::demo_services() {
+        server.add_service(def).expect("service");
+    }
+    let chr1 = server.characteristic(demo::CHAR_1).expect("chr1");
+    let inner = chr1.clone();
+    // Pycom handlers call chr.value() / chr.events(); here that is refused, not a deadlock.
+    chr1.on_read(move |_| {
+        let _ = inner.value();
+        let _ = inner.events();
+        None
+    });
+    let h = chr1.value_handle().to_le_bytes();
+    assert_eq!(request(&c, &[0x0A, h[0], h[1]]).await, [0x0B, 5]);
+    assert_eq!(chr1.value(), [5], "the server works normally outside callbacks");
+}
