@@ -28,6 +28,9 @@ pub enum Error {
     /// An operation did not finish in time.
     #[error("timed out: {0}")]
     Timeout(&'static str),
+    /// The operation was cancelled (e.g. a connection attempt by [`crate::Host::cancel_connect`]).
+    #[error("cancelled: {0}")]
+    Cancelled(&'static str),
     /// The connection ended.
     #[error("disconnected: {} (reason {reason:#04x})", status::name(*reason))]
     Disconnected {

@@ -958,7 +958,7 @@ fn dispatch_events(shared: &Shared, inner: &mut Inner) {
             HostEvent::ConnectionFailed { status } => {
                 if let Some(tx) = inner.connecting.take() {
                     let err = if status == status::UNKNOWN_CONNECTION_ID {
-                        Error::Timeout("connection attempt (cancelled)")
+                        Error::Cancelled("connection attempt")
                     } else {
                         Error::Command { opcode: Opcode::LE_CREATE_CONNECTION, name: "LE Create Connection", status }
                     };

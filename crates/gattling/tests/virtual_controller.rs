@@ -154,3 +154,20 @@ async fn a_garbage_host_gets_an_error_event_and_others_are_unaffected() {
     p.send_att(&[0x0B, 0x01]).expect("send");
     assert_eq!(c.recv_att().await.expect("recv"), [0x0B, 0x01]);
 }
+
+#[tokio::test]
+async fn a_connection_attempt_can_be_cancelled_explicitly() {
+    let host = Host::open("virtual:cancel").await.expect("host");
+    let ghost = gattling::proto::gap::Address {
+        addr: gattling::proto::gap::BdAddr([1, 2, 3, 4, 5, 0xC6]),
+        kind: gattling::proto::gap::AddressType::Random,
+    };
+    let h = host.clone();
+    let attempt = tokio::spawn(async move { h.connect(ghost, ConnectOptions::default()).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    host.cancel_connect().await.expect("cancel");
+    let r = tokio::time::timeout(Duration::from_secs(2), attempt).await.expect("ends promptly").expect("task");
+    assert!(matches!(r, Err(gattling::Error::Cancelled(_))), "{r:?}");
+    // Nothing left pending: cancelling again is refused by the controller.
+    assert!(host.cancel_connect().await.is_err());
+}
