@@ -10,15 +10,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-echo "== machine"
-echo "date:    $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-echo "cpu:     $(lscpu 2>/dev/null | grep 'Model name' | sed 's/Model name:[[:space:]]*//' || echo unknown)"
-echo "cores:   $(nproc)"
-echo "rustc:   $(rustc -V)"
-echo "cargo:   $(cargo -V)"
-echo "kernel:  $(uname -srm)"
-echo "commit:  $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git diff --quiet HEAD -- 2>/dev/null || echo ' (dirty)')"
-echo
+"$repo/scripts/machine-info.sh"
 
 echo "== cargo bench -p gattling-proto --bench att --bench l2cap --bench gatt"
 cargo bench -p gattling-proto --bench att --bench l2cap --bench gatt -- \

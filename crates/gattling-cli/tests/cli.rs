@@ -33,6 +33,24 @@ async fn wait_for_stderr(child: &mut tokio::process::Child, text: &str) {
     .unwrap_or_else(|_| panic!("no {text:?} within {STEP:?}"));
 }
 
+/// The child's stdout lines up to and including the first "disconnected:" line.
+async fn stdout_until_disconnected(child: &mut tokio::process::Child) -> Vec<String> {
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stdout.next_line().await.expect("stdout") {
+            let done = l.starts_with("disconnected:");
+            log.push(l);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("disconnection logged");
+    log
+}
+
 async fn scan_json(transport: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = gattling()
         .args(["--transport", transport, "scan", "--duration", "2", "--json"])
@@ -111,19 +129,7 @@ async fn advertise_logs_connection_and_disconnection() {
     assert_eq!(found["address"], "C0:DE:C0:DE:00:01");
     central.expect("disconnected", STEP).await;
     central.finish().await;
-    let mut stdout = BufReader::new(adv.stdout.take().expect("stdout")).lines();
-    let mut log = Vec::new();
-    tokio::time::timeout(STEP, async {
-        while let Some(l) = stdout.next_line().await.expect("stdout") {
-            let done = l.starts_with("disconnected:");
-            log.push(l);
-            if done {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("disconnection logged");
+    let log = stdout_until_disconnected(&mut adv).await;
     assert!(log[0].starts_with("connected: handle"), "{log:?}");
     assert!(log[0].contains("Peripheral"), "{log:?}");
     assert!(log.last().is_some_and(|l| l.contains("reason 0x13")), "{log:?}");
@@ -229,19 +235,7 @@ async fn serve_answers_a_bumble_client_and_logs_each_access() {
     client.expect("notification", STEP).await;
     client.expect("done", STEP).await;
     client.finish().await;
-    let mut stdout = BufReader::new(serve.stdout.take().expect("stdout")).lines();
-    let mut log = Vec::new();
-    tokio::time::timeout(STEP, async {
-        while let Some(l) = stdout.next_line().await.expect("stdout") {
-            let done = l.starts_with("disconnected:");
-            log.push(l);
-            if done {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("disconnection logged");
+    let log = stdout_until_disconnected(&mut serve).await;
     let has = |p: &str| log.iter().any(|l| l.starts_with(p) && l.contains("11D7"));
     assert!(has("read: 11D7"), "{log:?}");
     assert!(log.iter().any(|l| l.starts_with("write: 11D7") && l.ends_with("beef")), "{log:?}");
