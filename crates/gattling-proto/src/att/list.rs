@@ -9,6 +9,27 @@ use crate::uuid::Uuid;
 use core::iter::FusedIterator;
 use core::slice::ChunksExact;
 
+/// `IntoIterator` for a list type by its `iter()` method.
+macro_rules! into_iterator {
+    ($list:ident, $iter:ident, $item:ty) => {
+        impl<'a> IntoIterator for $list<'a> {
+            type Item = $item;
+            type IntoIter = $iter<'a>;
+            fn into_iter(self) -> Self::IntoIter {
+                self.iter()
+            }
+        }
+    };
+}
+
+/// The marker traits of iterators over fixed-size records (exact length, fused).
+macro_rules! exact_and_fused {
+    ($iter:ident) => {
+        impl ExactSizeIterator for $iter<'_> {}
+        impl FusedIterator for $iter<'_> {}
+    };
+}
+
 const WHAT_INFO: &str = "ATT information data";
 const WHAT_HANDLES_INFO: &str = "ATT handles information list";
 const WHAT_ATTR_DATA: &str = "ATT attribute data list";
@@ -116,13 +137,7 @@ impl<'a> InformationData<'a> {
     }
 }
 
-impl<'a> IntoIterator for InformationData<'a> {
-    type Item = (u16, Uuid);
-    type IntoIter = InformationIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(InformationData, InformationIter, (u16, Uuid));
 
 /// Iterator over Find Information Response pairs (Core Vol 3 Part F §3.4.3.2).
 #[derive(Debug, Clone)]
@@ -141,8 +156,7 @@ impl Iterator for InformationIter<'_> {
     }
 }
 
-impl ExactSizeIterator for InformationIter<'_> {}
-impl FusedIterator for InformationIter<'_> {}
+exact_and_fused!(InformationIter);
 
 /// Find By Type Value Response: (found handle, group end handle) pairs (Core Vol 3 Part F §3.4.3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,13 +196,7 @@ impl<'a> HandlesInformationList<'a> {
     }
 }
 
-impl<'a> IntoIterator for HandlesInformationList<'a> {
-    type Item = (u16, u16);
-    type IntoIter = HandlesInformationIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(HandlesInformationList, HandlesInformationIter, (u16, u16));
 
 /// Iterator over Find By Type Value Response pairs (Core Vol 3 Part F §3.4.3.4).
 #[derive(Debug, Clone)]
@@ -209,8 +217,7 @@ impl Iterator for HandlesInformationIter<'_> {
     }
 }
 
-impl ExactSizeIterator for HandlesInformationIter<'_> {}
-impl FusedIterator for HandlesInformationIter<'_> {}
+exact_and_fused!(HandlesInformationIter);
 
 /// Read By Type Response data: equal-length (handle, value) pairs (Core Vol 3 Part F §3.4.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -264,13 +271,7 @@ impl<'a> AttributeDataList<'a> {
     }
 }
 
-impl<'a> IntoIterator for AttributeDataList<'a> {
-    type Item = (u16, &'a [u8]);
-    type IntoIter = AttributeDataIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(AttributeDataList, AttributeDataIter, (u16, &'a [u8]));
 
 /// Iterator over Read By Type Response pairs (Core Vol 3 Part F §3.4.4.2).
 #[derive(Debug, Clone)]
@@ -288,8 +289,7 @@ impl<'a> Iterator for AttributeDataIter<'a> {
     }
 }
 
-impl ExactSizeIterator for AttributeDataIter<'_> {}
-impl FusedIterator for AttributeDataIter<'_> {}
+exact_and_fused!(AttributeDataIter);
 
 /// Read By Group Type Response data: equal-length (handle, end group handle, value) records
 /// (Core Vol 3 Part F §3.4.4.10).
@@ -344,13 +344,7 @@ impl<'a> GroupDataList<'a> {
     }
 }
 
-impl<'a> IntoIterator for GroupDataList<'a> {
-    type Item = (u16, u16, &'a [u8]);
-    type IntoIter = GroupDataIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(GroupDataList, GroupDataIter, (u16, u16, &'a [u8]));
 
 /// Iterator over Read By Group Type Response records (Core Vol 3 Part F §3.4.4.10).
 #[derive(Debug, Clone)]
@@ -370,8 +364,7 @@ impl<'a> Iterator for GroupDataIter<'a> {
     }
 }
 
-impl ExactSizeIterator for GroupDataIter<'_> {}
-impl FusedIterator for GroupDataIter<'_> {}
+exact_and_fused!(GroupDataIter);
 
 /// Set of two or more handles of a Read Multiple (Variable) Request (Core Vol 3 Part F §3.4.4.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -416,13 +409,7 @@ impl<'a> HandleList<'a> {
     }
 }
 
-impl<'a> IntoIterator for HandleList<'a> {
-    type Item = u16;
-    type IntoIter = HandleIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(HandleList, HandleIter, u16);
 
 /// Iterator over a handle list (Core Vol 3 Part F §3.4.4.7).
 #[derive(Debug, Clone)]
@@ -443,8 +430,7 @@ impl Iterator for HandleIter<'_> {
     }
 }
 
-impl ExactSizeIterator for HandleIter<'_> {}
-impl FusedIterator for HandleIter<'_> {}
+exact_and_fused!(HandleIter);
 
 /// Read Multiple Variable Response: (length, value) tuples, the last possibly cut short at
 /// ATT_MTU - 1 (Core Vol 3 Part F §3.4.4.12).
@@ -490,13 +476,7 @@ impl<'a> LengthValueList<'a> {
     }
 }
 
-impl<'a> IntoIterator for LengthValueList<'a> {
-    type Item = &'a [u8];
-    type IntoIter = LengthValueIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(LengthValueList, LengthValueIter, &'a [u8]);
 
 /// Iterator over Read Multiple Variable Response values (Core Vol 3 Part F §3.4.4.12).
 #[derive(Debug, Clone)]
@@ -561,13 +541,7 @@ impl<'a> HandleValueList<'a> {
     }
 }
 
-impl<'a> IntoIterator for HandleValueList<'a> {
-    type Item = (u16, u16, &'a [u8]);
-    type IntoIter = HandleValueIter<'a>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.iter()
-    }
-}
+into_iterator!(HandleValueList, HandleValueIter, (u16, u16, &'a [u8]));
 
 /// Iterator over Multiple Handle Value Notification tuples (Core Vol 3 Part F §3.4.7.4).
 #[derive(Debug, Clone)]
