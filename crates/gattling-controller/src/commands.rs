@@ -10,28 +10,6 @@ use gattling_proto::hci::command::{Command, Opcode};
 use gattling_proto::hci::event::{subevent, ConnectionComplete, Event, LeEvent};
 use gattling_proto::hci::status;
 
-/// Opcodes handled here that the host-side `Command` enum carries as `Other`.
-mod extra {
-    use gattling_proto::hci::command::Opcode;
-    pub const READ_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006C);
-    pub const WRITE_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006D);
-    pub const LE_READ_ADV_TX_POWER: Opcode = Opcode::new(0x08, 0x0007);
-    pub const LE_READ_FAL_SIZE: Opcode = Opcode::new(0x08, 0x000F);
-    pub const LE_CLEAR_FAL: Opcode = Opcode::new(0x08, 0x0010);
-    pub const LE_ADD_FAL: Opcode = Opcode::new(0x08, 0x0011);
-    pub const LE_REMOVE_FAL: Opcode = Opcode::new(0x08, 0x0012);
-    pub const LE_READ_REMOTE_FEATURES: Opcode = Opcode::new(0x08, 0x0016);
-    pub const LE_ENABLE_ENCRYPTION: Opcode = Opcode::new(0x08, 0x0019);
-    pub const LE_LTK_REPLY: Opcode = Opcode::new(0x08, 0x001A);
-    pub const LE_LTK_NEG_REPLY: Opcode = Opcode::new(0x08, 0x001B);
-    pub const LE_READ_SUPPORTED_STATES: Opcode = Opcode::new(0x08, 0x001C);
-    pub const LE_READ_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0023);
-    pub const LE_WRITE_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0024);
-    pub const LE_READ_MAX_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x002F);
-    pub const LE_READ_PHY: Opcode = Opcode::new(0x08, 0x0030);
-    pub const LE_SET_DEFAULT_PHY: Opcode = Opcode::new(0x08, 0x0031);
-}
-
 /// (octet, bit) of every command this controller implements in the Supported_Commands
 /// bit mask (Core Vol 4 Part E §6.27).
 const SUPPORTED: &[(usize, u8)] = &[
@@ -113,8 +91,8 @@ impl Radio {
     /// normally answer with it, Command Complete otherwise.
     fn fail(&mut self, id: ControllerId, opcode: Opcode, st: u8) {
         if opcode.completes_with_status()
-            || opcode == extra::LE_ENABLE_ENCRYPTION
-            || opcode == extra::LE_READ_REMOTE_FEATURES
+            || opcode == Opcode::LE_ENABLE_ENCRYPTION
+            || opcode == Opcode::LE_READ_REMOTE_FEATURES
         {
             self.status(id, opcode, st)
         } else {
@@ -422,19 +400,19 @@ impl Radio {
     fn other_command(&mut self, id: ControllerId, opcode: Opcode, params: &[u8]) {
         let mut r = Reader::new(params, "HCI command parameters");
         match opcode {
-            extra::WRITE_LE_HOST_SUPPORT
-            | extra::LE_CLEAR_FAL
-            | extra::LE_ADD_FAL
-            | extra::LE_REMOVE_FAL
-            | extra::LE_WRITE_SUGGESTED_DATA_LENGTH
-            | extra::LE_SET_DEFAULT_PHY => self.complete(id, opcode, &[0]),
-            extra::READ_LE_HOST_SUPPORT => self.complete(id, opcode, &[0, 1, 0]),
-            extra::LE_READ_ADV_TX_POWER => self.complete(id, opcode, &[0, 0]),
-            extra::LE_READ_FAL_SIZE => self.complete(id, opcode, &[0, 8]),
-            extra::LE_READ_SUPPORTED_STATES => self.complete(id, opcode, &[0, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0, 0, 0]),
-            extra::LE_READ_SUGGESTED_DATA_LENGTH => self.complete(id, opcode, &[0, 27, 0, 0x48, 0x01]),
-            extra::LE_READ_MAX_DATA_LENGTH => self.complete(id, opcode, &[0, 251, 0, 0x90, 0x42, 251, 0, 0x90, 0x42]),
-            extra::LE_READ_PHY => {
+            Opcode::WRITE_LE_HOST_SUPPORT
+            | Opcode::LE_CLEAR_FAL
+            | Opcode::LE_ADD_FAL
+            | Opcode::LE_REMOVE_FAL
+            | Opcode::LE_WRITE_SUGGESTED_DATA_LENGTH
+            | Opcode::LE_SET_DEFAULT_PHY => self.complete(id, opcode, &[0]),
+            Opcode::READ_LE_HOST_SUPPORT => self.complete(id, opcode, &[0, 1, 0]),
+            Opcode::LE_READ_ADV_TX_POWER => self.complete(id, opcode, &[0, 0]),
+            Opcode::LE_READ_FAL_SIZE => self.complete(id, opcode, &[0, 8]),
+            Opcode::LE_READ_SUPPORTED_STATES => self.complete(id, opcode, &[0, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0, 0, 0]),
+            Opcode::LE_READ_SUGGESTED_DATA_LENGTH => self.complete(id, opcode, &[0, 27, 0, 0x48, 0x01]),
+            Opcode::LE_READ_MAX_DATA_LENGTH => self.complete(id, opcode, &[0, 251, 0, 0x90, 0x42, 251, 0, 0x90, 0x42]),
+            Opcode::LE_READ_PHY => {
                 let Ok(handle) = r.u16() else { return self.complete(id, opcode, &[status::INVALID_PARAMETERS]) };
                 let h = handle.to_le_bytes();
                 match self.peer_of(id, handle).and_then(|(link, _, _)| self.links.get(&link)) {
@@ -445,7 +423,7 @@ impl Radio {
                     None => self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1], 0, 0]),
                 }
             }
-            extra::LE_READ_REMOTE_FEATURES => {
+            Opcode::LE_READ_REMOTE_FEATURES => {
                 let Ok(handle) = r.u16() else { return self.status(id, opcode, status::INVALID_PARAMETERS) };
                 if self.peer_of(id, handle).is_none() {
                     return self.status(id, opcode, status::UNKNOWN_CONNECTION_ID);
@@ -457,7 +435,7 @@ impl Radio {
                 p.extend_from_slice(&LE_FEATURES);
                 self.emit(id, &Event::Le(LeEvent::Unknown { subevent: 0x04, params: &p }));
             }
-            extra::LE_ENABLE_ENCRYPTION => {
+            Opcode::LE_ENABLE_ENCRYPTION => {
                 let (Ok(handle), Ok(rand), Ok(ediv), Ok(ltk)) = (r.u16(), r.u64(), r.u16(), r.array::<16>()) else {
                     return self.status(id, opcode, status::INVALID_PARAMETERS);
                 };
@@ -473,7 +451,7 @@ impl Radio {
                 }
                 self.emit(peer, &Event::Le(LeEvent::LongTermKeyRequest { handle: peer_handle, rand, ediv }));
             }
-            extra::LE_LTK_REPLY | extra::LE_LTK_NEG_REPLY => {
+            Opcode::LE_LTK_REPLY | Opcode::LE_LTK_NEG_REPLY => {
                 let Ok(handle) = r.u16() else { return self.complete(id, opcode, &[status::INVALID_PARAMETERS]) };
                 let h = handle.to_le_bytes();
                 let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
@@ -483,7 +461,7 @@ impl Radio {
                     // No LTK request is outstanding on this link (§7.8.25).
                     return self.complete(id, opcode, &[status::COMMAND_DISALLOWED, h[0], h[1]]);
                 };
-                if opcode == extra::LE_LTK_NEG_REPLY {
+                if opcode == Opcode::LE_LTK_NEG_REPLY {
                     self.complete(id, opcode, &[0, h[0], h[1]]);
                     let ev =
                         Event::EncryptionChange { status: status::PIN_OR_KEY_MISSING, handle: peer_handle, enabled: 0 };

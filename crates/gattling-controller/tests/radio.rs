@@ -1566,14 +1566,14 @@ fn read_phy_reflects_the_phy_in_use() {
     let (mut b, c, p, ch, ph) = connected_raw();
     let h = |x: u16| [x as u8, (x >> 8) as u8];
     assert_eq!(
-        b.cmd_raw(c, op::LE_READ_PHY, &h(ch)),
+        b.cmd_raw(c, Opcode::LE_READ_PHY, &h(ch)),
         Reply::Complete(vec![0, h(ch)[0], h(ch)[1], 1, 1]),
         "1M after connecting"
     );
     b.ok(c, &set_phy_2m(ch));
     b.run_for(100_000);
-    let rc = b.cmd_raw(c, op::LE_READ_PHY, &h(ch));
-    let rp = b.cmd_raw(p, op::LE_READ_PHY, &h(ph));
+    let rc = b.cmd_raw(c, Opcode::LE_READ_PHY, &h(ch));
+    let rp = b.cmd_raw(p, Opcode::LE_READ_PHY, &h(ph));
     assert_eq!(
         (rc.complete().to_vec(), rp.complete().to_vec()),
         (vec![0, h(ch)[0], h(ch)[1], 2, 2], vec![0, h(ph)[0], h(ph)[1], 2, 2]),
@@ -1585,7 +1585,7 @@ fn read_phy_reflects_the_phy_in_use() {
 fn read_remote_features_reports_the_peer_features() {
     let (mut b, c, _, ch, _) = connected_raw();
     let m = b.mark(c);
-    assert_eq!(b.cmd_raw(c, op::LE_READ_REMOTE_FEATURES, &[ch as u8, (ch >> 8) as u8]), Reply::Status(0));
+    assert_eq!(b.cmd_raw(c, Opcode::LE_READ_REMOTE_FEATURES, &[ch as u8, (ch >> 8) as u8]), Reply::Status(0));
     let ev: Vec<_> = b
         .node(c)
         .le_events_since(m)
@@ -1649,7 +1649,7 @@ fn encryption_changes(b: &Bench, i: usize, mark: usize) -> Vec<(u8, u16, u8)> {
 /// Starts encryption from the central and returns the peripheral's LTK request.
 fn start_encryption(b: &mut Bench, c: usize, p: usize, ch: u16) -> Vec<LeEvent<'static>> {
     let mp = b.mark(p);
-    let r = b.cmd_raw(c, op::LE_ENABLE_ENCRYPTION, &enable_encryption_params(ch, RAND, EDIV, LTK));
+    let r = b.cmd_raw(c, Opcode::LE_ENABLE_ENCRYPTION, &enable_encryption_params(ch, RAND, EDIV, LTK));
     assert_eq!(r, Reply::Status(0));
     b.node(p)
         .le_events_since(mp)
@@ -1675,7 +1675,7 @@ fn ltk_reply_with_the_same_key_enables_encryption_on_both_sides() {
     let (mut b, c, p, ch, ph) = connected_raw();
     start_encryption(&mut b, c, p, ch);
     let (mc, mp) = (b.mark(c), b.mark(p));
-    let r = b.cmd_raw(p, op::LE_LTK_REPLY, &ltk_reply_params(ph, LTK));
+    let r = b.cmd_raw(p, Opcode::LE_LTK_REPLY, &ltk_reply_params(ph, LTK));
     assert_eq!(r, Reply::Complete(vec![0, ph as u8, (ph >> 8) as u8]));
     assert_eq!(encryption_changes(&b, c, mc), vec![(0, ch, 1)]);
     assert_eq!(encryption_changes(&b, p, mp), vec![(0, ph, 1)]);
@@ -1694,7 +1694,7 @@ fn ltk_reply_with_a_different_key_disconnects_both_with_mic_failure() {
     let (mc, mp) = (b.mark(c), b.mark(p));
     let mut wrong = LTK;
     wrong[0] ^= 1;
-    let r = b.cmd_raw(p, op::LE_LTK_REPLY, &ltk_reply_params(ph, wrong));
+    let r = b.cmd_raw(p, Opcode::LE_LTK_REPLY, &ltk_reply_params(ph, wrong));
     assert_eq!(r, Reply::Complete(vec![0, ph as u8, (ph >> 8) as u8]));
     b.run_for(100_000);
     assert!(encryption_changes(&b, c, mc).is_empty() && encryption_changes(&b, p, mp).is_empty());
@@ -1708,7 +1708,7 @@ fn ltk_negative_reply_gives_the_central_encryption_change_0x06() {
     let (mut b, c, p, ch, ph) = connected_raw();
     start_encryption(&mut b, c, p, ch);
     let (mc, mp) = (b.mark(c), b.mark(p));
-    let r = b.cmd_raw(p, op::LE_LTK_NEG_REPLY, &ph.to_le_bytes());
+    let r = b.cmd_raw(p, Opcode::LE_LTK_NEG_REPLY, &ph.to_le_bytes());
     assert_eq!(r, Reply::Complete(vec![0, ph as u8, (ph >> 8) as u8]));
     assert_eq!(encryption_changes(&b, c, mc), vec![(status::PIN_OR_KEY_MISSING, ch, 0)]);
     assert!(encryption_changes(&b, p, mp).is_empty());
@@ -1724,18 +1724,18 @@ fn gattling_host_as_peripheral_refuses_ltk_and_the_central_sees_0x06() {
     let mc = b.mark(c);
     let mp = b.mark(p);
     start_encryption(&mut b, c, p, ch);
-    assert_eq!(b.reply_since(p, mp, op::LE_LTK_NEG_REPLY), Reply::Complete(vec![0, ph as u8, (ph >> 8) as u8]));
+    assert_eq!(b.reply_since(p, mp, Opcode::LE_LTK_NEG_REPLY), Reply::Complete(vec![0, ph as u8, (ph >> 8) as u8]));
     assert_eq!(encryption_changes(&b, c, mc), vec![(status::PIN_OR_KEY_MISSING, ch, 0)]);
 }
 
 #[test]
 fn enable_encryption_from_the_peripheral_or_unknown_handle_fails() {
     let (mut b, c, p, _, ph) = connected_raw();
-    let r = b.cmd_raw(p, op::LE_ENABLE_ENCRYPTION, &enable_encryption_params(ph, RAND, EDIV, LTK));
+    let r = b.cmd_raw(p, Opcode::LE_ENABLE_ENCRYPTION, &enable_encryption_params(ph, RAND, EDIV, LTK));
     assert_eq!(r, Reply::Status(status::COMMAND_DISALLOWED), "only the central starts encryption");
-    let r = b.cmd_raw(c, op::LE_ENABLE_ENCRYPTION, &enable_encryption_params(0x0444, RAND, EDIV, LTK));
+    let r = b.cmd_raw(c, Opcode::LE_ENABLE_ENCRYPTION, &enable_encryption_params(0x0444, RAND, EDIV, LTK));
     assert_eq!(r, Reply::Status(status::UNKNOWN_CONNECTION_ID));
-    let r = b.cmd_raw(p, op::LE_LTK_REPLY, &ltk_reply_params(0x0444, LTK));
+    let r = b.cmd_raw(p, Opcode::LE_LTK_REPLY, &ltk_reply_params(0x0444, LTK));
     assert_eq!(r, Reply::Complete(vec![status::UNKNOWN_CONNECTION_ID, 0x44, 0x04]));
 }
 
@@ -1743,11 +1743,11 @@ fn enable_encryption_from_the_peripheral_or_unknown_handle_fails() {
 fn re_encrypting_an_encrypted_link_reports_key_refresh_complete() {
     let (mut b, c, p, ch, ph) = connected_raw();
     start_encryption(&mut b, c, p, ch);
-    b.ok(p, &Command::Other { opcode: op::LE_LTK_REPLY, params: ltk_reply_params(ph, LTK) });
+    b.ok(p, &Command::Other { opcode: Opcode::LE_LTK_REPLY, params: ltk_reply_params(ph, LTK) });
     let (mc, mp) = (b.mark(c), b.mark(p));
     let req = start_encryption(&mut b, c, p, ch);
     assert_eq!(req.len(), 1, "the peripheral is asked for the key again");
-    b.ok(p, &Command::Other { opcode: op::LE_LTK_REPLY, params: ltk_reply_params(ph, LTK) });
+    b.ok(p, &Command::Other { opcode: Opcode::LE_LTK_REPLY, params: ltk_reply_params(ph, LTK) });
     let refresh = |i: usize, m: usize| -> Vec<Vec<u8>> {
         b.node(i)
             .events_since(m)
@@ -1790,8 +1790,8 @@ fn truncated_parameters_get_0x12_with_the_commands_usual_event() {
         (Opcode::DISCONNECT, 2),
         (Opcode::LE_CONNECTION_UPDATE, 13),
         (Opcode::LE_SET_PHY, 6),
-        (op::LE_ENABLE_ENCRYPTION, 27),
-        (op::LE_READ_REMOTE_FEATURES, 1),
+        (Opcode::LE_ENABLE_ENCRYPTION, 27),
+        (Opcode::LE_READ_REMOTE_FEATURES, 1),
     ] {
         let mut params = vec![0u8; len];
         params[0] = ch as u8;
@@ -1809,7 +1809,7 @@ fn truncated_parameters_get_0x12_with_the_commands_usual_event() {
         (Opcode::LE_SET_SCAN_ENABLE, 1),
         (Opcode::LE_ENCRYPT, 31),
         (Opcode::LE_SET_DATA_LENGTH, 5),
-        (op::LE_READ_PHY, 1),
+        (Opcode::LE_READ_PHY, 1),
     ] {
         let r = b.cmd_raw(c, opcode, &vec![0u8; len]);
         assert_eq!(r.complete().first(), Some(&status::INVALID_PARAMETERS), "{:#06x} with {len} octets", opcode.0);
@@ -2023,10 +2023,10 @@ fn unsolicited_ltk_replies_do_not_affect_the_link() {
     let (mut b, c, p, _, ph) = connected_raw();
     let (mc, mp) = (b.mark(c), b.mark(p));
     // No LE Long Term Key Request is pending on this link.
-    let neg = b.cmd_raw(p, op::LE_LTK_NEG_REPLY, &ph.to_le_bytes());
+    let neg = b.cmd_raw(p, Opcode::LE_LTK_NEG_REPLY, &ph.to_le_bytes());
     b.run_for(100_000);
     let spurious = encryption_changes(&b, c, mc);
-    let pos = b.cmd_raw(p, op::LE_LTK_REPLY, &ltk_reply_params(ph, LTK));
+    let pos = b.cmd_raw(p, Opcode::LE_LTK_REPLY, &ltk_reply_params(ph, LTK));
     b.run_for(100_000);
     let dc = (b.node(c).disconnections_since(mc), b.node(p).disconnections_since(mp));
     assert!(

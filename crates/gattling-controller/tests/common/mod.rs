@@ -13,28 +13,6 @@ use gattling_proto::hci::event::{ConnectionComplete, Event, LeEvent};
 use gattling_proto::hci::{AclHeader, AclPacket, PacketBoundary, PacketType};
 use gattling_proto::host::{Host, HostConfig, HostEvent};
 
-/// Opcodes the host-side `Command` enum carries as `Command::Other`.
-pub mod op {
-    use gattling_proto::hci::command::Opcode;
-    pub const READ_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006C);
-    pub const WRITE_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006D);
-    pub const LE_READ_ADV_TX_POWER: Opcode = Opcode::new(0x08, 0x0007);
-    pub const LE_READ_FAL_SIZE: Opcode = Opcode::new(0x08, 0x000F);
-    pub const LE_CLEAR_FAL: Opcode = Opcode::new(0x08, 0x0010);
-    pub const LE_ADD_FAL: Opcode = Opcode::new(0x08, 0x0011);
-    pub const LE_REMOVE_FAL: Opcode = Opcode::new(0x08, 0x0012);
-    pub const LE_READ_REMOTE_FEATURES: Opcode = Opcode::new(0x08, 0x0016);
-    pub const LE_ENABLE_ENCRYPTION: Opcode = Opcode::new(0x08, 0x0019);
-    pub const LE_LTK_REPLY: Opcode = Opcode::new(0x08, 0x001A);
-    pub const LE_LTK_NEG_REPLY: Opcode = Opcode::new(0x08, 0x001B);
-    pub const LE_READ_SUPPORTED_STATES: Opcode = Opcode::new(0x08, 0x001C);
-    pub const LE_READ_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0023);
-    pub const LE_WRITE_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0024);
-    pub const LE_READ_MAX_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x002F);
-    pub const LE_READ_PHY: Opcode = Opcode::new(0x08, 0x0030);
-    pub const LE_SET_DEFAULT_PHY: Opcode = Opcode::new(0x08, 0x0031);
-}
-
 /// Event codes not named by `gattling_proto::hci::event::code`.
 pub const DATA_BUFFER_OVERFLOW: u8 = 0x1A;
 /// Encryption Key Refresh Complete (§7.7.39).

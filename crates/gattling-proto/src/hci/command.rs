@@ -72,6 +72,41 @@ impl Opcode {
     /// LE Read Buffer Size (v2) (§7.8.2).
     pub const LE_READ_BUFFER_SIZE_V2: Opcode = Opcode::new(0x08, 0x0060);
 
+    /// Read LE Host Support (§7.3.78).
+    pub const READ_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006C);
+    /// Write LE Host Support (§7.3.79).
+    pub const WRITE_LE_HOST_SUPPORT: Opcode = Opcode::new(0x03, 0x006D);
+    /// LE Read Advertising Physical Channel Tx Power (§7.8.6).
+    pub const LE_READ_ADV_TX_POWER: Opcode = Opcode::new(0x08, 0x0007);
+    /// LE Read Filter Accept List Size (§7.8.14).
+    pub const LE_READ_FAL_SIZE: Opcode = Opcode::new(0x08, 0x000F);
+    /// LE Clear Filter Accept List (§7.8.15).
+    pub const LE_CLEAR_FAL: Opcode = Opcode::new(0x08, 0x0010);
+    /// LE Add Device To Filter Accept List (§7.8.16).
+    pub const LE_ADD_FAL: Opcode = Opcode::new(0x08, 0x0011);
+    /// LE Remove Device From Filter Accept List (§7.8.17).
+    pub const LE_REMOVE_FAL: Opcode = Opcode::new(0x08, 0x0012);
+    /// LE Read Remote Features (§7.8.21).
+    pub const LE_READ_REMOTE_FEATURES: Opcode = Opcode::new(0x08, 0x0016);
+    /// LE Enable Encryption (§7.8.24).
+    pub const LE_ENABLE_ENCRYPTION: Opcode = Opcode::new(0x08, 0x0019);
+    /// LE Long Term Key Request Reply (§7.8.25).
+    pub const LE_LTK_REPLY: Opcode = Opcode::new(0x08, 0x001A);
+    /// LE Long Term Key Request Negative Reply (§7.8.26).
+    pub const LE_LTK_NEG_REPLY: Opcode = Opcode::new(0x08, 0x001B);
+    /// LE Read Supported States (§7.8.27).
+    pub const LE_READ_SUPPORTED_STATES: Opcode = Opcode::new(0x08, 0x001C);
+    /// LE Read Suggested Default Data Length (§7.8.34).
+    pub const LE_READ_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0023);
+    /// LE Write Suggested Default Data Length (§7.8.35).
+    pub const LE_WRITE_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0024);
+    /// LE Read Maximum Data Length (§7.8.46).
+    pub const LE_READ_MAX_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x002F);
+    /// LE Read PHY (§7.8.47).
+    pub const LE_READ_PHY: Opcode = Opcode::new(0x08, 0x0030);
+    /// LE Set Default PHY (§7.8.48).
+    pub const LE_SET_DEFAULT_PHY: Opcode = Opcode::new(0x08, 0x0031);
+
     /// True for commands the controller answers with Command Status and a later event, not Command Complete.
     pub fn completes_with_status(self) -> bool {
         matches!(

@@ -567,7 +567,7 @@ impl Host {
             LeEvent::LongTermKeyRequest { handle, .. } => {
                 // No keys until pairing exists (Core Vol 4 Part E §7.8.26).
                 st.internal_command(&Command::Other {
-                    opcode: Opcode::new(0x08, 0x001B),
+                    opcode: Opcode::LE_LTK_NEG_REPLY,
                     params: handle.to_le_bytes().to_vec(),
                 });
             }
