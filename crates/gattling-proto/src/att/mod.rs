@@ -6,6 +6,7 @@
 //! responses record by record within an ATT_MTU. The codec checks structure only (lengths,
 //! formats, flags); ATT_MTU limits and handle ranges are the caller's business.
 
+pub mod bearer;
 pub mod builder;
 pub mod error;
 pub mod list;
@@ -14,6 +15,7 @@ pub mod opcode;
 #[cfg(test)]
 mod tests;
 
+pub use bearer::{Bearer, BearerError, Route};
 pub use builder::{ListBuilder, ListKind};
 pub use error::ErrorCode;
 pub use list::{

@@ -1,20 +1,35 @@
 //! The GATT server: answers every ATT request against a [`Database`], per connection, as Core
 //! Vol 3 Part F §3.4 and Part G §4 specify, and produces notifications and indications.
 //!
-//! Sans-IO: [`Server::handle`] takes one PDU and the current time and writes the PDU to send back
-//! (if any) into a caller-owned buffer, so answering a Read Request does not allocate.
+//! Sans-IO: [`Server::handle`] takes one PDU routed to the server role by the link's
+//! [`Bearer`] and writes the PDU to send back (if any) into a caller-owned buffer, so answering a
+//! Read Request does not allocate. The bearer owns the ATT_MTU, the transaction timeouts and the
+//! indication flow; the server owns the per-connection GATT state (CCCDs, prepare queue, client
+//! features, link security).
+//!
+//! Application hooks ([`Access`]) may answer a read or write later: the server then parks the
+//! request ([`Outcome::Deferred`]) and finishes it when [`Server::answer`] brings the answer.
 
 use super::db::{AttrKind, Attribute, CharId, Database, DbError, ServiceDef};
 use super::{events, uuids, Permissions, Properties};
+use crate::att::bearer::Bearer;
 use crate::att::{opcode, AttPdu, ErrorCode, ExecuteWriteFlags};
 use crate::uuid::{self, Uuid};
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-/// The ATT transaction timeout (Core Vol 3 Part F §3.3.3): 30 s, in microseconds.
-pub const TRANSACTION_TIMEOUT_US: u64 = 30_000_000;
-/// The default and minimum LE ATT_MTU (Core Vol 3 Part F §3.2.8).
-pub const DEFAULT_MTU: u16 = 23;
+pub use crate::att::bearer::{DEFAULT_MTU, TRANSACTION_TIMEOUT_US};
+
+/// CCCD bit: notifications enabled (Core Vol 3 Part G §3.3.3.3).
+pub const CCCD_NOTIFY: u16 = 0x0001;
+/// CCCD bit: indications enabled (Core Vol 3 Part G §3.3.3.3).
+pub const CCCD_INDICATE: u16 = 0x0002;
+/// Client Supported Features bit 0: Robust Caching (Core Vol 3 Part G §7.2).
+pub const FEATURE_ROBUST_CACHING: u8 = 0x01;
+/// Client Supported Features bit 1: Enhanced ATT bearer (Core Vol 3 Part G §7.2).
+pub const FEATURE_EATT: u8 = 0x02;
+/// Client Supported Features bit 2: Multiple Handle Value Notifications (Core Vol 3 Part G §7.2).
+pub const FEATURE_MULTIPLE_NOTIFICATIONS: u8 = 0x04;
 
 /// PDUs to send, each with the connection it goes to.
 pub type Outgoing = Vec<(ConnId, Vec<u8>)>;
@@ -23,11 +38,9 @@ pub type Outgoing = Vec<(ConnId, Vec<u8>)>;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ConnId(pub u16);
 
-/// Server limits.
+/// Server limits (the receive MTU offered in Exchange MTU belongs to the [`Bearer`]).
 #[derive(Clone, Copy, Debug)]
 pub struct ServerConfig {
-    /// Our receive MTU, offered in Exchange MTU (23..=517).
-    pub mtu: u16,
     /// Prepared writes queued per connection before Prepare Queue Full.
     pub prepare_queue_entries: usize,
     /// Bytes queued per connection before Prepare Queue Full.
@@ -36,22 +49,47 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { mtu: 517, prepare_queue_entries: 64, prepare_queue_bytes: 4096 }
+        Self { prepare_queue_entries: 64, prepare_queue_bytes: 4096 }
     }
+}
+
+/// How an application hook answers a read of a characteristic value.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ReadAccess {
+    /// Answer with the stored value.
+    Stored,
+    /// Answer with this value (the stored value is not changed).
+    Value(Vec<u8>),
+    /// Answer with this ATT error code.
+    Error(u8),
+    /// The application answers later through [`Server::answer`].
+    Later,
+}
+
+/// How an application hook answers a write of a characteristic value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WriteAccess {
+    /// Store the value.
+    Accept,
+    /// Refuse with this ATT error code (application errors are 0x80-0x9F).
+    Reject(u8),
+    /// The application answers later through [`Server::answer`] (Write Commands, which get
+    /// no response, are accepted instead).
+    Later,
 }
 
 /// Application hooks the server calls while answering requests.
 pub trait Access {
-    /// A client reads a characteristic value; `Some` supplies the value to answer with (the
-    /// stored value is not changed).
-    fn read(&mut self, _conn: ConnId, _ch: CharId) -> Option<Vec<u8>> {
-        None
+    /// A client reads a characteristic value.
+    fn read(&mut self, _conn: ConnId, _ch: CharId) -> ReadAccess {
+        ReadAccess::Stored
     }
-    /// A client writes a characteristic value; `Err(code)` rejects it with an application
-    /// error (0x80-0x9F).
-    fn write(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8]) -> Result<(), u8> {
-        Ok(())
+    /// A client writes a characteristic value; called before the value is stored.
+    fn write(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8]) -> WriteAccess {
+        WriteAccess::Accept
     }
+    /// A characteristic value was stored by a client's write.
+    fn written(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8]) {}
     /// A client changed a characteristic's CCCD.
     fn subscribed(&mut self, _conn: ConnId, _ch: CharId, _cccd: u16) {}
     /// Authorization for attributes with an AUTHORIZED permission.
@@ -63,18 +101,89 @@ pub trait Access {
 /// No hooks: stored values are served as they are.
 impl Access for () {}
 
+/// The answer the application gives to a deferred read or write.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Answer {
+    /// A read: the stored value.
+    Stored,
+    /// A read: this value.
+    Value(Vec<u8>),
+    /// A write: store the value.
+    Accept,
+    /// A read or write: fail with this ATT error code.
+    Error(u8),
+}
+
+/// What a deferred request waits for.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum DeferredKind {
+    /// The value of a read.
+    Read,
+    /// Whether to accept this value.
+    Write(Vec<u8>),
+}
+
+/// A request the application answers later with [`Server::answer`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Deferred {
+    /// The connection.
+    pub conn: ConnId,
+    /// The characteristic.
+    pub ch: CharId,
+    /// Read or write.
+    pub kind: DeferredKind,
+    /// Identifies this question among others on the connection; [`Server::answer`] needs it.
+    pub token: u32,
+}
+
+/// What [`Server::handle`] produced.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// Nothing to send (commands, unknown commands, malformed non-requests).
+    Silent,
+    /// The PDU in `out` answers the request.
+    Reply,
+    /// The application must answer first; the request stays open.
+    Deferred(Deferred),
+}
+
+impl Outcome {
+    /// True when a reply is in `out`.
+    pub fn is_reply(&self) -> bool {
+        *self == Outcome::Reply
+    }
+}
+
+/// A request parked until the application answers.
+#[derive(Debug)]
+struct Parked {
+    pdu: Vec<u8>,
+    ch: CharId,
+    token: u32,
+    answers: Vec<(CharId, Answer)>,
+}
+
 #[derive(Debug, Default)]
 struct ConnState {
-    mtu: u16,
     cccd: BTreeMap<u16, u16>,
     prepare: Vec<(u16, u16, Vec<u8>)>,
     prepare_bytes: usize,
-    pending_indication: Option<u64>,
-    queued_indications: VecDeque<Vec<u8>>,
     client_features: u8,
     encrypted: bool,
     authenticated: bool,
-    closed: bool,
+    parked: Option<Parked>,
+}
+
+/// Where the server finds the bearer of a connection, to size and pace what it sends.
+pub trait Bearers {
+    /// The bearer of `conn`, if the link is up.
+    fn bearer(&mut self, conn: ConnId) -> Option<&mut Bearer>;
+}
+
+impl Bearers for BTreeMap<ConnId, Bearer> {
+    fn bearer(&mut self, conn: ConnId) -> Option<&mut Bearer> {
+        self.get_mut(&conn)
+    }
 }
 
 /// A GATT server over one database, serving any number of connections.
@@ -86,6 +195,11 @@ pub struct Server {
     service_changed: Option<CharId>,
     hash_char: Option<CharId>,
     features_char: Option<CharId>,
+    /// Answers for the request being re-run after a deferral.
+    answers: Vec<(CharId, Answer)>,
+    /// Set when a hook deferred during the current request.
+    deferred: Option<(CharId, DeferredKind)>,
+    next_token: u32,
 }
 
 fn error(out: &mut Vec<u8>, request: u8, handle: u16, code: ErrorCode) {
@@ -111,8 +225,17 @@ pub fn builtin_services(device_name: &str, appearance: u16) -> [ServiceDef; 2] {
 impl Server {
     /// A server for `db` (which should hold the built-in services, see [`builtin_services`]).
     pub fn new(db: Database, config: ServerConfig) -> Self {
-        let mut s =
-            Self { db, config, conns: BTreeMap::new(), service_changed: None, hash_char: None, features_char: None };
+        let mut s = Self {
+            db,
+            config,
+            conns: BTreeMap::new(),
+            service_changed: None,
+            hash_char: None,
+            features_char: None,
+            answers: Vec::new(),
+            deferred: None,
+            next_token: 0,
+        };
         s.refresh_builtins();
         s
     }
@@ -138,12 +261,12 @@ impl Server {
         &mut self.db
     }
 
-    /// Starts serving a connection (ATT_MTU 23).
+    /// Starts serving a connection.
     pub fn connect(&mut self, conn: ConnId) {
-        self.conns.insert(conn, ConnState { mtu: DEFAULT_MTU, ..ConnState::default() });
+        self.conns.insert(conn, ConnState::default());
     }
 
-    /// Forgets a connection and its per-connection state.
+    /// Forgets a connection and its per-connection state (a parked request is dropped).
     pub fn disconnect(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
     }
@@ -156,68 +279,98 @@ impl Server {
         }
     }
 
-    /// The connection's ATT_MTU.
-    pub fn mtu(&self, conn: ConnId) -> u16 {
-        self.conns.get(&conn).map(|s| s.mtu).unwrap_or(DEFAULT_MTU)
-    }
-
     /// The CCCD value a connection wrote for a characteristic.
     pub fn cccd(&self, conn: ConnId, ch: CharId) -> u16 {
         let Some(h) = self.db.characteristic(ch).and_then(|c| c.cccd_handle) else { return 0 };
         self.conns.get(&conn).and_then(|s| s.cccd.get(&h)).copied().unwrap_or(0)
     }
 
-    /// True once the bearer closed after an ATT timeout (no more ATT on it, Vol 3 Part F §3.3.3).
-    pub fn is_closed(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|s| s.closed)
+    /// The Client Supported Features a connection enabled (Core Vol 3 Part G §7.2).
+    pub fn client_features(&self, conn: ConnId) -> u8 {
+        self.conns.get(&conn).map(|s| s.client_features).unwrap_or(0)
+    }
+
+    /// Replaces the whole database (Service Changed covers every handle; subscriptions end).
+    /// Returns the Service Changed indications to send (Core Vol 3 Part G §7.1).
+    pub fn replace_database(&mut self, db: Database, now: u64, bearers: &mut dyn Bearers) -> Outgoing {
+        self.db = db;
+        for st in self.conns.values_mut() {
+            st.cccd.clear();
+            st.parked = None;
+        }
+        self.refresh_builtins();
+        self.service_changed_indications(0x0001, 0xFFFF, now, bearers)
     }
 
     /// Adds a service at run time; subscribed clients get a Service Changed indication
     /// (returned as PDUs to send) and the Database Hash changes (Core Vol 3 Part G §7.1).
-    pub fn add_service(&mut self, def: ServiceDef, now: u64) -> Result<(u16, Outgoing), DbError> {
+    pub fn add_service(
+        &mut self,
+        def: ServiceDef,
+        now: u64,
+        bearers: &mut dyn Bearers,
+    ) -> Result<(u16, Outgoing), DbError> {
         let h = self.db.add_service(def)?;
         let end = self.db.attribute(h).map(|a| a.group_end).unwrap_or(h);
         self.refresh_builtins();
-        Ok((h, self.service_changed_indications(h, end, now)))
+        Ok((h, self.service_changed_indications(h, end, now, bearers)))
     }
 
     /// Removes a service at run time; like [`Server::add_service`] for the indications.
-    pub fn remove_service(&mut self, service_handle: u16, now: u64) -> Result<Outgoing, DbError> {
+    pub fn remove_service(
+        &mut self,
+        service_handle: u16,
+        now: u64,
+        bearers: &mut dyn Bearers,
+    ) -> Result<Outgoing, DbError> {
         let (s, e) = self.db.remove_service(service_handle)?;
         // Subscriptions to the removed attributes end with them.
         for st in self.conns.values_mut() {
             st.cccd.retain(|h, _| *h < s || *h > e);
         }
         self.refresh_builtins();
-        Ok(self.service_changed_indications(s, e, now))
+        Ok(self.service_changed_indications(s, e, now, bearers))
     }
 
-    fn service_changed_indications(&mut self, start: u16, end: u16, now: u64) -> Outgoing {
+    /// Service Changed indications for `start..=end` to the subscribed connections.
+    pub fn service_changed_indications(
+        &mut self,
+        start: u16,
+        end: u16,
+        now: u64,
+        bearers: &mut dyn Bearers,
+    ) -> Outgoing {
         let Some(sc) = self.service_changed else { return Vec::new() };
-        let mut v = start.to_le_bytes().to_vec();
-        v.extend_from_slice(&end.to_le_bytes());
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        conns.into_iter().filter_map(|c| self.indicate(c, sc, &v, now).map(|p| (c, p))).collect()
+        let mut v = [0u8; 4];
+        v[..2].copy_from_slice(&start.to_le_bytes());
+        v[2..].copy_from_slice(&end.to_le_bytes());
+        self.push(sc, &v, now, bearers)
     }
 
     /// Sets a characteristic's value and returns the notifications and indications to send to
-    /// the connections subscribed to it (indications wait their turn per connection).
-    pub fn set_value(&mut self, ch: CharId, value: &[u8], now: u64) -> Outgoing {
+    /// the connections subscribed to it (indications wait their turn in each bearer).
+    pub fn set_value(&mut self, ch: CharId, value: &[u8], now: u64, bearers: &mut dyn Bearers) -> Outgoing {
         let Some(c) = self.db.characteristic_mut(ch) else { return Vec::new() };
         c.value.clear();
         c.value.extend_from_slice(value.get(..value.len().min(super::db::MAX_VALUE_LEN)).unwrap_or(value));
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        self.push(ch, value, now, bearers)
+    }
+
+    /// Notifies or indicates `value` of `ch` to every connection whose CCCD asks for it.
+    pub fn push(&mut self, ch: CharId, value: &[u8], now: u64, bearers: &mut dyn Bearers) -> Outgoing {
         let mut out = Vec::new();
-        for conn in conns {
+        for (&conn, _) in self.conns.iter() {
+            let Some(bearer) = bearers.bearer(conn) else { continue };
             let cccd = self.cccd(conn, ch);
-            if cccd & 0x0002 != 0 {
-                if let Some(p) = self.indicate(conn, ch, value, now) {
+            if cccd & CCCD_INDICATE != 0 {
+                if let Some(p) = self.indication(bearer, conn, ch, value) {
+                    bearer.queue_indication(p);
+                }
+                if let Some(p) = bearer.poll_indication(now) {
                     out.push((conn, p));
                 }
-            } else if cccd & 0x0001 != 0 {
-                if let Some(p) = self.notification(conn, ch, value) {
-                    out.push((conn, p));
-                }
+            } else if let Some(p) = self.notification(bearer, conn, ch, value) {
+                out.push((conn, p));
             }
         }
         out
@@ -225,36 +378,44 @@ impl Server {
 
     /// A Handle Value Notification PDU for `conn` if it enabled notifications (value truncated
     /// to ATT_MTU-3, Core Vol 3 Part F §3.4.7.1).
-    pub fn notification(&self, conn: ConnId, ch: CharId, value: &[u8]) -> Option<Vec<u8>> {
-        let st = self.conns.get(&conn).filter(|s| !s.closed)?;
-        if self.cccd(conn, ch) & 0x0001 == 0 {
+    pub fn notification(&self, bearer: &Bearer, conn: ConnId, ch: CharId, value: &[u8]) -> Option<Vec<u8>> {
+        if bearer.is_closed() || self.cccd(conn, ch) & CCCD_NOTIFY == 0 {
             return None;
         }
-        let n = value.len().min(st.mtu as usize - 3);
-        let mut pdu = Vec::with_capacity(3 + n);
-        pdu.push(opcode::HANDLE_VALUE_NTF);
-        pdu.extend_from_slice(&ch.0.to_le_bytes());
-        pdu.extend_from_slice(value.get(..n).unwrap_or(&[]));
-        Some(pdu)
+        Some(value_pdu(opcode::HANDLE_VALUE_NTF, ch.0, value, bearer.mtu()))
+    }
+
+    /// A Handle Value Indication PDU for `conn` if it enabled indications (value truncated to
+    /// ATT_MTU-3, Core Vol 3 Part F §3.4.7.2); the caller queues it in the bearer.
+    pub fn indication(&self, bearer: &Bearer, conn: ConnId, ch: CharId, value: &[u8]) -> Option<Vec<u8>> {
+        if bearer.is_closed() || self.cccd(conn, ch) & CCCD_INDICATE == 0 {
+            return None;
+        }
+        Some(value_pdu(opcode::HANDLE_VALUE_IND, ch.0, value, bearer.mtu()))
     }
 
     /// Notifications of several characteristics for `conn`: one Multiple Handle Value
     /// Notification when the client declared support (Client Supported Features bit 2), else one
     /// notification each (Core Vol 3 Part F §3.4.7.4).
-    pub fn notify_multiple(&self, conn: ConnId, items: &[(CharId, &[u8])]) -> Vec<Vec<u8>> {
-        let Some(st) = self.conns.get(&conn).filter(|s| !s.closed) else { return Vec::new() };
-        let subscribed: Vec<&(CharId, &[u8])> = items.iter().filter(|(c, _)| self.cccd(conn, *c) & 1 != 0).collect();
-        if st.client_features & 0x04 == 0 || subscribed.len() < 2 {
-            return subscribed.iter().filter_map(|(c, v)| self.notification(conn, *c, v)).collect();
+    pub fn notify_multiple(&self, bearer: &Bearer, conn: ConnId, items: &[(CharId, &[u8])]) -> Vec<Vec<u8>> {
+        let Some(st) = self.conns.get(&conn) else { return Vec::new() };
+        if bearer.is_closed() {
+            return Vec::new();
+        }
+        let mtu = bearer.mtu() as usize;
+        let subscribed: Vec<&(CharId, &[u8])> =
+            items.iter().filter(|(c, _)| self.cccd(conn, *c) & CCCD_NOTIFY != 0).collect();
+        if st.client_features & FEATURE_MULTIPLE_NOTIFICATIONS == 0 || subscribed.len() < 2 {
+            return subscribed.iter().filter_map(|(c, v)| self.notification(bearer, conn, *c, v)).collect();
         }
         let mut pdus = Vec::new();
         let mut pdu = alloc::vec![opcode::MULTIPLE_HANDLE_VALUE_NTF];
         for (c, v) in subscribed {
             let need = 4 + v.len();
-            if pdu.len() > 1 && pdu.len() + need > st.mtu as usize {
+            if pdu.len() > 1 && pdu.len() + need > mtu {
                 pdus.push(core::mem::replace(&mut pdu, alloc::vec![opcode::MULTIPLE_HANDLE_VALUE_NTF]));
             }
-            let room = (st.mtu as usize).saturating_sub(pdu.len() + 4);
+            let room = mtu.saturating_sub(pdu.len() + 4);
             let v = v.get(..v.len().min(room)).unwrap_or(&[]);
             pdu.extend_from_slice(&c.0.to_le_bytes());
             pdu.extend_from_slice(&(v.len() as u16).to_le_bytes());
@@ -266,67 +427,81 @@ impl Server {
         pdus
     }
 
-    /// An indication for `conn` if it enabled them: the PDU to send now, or `None` when one is
-    /// already outstanding (it is queued and sent after the confirmation, Vol 3 Part F §3.4.7.2).
-    pub fn indicate(&mut self, conn: ConnId, ch: CharId, value: &[u8], now: u64) -> Option<Vec<u8>> {
-        if self.cccd(conn, ch) & 0x0002 == 0 {
-            return None;
-        }
-        let st = self.conns.get_mut(&conn).filter(|s| !s.closed)?;
-        let n = value.len().min(st.mtu as usize - 3);
-        let mut pdu = Vec::with_capacity(3 + n);
-        pdu.push(opcode::HANDLE_VALUE_IND);
-        pdu.extend_from_slice(&ch.0.to_le_bytes());
-        pdu.extend_from_slice(value.get(..n).unwrap_or(&[]));
-        if st.pending_indication.is_some() {
-            st.queued_indications.push_back(pdu);
-            return None;
-        }
-        st.pending_indication = Some(now);
-        Some(pdu)
-    }
-
-    /// True while an indication to `conn` awaits its confirmation.
-    pub fn indication_pending(&self, conn: ConnId) -> bool {
-        self.conns.get(&conn).is_some_and(|s| s.pending_indication.is_some())
-    }
-
-    /// Connections whose indication went unconfirmed for 30 s: their bearer is now closed and
-    /// the caller should disconnect them (Core Vol 3 Part F §3.3.3).
-    pub fn poll_timeouts(&mut self, now: u64) -> Vec<ConnId> {
-        let mut out = Vec::new();
-        for (c, st) in self.conns.iter_mut() {
-            if let Some(sent) = st.pending_indication {
-                if !st.closed && now.saturating_sub(sent) >= TRANSACTION_TIMEOUT_US {
-                    st.closed = true;
-                    out.push(*c);
-                }
-            }
-        }
-        out
-    }
-
-    /// When the next transaction timeout falls due, if an indication is outstanding.
-    pub fn next_timeout(&self) -> Option<u64> {
-        self.conns
-            .values()
-            .filter(|s| !s.closed)
-            .filter_map(|s| s.pending_indication.map(|t| t + TRANSACTION_TIMEOUT_US))
-            .min()
-    }
-
-    /// Takes one PDU from a client on `conn`. Writes the PDU to send back into `out` (a
-    /// response, an error, or the next queued indication after a confirmation) and returns true
-    /// if there is one. Commands and unknown commands produce nothing.
-    pub fn handle(&mut self, conn: ConnId, pdu: &[u8], now: u64, access: &mut dyn Access, out: &mut Vec<u8>) -> bool {
-        out.clear();
-        let Some(&op) = pdu.first() else { return false };
+    /// Takes one PDU the bearer routed to the server role ([`crate::att::Route::Server`]) on
+    /// `conn`. Writes the PDU to send back into `out` (a response or an error) and says whether
+    /// there is one, or that the application must answer first.
+    pub fn handle(
+        &mut self,
+        conn: ConnId,
+        bearer: &Bearer,
+        pdu: &[u8],
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         if !self.conns.contains_key(&conn) {
             self.connect(conn);
         }
-        if self.conns.get(&conn).is_some_and(|s| s.closed) {
-            return false;
+        self.answers.clear();
+        self.run(conn, bearer, pdu, access, out)
+    }
+
+    /// Brings the application's answer to the request parked under `token` on `conn` and
+    /// finishes it: the reply is in `out`, or the request waits for a further answer (a request
+    /// touching several deferred characteristics asks for each in turn). An answer with an
+    /// unknown token (the link or the request is gone) is ignored ([`Outcome::Silent`]).
+    pub fn answer(
+        &mut self,
+        conn: ConnId,
+        token: u32,
+        answer: Answer,
+        bearer: &Bearer,
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
+        out.clear();
+        let Some(st) = self.conns.get_mut(&conn) else { return Outcome::Silent };
+        if st.parked.as_ref().is_none_or(|p| p.token != token) {
+            return Outcome::Silent;
         }
+        let Some(mut parked) = st.parked.take() else { return Outcome::Silent };
+        if let Answer::Error(code) = answer {
+            error(out, parked.pdu.first().copied().unwrap_or(0), parked.ch.0, ErrorCode(code));
+            return Outcome::Reply;
+        }
+        parked.answers.push((parked.ch, answer));
+        self.answers = parked.answers;
+        self.run(conn, bearer, &parked.pdu, access, out)
+    }
+
+    /// Runs one request with the answers gathered so far; parks it if a hook defers.
+    fn run(&mut self, conn: ConnId, bearer: &Bearer, pdu: &[u8], access: &mut dyn Access, out: &mut Vec<u8>) -> Outcome {
+        self.deferred = None;
+        let replied = self.dispatch(conn, bearer, pdu, access, out);
+        match self.deferred.take() {
+            Some((ch, kind)) => {
+                out.clear();
+                let token = self.next_token;
+                self.next_token = self.next_token.wrapping_add(1);
+                let answers = core::mem::take(&mut self.answers);
+                if let Some(st) = self.conns.get_mut(&conn) {
+                    st.parked = Some(Parked { pdu: pdu.to_vec(), ch, token, answers });
+                }
+                Outcome::Deferred(Deferred { conn, ch, kind, token })
+            }
+            None if replied => Outcome::Reply,
+            None => Outcome::Silent,
+        }
+    }
+
+    /// The answer already given for `ch` in the request being re-run.
+    fn given(&self, ch: CharId) -> Option<&Answer> {
+        self.answers.iter().find(|(c, _)| *c == ch).map(|(_, a)| a)
+    }
+
+    fn dispatch(&mut self, conn: ConnId, bearer: &Bearer, pdu: &[u8], access: &mut dyn Access, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let Some(&op) = pdu.first() else { return false };
+        let mtu = bearer.mtu() as usize;
         let decoded = match AttPdu::decode(pdu) {
             Ok(p) => p,
             Err(_) => {
@@ -342,7 +517,7 @@ impl Server {
                 return true;
             }
         };
-        if pdu.len() > self.mtu_of(conn) {
+        if pdu.len() > mtu {
             // Longer than ATT_MTU: not a valid PDU on this bearer.
             if opcode::kind(op) == Some(opcode::PduKind::Request) {
                 error(out, op, 0, ErrorCode::INVALID_PDU);
@@ -351,32 +526,31 @@ impl Server {
             return false;
         }
         match decoded {
-            AttPdu::ExchangeMtuReq { client_rx_mtu } => {
-                let ours = self.config.mtu.clamp(DEFAULT_MTU, 517);
-                if let Some(st) = self.conns.get_mut(&conn) {
-                    st.mtu = client_rx_mtu.max(DEFAULT_MTU).min(ours);
-                }
+            AttPdu::ExchangeMtuReq { .. } => {
+                // The bearer took the client's MTU when it routed the request.
                 out.push(opcode::EXCHANGE_MTU_RSP);
-                out.extend_from_slice(&ours.to_le_bytes());
+                out.extend_from_slice(&bearer.local_mtu().to_le_bytes());
                 true
             }
-            AttPdu::FindInformationReq { start, end } => self.find_information(conn, start, end, out),
+            AttPdu::FindInformationReq { start, end } => self.find_information(mtu, start, end, out),
             AttPdu::FindByTypeValueReq { start, end, attribute_type, value } => {
-                self.find_by_type_value(conn, start, end, attribute_type, value, out)
+                self.find_by_type_value(mtu, start, end, attribute_type, value, out)
             }
             AttPdu::ReadByTypeReq { start, end, attribute_type } => {
-                self.read_by_type(conn, start, end, attribute_type, access, out)
+                self.read_by_type(conn, mtu, start, end, attribute_type, access, out)
             }
-            AttPdu::ReadReq { handle } => self.read(conn, op, handle, 0, access, out),
-            AttPdu::ReadBlobReq { handle, offset } => self.read(conn, op, handle, offset, access, out),
-            AttPdu::ReadMultipleReq { handles } => self.read_multiple(conn, op, handles.iter(), false, access, out),
+            AttPdu::ReadReq { handle } => self.read(conn, mtu, op, handle, 0, access, out),
+            AttPdu::ReadBlobReq { handle, offset } => self.read(conn, mtu, op, handle, offset, access, out),
+            AttPdu::ReadMultipleReq { handles } => {
+                self.read_multiple(conn, mtu, op, handles.iter(), false, access, out)
+            }
             AttPdu::ReadMultipleVariableReq { handles } => {
-                self.read_multiple(conn, op, handles.iter(), true, access, out)
+                self.read_multiple(conn, mtu, op, handles.iter(), true, access, out)
             }
             AttPdu::ReadByGroupTypeReq { start, end, group_type } => {
-                self.read_by_group_type(conn, start, end, group_type, out)
+                self.read_by_group_type(mtu, start, end, group_type, out)
             }
-            AttPdu::WriteReq { handle, value } => match self.write(conn, handle, value, access) {
+            AttPdu::WriteReq { handle, value } => match self.write(conn, handle, value, true, access) {
                 Ok(()) => {
                     out.push(opcode::WRITE_RSP);
                     true
@@ -387,7 +561,7 @@ impl Server {
                 }
             },
             AttPdu::WriteCmd { handle, value } => {
-                let _ = self.write(conn, handle, value, access);
+                let _ = self.write(conn, handle, value, false, access);
                 false
             }
             // Signing needs keys from pairing: ignored until then.
@@ -396,27 +570,10 @@ impl Server {
                 self.prepare(conn, op, handle, offset, value, access, out)
             }
             AttPdu::ExecuteWriteReq { flags } => self.execute(conn, op, flags, access, out),
-            AttPdu::HandleValueCfm => {
-                let Some(st) = self.conns.get_mut(&conn) else { return false };
-                if st.pending_indication.take().is_none() {
-                    return false;
-                }
-                match st.queued_indications.pop_front() {
-                    Some(next) => {
-                        st.pending_indication = Some(now);
-                        out.extend_from_slice(&next);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            // Responses, notifications and indications belong to the client side.
+            // Confirmations are the bearer's; responses, notifications and indications belong
+            // to the client side.
             _ => false,
         }
-    }
-
-    fn mtu_of(&self, conn: ConnId) -> usize {
-        self.mtu(conn) as usize
     }
 
     fn check(&self, conn: ConnId, attr: &Attribute, write: bool, access: &mut dyn Access) -> Result<(), ErrorCode> {
@@ -464,41 +621,56 @@ impl Server {
         index: usize,
         access: &mut dyn Access,
         scratch: &'s mut Vec<u8>,
-    ) -> &'s [u8] {
-        let Some(attr) = self.db.attributes().get(index) else { return &[] };
-        match attr.kind {
-            AttrKind::Cccd => {
+    ) -> Result<&'s [u8], ErrorCode> {
+        let Some(attr) = self.db.attributes().get(index) else { return Ok(&[]) };
+        match (attr.kind, attr.characteristic) {
+            (AttrKind::Cccd, _) => {
                 let v = self.conns.get(&conn).and_then(|s| s.cccd.get(&attr.handle)).copied().unwrap_or(0);
                 scratch.clear();
                 scratch.extend_from_slice(&v.to_le_bytes());
-                scratch
+                Ok(scratch)
             }
-            AttrKind::Value => {
-                let Some(id) = attr.characteristic else { return &[] };
-                if Some(id) == self.features_char {
-                    let v = self.conns.get(&conn).map(|s| s.client_features).unwrap_or(0);
-                    scratch.clear();
-                    scratch.push(v);
-                    return scratch;
+            (AttrKind::Value, Some(id)) if Some(id) == self.features_char => {
+                scratch.clear();
+                scratch.push(self.client_features(conn));
+                Ok(scratch)
+            }
+            (AttrKind::Value, Some(id)) => {
+                let supplied = match self.given(id) {
+                    Some(Answer::Value(v)) => ReadAccess::Value(v.clone()),
+                    Some(Answer::Error(code)) => ReadAccess::Error(*code),
+                    Some(_) => ReadAccess::Stored,
+                    None => access.read(conn, id),
+                };
+                match supplied {
+                    ReadAccess::Error(code) => return Err(ErrorCode(code)),
+                    ReadAccess::Later => {
+                        self.deferred = Some((id, DeferredKind::Read));
+                        // Discarded: the request is parked instead.
+                        return Err(ErrorCode::UNLIKELY_ERROR);
+                    }
+                    _ => {}
                 }
-                let supplied = access.read(conn, id);
-                let Some(c) = self.db.characteristic_mut(id) else { return &[] };
+                let Some(c) = self.db.characteristic_mut(id) else { return Ok(&[]) };
                 c.events |= events::CHAR_READ_EVENT;
                 match supplied {
-                    Some(v) => {
+                    ReadAccess::Value(v) => {
                         *scratch = v;
-                        scratch
+                        Ok(scratch)
                     }
-                    None => &c.value,
+                    _ => Ok(&c.value),
                 }
             }
-            _ => self.db.attributes().get(index).map(|a| a.value.as_slice()).unwrap_or(&[]),
+            (AttrKind::Value, None) => Ok(&[]),
+            _ => Ok(self.db.attributes().get(index).map(|a| a.value.as_slice()).unwrap_or(&[])),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn read(
         &mut self,
         conn: ConnId,
+        mtu: usize,
         op: u8,
         handle: u16,
         offset: u16,
@@ -515,9 +687,14 @@ impl Server {
             error(out, op, handle, code);
             return true;
         }
-        let mtu = self.mtu_of(conn);
         let mut scratch = Vec::new();
-        let value = self.value_of(conn, index, access, &mut scratch);
+        let value = match self.value_of(conn, index, access, &mut scratch) {
+            Ok(v) => v,
+            Err(code) => {
+                error(out, op, handle, code);
+                return true;
+            }
+        };
         let offset = offset as usize;
         if op == opcode::READ_BLOB_REQ {
             if offset > value.len() {
@@ -545,12 +722,11 @@ impl Server {
         true
     }
 
-    fn find_information(&mut self, conn: ConnId, start: u16, end: u16, out: &mut Vec<u8>) -> bool {
+    fn find_information(&mut self, mtu: usize, start: u16, end: u16, out: &mut Vec<u8>) -> bool {
         let op = opcode::FIND_INFORMATION_REQ;
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        let mtu = self.mtu_of(conn);
         let mut format = 0u8;
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
             if a.handle > end {
@@ -578,7 +754,7 @@ impl Server {
 
     fn find_by_type_value(
         &mut self,
-        conn: ConnId,
+        mtu: usize,
         start: u16,
         end: u16,
         ty: u16,
@@ -589,7 +765,6 @@ impl Server {
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        let mtu = self.mtu_of(conn);
         out.push(opcode::FIND_BY_TYPE_VALUE_RSP);
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
             if a.handle > end {
@@ -611,9 +786,11 @@ impl Server {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn read_by_type(
         &mut self,
         conn: ConnId,
+        mtu: usize,
         start: u16,
         end: u16,
         ty: Uuid,
@@ -624,7 +801,6 @@ impl Server {
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        let mtu = self.mtu_of(conn);
         let max_value = (mtu - 4).min(253);
         let mut each = None;
         let mut index = self.db.lower_bound(start);
@@ -645,7 +821,14 @@ impl Server {
                 }
                 break;
             }
-            let value = self.value_of(conn, index, access, &mut scratch);
+            let value = match self.value_of(conn, index, access, &mut scratch) {
+                Ok(v) => v,
+                Err(code) if each.is_none() => {
+                    error(out, op, handle, code);
+                    return true;
+                }
+                Err(_) => break,
+            };
             let n = value.len().min(max_value);
             match each {
                 None => {
@@ -668,7 +851,7 @@ impl Server {
         true
     }
 
-    fn read_by_group_type(&mut self, conn: ConnId, start: u16, end: u16, ty: Uuid, out: &mut Vec<u8>) -> bool {
+    fn read_by_group_type(&mut self, mtu: usize, start: u16, end: u16, ty: Uuid, out: &mut Vec<u8>) -> bool {
         let op = opcode::READ_BY_GROUP_TYPE_REQ;
         if !Self::range_ok(op, start, end, out) {
             return true;
@@ -681,7 +864,6 @@ impl Server {
                 return true;
             }
         };
-        let mtu = self.mtu_of(conn);
         let mut each = None;
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
             if a.handle > end {
@@ -712,16 +894,17 @@ impl Server {
         true
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn read_multiple(
         &mut self,
         conn: ConnId,
+        mtu: usize,
         op: u8,
         handles: impl Iterator<Item = u16>,
         variable: bool,
         access: &mut dyn Access,
         out: &mut Vec<u8>,
     ) -> bool {
-        let mtu = self.mtu_of(conn);
         out.push(op + 1);
         let mut scratch = Vec::new();
         for handle in handles {
@@ -734,7 +917,13 @@ impl Server {
                 error(out, op, handle, code);
                 return true;
             }
-            let value = self.value_of(conn, index, access, &mut scratch);
+            let value = match self.value_of(conn, index, access, &mut scratch) {
+                Ok(v) => v,
+                Err(code) => {
+                    error(out, op, handle, code);
+                    return true;
+                }
+            };
             if variable {
                 let len = (value.len() as u16).to_le_bytes();
                 out.extend_from_slice(&len);
@@ -745,29 +934,79 @@ impl Server {
         true
     }
 
-    /// Applies a write (Write Request or Command) after the checks.
-    fn write(&mut self, conn: ConnId, handle: u16, value: &[u8], access: &mut dyn Access) -> Result<(), ErrorCode> {
-        let index = self.db.index_of(handle).ok_or(ErrorCode::INVALID_HANDLE)?;
-        let attr = self.db.attributes().get(index).ok_or(ErrorCode::INVALID_HANDLE)?;
+    /// Checks a write (Write Request, Write Command or one staged by Execute Write) without
+    /// applying it: permissions, length, CCCD bits, Client Supported Features, the application.
+    /// A hook that answers later marks the request deferred (requests only; commands go ahead).
+    fn check_write(
+        &mut self,
+        conn: ConnId,
+        handle: u16,
+        value: &[u8],
+        request: bool,
+        access: &mut dyn Access,
+    ) -> Result<(), ErrorCode> {
+        let attr = self.db.attribute(handle).ok_or(ErrorCode::INVALID_HANDLE)?;
         self.check(conn, attr, true, access)?;
         if value.len() > attr.max_len {
             return Err(ErrorCode::INVALID_ATTRIBUTE_VALUE_LENGTH);
         }
         let (kind, ch) = (attr.kind, attr.characteristic);
-        match kind {
-            AttrKind::Cccd => {
-                let Some(id) = ch else { return Err(ErrorCode::UNLIKELY_ERROR) };
+        match (kind, ch) {
+            (AttrKind::Cccd, Some(id)) => {
                 let bits = match *value {
                     [a, b] => u16::from_le_bytes([a, b]),
                     _ => return Err(ErrorCode::INVALID_ATTRIBUTE_VALUE_LENGTH),
                 };
                 let props = self.db.characteristic(id).map(|c| c.properties).unwrap_or_default();
-                let bad = (bits & 0x0001 != 0 && !props.contains(Properties::NOTIFY))
-                    || (bits & 0x0002 != 0 && !props.contains(Properties::INDICATE))
-                    || bits & !0x0003 != 0;
+                let bad = (bits & CCCD_NOTIFY != 0 && !props.contains(Properties::NOTIFY))
+                    || (bits & CCCD_INDICATE != 0 && !props.contains(Properties::INDICATE))
+                    || bits & !(CCCD_NOTIFY | CCCD_INDICATE) != 0;
                 if bad {
                     return Err(ErrorCode::CCCD_IMPROPERLY_CONFIGURED);
                 }
+                Ok(())
+            }
+            (AttrKind::Value, Some(id)) if Some(id) == self.features_char => {
+                let enabled = self.conns.get(&conn).map(|s| s.client_features).unwrap_or(0);
+                // A client may not clear a feature it enabled (Core Vol 3 Part G §7.2).
+                if enabled & !value.first().copied().unwrap_or(0) != 0 {
+                    return Err(ErrorCode::VALUE_NOT_ALLOWED);
+                }
+                Ok(())
+            }
+            (AttrKind::Value, Some(id)) => {
+                let verdict = match self.given(id) {
+                    Some(Answer::Error(code)) => WriteAccess::Reject(*code),
+                    Some(_) => WriteAccess::Accept,
+                    None => access.write(conn, id, value),
+                };
+                match verdict {
+                    WriteAccess::Accept => Ok(()),
+                    WriteAccess::Reject(code) => Err(ErrorCode(code)),
+                    WriteAccess::Later if request => {
+                        self.deferred = Some((id, DeferredKind::Write(value.to_vec())));
+                        // Discarded: the request is parked instead.
+                        Err(ErrorCode::UNLIKELY_ERROR)
+                    }
+                    WriteAccess::Later => Ok(()),
+                }
+            }
+            (AttrKind::Descriptor, _) => Ok(()),
+            (AttrKind::Cccd | AttrKind::Value, None) => Err(ErrorCode::UNLIKELY_ERROR),
+            _ => Err(ErrorCode::WRITE_NOT_PERMITTED),
+        }
+    }
+
+    /// Stores a checked write and tells the application.
+    fn apply_write(&mut self, conn: ConnId, handle: u16, value: &[u8], access: &mut dyn Access) {
+        let Some(index) = self.db.index_of(handle) else { return };
+        let Some(attr) = self.db.attributes().get(index) else { return };
+        match (attr.kind, attr.characteristic) {
+            (AttrKind::Cccd, Some(id)) => {
+                let bits = match *value {
+                    [a, b] => u16::from_le_bytes([a, b]),
+                    _ => return,
+                };
                 if let Some(st) = self.conns.get_mut(&conn) {
                     st.cccd.insert(handle, bits);
                 }
@@ -775,35 +1014,37 @@ impl Server {
                     c.events |= events::CHAR_SUBSCRIBE_EVENT;
                 }
                 access.subscribed(conn, id, bits);
-                Ok(())
             }
-            AttrKind::Value => {
-                let Some(id) = ch else { return Err(ErrorCode::UNLIKELY_ERROR) };
-                if Some(id) == self.features_char {
-                    let st = self.conns.get_mut(&conn).ok_or(ErrorCode::UNLIKELY_ERROR)?;
-                    let bits = value.first().copied().unwrap_or(0);
-                    // A client may not clear a feature it enabled (Core Vol 3 Part G §7.2).
-                    if st.client_features & !bits != 0 {
-                        return Err(ErrorCode::VALUE_NOT_ALLOWED);
-                    }
-                    st.client_features = bits;
-                    return Ok(());
+            (AttrKind::Value, Some(id)) if Some(id) == self.features_char => {
+                if let Some(st) = self.conns.get_mut(&conn) {
+                    st.client_features = value.first().copied().unwrap_or(0);
                 }
-                access.write(conn, id, value).map_err(ErrorCode)?;
+            }
+            (AttrKind::Value, Some(id)) => {
                 if let Some(c) = self.db.characteristic_mut(id) {
                     c.value.clear();
                     c.value.extend_from_slice(value);
                     c.events |= events::CHAR_WRITE_EVENT;
                 }
-                Ok(())
+                access.written(conn, id, value);
             }
-            AttrKind::Descriptor => {
-                let i = self.db.index_of(handle).ok_or(ErrorCode::INVALID_HANDLE)?;
-                self.db.set_descriptor(i, value);
-                Ok(())
-            }
-            _ => Err(ErrorCode::WRITE_NOT_PERMITTED),
+            (AttrKind::Descriptor, _) => self.db.set_descriptor(index, value),
+            _ => {}
         }
+    }
+
+    /// A Write Request or Command: checked, then applied.
+    fn write(
+        &mut self,
+        conn: ConnId,
+        handle: u16,
+        value: &[u8],
+        request: bool,
+        access: &mut dyn Access,
+    ) -> Result<(), ErrorCode> {
+        self.check_write(conn, handle, value, request, access)?;
+        self.apply_write(conn, handle, value, access);
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -849,15 +1090,34 @@ impl Server {
         out: &mut Vec<u8>,
     ) -> bool {
         let Some(st) = self.conns.get_mut(&conn) else { return false };
-        let queue = core::mem::take(&mut st.prepare);
-        st.prepare_bytes = 0;
         if flags == ExecuteWriteFlags::Cancel {
+            st.prepare.clear();
+            st.prepare_bytes = 0;
             out.push(opcode::EXECUTE_WRITE_RSP);
             return true;
         }
+        // The queue stays until the request is answered: a deferred hook re-runs it.
+        let queue = st.prepare.clone();
+        let done = self.execute_queue(conn, op, queue, access, out);
+        if self.deferred.is_none() {
+            if let Some(st) = self.conns.get_mut(&conn) {
+                st.prepare.clear();
+                st.prepare_bytes = 0;
+            }
+        }
+        done
+    }
+
+    fn execute_queue(
+        &mut self,
+        conn: ConnId,
+        op: u8,
+        queue: Vec<(u16, u16, Vec<u8>)>,
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> bool {
         // Build every new value first; nothing is written unless all are valid (§3.4.6.3).
         let mut staged: Vec<(u16, Vec<u8>)> = Vec::new();
-        let mut scratch = Vec::new();
         for (handle, offset, part) in queue {
             let pos = match staged.iter().position(|(h, _)| *h == handle) {
                 Some(p) => p,
@@ -866,8 +1126,7 @@ impl Server {
                         error(out, op, handle, ErrorCode::INVALID_HANDLE);
                         return true;
                     };
-                    let current = self.current_value(conn, index, &mut scratch);
-                    staged.push((handle, current));
+                    staged.push((handle, self.current_value(conn, index)));
                     staged.len() - 1
                 }
             };
@@ -886,17 +1145,20 @@ impl Server {
             }
         }
         for (handle, v) in &staged {
-            if let Err(code) = self.write(conn, *handle, v, access) {
+            if let Err(code) = self.check_write(conn, *handle, v, true, access) {
                 error(out, op, *handle, code);
                 return true;
             }
+        }
+        for (handle, v) in &staged {
+            self.apply_write(conn, *handle, v, access);
         }
         out.push(opcode::EXECUTE_WRITE_RSP);
         true
     }
 
     /// The stored value (no read hook) as prepared writes start from it.
-    fn current_value(&self, conn: ConnId, index: usize, _scratch: &mut Vec<u8>) -> Vec<u8> {
+    fn current_value(&self, conn: ConnId, index: usize) -> Vec<u8> {
         let Some(attr) = self.db.attributes().get(index) else { return Vec::new() };
         match attr.kind {
             AttrKind::Cccd => {
@@ -906,6 +1168,17 @@ impl Server {
             _ => self.db.value(attr).to_vec(),
         }
     }
+}
+
+/// A Handle Value Notification or Indication PDU, the value truncated to ATT_MTU-3
+/// (Core Vol 3 Part F §3.4.7.1-2).
+fn value_pdu(op: u8, handle: u16, value: &[u8], mtu: u16) -> Vec<u8> {
+    let n = value.len().min((mtu as usize).saturating_sub(3));
+    let mut pdu = Vec::with_capacity(3 + n);
+    pdu.push(op);
+    pdu.extend_from_slice(&handle.to_le_bytes());
+    pdu.extend_from_slice(value.get(..n).unwrap_or(&[]));
+    pdu
 }
 
 impl Database {
