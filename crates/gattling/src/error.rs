@@ -6,9 +6,9 @@ use gattling_proto::host::HostError;
 /// Why a host operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
-    /// The transport could not be opened.
+    /// The transport could not be opened; the source says why.
     #[error("transport: {0}")]
-    Transport(String),
+    Transport(#[source] std::sync::Arc<crate::transport::TransportError>),
     /// The controller went away (TCP closed, serial error); every pending operation fails with this.
     #[error("transport closed: {0}")]
     TransportClosed(String),
@@ -52,4 +52,20 @@ pub enum Error {
     /// A bad argument from the caller.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The ATT bearer refused a PDU (Core Vol 3 Part F §3.3): a second request, a response
+    /// nobody asked for, or a bearer closed by a transaction timeout.
+    #[error("ATT bearer: {0}")]
+    Bearer(#[from] gattling_proto::att::BearerError),
+    /// The GATT database refused a change.
+    #[error("GATT database: {0}")]
+    Database(#[from] gattling_proto::gatt::DbError),
+    /// Advertising data could not be built.
+    #[error("advertising data: {0}")]
+    AdvertisingData(#[from] gattling_proto::gap::ad::AdBuildError),
+}
+
+impl From<crate::transport::TransportError> for Error {
+    fn from(e: crate::transport::TransportError) -> Self {
+        Error::Transport(std::sync::Arc::new(e))
+    }
 }

@@ -3,23 +3,33 @@
 //! callbacks, and accumulated event bits.
 //!
 //! The sans-IO [`gattling_proto::gatt::Server`] answers requests inline in the host's receive
-//! task (no task switch per request); callbacks run there too, with the host locked, so they
-//! must be quick and must not call back into the server (such calls are refused and logged;
-//! spawn a task for follow-up work such as `set_value`).
+//! task when no application code is involved (no task switch per request). Application
+//! callbacks never run there: a read or write of a characteristic with a handler is parked
+//! (the ATT transaction stays open) and the handler runs on the link's application task,
+//! outside every lock, so it may call any gattling API (`value()`, `set_value()`, GATT client
+//! calls, disconnect, ...). It answers at once by returning, or later through the
+//! [`ReadRequest`] / [`WriteRequest`] it was given; an unanswered request fails after the 30 s
+//! ATT transaction timeout. A handler that panics answers Unlikely Error (0x0E) and the host
+//! serves on.
 
+use crate::driver::{lock, Shared};
 use crate::error::Error;
 use crate::host::Host;
-use gattling_proto::gatt::server::{builtin_services, ConnId};
-use gattling_proto::gatt::{Access, CharId, Database, ServerConfig, ServiceDef};
+use gattling_proto::gatt::server::{builtin_services, Answer, ConnId, Deferred, DeferredKind, ReadAccess, WriteAccess};
+use gattling_proto::gatt::{Access, CharId, Database, ServerConfig};
 use gattling_proto::hci::ConnHandle;
 use gattling_proto::Uuid;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+use tokio::sync::mpsc;
 
-pub use gattling_proto::gatt::{events, CharacteristicDef, Permissions, Properties};
+pub use gattling_proto::gatt::db::{AttrKind, Attribute, DbError, DescriptorDef};
+pub use gattling_proto::gatt::{events, CharacteristicDef, Permissions, Properties, ServiceDef};
 
-type ReadHook = Arc<dyn Fn(ConnHandle) -> Option<Vec<u8>> + Send + Sync>;
-type WriteHook = Arc<dyn Fn(ConnHandle, &[u8]) -> Result<(), u8> + Send + Sync>;
+type ReadHook = Arc<dyn Fn(ReadRequest) + Send + Sync>;
+type WriteHook = Arc<dyn Fn(WriteRequest) + Send + Sync>;
+type WrittenHook = Arc<dyn Fn(ConnHandle, &[u8]) + Send + Sync>;
 type SubscribeHook = Arc<dyn Fn(ConnHandle, u16) + Send + Sync>;
 type AuthorizeHook = Arc<dyn Fn(ConnHandle, u16, bool) -> bool + Send + Sync>;
 
@@ -28,58 +38,320 @@ type AuthorizeHook = Arc<dyn Fn(ConnHandle, u16, bool) -> bool + Send + Sync>;
 pub(crate) struct Hooks {
     read: HashMap<CharId, ReadHook>,
     write: HashMap<CharId, WriteHook>,
+    written: HashMap<CharId, WrittenHook>,
     subscribe: HashMap<CharId, SubscribeHook>,
     authorize: Option<AuthorizeHook>,
+    /// Receivers of every [`ServerEvent`].
+    listeners: Vec<mpsc::UnboundedSender<ServerEvent>>,
 }
 
-impl Access for Hooks {
-    fn read(&mut self, conn: ConnId, ch: CharId) -> Option<Vec<u8>> {
-        self.read.get(&ch).and_then(|f| f(conn.0))
-    }
+/// Something a client did to the server, as reported by [`GattServer::events`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// A client's write stored a characteristic value.
+    Written {
+        /// The connection.
+        conn: ConnHandle,
+        /// The characteristic's value handle.
+        value_handle: u16,
+        /// The value stored.
+        value: Vec<u8>,
+    },
+    /// A client wrote a characteristic's CCCD (bit 0 notify, bit 1 indicate).
+    Subscribed {
+        /// The connection.
+        conn: ConnHandle,
+        /// The characteristic's value handle.
+        value_handle: u16,
+        /// The new CCCD value.
+        cccd: u16,
+    },
+    /// A client confirmed an indication (Core Vol 3 Part F §3.4.7.3).
+    Confirmed {
+        /// The connection.
+        conn: ConnHandle,
+    },
+}
 
-    fn write(&mut self, conn: ConnId, ch: CharId, value: &[u8]) -> Result<(), u8> {
-        match self.write.get(&ch) {
-            Some(f) => f(conn.0, value).map_err(|code| if (0x80..=0x9F).contains(&code) { code } else { 0x80 }),
-            None => Ok(()),
+/// Work for a link's application task.
+#[derive(Debug)]
+pub(crate) enum AppJob {
+    /// A parked read or write waits for its handler.
+    Deferred(Deferred),
+    /// A value was stored.
+    Written(CharId, Vec<u8>),
+    /// A CCCD was written.
+    Subscribed(CharId, u16),
+    /// An indication was confirmed.
+    Confirmed,
+    /// A notification or indication for the GATT client's callbacks (the whole PDU).
+    Notified(Vec<u8>),
+}
+
+/// The server's view of the application while it answers a request under the host lock: a
+/// characteristic with a handler is answered later; stores and subscriptions become jobs.
+pub(crate) struct Recorder<'a> {
+    hooks: &'a Hooks,
+    jobs: &'a mut Vec<(ConnHandle, AppJob)>,
+    handle: ConnHandle,
+}
+
+impl<'a> Recorder<'a> {
+    pub(crate) fn new(hooks: &'a Hooks, jobs: &'a mut Vec<(ConnHandle, AppJob)>, handle: ConnHandle) -> Self {
+        Self { hooks, jobs, handle }
+    }
+}
+
+impl Access for Recorder<'_> {
+    fn read(&mut self, _conn: ConnId, ch: CharId) -> ReadAccess {
+        if self.hooks.read.contains_key(&ch) {
+            ReadAccess::Later
+        } else {
+            ReadAccess::Stored
         }
     }
 
-    fn subscribed(&mut self, conn: ConnId, ch: CharId, cccd: u16) {
-        if let Some(f) = self.subscribe.get(&ch) {
-            f(conn.0, cccd)
+    fn write(&mut self, _conn: ConnId, ch: CharId, _value: &[u8]) -> WriteAccess {
+        if self.hooks.write.contains_key(&ch) {
+            WriteAccess::Later
+        } else {
+            WriteAccess::Accept
+        }
+    }
+
+    fn written(&mut self, _conn: ConnId, ch: CharId, value: &[u8]) {
+        if self.hooks.written.contains_key(&ch) || !self.hooks.listeners.is_empty() {
+            self.jobs.push((self.handle, AppJob::Written(ch, value.to_vec())));
+        }
+    }
+
+    fn subscribed(&mut self, _conn: ConnId, ch: CharId, cccd: u16) {
+        if self.hooks.subscribe.contains_key(&ch) || !self.hooks.listeners.is_empty() {
+            self.jobs.push((self.handle, AppJob::Subscribed(ch, cccd)));
         }
     }
 
     fn authorize(&mut self, conn: ConnId, handle: u16, write: bool) -> bool {
-        self.authorize.as_ref().is_none_or(|f| f(conn.0, handle, write))
+        self.hooks.authorize.as_ref().is_none_or(|f| f(conn.0, handle, write))
     }
-}
-
-thread_local! {
-    /// Set while the server runs application hooks (with the host locked).
-    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with the hook guard set, so hooks that call back into the server are refused
-/// instead of deadlocking.
-pub(crate) fn in_hooks<T>(f: impl FnOnce() -> T) -> T {
-    IN_HOOK.with(|g| g.set(true));
-    let r = f();
-    IN_HOOK.with(|g| g.set(false));
-    r
 }
 
 /// The server state a host carries once [`Host::gatt_server`] installed it.
 pub(crate) struct GattState {
     pub(crate) server: gattling_proto::gatt::Server,
     pub(crate) hooks: Hooks,
-    pub(crate) epoch: std::time::Instant,
-    pub(crate) scratch: Vec<u8>,
 }
 
 impl GattState {
-    pub(crate) fn now(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+    /// True when someone listens for indication confirmations.
+    pub(crate) fn wants_confirmations(&self) -> bool {
+        !self.hooks.listeners.is_empty()
+    }
+}
+
+/// A read of a characteristic value waiting for the application's answer. Answer it once,
+/// now or later, from any thread; dropping it unanswered answers Unlikely Error (0x0E).
+pub struct ReadRequest {
+    answer: Answering,
+}
+
+/// A write of a characteristic value waiting for the application's verdict; the value is
+/// stored only when accepted. Dropping it unanswered answers Unlikely Error (0x0E).
+pub struct WriteRequest {
+    answer: Answering,
+    value: Vec<u8>,
+}
+
+/// The parked request a [`ReadRequest`] or [`WriteRequest`] answers.
+struct Answering {
+    shared: Weak<Shared>,
+    conn: ConnHandle,
+    ch: CharId,
+    token: u32,
+    answered: bool,
+}
+
+impl Answering {
+    fn give(&mut self, answer: Answer) {
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
+        if let Some(shared) = self.shared.upgrade() {
+            answer_parked(&shared, self.conn, self.token, answer);
+        }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.give(Answer::Error(gattling_proto::att::ErrorCode::UNLIKELY_ERROR.0));
+    }
+}
+
+impl std::fmt::Debug for ReadRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadRequest").field("conn", &self.answer.conn).field("value_handle", &self.answer.ch.0).finish()
+    }
+}
+
+impl std::fmt::Debug for WriteRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteRequest")
+            .field("conn", &self.answer.conn)
+            .field("value_handle", &self.answer.ch.0)
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl ReadRequest {
+    /// The connection that reads.
+    pub fn conn(&self) -> ConnHandle {
+        self.answer.conn
+    }
+
+    /// The characteristic's value handle.
+    pub fn value_handle(&self) -> u16 {
+        self.answer.ch.0
+    }
+
+    /// Answers with `value` (the stored value is not changed); a Read Blob takes its part.
+    pub fn respond(mut self, value: &[u8]) {
+        self.answer.give(Answer::Value(value.to_vec()));
+    }
+
+    /// Answers with the stored value.
+    pub fn respond_stored(mut self) {
+        self.answer.give(Answer::Stored);
+    }
+
+    /// Answers with an ATT error (application errors are 0x80-0x9F).
+    pub fn reject(mut self, code: u8) {
+        self.answer.give(Answer::Error(code));
+    }
+}
+
+impl WriteRequest {
+    /// The connection that writes.
+    pub fn conn(&self) -> ConnHandle {
+        self.answer.conn
+    }
+
+    /// The characteristic's value handle.
+    pub fn value_handle(&self) -> u16 {
+        self.answer.ch.0
+    }
+
+    /// The value the client writes.
+    pub fn value(&self) -> &[u8] {
+        &self.value
+    }
+
+    /// Stores the value and answers Write Response.
+    pub fn accept(mut self) {
+        self.answer.give(Answer::Accept);
+    }
+
+    /// Refuses with an ATT error (application errors are 0x80-0x9F); nothing is stored.
+    pub fn reject(mut self, code: u8) {
+        self.answer.give(Answer::Error(code));
+    }
+}
+
+/// Finishes a parked request with the application's answer and sends the reply.
+fn answer_parked(shared: &Shared, conn: ConnHandle, token: u32, answer: Answer) {
+    let now = shared.now();
+    {
+        let mut guard = lock(shared);
+        let inner = &mut *guard;
+        let crate::driver::Inner { links, gatt, scratch, jobs, core, .. } = inner;
+        let (Some(g), Some(link)) = (gatt.as_mut(), links.0.get_mut(&conn)) else { return };
+        let mut access = Recorder::new(&g.hooks, jobs, conn);
+        match g.server.answer(ConnId(conn), token, answer, &link.bearer, &mut access, scratch) {
+            gattling_proto::gatt::server::Outcome::Reply => {
+                if link.bearer.send(scratch, now).is_ok() {
+                    let _ = core.send_att(conn, scratch);
+                }
+            }
+            gattling_proto::gatt::server::Outcome::Deferred(d) => jobs.push((conn, AppJob::Deferred(d))),
+            gattling_proto::gatt::server::Outcome::Silent => {}
+        }
+        inner.dispatch_jobs();
+    }
+    crate::driver::kick(shared);
+}
+
+/// Runs a handler, turning a panic into a logged error (its request, dropped while
+/// unwinding, answers Unlikely Error).
+fn guarded(what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!("GATT {what} handler panicked; answered Unlikely Error (0x0E)");
+    }
+}
+
+/// A link's application task: runs callbacks in the order their events arrived, outside the
+/// host lock, until the link ends.
+pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: mpsc::UnboundedReceiver<AppJob>) {
+    while let Some(job) = jobs.recv().await {
+        let Some(s) = shared.upgrade() else { return };
+        match job {
+            AppJob::Deferred(d) => {
+                let answer = Answering { shared: shared.clone(), conn, ch: d.ch, token: d.token, answered: false };
+                let hooks = lock(&s).gatt.as_ref().map(|g| (g.hooks.read.get(&d.ch).cloned(), g.hooks.write.get(&d.ch).cloned()));
+                drop(s);
+                match (d.kind, hooks) {
+                    (DeferredKind::Read, Some((Some(f), _))) => guarded("read", || f(ReadRequest { answer })),
+                    (DeferredKind::Write(value), Some((_, Some(f)))) => {
+                        guarded("write", || f(WriteRequest { answer, value }))
+                    }
+                    // The handler went away meanwhile: `answer` drops and answers an error.
+                    _ => {}
+                }
+            }
+            AppJob::Written(ch, value) => {
+                let (hook, listeners) = match lock(&s).gatt.as_mut() {
+                    Some(g) => {
+                        g.hooks.listeners.retain(|l| !l.is_closed());
+                        (g.hooks.written.get(&ch).cloned(), g.hooks.listeners.clone())
+                    }
+                    None => (None, Vec::new()),
+                };
+                drop(s);
+                for l in listeners {
+                    let _ = l.send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone() });
+                }
+                if let Some(f) = hook {
+                    guarded("write", || f(conn, &value));
+                }
+            }
+            AppJob::Subscribed(ch, cccd) => {
+                let (hook, listeners) = match lock(&s).gatt.as_ref() {
+                    Some(g) => (g.hooks.subscribe.get(&ch).cloned(), g.hooks.listeners.clone()),
+                    None => (None, Vec::new()),
+                };
+                drop(s);
+                for l in listeners {
+                    let _ = l.send(ServerEvent::Subscribed { conn, value_handle: ch.0, cccd });
+                }
+                if let Some(f) = hook {
+                    guarded("subscribe", || f(conn, cccd));
+                }
+            }
+            AppJob::Confirmed => {
+                let listeners = lock(&s).gatt.as_ref().map(|g| g.hooks.listeners.clone()).unwrap_or_default();
+                drop(s);
+                for l in listeners {
+                    let _ = l.send(ServerEvent::Confirmed { conn });
+                }
+            }
+            AppJob::Notified(pdu) => {
+                let client = lock(&s).links.0.get(&conn).and_then(|l| l.client.clone());
+                drop(s);
+                if let Some(client) = client {
+                    guarded("notification", || client.run_callbacks(&pdu));
+                }
+            }
+        }
     }
 }
 
@@ -120,6 +392,10 @@ impl std::fmt::Debug for Characteristic {
     }
 }
 
+fn new_state(db: Database) -> GattState {
+    GattState { server: gattling_proto::gatt::Server::new(db, ServerConfig::default()), hooks: Hooks::default() }
+}
+
 impl Host {
     /// Installs (once) and returns this host's GATT server, with the GAP service (Device Name
     /// `device_name`, Appearance) and the GATT service (Service Changed, Client Supported
@@ -131,47 +407,72 @@ impl Host {
                 // The built-ins fit an empty database.
                 let _ = db.add_service(s);
             }
-            GattState {
-                server: gattling_proto::gatt::Server::new(db, ServerConfig::default()),
-                hooks: Hooks::default(),
-                epoch: std::time::Instant::now(),
-                scratch: Vec::with_capacity(600),
-            }
+            new_state(db)
         });
         GattServer { host: self.clone() }
+    }
+
+    /// Installs a GATT server that serves `db` exactly as prepared (its own built-in services,
+    /// or none); if a server is installed already, its database is replaced
+    /// ([`GattServer::replace_database`]).
+    pub fn gatt_server_with(&self, db: Database) -> GattServer {
+        let mut db = Some(db);
+        self.with_gatt_install(|| new_state(db.take().unwrap_or_default()));
+        let server = GattServer { host: self.clone() };
+        if let Some(db) = db {
+            server.replace_database(db);
+        }
+        server
     }
 }
 
 impl GattServer {
-    fn with<T>(&self, f: impl FnOnce(&mut GattState) -> T) -> Option<T> {
-        if IN_HOOK.with(std::cell::Cell::get) {
-            // The host is locked while a hook runs; calling back in would deadlock.
-            tracing::warn!("GATT server called from inside a read/write/subscribe callback: ignored");
-            return None;
-        }
-        self.host.with_gatt(f)
+    /// Runs `f` on the server state with the links (for bearers), then sends what it produced.
+    fn with<T>(&self, f: impl FnOnce(&mut GattState, &mut crate::driver::Links, u64) -> (T, Outgoing)) -> Option<T> {
+        let now = self.host.now();
+        let shared = self.host.shared().clone();
+        let result = {
+            let mut guard = self.host.lock();
+            let inner = &mut *guard;
+            let g = inner.gatt.as_mut()?;
+            let (t, out) = f(g, &mut inner.links, now);
+            if !out.is_empty() {
+                inner.send_outgoing(out, now);
+                crate::driver::arm_timer(&shared, inner);
+            }
+            t
+        };
+        self.host.kick();
+        Some(result)
+    }
+
+    /// Reads the server state.
+    fn read<T>(&self, f: impl FnOnce(&GattState) -> T) -> Option<T> {
+        self.host.lock().gatt.as_ref().map(f)
+    }
+
+    fn no_server() -> Error {
+        Error::InvalidArgument("no GATT server on this host".into())
     }
 
     /// Adds a service; clients that enabled Service Changed indications are told.
     pub fn add_service(&self, def: ServiceDef) -> Result<Service, Error> {
-        let result = self
-            .with(|g| {
-                let now = g.now();
-                let (h, indications) = g.server.add_service(def, now)?;
-                let end = g.server.db().attribute(h).map(|a| a.group_end).unwrap_or(h);
-                let chars: Vec<(CharId, Uuid)> = g
-                    .server
-                    .db()
-                    .characteristics()
-                    .iter()
-                    .filter(|c| c.value_handle > h && c.value_handle <= end)
-                    .map(|c| (CharId(c.value_handle), c.uuid))
-                    .collect();
-                Ok::<_, gattling_proto::gatt::DbError>((h, end, chars, indications))
+        let (handle, end_handle, chars) = self
+            .with(|g, links, now| match g.server.add_service(def, now, links) {
+                Ok((h, out)) => {
+                    let db = g.server.db();
+                    let end = db.attribute(h).map(|a| a.group_end).unwrap_or(h);
+                    let chars: Vec<(CharId, Uuid)> = db
+                        .characteristics()
+                        .iter()
+                        .filter(|c| c.value_handle > h && c.value_handle <= end)
+                        .map(|c| (CharId(c.value_handle), c.uuid))
+                        .collect();
+                    (Ok((h, end, chars)), out)
+                }
+                Err(e) => (Err(e), Vec::new()),
             })
-            .ok_or_else(|| Error::InvalidArgument("no GATT server on this host".into()))?;
-        let (handle, end_handle, chars, indications) = result.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        self.host.send_att_many(indications);
+            .ok_or_else(Self::no_server)??;
         let characteristics =
             chars.into_iter().map(|(id, uuid)| Characteristic { server: self.clone(), id, uuid }).collect();
         Ok(Service { handle, end_handle, characteristics })
@@ -179,51 +480,101 @@ impl GattServer {
 
     /// Removes a service; clients that enabled Service Changed indications are told.
     pub fn remove_service(&self, service: &Service) -> Result<(), Error> {
-        let r = self
-            .with(|g| {
-                let now = g.now();
-                g.server.remove_service(service.handle, now)
-            })
-            .ok_or_else(|| Error::InvalidArgument("no GATT server on this host".into()))?;
-        let indications = r.map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        self.host.send_att_many(indications);
+        self.with(|g, links, now| match g.server.remove_service(service.handle, now, links) {
+            Ok(out) => (Ok(()), out),
+            Err(e) => (Err(e), Vec::new()),
+        })
+        .ok_or_else(Self::no_server)??;
         Ok(())
+    }
+
+    /// Replaces the whole database; connected clients get Service Changed for every handle
+    /// (Core Vol 3 Part G §7.1) and their subscriptions end.
+    pub fn replace_database(&self, db: Database) {
+        self.with(|g, links, now| ((), g.server.replace_database(db, now, links)));
+    }
+
+    /// The whole database as attributes, in handle order (Core Vol 3 Part F §3.2).
+    pub fn attributes(&self) -> Vec<Attribute> {
+        self.read(|g| g.server.db().attributes().to_vec()).unwrap_or_default()
+    }
+
+    /// A copy of the database as it is now.
+    pub fn database(&self) -> Database {
+        self.read(|g| g.server.db().clone()).unwrap_or_default()
     }
 
     /// The first characteristic with this UUID.
     pub fn characteristic(&self, uuid: impl Into<Uuid>) -> Option<Characteristic> {
         let uuid = uuid.into();
-        let id = self.with(|g| g.server.db().find_characteristic(uuid)).flatten()?;
+        let id = self.read(|g| g.server.db().find_characteristic(uuid)).flatten()?;
         Some(Characteristic { server: self.clone(), id, uuid })
+    }
+
+    /// The characteristic whose value is at `value_handle`.
+    pub fn characteristic_at(&self, value_handle: u16) -> Option<Characteristic> {
+        let uuid = self.read(|g| g.server.db().characteristic(CharId(value_handle)).map(|c| c.uuid)).flatten()?;
+        Some(Characteristic { server: self.clone(), id: CharId(value_handle), uuid })
+    }
+
+    /// Every characteristic, in handle order.
+    pub fn characteristics(&self) -> Vec<Characteristic> {
+        let list = self
+            .read(|g| g.server.db().characteristics().iter().map(|c| (CharId(c.value_handle), c.uuid)).collect())
+            .unwrap_or_else(Vec::new);
+        list.into_iter().map(|(id, uuid)| Characteristic { server: self.clone(), id, uuid }).collect()
     }
 
     /// The Database Hash (Core Vol 3 Part G §7.3), least significant octet first.
     pub fn database_hash(&self) -> [u8; 16] {
-        self.with(|g| g.server.db().compute_hash()).unwrap_or_default()
+        self.read(|g| g.server.db().compute_hash()).unwrap_or_default()
     }
 
     /// Sets an authorization hook for attributes with an AUTHORIZED permission:
-    /// `f(connection, handle, is_write)`.
+    /// `f(connection, handle, is_write)`. It runs while the request is answered, under the host
+    /// lock: it must decide quickly and must not call gattling.
     pub fn on_authorize(&self, f: impl Fn(ConnHandle, u16, bool) -> bool + Send + Sync + 'static) {
-        self.with(|g| g.hooks.authorize = Some(Arc::new(f)));
+        self.with(|g, _, _| (g.hooks.authorize = Some(Arc::new(f)), Vec::new()));
+    }
+
+    /// Every write, subscription and confirmation from now on, in the order they happened.
+    pub fn events(&self) -> ServerEvents {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.with(|g, _, _| (g.hooks.listeners.push(tx), Vec::new()));
+        ServerEvents { rx }
     }
 
     /// Notifies several characteristics to `conn` at once: one Multiple Handle Value
     /// Notification if the client declared support for it, else one notification each
     /// (Core Vol 3 Part F §3.4.7.4). Only characteristics `conn` subscribed to are sent.
     pub fn notify_multiple(&self, conn: ConnHandle, items: &[(&Characteristic, &[u8])]) {
-        let pdus = self
-            .with(|g| {
-                let list: Vec<(CharId, &[u8])> = items.iter().map(|(c, v)| (c.id, *v)).collect();
-                g.server.notify_multiple(ConnId(conn), &list)
-            })
-            .unwrap_or_default();
-        self.host.send_att_many(pdus.into_iter().map(|p| (ConnId(conn), p)).collect());
+        self.with(|g, links, _| {
+            let Some(link) = links.0.get(&conn) else { return ((), Vec::new()) };
+            let list: Vec<(CharId, &[u8])> = items.iter().map(|(c, v)| (c.id, *v)).collect();
+            let pdus = g.server.notify_multiple(&link.bearer, ConnId(conn), &list);
+            ((), pdus.into_iter().map(|p| (ConnId(conn), p)).collect())
+        });
     }
 
-    /// The negotiated ATT_MTU of a connection.
+    /// The ATT_MTU of a connection's bearer.
     pub fn mtu(&self, conn: ConnHandle) -> u16 {
-        self.with(|g| g.server.mtu(ConnId(conn))).unwrap_or(23)
+        self.host.att_mtu(conn).unwrap_or(gattling_proto::att::bearer::DEFAULT_MTU)
+    }
+}
+
+/// PDUs to send, each with its connection.
+type Outgoing = Vec<(ConnId, Vec<u8>)>;
+
+/// The stream of [`ServerEvent`]s from [`GattServer::events`].
+#[derive(Debug)]
+pub struct ServerEvents {
+    rx: mpsc::UnboundedReceiver<ServerEvent>,
+}
+
+impl ServerEvents {
+    /// The next event; `None` once the host is gone.
+    pub async fn next(&mut self) -> Option<ServerEvent> {
+        self.rx.recv().await
     }
 }
 
@@ -240,52 +591,113 @@ impl Characteristic {
 
     /// The stored value (Pycom `value()`).
     pub fn value(&self) -> Vec<u8> {
-        self.server
-            .with(|g| g.server.db().characteristic(self.id).map(|c| c.value.clone()))
-            .flatten()
-            .unwrap_or_default()
+        self.server.read(|g| g.server.db().characteristic(self.id).map(|c| c.value.clone())).flatten().unwrap_or_default()
     }
 
     /// Stores a value and notifies or indicates every client subscribed to it (Pycom `value(v)`,
     /// but only to subscribed clients, as the CCCD says).
     pub fn set_value(&self, value: &[u8]) {
-        let out = self
-            .server
-            .with(|g| {
-                let now = g.now();
-                g.server.set_value(self.id, value, now)
+        self.server.with(|g, links, now| ((), g.server.set_value(self.id, value, now, links)));
+    }
+
+    /// Notifies `value` to `conn` if it enabled notifications (Core Vol 3 Part F §3.4.7.1);
+    /// returns whether a notification was sent. The stored value is unchanged.
+    pub fn notify(&self, conn: ConnHandle, value: &[u8]) -> bool {
+        self.server
+            .with(|g, links, _| {
+                let pdu = links.0.get(&conn).and_then(|l| g.server.notification(&l.bearer, ConnId(conn), self.id, value));
+                let sent = pdu.is_some();
+                (sent, pdu.map(|p| (ConnId(conn), p)).into_iter().collect())
             })
-            .unwrap_or_default();
-        self.server.host.send_att_many(out);
+            .unwrap_or(false)
+    }
+
+    /// Indicates `value` to `conn` if it enabled indications (Core Vol 3 Part F §3.4.7.2); it
+    /// waits its turn behind an unconfirmed one. Returns whether it was queued. The
+    /// confirmation arrives as [`ServerEvent::Confirmed`].
+    pub fn indicate(&self, conn: ConnHandle, value: &[u8]) -> bool {
+        self.server
+            .with(|g, links, now| {
+                let Some(link) = links.0.get_mut(&conn) else { return (false, Vec::new()) };
+                let Some(pdu) = g.server.indication(&link.bearer, ConnId(conn), self.id, value) else {
+                    return (false, Vec::new());
+                };
+                link.bearer.queue_indication(pdu);
+                (true, link.bearer.poll_indication(now).map(|p| (ConnId(conn), p)).into_iter().collect())
+            })
+            .unwrap_or(false)
     }
 
     /// Returns the accumulated event bits (0x08 read, 0x10 write, 0x80 subscribe) and clears them.
     pub fn events(&self) -> u16 {
         self.server
-            .with(|g| g.server.db_mut().characteristic_mut(self.id).map(|c| std::mem::take(&mut c.events)))
+            .with(|g, _, _| {
+                let bits = g.server.db_mut().characteristic_mut(self.id).map(|c| std::mem::take(&mut c.events));
+                (bits, Vec::new())
+            })
             .flatten()
             .unwrap_or(0)
     }
 
     /// The CCCD value `conn` wrote (bit 0 notify, bit 1 indicate).
     pub fn cccd(&self, conn: ConnHandle) -> u16 {
-        self.server.with(|g| g.server.cccd(ConnId(conn), self.id)).unwrap_or(0)
+        self.server.read(|g| g.server.cccd(ConnId(conn), self.id)).unwrap_or(0)
     }
 
-    /// Read callback: `Some(value)` answers with that value (the stored one is unchanged).
+    fn set_hook(&self, f: impl FnOnce(&mut Hooks)) {
+        self.server.with(|g, _, _| (f(&mut g.hooks), Vec::new()));
+    }
+
+    /// Read handler: `Some(value)` answers with that value (the stored value is unchanged),
+    /// `None` with the stored value. Runs on the link's application task.
     pub fn on_read(&self, f: impl Fn(ConnHandle) -> Option<Vec<u8>> + Send + Sync + 'static) {
-        self.server.with(|g| g.hooks.read.insert(self.id, Arc::new(f)));
+        self.on_read_request(move |req| match f(req.conn()) {
+            Some(v) => req.respond(&v),
+            None => req.respond_stored(),
+        });
     }
 
-    /// Write callback: sees the new value; `Err(code)` rejects it with application error
-    /// `code` (0x80-0x9F; other codes become 0x80).
+    /// Read handler that answers through the [`ReadRequest`], now or later (e.g. a host MCU
+    /// answering over a serial line, or an async task).
+    pub fn on_read_request(&self, f: impl Fn(ReadRequest) + Send + Sync + 'static) {
+        let id = self.id;
+        self.set_hook(|h| {
+            h.read.insert(id, Arc::new(f));
+        });
+    }
+
+    /// Write validator: sees the value before it is stored; `Err(code)` rejects it with that
+    /// ATT error (application errors are 0x80-0x9F).
     pub fn on_write(&self, f: impl Fn(ConnHandle, &[u8]) -> Result<(), u8> + Send + Sync + 'static) {
-        self.server.with(|g| g.hooks.write.insert(self.id, Arc::new(f)));
+        self.on_write_request(move |req| match f(req.conn(), req.value()) {
+            Ok(()) => req.accept(),
+            Err(code) => req.reject(code),
+        });
     }
 
-    /// Subscribe callback: called with the new CCCD value.
+    /// Write validator that answers through the [`WriteRequest`], now or later.
+    pub fn on_write_request(&self, f: impl Fn(WriteRequest) + Send + Sync + 'static) {
+        let id = self.id;
+        self.set_hook(|h| {
+            h.write.insert(id, Arc::new(f));
+        });
+    }
+
+    /// Called after a client's write stored a new value (Pycom's CHAR_WRITE_EVENT handler,
+    /// which reads the new value with `value()`).
+    pub fn on_written(&self, f: impl Fn(ConnHandle, &[u8]) + Send + Sync + 'static) {
+        let id = self.id;
+        self.set_hook(|h| {
+            h.written.insert(id, Arc::new(f));
+        });
+    }
+
+    /// Subscribe handler: called with the new CCCD value.
     pub fn on_subscribe(&self, f: impl Fn(ConnHandle, u16) + Send + Sync + 'static) {
-        self.server.with(|g| g.hooks.subscribe.insert(self.id, Arc::new(f)));
+        let id = self.id;
+        self.set_hook(|h| {
+            h.subscribe.insert(id, Arc::new(f));
+        });
     }
 }
 

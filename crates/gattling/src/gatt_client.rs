@@ -8,24 +8,21 @@
 //! with a timeout and closes the bearer (the link is disconnected, §3.3.3); a disconnect fails
 //! every pending call with its reason.
 
+use crate::connection::Connection;
 use crate::error::Error;
-use crate::host::{Connection, LinkEnd};
 use gattling_proto::att::opcode;
 use gattling_proto::gatt::client::{
     CharacteristicInfo, DescriptorInfo, DiscoverCharacteristics, DiscoverDescriptors, DiscoverServices, ExchangeMtu,
     FindIncludedServices, IncludeInfo, Procedure, Read, ReadByUuid, ReadMultiple, ServiceInfo, Step, Write, WriteLong,
 };
+use gattling_proto::gatt::server::{CCCD_INDICATE, CCCD_NOTIFY, FEATURE_MULTIPLE_NOTIFICATIONS};
 use gattling_proto::gatt::uuids;
-use gattling_proto::hci::status;
 use gattling_proto::Uuid;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// The ATT transaction timeout (Core Vol 3 Part F §3.3.3).
-pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
+pub use gattling_proto::att::bearer::TRANSACTION_TIMEOUT_US;
 
 /// Pycom's event value for a notification.
 pub const CHAR_NOTIFY_EVENT: u8 = 0x20;
@@ -33,117 +30,196 @@ pub const CHAR_NOTIFY_EVENT: u8 = 0x20;
 pub const CHAR_INDICATE_EVENT: u8 = 0x40;
 
 type Callback = Arc<dyn Fn(u8, &[u8]) + Send + Sync>;
+type AnyCallback = Arc<dyn Fn(ValueEvent) + Send + Sync>;
 /// Where a subscription's (event, value) pairs go.
 type ValueSender = mpsc::UnboundedSender<(u8, Vec<u8>)>;
 
-struct Shared {
-    conn: Connection,
-    mtu: AtomicU16,
-    /// Serializes procedures: one request outstanding per bearer.
-    procedure: tokio::sync::Mutex<()>,
+/// One notification or indication as the catch-all stream reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueEvent {
+    /// The characteristic's value handle.
+    pub handle: u16,
+    /// [`CHAR_NOTIFY_EVENT`] or [`CHAR_INDICATE_EVENT`].
+    pub event: u8,
+    /// The value.
+    pub value: Vec<u8>,
+}
+
+/// The GATT client side of one link, shared by the driver (which delivers answers and values
+/// under the host lock, without running application code) and every [`GattClient`] clone.
+#[derive(Default)]
+pub(crate) struct ClientLink {
     /// Where the answer to the outstanding request goes.
-    pending: Mutex<Option<oneshot::Sender<Vec<u8>>>>,
+    pending: Mutex<Option<oneshot::Sender<Result<Vec<u8>, Error>>>>,
     /// Subscribers per value handle.
     streams: Mutex<HashMap<u16, Vec<ValueSender>>>,
+    /// Subscribers to every value, whatever enabled it.
+    all: Mutex<Vec<mpsc::UnboundedSender<ValueEvent>>>,
+    /// Callbacks per value handle, run on the link's application task.
     callbacks: Mutex<HashMap<u16, Vec<Callback>>>,
-    /// Our receive MTU, offered in Exchange MTU.
-    local_mtu: u16,
+    /// Callbacks for every value.
+    any_callbacks: Mutex<Vec<AnyCallback>>,
+    /// Set once the link is gone: the error every later call fails with.
+    failed: Mutex<Option<Error>>,
+    /// Serializes procedures: one request outstanding per bearer (Core Vol 3 Part F §3.3.2).
+    procedure: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Splits a Handle Value Notification / Indication / Multiple Handle Value Notification into
+/// (handle, event, value) items (Core Vol 3 Part F §3.4.7).
+fn values(pdu: &[u8], mut f: impl FnMut(u16, u8, &[u8])) {
+    match pdu {
+        [opcode::HANDLE_VALUE_NTF, a, b, value @ ..] => f(u16::from_le_bytes([*a, *b]), CHAR_NOTIFY_EVENT, value),
+        [opcode::HANDLE_VALUE_IND, a, b, value @ ..] => f(u16::from_le_bytes([*a, *b]), CHAR_INDICATE_EVENT, value),
+        [opcode::MULTIPLE_HANDLE_VALUE_NTF, ..] => {
+            if let Ok(gattling_proto::att::AttPdu::MultipleHandleValueNtf { data }) =
+                gattling_proto::att::AttPdu::decode(pdu)
+            {
+                for (handle, _len, value) in data.iter() {
+                    f(handle, CHAR_NOTIFY_EVENT, value);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+impl ClientLink {
+    /// The answer to the outstanding request arrived.
+    pub(crate) fn answer(&self, pdu: &[u8]) {
+        if let Some(tx) = lock(&self.pending).take() {
+            let _ = tx.send(Ok(pdu.to_vec()));
+        }
+    }
+
+    /// Hands a notification or indication to the streams; true when callbacks want it too.
+    pub(crate) fn deliver(&self, pdu: &[u8]) -> bool {
+        let mut streams = lock(&self.streams);
+        let mut all = lock(&self.all);
+        values(pdu, |handle, event, value| {
+            if let Some(subs) = streams.get_mut(&handle) {
+                subs.retain(|tx| tx.send((event, value.to_vec())).is_ok());
+            }
+            all.retain(|tx| tx.send(ValueEvent { handle, event, value: value.to_vec() }).is_ok());
+        });
+        !lock(&self.callbacks).is_empty() || !lock(&self.any_callbacks).is_empty()
+    }
+
+    /// Runs the callbacks for a notification or indication (on the application task).
+    pub(crate) fn run_callbacks(&self, pdu: &[u8]) {
+        values(pdu, |handle, event, value| {
+            let per_handle: Vec<Callback> = lock(&self.callbacks).get(&handle).cloned().unwrap_or_default();
+            for f in per_handle {
+                f(event, value);
+            }
+            let any: Vec<AnyCallback> = lock(&self.any_callbacks).clone();
+            for f in any {
+                f(ValueEvent { handle, event, value: value.to_vec() });
+            }
+        });
+    }
+
+    /// The link is gone: fails the outstanding request and ends every stream.
+    pub(crate) fn fail(&self, error: Error) {
+        if let Some(tx) = lock(&self.pending).take() {
+            let _ = tx.send(Err(error.clone()));
+        }
+        lock(&self.streams).clear();
+        lock(&self.all).clear();
+        *lock(&self.failed) = Some(error);
+    }
+}
+
 /// A GATT client on one connection. Cheap to clone.
 #[derive(Clone)]
 pub struct GattClient {
-    shared: Arc<Shared>,
+    conn: Connection,
+    link: Arc<ClientLink>,
 }
 
 impl std::fmt::Debug for GattClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GattClient").field("handle", &self.shared.conn.handle()).field("mtu", &self.mtu()).finish()
+        f.debug_struct("GattClient").field("handle", &self.conn.handle()).field("mtu", &self.mtu()).finish()
     }
 }
 
 /// Options for [`GattClient::new`].
 #[derive(Clone, Copy, Debug)]
 pub struct ClientOptions {
-    /// Exchange MTU right away, offering this receive MTU (23..=517); `None` stays at 23.
-    pub mtu: Option<u16>,
+    /// Exchange MTU right away (offering the host's receive MTU); `false` stays at 23 unless
+    /// the peer exchanges it.
+    pub exchange_mtu: bool,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self { mtu: Some(517) }
+        Self { exchange_mtu: true }
     }
 }
 
 impl GattClient {
-    /// Takes over the connection's ATT traffic and, by default, exchanges MTU (Core Vol 3 Part G §4.3.1).
+    /// Attaches the GATT client role to the connection's link (responses, notifications and
+    /// indications come to it from now on) and, by default, exchanges MTU
+    /// (Core Vol 3 Part G §4.3.1). A link has one client: a second `new` shares it.
     pub async fn new(conn: Connection, options: ClientOptions) -> Result<GattClient, Error> {
-        let local_mtu = options.mtu.unwrap_or(23).clamp(23, 517);
-        let shared = Arc::new(Shared {
-            conn,
-            mtu: AtomicU16::new(23),
-            procedure: tokio::sync::Mutex::new(()),
-            pending: Mutex::new(None),
-            streams: Mutex::new(HashMap::new()),
-            callbacks: Mutex::new(HashMap::new()),
-            local_mtu,
-        });
-        tokio::spawn(dispatch(Arc::downgrade(&shared)));
-        let client = GattClient { shared };
-        if options.mtu.is_some() {
-            let server = client.run(ExchangeMtu(local_mtu)).await?;
-            // Never above what both sides allow (Core Vol 3 Part F §3.4.2.2).
-            client.shared.mtu.store(server.max(23).min(local_mtu), Ordering::SeqCst);
+        let (link, local_mtu) = {
+            let mut inner = conn.host().lock();
+            let local_mtu = inner.local_mtu;
+            let Some(l) = inner.links.0.get_mut(&conn.handle()) else {
+                return Err(conn.end_error().unwrap_or(Error::Disconnected {
+                    reason: gattling_proto::hci::status::UNKNOWN_CONNECTION_ID,
+                }));
+            };
+            let link = l.client.get_or_insert_with(|| Arc::new(ClientLink::default())).clone();
+            (link, local_mtu)
+        };
+        let client = GattClient { conn, link };
+        if options.exchange_mtu {
+            client.run(ExchangeMtu(local_mtu)).await?;
         }
         Ok(client)
     }
 
-    /// The ATT_MTU in use.
+    /// The ATT_MTU of the link's bearer (Core Vol 3 Part F §3.4.2.2).
     pub fn mtu(&self) -> u16 {
-        self.shared.mtu.load(Ordering::SeqCst)
+        self.conn.att_mtu()
     }
 
     /// The connection this client runs on.
     pub fn connection(&self) -> &Connection {
-        &self.shared.conn
+        &self.conn
     }
 
     /// Disconnects (reason 0x13) and returns the reason the controller reported.
     pub async fn disconnect(&self) -> Result<u8, Error> {
-        self.shared.conn.disconnect(status::REMOTE_USER_TERMINATED).await
+        self.conn.disconnect(gattling_proto::hci::status::REMOTE_USER_TERMINATED).await
     }
 
-    fn link_error(&self) -> Error {
-        match self.shared.conn.end() {
-            Some(LinkEnd::Disconnected(reason)) => Error::Disconnected { reason },
-            Some(LinkEnd::TransportClosed) => Error::TransportClosed("the controller went away".into()),
-            None => Error::Disconnected { reason: status::CONNECTION_TIMEOUT },
-        }
-    }
-
-    /// Sends one request and waits for its answer (the caller holds the procedure lock).
+    /// Sends one request and waits for its answer (the caller holds the procedure lock). The
+    /// bearer's 30 s transaction timeout closes the link and fails the call.
     async fn exchange(&self, pdu: Vec<u8>) -> Result<Vec<u8>, Error> {
+        if let Some(e) = lock(&self.link.failed).clone() {
+            return Err(e);
+        }
         let (tx, rx) = oneshot::channel();
-        *lock(&self.shared.pending) = Some(tx);
-        self.shared.conn.send_att(&pdu)?;
-        match tokio::time::timeout(TRANSACTION_TIMEOUT, rx).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(_)) => Err(self.link_error()),
-            Err(_) => {
-                // No more ATT on this bearer: close it (Core Vol 3 Part F §3.3.3).
-                let _ = self.shared.conn.disconnect(status::REMOTE_USER_TERMINATED).await;
-                Err(Error::Timeout("ATT transaction (30 s); the link was closed"))
-            }
+        *lock(&self.link.pending) = Some(tx);
+        if let Err(e) = self.conn.send_att(&pdu) {
+            lock(&self.link.pending).take();
+            return Err(e);
+        }
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
         }
     }
 
     /// Runs a procedure to completion, one request at a time.
     pub async fn run<P: Procedure>(&self, mut p: P) -> Result<P::Output, Error> {
-        let _turn = self.shared.procedure.lock().await;
+        let _turn = self.link.procedure.lock().await;
         let mut step = p.start();
         loop {
             match step {
@@ -154,6 +230,21 @@ impl GattClient {
                 }
             }
         }
+    }
+
+    /// Every notification and indication on this link from now on, whatever enabled it (a
+    /// CCCD written by [`GattClient::subscribe`], by a raw [`GattClient::write`], or by the
+    /// server's own choice). Indications are confirmed automatically.
+    pub fn notifications(&self) -> Notifications {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.link.all).push(tx);
+        Notifications { rx }
+    }
+
+    /// Calls `handler` for every notification and indication on this link, on the link's
+    /// application task (it may call any gattling API).
+    pub fn on_any_notification(&self, handler: impl Fn(ValueEvent) + Send + Sync + 'static) {
+        lock(&self.link.any_callbacks).push(Arc::new(handler));
     }
 
     /// Discover All Primary Services (§4.4.1).
@@ -213,11 +304,11 @@ impl GattClient {
 
     /// Write Without Response (§4.9.1).
     pub async fn write_without_response(&self, handle: u16, value: &[u8]) -> Result<(), Error> {
-        let _turn = self.shared.procedure.lock().await;
+        let _turn = self.link.procedure.lock().await;
         let mut pdu = vec![opcode::WRITE_CMD];
         pdu.extend_from_slice(&handle.to_le_bytes());
         pdu.extend_from_slice(value.get(..value.len().min(self.mtu() as usize - 3)).unwrap_or(value));
-        self.shared.conn.send_att(&pdu)
+        self.conn.send_att(&pdu)
     }
 
     /// Write (§4.9.3); values longer than ATT_MTU-3 use Write Long.
@@ -244,8 +335,8 @@ impl GattClient {
     pub async fn subscribe(&self, ch: &CharacteristicInfo, indicate: bool) -> Result<Subscription, Error> {
         let cccd = self.cccd_of(ch).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.shared.streams).entry(ch.value_handle).or_default().push(tx);
-        self.write(cccd, &(if indicate { 2u16 } else { 1u16 }).to_le_bytes()).await?;
+        lock(&self.link.streams).entry(ch.value_handle).or_default().push(tx);
+        self.write(cccd, &(if indicate { CCCD_INDICATE } else { CCCD_NOTIFY }).to_le_bytes()).await?;
         Ok(Subscription { rx })
     }
 
@@ -253,21 +344,22 @@ impl GattClient {
     pub async fn unsubscribe(&self, ch: &CharacteristicInfo) -> Result<(), Error> {
         let cccd = self.cccd_of(ch).await?;
         self.write(cccd, &[0, 0]).await?;
-        lock(&self.shared.streams).remove(&ch.value_handle);
-        lock(&self.shared.callbacks).remove(&ch.value_handle);
+        lock(&self.link.streams).remove(&ch.value_handle);
+        lock(&self.link.callbacks).remove(&ch.value_handle);
         Ok(())
     }
 
     /// Calls `handler(event, value)` for each notification (event 0x20) or indication (0x40) of
     /// the characteristic, and enables notifications: Pycom's `callback(trigger=CHAR_NOTIFY_EVENT, handler)`.
+    /// The handler runs on the link's application task and may call any gattling API.
     pub async fn on_notify(
         &self,
         ch: &CharacteristicInfo,
         handler: impl Fn(u8, &[u8]) + Send + Sync + 'static,
     ) -> Result<(), Error> {
         let cccd = self.cccd_of(ch).await?;
-        lock(&self.shared.callbacks).entry(ch.value_handle).or_default().push(Arc::new(handler));
-        self.write(cccd, &[1, 0]).await
+        lock(&self.link.callbacks).entry(ch.value_handle).or_default().push(Arc::new(handler));
+        self.write(cccd, &CCCD_NOTIFY.to_le_bytes()).await
     }
 
     async fn cccd_of(&self, ch: &CharacteristicInfo) -> Result<u16, Error> {
@@ -288,7 +380,7 @@ impl GattClient {
             Err(e) => return Err(e),
         };
         let Some((handle, value)) = found.into_iter().next() else { return Ok(false) };
-        let bits = value.first().copied().unwrap_or(0) | 0x04;
+        let bits = value.first().copied().unwrap_or(0) | FEATURE_MULTIPLE_NOTIFICATIONS;
         self.write(handle, &[bits]).await?;
         Ok(true)
     }
@@ -299,7 +391,7 @@ impl GattClient {
             .discover_services()
             .await?
             .into_iter()
-            .map(|info| RemoteService { client: self.clone(), info })
+            .map(|info| RemoteService { client: self.clone(), info, primary: true })
             .collect())
     }
 }
@@ -322,11 +414,25 @@ impl Subscription {
     }
 }
 
+/// Every notification and indication of a link ([`GattClient::notifications`]).
+#[derive(Debug)]
+pub struct Notifications {
+    rx: mpsc::UnboundedReceiver<ValueEvent>,
+}
+
+impl Notifications {
+    /// The next value; `None` once the link ended.
+    pub async fn next(&mut self) -> Option<ValueEvent> {
+        self.rx.recv().await
+    }
+}
+
 /// A service on the server (Pycom `GATTCService`).
 #[derive(Clone, Debug)]
 pub struct RemoteService {
     client: GattClient,
     info: ServiceInfo,
+    primary: bool,
 }
 
 impl RemoteService {
@@ -340,14 +446,32 @@ impl RemoteService {
         &self.info
     }
 
-    /// Always true: services come from primary service discovery.
+    /// True for a primary service, false for a secondary one (reached through an include).
     pub fn is_primary(&self) -> bool {
-        true
+        self.primary
     }
 
-    /// Its included services.
+    /// Its include declarations.
     pub async fn included(&self) -> Result<Vec<IncludeInfo>, Error> {
         self.client.find_included_services(&self.info).await
+    }
+
+    /// The services it includes, as objects; each says whether it is primary (found by
+    /// primary service discovery) or secondary (Core Vol 3 Part G §3.1, §4.5).
+    pub async fn included_services(&self) -> Result<Vec<RemoteService>, Error> {
+        let includes = self.client.find_included_services(&self.info).await?;
+        if includes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let primaries = self.client.discover_services().await?;
+        Ok(includes
+            .into_iter()
+            .map(|inc| RemoteService {
+                client: self.client.clone(),
+                primary: primaries.iter().any(|p| p.start == inc.start),
+                info: ServiceInfo { start: inc.start, end: inc.end, uuid: inc.uuid },
+            })
+            .collect())
     }
 
     /// Its characteristics (Pycom `characteristics()`).
@@ -403,75 +527,5 @@ impl RemoteCharacteristic {
     /// Pycom's `callback(trigger=CHAR_NOTIFY_EVENT, handler)`: `handler(event, value)`.
     pub async fn callback(&self, handler: impl Fn(u8, &[u8]) + Send + Sync + 'static) -> Result<(), Error> {
         self.client.on_notify(&self.info, handler).await
-    }
-}
-
-fn deliver(shared: &Shared, handle: u16, event: u8, value: &[u8]) {
-    if let Some(subs) = lock(&shared.streams).get_mut(&handle) {
-        subs.retain(|tx| tx.send((event, value.to_vec())).is_ok());
-    }
-    let callbacks: Vec<Callback> = lock(&shared.callbacks).get(&handle).cloned().unwrap_or_default();
-    for f in callbacks {
-        f(event, value);
-    }
-}
-
-/// Routes the connection's incoming ATT PDUs: answers to the outstanding request, notifications
-/// and indications to subscribers, and a reply to requests when no GATT server is installed.
-async fn dispatch(weak: std::sync::Weak<Shared>) {
-    loop {
-        let Some(shared) = weak.upgrade() else { return };
-        // The dispatcher lives as long as the link: it holds the client while it waits.
-        let pdu = {
-            match shared.conn.recv_att().await {
-                Ok(p) => p,
-                Err(_) => {
-                    // Link gone: fail the outstanding request and end every subscription.
-                    lock(&shared.pending).take();
-                    lock(&shared.streams).clear();
-                    return;
-                }
-            }
-        };
-        let Some(&op) = pdu.first() else { continue };
-        match op {
-            opcode::HANDLE_VALUE_NTF | opcode::HANDLE_VALUE_IND => {
-                if let [_, a, b, value @ ..] = pdu.as_slice() {
-                    let event = if op == opcode::HANDLE_VALUE_NTF { CHAR_NOTIFY_EVENT } else { CHAR_INDICATE_EVENT };
-                    deliver(&shared, u16::from_le_bytes([*a, *b]), event, value);
-                }
-                if op == opcode::HANDLE_VALUE_IND {
-                    let _ = shared.conn.send_att(&[opcode::HANDLE_VALUE_CFM]);
-                }
-            }
-            opcode::MULTIPLE_HANDLE_VALUE_NTF => {
-                if let Ok(gattling_proto::att::AttPdu::MultipleHandleValueNtf { data }) =
-                    gattling_proto::att::AttPdu::decode(&pdu)
-                {
-                    for (handle, _len, value) in data.iter() {
-                        deliver(&shared, handle, CHAR_NOTIFY_EVENT, value);
-                    }
-                }
-            }
-            opcode::EXCHANGE_MTU_REQ => {
-                // The peer's client asks; we have no GATT server here but the MTU is the bearer's.
-                let theirs = pdu.get(1..3).map(|b| u16::from_le_bytes([b[0], b[1]])).unwrap_or(23);
-                let ours = shared.local_mtu;
-                shared.mtu.store(theirs.max(23).min(ours), Ordering::SeqCst);
-                let mut rsp = vec![opcode::EXCHANGE_MTU_RSP];
-                rsp.extend_from_slice(&ours.to_le_bytes());
-                let _ = shared.conn.send_att(&rsp);
-            }
-            op if opcode::is_request(op) => {
-                // No GATT server on this host: every other request is unsupported.
-                let _ = shared.conn.send_att(&[opcode::ERROR_RSP, op, 0, 0, 0x06]);
-            }
-            op if opcode::is_command(op) || op == opcode::HANDLE_VALUE_CFM => {}
-            _ => {
-                if let Some(tx) = lock(&shared.pending).take() {
-                    let _ = tx.send(pdu);
-                }
-            }
-        }
     }
 }

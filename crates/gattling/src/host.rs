@@ -1,24 +1,24 @@
-//! The async host: one controller, driven by a reader task and a writer task around the sans-IO
-//! [`gattling_proto::host::Host`], shared behind a mutex that is never held across an await.
+//! The async host API: one controller, driven by the tasks of [`crate::driver`] around the
+//! sans-IO [`gattling_proto::host::Host`]; advertising, scanning, connecting and the registry of
+//! links.
 
+use crate::connection::Connection;
+use crate::driver::{self, kick, lock, Inner, Shared};
 use crate::error::Error;
 use crate::transport::{self, Transport, TransportSpec};
+use gattling_proto::att::bearer::MAX_MTU;
 use gattling_proto::gap::{Address, AddressType, BdAddr};
 use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection, Opcode};
 use gattling_proto::hci::event::ret;
 use gattling_proto::hci::{status, ConnHandle};
-use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostConfig, HostEvent, Role};
-use std::collections::HashMap;
-use std::pin::Pin;
+use gattling_proto::host::{self as core, AdvReport, ConnectionInfo, HostConfig};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 /// How long the host waits for the controller to answer a command (Core Vol 4 Part E §4.4 sets none;
 /// real controllers answer in milliseconds).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options for [`Host::open_with`].
 #[derive(Clone, Debug, Default)]
@@ -27,6 +27,8 @@ pub struct HostOptions {
     pub config: HostConfig,
     /// A static random address to use instead of the controller's public address.
     pub random_address: Option<BdAddr>,
+    /// The receive MTU every ATT bearer offers in Exchange MTU (23..=517; 0 means 517).
+    pub att_mtu: u16,
 }
 
 /// How a connection ended, as seen by a [`Connection`].
@@ -38,21 +40,23 @@ pub enum LinkEnd {
     TransportClosed,
 }
 
+impl LinkEnd {
+    /// The error a call on an ended link fails with.
+    pub fn error(self, host: &Host) -> Error {
+        match self {
+            LinkEnd::Disconnected(reason) => Error::Disconnected { reason },
+            LinkEnd::TransportClosed => Error::TransportClosed(host.closed_reason()),
+        }
+    }
+}
+
 /// Connection-level events delivered to [`Connection`] waiters.
 #[derive(Clone, Debug)]
-enum LinkEvent {
+pub(crate) enum LinkEvent {
     Updated { status: u8, interval: u16, latency: u16, supervision_timeout: u16 },
     Phy { status: u8, tx_phy: u8, rx_phy: u8 },
     DataLength { max_tx_octets: u16, max_rx_octets: u16 },
     ParamAnswer { accepted: bool },
-}
-
-struct LinkState {
-    att_tx: mpsc::UnboundedSender<Vec<u8>>,
-    /// Taken by the [`Connection`] object; PDUs queue here until then.
-    att_rx: Option<mpsc::UnboundedReceiver<Vec<u8>>>,
-    end_tx: watch::Sender<Option<LinkEnd>>,
-    events: broadcast::Sender<LinkEvent>,
 }
 
 /// Host-level notifications for logging and front-ends.
@@ -69,35 +73,6 @@ pub enum Notification {
     },
     /// The controller reported a hardware error.
     HardwareError(u8),
-}
-
-/// Where a command's return parameters (or its failure) are delivered.
-type CommandWaiter = oneshot::Sender<Result<Vec<u8>, Error>>;
-
-struct Inner {
-    core: core::Host,
-    /// Waiters for command completions, with the command's name for error messages.
-    commands: HashMap<CommandId, (CommandWaiter, &'static str)>,
-    links: HashMap<ConnHandle, LinkState>,
-    connecting: Option<oneshot::Sender<Result<ConnectionInfo, Error>>>,
-    incoming: mpsc::UnboundedSender<ConnectionInfo>,
-    scan: Option<mpsc::UnboundedSender<AdvReport>>,
-    closed: Option<String>,
-    /// The GATT server, once installed: it answers requests, commands and confirmations.
-    gatt: Option<crate::gatt::GattState>,
-}
-
-struct Shared {
-    inner: Mutex<Inner>,
-    wake_writer: Arc<Notify>,
-    /// The transport's write half and the bytes not yet accepted by it. Writes happen inline
-    /// from the caller when the transport is ready ([`kick`]), and in the writer task otherwise.
-    writer: Mutex<WriterState>,
-    /// Dropped with the host: tells the reader and writer tasks to stop and release the transport.
-    _alive: watch::Sender<()>,
-    notifications: broadcast::Sender<Notification>,
-    incoming_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<ConnectionInfo>>,
-    description: String,
 }
 
 /// A Bluetooth LE host on one controller. Cheap to clone; all clones drive the same controller.
@@ -140,6 +115,9 @@ pub struct AdvertisingOptions {
     pub scan_response: Vec<u8>,
     /// Interval in units of 0.625 ms (0 = 100 ms default).
     pub interval: u16,
+    /// Connectable advertising starts again after each connection is made, so more centrals
+    /// can connect (the controller stops it at connection, Core Vol 6 Part B §4.4.2).
+    pub auto_restart: bool,
 }
 
 /// How to scan.
@@ -250,9 +228,8 @@ impl Host {
 
     /// Like [`Host::open`], with options.
     pub async fn open_with(spec: &str, options: HostOptions) -> Result<Host, Error> {
-        let spec: TransportSpec =
-            spec.parse().map_err(|e: transport::TransportError| Error::Transport(e.to_string()))?;
-        let t = transport::open(&spec).await.map_err(|e| Error::Transport(e.to_string()))?;
+        let spec: TransportSpec = spec.parse()?;
+        let t = transport::open(&spec).await?;
         Self::start(t, options).await
     }
 
@@ -260,27 +237,21 @@ impl Host {
     pub async fn start(t: Transport, options: HostOptions) -> Result<Host, Error> {
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let (alive_tx, alive_rx) = watch::channel(());
+        let local_mtu = if options.att_mtu == 0 { MAX_MTU } else { options.att_mtu };
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                core: core::Host::new(options.config),
-                commands: HashMap::new(),
-                links: HashMap::new(),
-                connecting: None,
-                incoming: incoming_tx,
-                scan: None,
-                closed: None,
-                gatt: None,
-            }),
+            inner: Mutex::new(Inner::new(core::Host::new(options.config), incoming_tx, local_mtu)),
             wake_writer: Arc::new(Notify::new()),
-            writer: Mutex::new(WriterState { io: t.writer, pending: Vec::new() }),
+            wake_timer: Arc::new(Notify::new()),
+            writer: Mutex::new(driver::WriterState { io: t.writer, pending: Vec::new() }),
             _alive: alive_tx,
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             description: t.description.clone(),
+            epoch: std::time::Instant::now(),
         });
-        let reader = t.reader;
-        tokio::spawn(read_loop(Arc::downgrade(&shared), reader, alive_rx.clone()));
-        tokio::spawn(write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), alive_rx));
+        tokio::spawn(driver::read_loop(Arc::downgrade(&shared), t.reader, alive_rx.clone()));
+        tokio::spawn(driver::write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), alive_rx.clone()));
+        tokio::spawn(driver::timer_loop(Arc::downgrade(&shared), alive_rx));
         let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
         Ok(host)
@@ -328,8 +299,22 @@ impl Host {
         Ok(())
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.shared)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Sends what the core has queued.
+    pub(crate) fn kick(&self) {
+        kick(&self.shared)
+    }
+
+    /// Microseconds on the host's clock (the bearers' time base).
+    pub(crate) fn now(&self) -> u64 {
+        self.shared.now()
     }
 
     /// Whether the controller lists `opcode` in Read Local Supported Commands (Core Vol 4 Part E
@@ -348,67 +333,44 @@ impl Host {
     }
 
     /// Installs the GATT server built by `make` unless one is installed; existing connections
-    /// are served from now on. Starts the task that enforces the ATT transaction timeout.
+    /// are served from now on.
     pub(crate) fn with_gatt_install(&self, make: impl FnOnce() -> crate::gatt::GattState) {
-        {
-            let mut inner = self.lock();
-            if inner.gatt.is_some() {
-                return;
-            }
-            let mut state = make();
-            let handles: Vec<ConnHandle> = inner.links.keys().copied().collect();
-            for h in handles {
-                state.server.connect(gattling_proto::gatt::ConnId(h));
-            }
-            inner.gatt = Some(state);
-        }
-        let weak = Arc::downgrade(&self.shared);
-        tokio::spawn(async move {
-            // Indications unconfirmed for 30 s close the bearer: disconnect (Vol 3 Part F §3.3.3).
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let Some(shared) = weak.upgrade() else { return };
-                let expired = {
-                    let mut inner = lock(&shared);
-                    if inner.closed.is_some() {
-                        return;
-                    }
-                    match inner.gatt.as_mut() {
-                        Some(g) => {
-                            let now = g.now();
-                            g.server.poll_timeouts(now)
-                        }
-                        None => Vec::new(),
-                    }
-                };
-                for conn in expired {
-                    tracing::warn!(handle = conn.0, "ATT transaction timeout: disconnecting");
-                    let _ = lock(&shared)
-                        .core
-                        .send_command(&Command::Disconnect { handle: conn.0, reason: status::REMOTE_USER_TERMINATED });
-                    kick(&shared);
-                }
-            }
-        });
-    }
-
-    /// Runs `f` on the installed GATT server.
-    pub(crate) fn with_gatt<T>(&self, f: impl FnOnce(&mut crate::gatt::GattState) -> T) -> Option<T> {
-        self.lock().gatt.as_mut().map(f)
-    }
-
-    /// Queues ATT PDUs to several connections and sends them.
-    pub(crate) fn send_att_many(&self, pdus: Vec<(gattling_proto::gatt::ConnId, Vec<u8>)>) {
-        if pdus.is_empty() {
+        let mut inner = self.lock();
+        if inner.gatt.is_some() {
             return;
         }
-        {
-            let mut inner = self.lock();
-            for (conn, pdu) in pdus {
-                let _ = inner.core.send_att(conn.0, &pdu);
-            }
+        let mut state = make();
+        for h in inner.links.0.keys() {
+            state.server.connect(gattling_proto::gatt::ConnId(*h));
         }
-        kick(&self.shared);
+        inner.gatt = Some(state);
+    }
+
+
+    /// The links that are up, in no particular order.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        self.lock().links.0.values().map(|l| l.info).collect()
+    }
+
+    /// A [`Connection`] for the link with this handle (any number may exist for one link).
+    pub fn connection(&self, handle: ConnHandle) -> Result<Connection, Error> {
+        let info = self.lock().links.0.get(&handle).map(|l| l.info);
+        match info {
+            Some(info) => Connection::new(self, info),
+            None => Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID }),
+        }
+    }
+
+    /// The link to `peer`, if one is up.
+    pub fn connection_to(&self, peer: Address) -> Option<Connection> {
+        let info = self.lock().links.0.values().find(|l| l.info.peer == peer).map(|l| l.info)?;
+        Connection::new(self, info).ok()
+    }
+
+    /// The ATT_MTU of a link's bearer (Core Vol 3 Part F §3.4.2.2): one value, whichever side
+    /// exchanged it.
+    pub fn att_mtu(&self, handle: ConnHandle) -> Option<u16> {
+        self.lock().links.0.get(&handle).map(|l| l.bearer.mtu())
     }
 
     /// Our address (public, or the static random address we set).
@@ -453,7 +415,7 @@ impl Host {
         }
     }
 
-    fn closed_reason(&self) -> String {
+    pub(crate) fn closed_reason(&self) -> String {
         self.lock().closed.clone().unwrap_or_else(|| "host stopped".into())
     }
 
@@ -497,11 +459,14 @@ impl Host {
         self.command(Command::LeSetAdvertisingData(opts.data.clone())).await?;
         self.command(Command::LeSetScanResponseData(opts.scan_response.clone())).await?;
         self.command(Command::LeSetAdvertisingEnable(true)).await?;
+        let restart = opts.auto_restart && opts.kind == AdvertisingKind::Connectable;
+        self.lock().auto_restart = restart.then(|| opts.clone());
         Ok(())
     }
 
-    /// Stops advertising.
+    /// Stops advertising (and its automatic restart).
     pub async fn stop_advertising(&self) -> Result<(), Error> {
+        self.lock().auto_restart = None;
         self.command(Command::LeSetAdvertisingEnable(false)).await.map(drop)
     }
 
@@ -577,7 +542,7 @@ impl Host {
                 }
             }
         };
-        self.connection(info)
+        Connection::new(self, info)
     }
 
     /// Cancels a connection attempt in progress; the pending [`Host::connect`] fails.
@@ -592,504 +557,8 @@ impl Host {
             rx.recv().await
         };
         match info {
-            Some(info) => self.connection(info),
+            Some(info) => Connection::new(self, info),
             None => Err(Error::TransportClosed(self.closed_reason())),
-        }
-    }
-
-    fn connection(&self, info: ConnectionInfo) -> Result<Connection, Error> {
-        let mut inner = self.lock();
-        let Some(link) = inner.links.get_mut(&info.handle) else {
-            // Already gone again (disconnected before we got here).
-            return Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID });
-        };
-        let Some(att_rx) = link.att_rx.take() else {
-            return Err(Error::Busy("a Connection object for this link"));
-        };
-        let end_rx = link.end_tx.subscribe();
-        let events = link.events.clone();
-        drop(inner);
-        Ok(Connection { host: self.clone(), info, att_rx: tokio::sync::Mutex::new(att_rx), end_rx, events })
-    }
-}
-
-fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
-    // A panic while holding the lock would be a bug in this module; keep serving regardless.
-    shared.inner.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One LE connection, in either role.
-pub struct Connection {
-    host: Host,
-    info: ConnectionInfo,
-    att_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>,
-    end_rx: watch::Receiver<Option<LinkEnd>>,
-    events: broadcast::Sender<LinkEvent>,
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("info", &self.info).finish()
-    }
-}
-
-impl Connection {
-    /// Connection handle.
-    pub fn handle(&self) -> ConnHandle {
-        self.info.handle
-    }
-
-    /// What was known when the connection was made.
-    pub fn info(&self) -> &ConnectionInfo {
-        &self.info
-    }
-
-    /// Peer address.
-    pub fn peer(&self) -> Address {
-        self.info.peer
-    }
-
-    /// Our role.
-    pub fn role(&self) -> Role {
-        self.info.role
-    }
-
-    /// The host this connection belongs to.
-    pub fn host(&self) -> &Host {
-        &self.host
-    }
-
-    fn end_error(&self) -> Option<Error> {
-        match *self.end_rx.borrow() {
-            Some(LinkEnd::Disconnected(reason)) => Some(Error::Disconnected { reason }),
-            Some(LinkEnd::TransportClosed) => Some(Error::TransportClosed(self.host.closed_reason())),
-            None => None,
-        }
-    }
-
-    /// Sends one ATT PDU (L2CAP channel 0x0004), fragmented to the controller's ACL size.
-    pub fn send_att(&self, pdu: &[u8]) -> Result<(), Error> {
-        if let Some(e) = self.end_error() {
-            return Err(e);
-        }
-        {
-            let mut inner = self.host.lock();
-            inner.core.send_att(self.info.handle, pdu)?;
-        }
-        kick(&self.host.shared);
-        Ok(())
-    }
-
-    /// Receives the next ATT PDU from the peer; fails once the link has ended and no PDU is left.
-    pub async fn recv_att(&self) -> Result<Vec<u8>, Error> {
-        let mut rx = self.att_rx.lock().await;
-        let mut end = self.end_rx.clone();
-        tokio::select! {
-            biased;
-            pdu = rx.recv() => match pdu {
-                Some(p) => Ok(p),
-                None => Err(self.end_error().unwrap_or(Error::TransportClosed(self.host.closed_reason()))),
-            },
-            _ = end.wait_for(|e| e.is_some()) => {
-                // Deliver what arrived before the end first.
-                match rx.try_recv() {
-                    Ok(p) => Ok(p),
-                    Err(_) => Err(self.end_error().unwrap_or(Error::TransportClosed(self.host.closed_reason()))),
-                }
-            }
-        }
-    }
-
-    /// How the link ended, if it has.
-    pub fn end(&self) -> Option<LinkEnd> {
-        *self.end_rx.borrow()
-    }
-
-    /// Waits until the link ends and returns how.
-    pub async fn closed(&self) -> LinkEnd {
-        let mut end = self.end_rx.clone();
-        let result = match end.wait_for(|e| e.is_some()).await {
-            Ok(v) => v.unwrap_or(LinkEnd::TransportClosed),
-            Err(_) => LinkEnd::TransportClosed,
-        };
-        result
-    }
-
-    /// Disconnects with `reason` (usually 0x13) and waits for Disconnection Complete; returns the
-    /// reason the controller reported (0x16 Connection Terminated By Local Host).
-    pub async fn disconnect(&self, reason: u8) -> Result<u8, Error> {
-        if let Some(e) = self.end_error() {
-            return Err(e);
-        }
-        self.host.command(Command::Disconnect { handle: self.info.handle, reason }).await?;
-        match tokio::time::timeout(COMMAND_TIMEOUT, self.closed()).await {
-            Ok(LinkEnd::Disconnected(r)) => Ok(r),
-            Ok(LinkEnd::TransportClosed) => Err(Error::TransportClosed(self.host.closed_reason())),
-            Err(_) => Err(Error::Timeout("Disconnection Complete")),
-        }
-    }
-
-    async fn wait_link_event<T>(
-        &self,
-        mut rx: broadcast::Receiver<LinkEvent>,
-        what: &'static str,
-        pick: impl Fn(&LinkEvent) -> Option<T>,
-    ) -> Result<T, Error> {
-        let wait = async {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => {
-                        if let Some(t) = pick(&ev) {
-                            return Ok(t);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => {
-                        return Err(self.end_error().unwrap_or(Error::TransportClosed(self.host.closed_reason())))
-                    }
-                }
-            }
-        };
-        tokio::select! {
-            r = wait => r,
-            end = self.closed() => Err(match end {
-                LinkEnd::Disconnected(reason) => Error::Disconnected { reason },
-                LinkEnd::TransportClosed => Error::TransportClosed(self.host.closed_reason()),
-            }),
-            _ = tokio::time::sleep(Duration::from_secs(30)) => Err(Error::Timeout(what)),
-        }
-    }
-
-    /// As central, changes the connection parameters (Core Vol 4 Part E §7.8.18); returns the
-    /// new interval, latency and timeout once the controller reports them.
-    pub async fn update_parameters(&self, params: ConnParams) -> Result<(u16, u16, u16), Error> {
-        let rx = self.events.subscribe();
-        self.host.command(Command::LeConnectionUpdate { handle: self.info.handle, params }).await?;
-        let (status, i, l, t) = self
-            .wait_link_event(rx, "LE Connection Update Complete", |e| match *e {
-                LinkEvent::Updated { status, interval, latency, supervision_timeout } => {
-                    Some((status, interval, latency, supervision_timeout))
-                }
-                _ => None,
-            })
-            .await?;
-        if status != 0 {
-            return Err(Error::Command { opcode: Opcode::LE_CONNECTION_UPDATE, name: "LE Connection Update", status });
-        }
-        Ok((i, l, t))
-    }
-
-    /// As peripheral, asks the central for new parameters over L2CAP (Core Vol 3 Part A §4.20);
-    /// returns whether the central accepted.
-    pub async fn request_parameters(&self, params: ConnParams) -> Result<bool, Error> {
-        let rx = self.events.subscribe();
-        self.host.lock().core.request_connection_parameters(self.info.handle, &params)?;
-        kick(&self.host.shared);
-        self.wait_link_event(rx, "Connection Parameter Update Response", |e| match *e {
-            LinkEvent::ParamAnswer { accepted } => Some(accepted),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Suggests a link-layer data length (Core Vol 4 Part E §7.8.33). The controller may keep the
-    /// current length; a later Data Length Change event is logged if it changes.
-    pub async fn set_data_length(&self, tx_octets: u16, tx_time: u16) -> Result<(), Error> {
-        self.host.command(Command::LeSetDataLength { handle: self.info.handle, tx_octets, tx_time }).await.map(drop)
-    }
-
-    /// Waits for the next LE Data Length Change on this link: (max TX octets, max RX octets).
-    pub async fn data_length_changed(&self) -> Result<(u16, u16), Error> {
-        let rx = self.events.subscribe();
-        self.wait_link_event(rx, "LE Data Length Change", |e| match *e {
-            LinkEvent::DataLength { max_tx_octets, max_rx_octets } => Some((max_tx_octets, max_rx_octets)),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Requests PHYs (bit0 1M, bit1 2M, bit2 Coded) and waits for LE PHY Update Complete
-    /// (Core Vol 4 Part E §7.8.49); returns the (TX, RX) PHYs in use.
-    pub async fn set_phy(&self, tx_phys: u8, rx_phys: u8) -> Result<(u8, u8), Error> {
-        let rx = self.events.subscribe();
-        self.host
-            .command(Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys, rx_phys, phy_options: 0 })
-            .await?;
-        let (status, tx, rxp) = self
-            .wait_link_event(rx, "LE PHY Update Complete", |e| match *e {
-                LinkEvent::Phy { status, tx_phy, rx_phy } => Some((status, tx_phy, rx_phy)),
-                _ => None,
-            })
-            .await?;
-        if status != 0 {
-            return Err(Error::Command { opcode: Opcode::LE_SET_PHY, name: "LE Set PHY", status });
-        }
-        Ok((tx, rxp))
-    }
-}
-
-/// Resolves once the host has been dropped.
-async fn host_dropped(alive: &mut watch::Receiver<()>) {
-    while alive.changed().await.is_ok() {}
-}
-
-async fn read_loop(
-    shared: std::sync::Weak<Shared>,
-    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    mut alive: watch::Receiver<()>,
-) {
-    let mut buf = vec![0u8; 4096];
-    let why = loop {
-        let read = tokio::select! {
-            r = reader.read(&mut buf) => r,
-            _ = host_dropped(&mut alive) => return,
-        };
-        let n = match read {
-            Ok(0) => break "the controller closed the connection".to_string(),
-            Ok(n) => n,
-            Err(e) => break format!("read error: {e}"),
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let chunk = buf.get(..n).unwrap_or(&[]);
-        let transmit = {
-            let mut inner = lock(&shared);
-            let inner = &mut *inner;
-            let links = &inner.links;
-            let gatt = &mut inner.gatt;
-            let mut replies: Vec<(ConnHandle, Vec<u8>)> = Vec::new();
-            inner.core.receive(chunk, &mut |handle, pdu| {
-                // Requests, commands and confirmations go to the GATT server, if there is one;
-                // everything else (responses, notifications, indications) to the connection.
-                let for_server = pdu.first().is_some_and(|&op| {
-                    gattling_proto::att::opcode::is_request(op)
-                        || gattling_proto::att::opcode::is_command(op)
-                        || op == gattling_proto::att::opcode::HANDLE_VALUE_CFM
-                });
-                if let (true, Some(g)) = (for_server, gatt.as_mut()) {
-                    let now = g.now();
-                    let crate::gatt::GattState { server, hooks, scratch, .. } = g;
-                    let conn = gattling_proto::gatt::ConnId(handle);
-                    if crate::gatt::in_hooks(|| server.handle(conn, pdu, now, hooks, scratch)) {
-                        replies.push((handle, scratch.clone()));
-                    }
-                } else if let Some(link) = links.get(&handle) {
-                    let _ = link.att_tx.send(pdu.to_vec());
-                }
-            });
-            for (handle, pdu) in replies {
-                let _ = inner.core.send_att(handle, &pdu);
-            }
-            dispatch_events(&shared, inner);
-            inner.core.has_transmit()
-        };
-        // Send only when the controller's input produced something (command credits freed
-        // queued commands, ACL credits freed fragments, automatic replies).
-        if transmit {
-            kick(&shared);
-        }
-    };
-    if let Some(shared) = shared.upgrade() {
-        tracing::warn!(transport = %shared.description, "transport closed: {why}");
-        close(&shared, why);
-    }
-}
-
-/// Fails everything pending: the controller is gone.
-fn close(shared: &Shared, why: String) {
-    let mut inner = lock(shared);
-    if inner.closed.is_some() {
-        return;
-    }
-    inner.closed = Some(why.clone());
-    for (_, (tx, _)) in inner.commands.drain() {
-        let _ = tx.send(Err(Error::TransportClosed(why.clone())));
-    }
-    if let Some(tx) = inner.connecting.take() {
-        let _ = tx.send(Err(Error::TransportClosed(why.clone())));
-    }
-    for (_, link) in inner.links.drain() {
-        let _ = link.end_tx.send_replace(Some(LinkEnd::TransportClosed));
-    }
-    inner.scan = None;
-    // Dropping the incoming sender ends `accept`.
-    let (dead, _) = mpsc::unbounded_channel();
-    inner.incoming = dead;
-    drop(inner);
-    shared.wake_writer.notify_one();
-}
-
-fn dispatch_events(shared: &Shared, inner: &mut Inner) {
-    while let Some(ev) = inner.core.poll_event() {
-        match ev {
-            HostEvent::CommandDone { id, opcode, status, return_params } => {
-                if let Some((tx, name)) = inner.commands.remove(&id) {
-                    let result = match status {
-                        status::SUCCESS => Ok(return_params),
-                        status::UNKNOWN_COMMAND => Err(Error::Unsupported(name)),
-                        _ => Err(Error::Command { opcode, name, status }),
-                    };
-                    let _ = tx.send(result);
-                }
-            }
-            HostEvent::Connected(info) => {
-                let (att_tx, att_rx) = mpsc::unbounded_channel();
-                let (end_tx, _) = watch::channel(None);
-                let link = LinkState { att_tx, att_rx: Some(att_rx), end_tx, events: broadcast::channel(16).0 };
-                inner.links.insert(info.handle, link);
-                if let Some(g) = inner.gatt.as_mut() {
-                    g.server.connect(gattling_proto::gatt::ConnId(info.handle));
-                }
-                tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
-                let _ = shared.notifications.send(Notification::Connected(info));
-                match info.role {
-                    Role::Central => match inner.connecting.take() {
-                        Some(tx) => {
-                            let _ = tx.send(Ok(info));
-                        }
-                        None => tracing::warn!(handle = info.handle, "central connection nobody asked for"),
-                    },
-                    Role::Peripheral => {
-                        let _ = inner.incoming.send(info);
-                    }
-                }
-            }
-            HostEvent::ConnectionFailed { status } => {
-                if let Some(tx) = inner.connecting.take() {
-                    let err = if status == status::UNKNOWN_CONNECTION_ID {
-                        Error::Cancelled("connection attempt")
-                    } else {
-                        Error::Command { opcode: Opcode::LE_CREATE_CONNECTION, name: "LE Create Connection", status }
-                    };
-                    let _ = tx.send(Err(err));
-                }
-            }
-            HostEvent::Disconnected { handle, reason } => {
-                tracing::info!(
-                    handle,
-                    reason = format_args!("{reason:#04x}"),
-                    "disconnected: {}",
-                    status::name(reason)
-                );
-                if let Some(g) = inner.gatt.as_mut() {
-                    g.server.disconnect(gattling_proto::gatt::ConnId(handle));
-                }
-                if let Some(link) = inner.links.remove(&handle) {
-                    let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
-                }
-                let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
-            }
-            HostEvent::Advertisement(report) => {
-                if let Some(tx) = &inner.scan {
-                    let _ = tx.send(report);
-                }
-            }
-            HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
-                link_event(inner, handle, LinkEvent::Updated { status, interval, latency, supervision_timeout })
-            }
-            HostEvent::ConnectionParameterUpdateAnswered { handle, accepted } => {
-                link_event(inner, handle, LinkEvent::ParamAnswer { accepted })
-            }
-            HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets } => {
-                tracing::debug!(handle, max_tx_octets, max_rx_octets, "data length changed");
-                link_event(inner, handle, LinkEvent::DataLength { max_tx_octets, max_rx_octets })
-            }
-            HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
-                link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
-            }
-            HostEvent::EncryptionChanged { handle, status, enabled } => {
-                tracing::info!(handle, status, enabled, "encryption change");
-                if let Some(g) = inner.gatt.as_mut() {
-                    // Without pairing there are no MITM-protected keys: encrypted, not authenticated.
-                    g.server.set_security(gattling_proto::gatt::ConnId(handle), status == 0 && enabled, false);
-                }
-            }
-            HostEvent::HardwareError(code) => {
-                tracing::error!(code, "controller hardware error");
-                let _ = shared.notifications.send(Notification::HardwareError(code));
-            }
-            HostEvent::Dropped(what) => tracing::warn!(?what, "dropped"),
-        }
-    }
-}
-
-fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
-    if let Some(link) = inner.links.get(&handle) {
-        let _ = link.events.send(ev);
-    }
-}
-
-/// The write side: the transport's writer and bytes it has not taken yet.
-struct WriterState {
-    io: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-    pending: Vec<u8>,
-}
-
-/// Moves queued packets from the core into the transport until it would block. With a no-op
-/// waker this is the inline fast path; the writer task calls it with its own waker.
-fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-    let mut w = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-    let w = &mut *w;
-    loop {
-        {
-            let mut inner = lock(shared);
-            if inner.closed.is_some() {
-                return Poll::Ready(Ok(()));
-            }
-            while let Some(p) = inner.core.poll_transmit() {
-                w.pending.extend_from_slice(&p);
-            }
-        }
-        if w.pending.is_empty() {
-            return Pin::new(&mut w.io).poll_flush(cx);
-        }
-        match Pin::new(&mut w.io).poll_write(cx, &w.pending) {
-            Poll::Ready(Ok(0)) => {
-                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "transport took no bytes")))
-            }
-            Poll::Ready(Ok(n)) => {
-                w.pending.drain(..n.min(w.pending.len()));
-            }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
-        }
-    }
-}
-
-/// Sends what the core has queued: inline when the transport takes it at once (no task switch
-/// on the hot path), otherwise by waking the writer task.
-fn kick(shared: &Shared) {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    if shared.writer.try_lock().is_err() {
-        // Someone is writing right now; make sure the writer task looks again afterwards.
-        shared.wake_writer.notify_one();
-        return;
-    }
-    match pump_writes(shared, &mut cx) {
-        Poll::Ready(Ok(())) => {}
-        Poll::Ready(Err(e)) => close(shared, format!("write error: {e}")),
-        Poll::Pending => shared.wake_writer.notify_one(),
-    }
-}
-
-async fn write_loop(shared: std::sync::Weak<Shared>, wake: Arc<Notify>, mut alive: watch::Receiver<()>) {
-    loop {
-        // Wait without holding the host, so dropping it ends this task (and the transport).
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = host_dropped(&mut alive) => return,
-        }
-        let result = std::future::poll_fn(|cx| match shared.upgrade() {
-            Some(s) => pump_writes(&s, cx),
-            None => Poll::Ready(Ok(())),
-        })
-        .await;
-        if let Err(e) = result {
-            if let Some(s) = shared.upgrade() {
-                close(&s, format!("write error: {e}"));
-            }
-            return;
         }
     }
 }

@@ -13,7 +13,9 @@
 
 #![warn(missing_docs)]
 
+pub mod connection;
 pub mod controller;
+mod driver;
 pub mod error;
 pub mod gatt;
 pub mod gatt_client;
@@ -22,7 +24,10 @@ pub mod transport;
 
 pub use error::Error;
 pub use gattling_proto as proto;
+pub use connection::Connection;
+pub use gatt::{GattServer, ReadRequest, ServerEvent, WriteRequest};
+pub use gatt_client::{ClientOptions, GattClient};
 pub use host::{
-    AdvertisingKind, AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions, Scanner,
+    AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, Notification, ScanOptions, Scanner,
 };
 pub use transport::{Transport, TransportSpec};

@@ -248,11 +248,7 @@ impl Bearer {
                 }
                 self.request = Some((op, now));
             }
-            Some(PduKind::Response) => {
-                if self.peer_request.take().is_none() {
-                    return Err(BearerError::NoRequest);
-                }
-            }
+            Some(PduKind::Response) if self.peer_request.take().is_none() => return Err(BearerError::NoRequest),
             Some(PduKind::Indication) => {
                 if self.indication.is_some() {
                     return Err(BearerError::IndicationPending);

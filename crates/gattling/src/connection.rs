@@ -1,0 +1,250 @@
+//! One LE connection, in either role: raw ATT access, link events and link-level procedures.
+
+use crate::error::Error;
+use crate::host::{Host, LinkEnd, LinkEvent, COMMAND_TIMEOUT};
+use gattling_proto::gap::Address;
+use gattling_proto::hci::command::{Command, ConnParams, Opcode};
+use gattling_proto::hci::{status, ConnHandle};
+use gattling_proto::host::{ConnectionInfo, Role};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// One LE connection, in either role. Cheap to clone; every clone and every
+/// [`Host::connection`] for the same link share its raw ATT queue.
+#[derive(Clone)]
+pub struct Connection {
+    host: Host,
+    info: ConnectionInfo,
+    raw_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    end_rx: watch::Receiver<Option<LinkEnd>>,
+    events: broadcast::Sender<LinkEvent>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection").field("info", &self.info).finish()
+    }
+}
+
+impl Connection {
+    /// A handle on the link `info` describes; fails if it is no longer up.
+    pub(crate) fn new(host: &Host, info: ConnectionInfo) -> Result<Connection, Error> {
+        let inner = host.lock();
+        let Some(link) = inner.links.0.get(&info.handle) else {
+            // Already gone again (disconnected before we got here).
+            return Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID });
+        };
+        let conn = Connection {
+            host: host.clone(),
+            info,
+            raw_rx: link.raw_rx.clone(),
+            end_rx: link.end_tx.subscribe(),
+            events: link.events.clone(),
+        };
+        Ok(conn)
+    }
+
+    /// Connection handle.
+    pub fn handle(&self) -> ConnHandle {
+        self.info.handle
+    }
+
+    /// What was known when the connection was made.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// Peer address.
+    pub fn peer(&self) -> Address {
+        self.info.peer
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.info.role
+    }
+
+    /// The host this connection belongs to.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    pub(crate) fn end_error(&self) -> Option<Error> {
+        self.end().map(|e| e.error(&self.host))
+    }
+
+    /// The ATT_MTU of the link's bearer (Core Vol 3 Part F §3.4.2.2).
+    pub fn att_mtu(&self) -> u16 {
+        self.host.att_mtu(self.info.handle).unwrap_or(gattling_proto::att::bearer::DEFAULT_MTU)
+    }
+
+    /// Sends one raw ATT PDU (L2CAP channel 0x0004), fragmented to the controller's ACL size.
+    /// It goes through the link's bearer: a second request before the first is answered, a
+    /// response with no request from the peer, or a PDU on a timed-out bearer is refused
+    /// ([`Error::Bearer`]).
+    pub fn send_att(&self, pdu: &[u8]) -> Result<(), Error> {
+        if let Some(e) = self.end_error() {
+            return Err(e);
+        }
+        {
+            let now = self.host.now();
+            let shared = self.host.shared().clone();
+            let mut inner = self.host.lock();
+            inner.send_att(self.info.handle, pdu, now)?;
+            if inner.links.0.get(&self.info.handle).is_some_and(|l| l.bearer.poll_timeout().is_some()) {
+                crate::driver::arm_timer(&shared, &mut inner);
+            }
+        }
+        self.host.kick();
+        Ok(())
+    }
+
+    /// Receives the next ATT PDU from the peer; fails once the link has ended and no PDU is left.
+    pub async fn recv_att(&self) -> Result<Vec<u8>, Error> {
+        let mut rx = self.raw_rx.lock().await;
+        let mut end = self.end_rx.clone();
+        tokio::select! {
+            biased;
+            pdu = rx.recv() => match pdu {
+                Some(p) => Ok(p),
+                None => Err(self.end_error().unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason()))),
+            },
+            _ = end.wait_for(|e| e.is_some()) => {
+                // Deliver what arrived before the end first.
+                match rx.try_recv() {
+                    Ok(p) => Ok(p),
+                    Err(_) => Err(self.end_error().unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason()))),
+                }
+            }
+        }
+    }
+
+    /// How the link ended, if it has.
+    pub fn end(&self) -> Option<LinkEnd> {
+        *self.end_rx.borrow()
+    }
+
+    /// Waits until the link ends and returns how.
+    pub async fn closed(&self) -> LinkEnd {
+        let mut end = self.end_rx.clone();
+        let result = match end.wait_for(|e| e.is_some()).await {
+            Ok(v) => v.unwrap_or(LinkEnd::TransportClosed),
+            Err(_) => LinkEnd::TransportClosed,
+        };
+        result
+    }
+
+    /// Disconnects with `reason` (usually 0x13) and waits for Disconnection Complete; returns the
+    /// reason the controller reported (0x16 Connection Terminated By Local Host).
+    pub async fn disconnect(&self, reason: u8) -> Result<u8, Error> {
+        if let Some(e) = self.end_error() {
+            return Err(e);
+        }
+        self.host.command(Command::Disconnect { handle: self.info.handle, reason }).await?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, self.closed()).await {
+            Ok(LinkEnd::Disconnected(r)) => Ok(r),
+            Ok(LinkEnd::TransportClosed) => Err(Error::TransportClosed(self.host.closed_reason())),
+            Err(_) => Err(Error::Timeout("Disconnection Complete")),
+        }
+    }
+
+    async fn wait_link_event<T>(
+        &self,
+        mut rx: broadcast::Receiver<LinkEvent>,
+        what: &'static str,
+        pick: impl Fn(&LinkEvent) -> Option<T>,
+    ) -> Result<T, Error> {
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        if let Some(t) = pick(&ev) {
+                            return Ok(t);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(self.end_error().unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason())))
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = wait => r,
+            end = self.closed() => Err(match end {
+                LinkEnd::Disconnected(reason) => Error::Disconnected { reason },
+                LinkEnd::TransportClosed => Error::TransportClosed(self.host.closed_reason()),
+            }),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => Err(Error::Timeout(what)),
+        }
+    }
+
+    /// As central, changes the connection parameters (Core Vol 4 Part E §7.8.18); returns the
+    /// new interval, latency and timeout once the controller reports them.
+    pub async fn update_parameters(&self, params: ConnParams) -> Result<(u16, u16, u16), Error> {
+        let rx = self.events.subscribe();
+        self.host.command(Command::LeConnectionUpdate { handle: self.info.handle, params }).await?;
+        let (status, i, l, t) = self
+            .wait_link_event(rx, "LE Connection Update Complete", |e| match *e {
+                LinkEvent::Updated { status, interval, latency, supervision_timeout } => {
+                    Some((status, interval, latency, supervision_timeout))
+                }
+                _ => None,
+            })
+            .await?;
+        if status != 0 {
+            return Err(Error::Command { opcode: Opcode::LE_CONNECTION_UPDATE, name: "LE Connection Update", status });
+        }
+        Ok((i, l, t))
+    }
+
+    /// As peripheral, asks the central for new parameters over L2CAP (Core Vol 3 Part A §4.20);
+    /// returns whether the central accepted.
+    pub async fn request_parameters(&self, params: ConnParams) -> Result<bool, Error> {
+        let rx = self.events.subscribe();
+        self.host.lock().core.request_connection_parameters(self.info.handle, &params)?;
+        self.host.kick();
+        self.wait_link_event(rx, "Connection Parameter Update Response", |e| match *e {
+            LinkEvent::ParamAnswer { accepted } => Some(accepted),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Suggests a link-layer data length (Core Vol 4 Part E §7.8.33). The controller may keep the
+    /// current length; a later Data Length Change event is logged if it changes.
+    pub async fn set_data_length(&self, tx_octets: u16, tx_time: u16) -> Result<(), Error> {
+        self.host.command(Command::LeSetDataLength { handle: self.info.handle, tx_octets, tx_time }).await.map(drop)
+    }
+
+    /// Waits for the next LE Data Length Change on this link: (max TX octets, max RX octets).
+    pub async fn data_length_changed(&self) -> Result<(u16, u16), Error> {
+        let rx = self.events.subscribe();
+        self.wait_link_event(rx, "LE Data Length Change", |e| match *e {
+            LinkEvent::DataLength { max_tx_octets, max_rx_octets } => Some((max_tx_octets, max_rx_octets)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Requests PHYs (bit0 1M, bit1 2M, bit2 Coded) and waits for LE PHY Update Complete
+    /// (Core Vol 4 Part E §7.8.49); returns the (TX, RX) PHYs in use.
+    pub async fn set_phy(&self, tx_phys: u8, rx_phys: u8) -> Result<(u8, u8), Error> {
+        let rx = self.events.subscribe();
+        self.host
+            .command(Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys, rx_phys, phy_options: 0 })
+            .await?;
+        let (status, tx, rxp) = self
+            .wait_link_event(rx, "LE PHY Update Complete", |e| match *e {
+                LinkEvent::Phy { status, tx_phy, rx_phy } => Some((status, tx_phy, rx_phy)),
+                _ => None,
+            })
+            .await?;
+        if status != 0 {
+            return Err(Error::Command { opcode: Opcode::LE_SET_PHY, name: "LE Set PHY", status });
+        }
+        Ok((tx, rxp))
+    }
+}
+

@@ -1,0 +1,625 @@
+//! The host driver: the reader, writer and timer tasks around the sans-IO core, and the state
+//! they share behind one mutex that is never held across an await or while application code
+//! runs.
+//!
+//! Every ATT PDU goes through its link's [`Bearer`]: the bearer routes it to the GATT server,
+//! the GATT client or the raw [`crate::Connection`] queue, and owns the ATT_MTU, the outstanding
+//! transactions and their 30 s timeout. Application callbacks never run here: they are queued
+//! to the link's application task ([`crate::gatt::AppJob`]).
+
+use crate::error::Error;
+use crate::gatt::{AppJob, GattState, Recorder};
+use crate::gatt_client::ClientLink;
+use crate::host::{AdvertisingOptions, LinkEnd, LinkEvent, Notification};
+use gattling_proto::att::bearer::{Bearer, Route, Timeout, TRANSACTION_TIMEOUT_US};
+use gattling_proto::att::{opcode, ErrorCode};
+use gattling_proto::gatt::server::{Bearers, Outcome};
+use gattling_proto::gatt::ConnId;
+use gattling_proto::hci::command::{Command, Opcode};
+use gattling_proto::hci::{status, ConnHandle};
+use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostEvent, Role};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+
+/// Where a command's return parameters (or its failure) are delivered.
+pub(crate) type CommandWaiter = oneshot::Sender<Result<Vec<u8>, Error>>;
+
+/// One link's state in the driver.
+pub(crate) struct Link {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) bearer: Bearer,
+    /// Raw ATT PDUs for [`crate::Connection::recv_att`]: server-role PDUs when no GATT server is
+    /// installed, client-role PDUs when no GATT client is attached.
+    pub(crate) raw_tx: mpsc::UnboundedSender<Vec<u8>>,
+    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    /// The GATT client attached to this link, if any.
+    pub(crate) client: Option<Arc<ClientLink>>,
+    pub(crate) end_tx: watch::Sender<Option<LinkEnd>>,
+    pub(crate) events: broadcast::Sender<LinkEvent>,
+    /// The link's application task: callbacks run there, in order, outside the lock.
+    pub(crate) app: mpsc::UnboundedSender<AppJob>,
+}
+
+/// The links by handle; also how the GATT server finds bearers.
+#[derive(Default)]
+pub(crate) struct Links(pub(crate) HashMap<ConnHandle, Link>);
+
+impl Bearers for Links {
+    fn bearer(&mut self, conn: ConnId) -> Option<&mut Bearer> {
+        self.0.get_mut(&conn.0).map(|l| &mut l.bearer)
+    }
+}
+
+/// Reused buffers for the PDUs one batch of input produced (no allocation once warm).
+#[derive(Default)]
+pub(crate) struct Replies {
+    bytes: Vec<u8>,
+    index: Vec<(ConnHandle, usize, usize)>,
+}
+
+impl Replies {
+    pub(crate) fn push(&mut self, handle: ConnHandle, pdu: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(pdu);
+        self.index.push((handle, start, self.bytes.len()));
+    }
+
+    /// Hands every PDU to the core for sending and empties the batch.
+    fn flush(&mut self, core: &mut core::Host) {
+        for &(handle, a, b) in &self.index {
+            if let Some(pdu) = self.bytes.get(a..b) {
+                let _ = core.send_att(handle, pdu);
+            }
+        }
+        self.bytes.clear();
+        self.index.clear();
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) core: core::Host,
+    /// Waiters for command completions, with the command's name for error messages.
+    pub(crate) commands: HashMap<CommandId, (CommandWaiter, &'static str)>,
+    pub(crate) links: Links,
+    pub(crate) connecting: Option<oneshot::Sender<Result<ConnectionInfo, Error>>>,
+    pub(crate) incoming: mpsc::UnboundedSender<ConnectionInfo>,
+    pub(crate) scan: Option<mpsc::UnboundedSender<AdvReport>>,
+    pub(crate) closed: Option<String>,
+    /// The GATT server, once installed: it answers requests and commands.
+    pub(crate) gatt: Option<GattState>,
+    /// Our receive MTU, offered in Exchange MTU on every bearer.
+    pub(crate) local_mtu: u16,
+    /// Connectable advertising to restart after each connection (bumble's `auto_restart`).
+    pub(crate) auto_restart: Option<AdvertisingOptions>,
+    /// True while the timer task sleeps towards a deadline; false while it waits for work.
+    pub(crate) timer_armed: bool,
+    pub(crate) replies: Replies,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) jobs: Vec<(ConnHandle, AppJob)>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) wake_writer: Arc<Notify>,
+    /// Wakes the timer task when a transaction opens while it sleeps without a deadline.
+    pub(crate) wake_timer: Arc<Notify>,
+    /// The transport's write half and the bytes not yet accepted by it. Writes happen inline
+    /// from the caller when the transport is ready ([`kick`]), and in the writer task otherwise.
+    pub(crate) writer: Mutex<WriterState>,
+    /// Dropped with the host: tells the driver tasks to stop and release the transport.
+    pub(crate) _alive: watch::Sender<()>,
+    pub(crate) notifications: broadcast::Sender<Notification>,
+    pub(crate) incoming_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<ConnectionInfo>>,
+    pub(crate) description: String,
+    /// Time zero of the microsecond clock the core and the bearers run on.
+    pub(crate) epoch: Instant,
+}
+
+impl Shared {
+    /// Microseconds since the host started.
+    pub(crate) fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
+
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
+    // Application code never runs under this lock; a poisoned lock means a bug in the driver,
+    // and serving on is better than hanging every waiter.
+    shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn new(core: core::Host, incoming: mpsc::UnboundedSender<ConnectionInfo>, local_mtu: u16) -> Self {
+        Inner {
+            core,
+            commands: HashMap::new(),
+            links: Links::default(),
+            connecting: None,
+            incoming,
+            scan: None,
+            closed: None,
+            gatt: None,
+            local_mtu,
+            auto_restart: None,
+            timer_armed: false,
+            replies: Replies::default(),
+            scratch: Vec::with_capacity(600),
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Sends one ATT PDU on a link through its bearer (which checks the transaction rules).
+    pub(crate) fn send_att(&mut self, handle: ConnHandle, pdu: &[u8], now: u64) -> Result<(), Error> {
+        let link = self.links.0.get_mut(&handle).ok_or(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID })?;
+        link.bearer.send(pdu, now)?;
+        self.core.send_att(handle, pdu)?;
+        Ok(())
+    }
+
+    /// Queues PDUs the GATT server produced (notifications, indications) and sends them.
+    pub(crate) fn send_outgoing(&mut self, out: Vec<(ConnId, Vec<u8>)>, now: u64) {
+        for (conn, pdu) in out {
+            if let Err(e) = self.send_att(conn.0, &pdu, now) {
+                tracing::debug!(handle = conn.0, "not sent: {e}");
+            }
+        }
+    }
+
+    /// Hands queued application jobs to their links' tasks.
+    pub(crate) fn dispatch_jobs(&mut self) {
+        for (handle, job) in self.jobs.drain(..) {
+            if let Some(link) = self.links.0.get(&handle) {
+                let _ = link.app.send(job);
+            }
+        }
+    }
+}
+
+/// Resolves once the host has been dropped.
+pub(crate) async fn host_dropped(alive: &mut watch::Receiver<()>) {
+    while alive.changed().await.is_ok() {}
+}
+
+pub(crate) async fn read_loop(
+    shared: Weak<Shared>,
+    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    mut alive: watch::Receiver<()>,
+) {
+    let mut buf = vec![0u8; 4096];
+    let why = loop {
+        let read = tokio::select! {
+            r = reader.read(&mut buf) => r,
+            _ = host_dropped(&mut alive) => return,
+        };
+        let n = match read {
+            Ok(0) => break "the controller closed the connection".to_string(),
+            Ok(n) => n,
+            Err(e) => break format!("read error: {e}"),
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let chunk = buf.get(..n).unwrap_or(&[]);
+        let now = shared.now();
+        let transmit = {
+            let mut inner = lock(&shared);
+            let inner = &mut *inner;
+            let mut arm = false;
+            {
+                let Inner { core, links, gatt, replies, scratch, jobs, .. } = inner;
+                core.receive(chunk, &mut |handle, pdu| {
+                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, now);
+                });
+                replies.flush(core);
+            }
+            dispatch_events(&shared, inner);
+            inner.dispatch_jobs();
+            if arm && !inner.timer_armed {
+                inner.timer_armed = true;
+                shared.wake_timer.notify_one();
+            }
+            inner.core.has_transmit()
+        };
+        // Send only when the controller's input produced something (command credits freed
+        // queued commands, ACL credits freed fragments, ATT replies).
+        if transmit {
+            kick(&shared);
+        }
+    };
+    if let Some(shared) = shared.upgrade() {
+        tracing::warn!(transport = %shared.description, "transport closed: {why}");
+        close(&shared, why);
+    }
+}
+
+/// Routes one received ATT PDU through its link's bearer; returns true when it opened a
+/// transaction (the timer task must be armed).
+#[allow(clippy::too_many_arguments)]
+fn route_att(
+    links: &mut Links,
+    gatt: &mut Option<GattState>,
+    replies: &mut Replies,
+    scratch: &mut Vec<u8>,
+    jobs: &mut Vec<(ConnHandle, AppJob)>,
+    handle: ConnHandle,
+    pdu: &[u8],
+    now: u64,
+) -> bool {
+    let Some(link) = links.0.get_mut(&handle) else { return false };
+    let route = link.bearer.receive(pdu, now);
+    match route {
+        Route::Server => match gatt.as_mut() {
+            Some(g) => {
+                let conn = ConnId(handle);
+                let mut access = Recorder::new(&g.hooks, jobs, handle);
+                match g.server.handle(conn, &link.bearer, pdu, &mut access, scratch) {
+                    Outcome::Reply => {
+                        if link.bearer.send(scratch, now).is_ok() {
+                            replies.push(handle, scratch);
+                        }
+                    }
+                    Outcome::Deferred(d) => jobs.push((handle, AppJob::Deferred(d))),
+                    Outcome::Silent => {}
+                }
+                link.bearer.peer_request_pending()
+            }
+            None if link.client.is_none() => {
+                let _ = link.raw_tx.send(pdu.to_vec());
+                link.bearer.peer_request_pending()
+            }
+            None => {
+                // A GATT client but no server on this host: the MTU is still the bearer's to
+                // exchange; every other request is unsupported (Core Vol 3 Part F §3.4.1.1).
+                let Some(&op) = pdu.first() else { return false };
+                scratch.clear();
+                if op == opcode::EXCHANGE_MTU_REQ {
+                    scratch.push(opcode::EXCHANGE_MTU_RSP);
+                    scratch.extend_from_slice(&link.bearer.local_mtu().to_le_bytes());
+                } else if link.bearer.peer_request_pending() {
+                    scratch.extend_from_slice(&[opcode::ERROR_RSP, op, 0, 0, ErrorCode::REQUEST_NOT_SUPPORTED.0]);
+                } else {
+                    return false;
+                }
+                if link.bearer.send(scratch, now).is_ok() {
+                    replies.push(handle, scratch);
+                }
+                false
+            }
+        },
+        Route::Confirmation => {
+            if let Some(next) = link.bearer.poll_indication(now) {
+                replies.push(handle, &next);
+            }
+            if gatt.as_ref().is_some_and(|g| g.wants_confirmations()) {
+                jobs.push((handle, AppJob::Confirmed));
+            }
+            link.bearer.indication_pending()
+        }
+        Route::Response => {
+            match &link.client {
+                Some(client) => client.answer(pdu),
+                None => {
+                    let _ = link.raw_tx.send(pdu.to_vec());
+                }
+            }
+            false
+        }
+        Route::Notification | Route::Indication => {
+            match &link.client {
+                Some(client) => {
+                    if client.deliver(pdu) {
+                        jobs.push((handle, AppJob::Notified(pdu.to_vec())));
+                    }
+                    if route == Route::Indication && link.bearer.send(&[opcode::HANDLE_VALUE_CFM], now).is_ok() {
+                        replies.push(handle, &[opcode::HANDLE_VALUE_CFM]);
+                    }
+                }
+                None => {
+                    let _ = link.raw_tx.send(pdu.to_vec());
+                }
+            }
+            false
+        }
+        Route::Dropped(why) => {
+            tracing::debug!(handle, ?why, "ATT PDU dropped");
+            false
+        }
+    }
+}
+
+/// Ends every open ATT transaction that went past 30 s (Core Vol 3 Part F §3.3.3): the bearer
+/// closes and the link is disconnected. Sleeps until the earliest deadline, or until woken
+/// when a transaction opens while nothing was pending.
+pub(crate) async fn timer_loop(shared: Weak<Shared>, mut alive: watch::Receiver<()>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else { return };
+            let now = shared.now();
+            let mut inner = lock(&shared);
+            if inner.closed.is_some() {
+                return;
+            }
+            let mut expired: Vec<(ConnHandle, Timeout)> = Vec::new();
+            let mut next: Option<u64> = None;
+            for (h, link) in inner.links.0.iter_mut() {
+                if let Some(t) = link.bearer.handle_timeout(now) {
+                    expired.push((*h, t));
+                }
+                next = match (next, link.bearer.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            for (handle, which) in expired {
+                tracing::warn!(handle, ?which, "ATT transaction timeout: the bearer is closed, disconnecting");
+                if let Some(client) = inner.links.0.get(&handle).and_then(|l| l.client.clone()) {
+                    client.fail(Error::Timeout("ATT transaction (30 s); the link was closed"));
+                }
+                inner.core.send_command(&Command::Disconnect { handle, reason: status::REMOTE_USER_TERMINATED });
+            }
+            inner.timer_armed = next.is_some();
+            drop(inner);
+            kick(&shared);
+            next.map(|t| Duration::from_micros(t.saturating_sub(now)))
+        };
+        let woken = async {
+            match next {
+                Some(d) => tokio::time::sleep(d).await,
+                None => {
+                    let Some(wake) = shared.upgrade().map(|s| s.wake_timer.clone()) else { return };
+                    // A wake-up sent before this wait starts is kept as a permit, not lost.
+                    wake.notified().await;
+                    // Whatever opened since the last scan expires no sooner than 30 s from
+                    // now: sleep that long before scanning, so traffic that opens and closes
+                    // transactions back to back wakes this task at most once per 30 s.
+                    tokio::time::sleep(Duration::from_micros(TRANSACTION_TIMEOUT_US)).await
+                }
+            }
+        };
+        tokio::select! {
+            _ = woken => {}
+            _ = host_dropped(&mut alive) => return,
+        }
+    }
+}
+
+/// Fails everything pending: the controller is gone.
+pub(crate) fn close(shared: &Shared, why: String) {
+    let mut inner = lock(shared);
+    if inner.closed.is_some() {
+        return;
+    }
+    inner.closed = Some(why.clone());
+    for (_, (tx, _)) in inner.commands.drain() {
+        let _ = tx.send(Err(Error::TransportClosed(why.clone())));
+    }
+    if let Some(tx) = inner.connecting.take() {
+        let _ = tx.send(Err(Error::TransportClosed(why.clone())));
+    }
+    for (_, link) in inner.links.0.drain() {
+        if let Some(client) = &link.client {
+            client.fail(Error::TransportClosed(why.clone()));
+        }
+        let _ = link.end_tx.send_replace(Some(LinkEnd::TransportClosed));
+    }
+    inner.scan = None;
+    // Dropping the incoming sender ends `accept`.
+    let (dead, _) = mpsc::unbounded_channel();
+    inner.incoming = dead;
+    drop(inner);
+    shared.wake_writer.notify_one();
+    shared.wake_timer.notify_one();
+}
+
+fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
+    while let Some(ev) = inner.core.poll_event() {
+        match ev {
+            HostEvent::CommandDone { id, opcode, status, return_params } => {
+                if let Some((tx, name)) = inner.commands.remove(&id) {
+                    let result = match status {
+                        status::SUCCESS => Ok(return_params),
+                        status::UNKNOWN_COMMAND => Err(Error::Unsupported(name)),
+                        _ => Err(Error::Command { opcode, name, status }),
+                    };
+                    let _ = tx.send(result);
+                } else if status != status::SUCCESS {
+                    tracing::warn!(opcode = opcode.0, status, "command sent by the host failed");
+                }
+            }
+            HostEvent::Connected(info) => {
+                let link = new_link(shared, inner.local_mtu, info);
+                inner.links.0.insert(info.handle, link);
+                if let Some(g) = inner.gatt.as_mut() {
+                    g.server.connect(ConnId(info.handle));
+                }
+                tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
+                let _ = shared.notifications.send(Notification::Connected(info));
+                match info.role {
+                    Role::Central => match inner.connecting.take() {
+                        Some(tx) => {
+                            let _ = tx.send(Ok(info));
+                        }
+                        None => tracing::warn!(handle = info.handle, "central connection nobody asked for"),
+                    },
+                    Role::Peripheral => {
+                        let _ = inner.incoming.send(info);
+                        if inner.auto_restart.is_some() {
+                            // The controller stopped advertising when the connection was made
+                            // (Core Vol 6 Part B §4.4.2): start it again.
+                            inner.core.send_command(&Command::LeSetAdvertisingEnable(true));
+                        }
+                    }
+                }
+            }
+            HostEvent::ConnectionFailed { status } => {
+                if let Some(tx) = inner.connecting.take() {
+                    let err = if status == status::UNKNOWN_CONNECTION_ID {
+                        Error::Cancelled("connection attempt")
+                    } else {
+                        Error::Command { opcode: Opcode::LE_CREATE_CONNECTION, name: "LE Create Connection", status }
+                    };
+                    let _ = tx.send(Err(err));
+                }
+            }
+            HostEvent::Disconnected { handle, reason } => {
+                tracing::info!(
+                    handle,
+                    reason = format_args!("{reason:#04x}"),
+                    "disconnected: {}",
+                    status::name(reason)
+                );
+                if let Some(g) = inner.gatt.as_mut() {
+                    g.server.disconnect(ConnId(handle));
+                }
+                if let Some(link) = inner.links.0.remove(&handle) {
+                    if let Some(client) = &link.client {
+                        client.fail(Error::Disconnected { reason });
+                    }
+                    let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
+                }
+                let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
+            }
+            HostEvent::Advertisement(report) => {
+                if let Some(tx) = &inner.scan {
+                    let _ = tx.send(report);
+                }
+            }
+            HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
+                link_event(inner, handle, LinkEvent::Updated { status, interval, latency, supervision_timeout })
+            }
+            HostEvent::ConnectionParameterUpdateAnswered { handle, accepted } => {
+                link_event(inner, handle, LinkEvent::ParamAnswer { accepted })
+            }
+            HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets } => {
+                tracing::debug!(handle, max_tx_octets, max_rx_octets, "data length changed");
+                link_event(inner, handle, LinkEvent::DataLength { max_tx_octets, max_rx_octets })
+            }
+            HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
+                link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
+            }
+            HostEvent::EncryptionChanged { handle, status, enabled } => {
+                tracing::info!(handle, status, enabled, "encryption change");
+                if let Some(g) = inner.gatt.as_mut() {
+                    // Without pairing there are no MITM-protected keys: encrypted, not authenticated.
+                    g.server.set_security(ConnId(handle), status == 0 && enabled, false);
+                }
+            }
+            HostEvent::HardwareError(code) => {
+                tracing::error!(code, "controller hardware error");
+                let _ = shared.notifications.send(Notification::HardwareError(code));
+            }
+            HostEvent::Dropped(what) => tracing::warn!(?what, "dropped"),
+        }
+    }
+}
+
+/// A new link's state, with its application task.
+fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link {
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (end_tx, _) = watch::channel(None);
+    let (app, app_rx) = mpsc::unbounded_channel();
+    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx));
+    Link {
+        info,
+        bearer: Bearer::new(local_mtu),
+        raw_tx,
+        raw_rx: Arc::new(tokio::sync::Mutex::new(raw_rx)),
+        client: None,
+        end_tx,
+        events: broadcast::channel(16).0,
+        app,
+    }
+}
+
+fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
+    if let Some(link) = inner.links.0.get(&handle) {
+        let _ = link.events.send(ev);
+    }
+}
+
+/// The write side: the transport's writer and bytes it has not taken yet.
+pub(crate) struct WriterState {
+    pub(crate) io: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    pub(crate) pending: Vec<u8>,
+}
+
+/// Moves queued packets from the core into the transport until it would block. With a no-op
+/// waker this is the inline fast path; the writer task calls it with its own waker.
+fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    let mut w = shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+    let w = &mut *w;
+    loop {
+        {
+            let mut inner = lock(shared);
+            if inner.closed.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            while let Some(p) = inner.core.poll_transmit() {
+                w.pending.extend_from_slice(&p);
+            }
+        }
+        if w.pending.is_empty() {
+            return Pin::new(&mut w.io).poll_flush(cx);
+        }
+        match Pin::new(&mut w.io).poll_write(cx, &w.pending) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "transport took no bytes")))
+            }
+            Poll::Ready(Ok(n)) => {
+                w.pending.drain(..n.min(w.pending.len()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
+
+/// Sends what the core has queued: inline when the transport takes it at once (no task switch
+/// on the hot path), otherwise by waking the writer task.
+pub(crate) fn kick(shared: &Shared) {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    if shared.writer.try_lock().is_err() {
+        // Someone is writing right now; make sure the writer task looks again afterwards.
+        shared.wake_writer.notify_one();
+        return;
+    }
+    match pump_writes(shared, &mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => close(shared, format!("write error: {e}")),
+        Poll::Pending => shared.wake_writer.notify_one(),
+    }
+}
+
+pub(crate) async fn write_loop(shared: Weak<Shared>, wake: Arc<Notify>, mut alive: watch::Receiver<()>) {
+    loop {
+        // Wait without holding the host, so dropping it ends this task (and the transport).
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = host_dropped(&mut alive) => return,
+        }
+        let result = std::future::poll_fn(|cx| match shared.upgrade() {
+            Some(s) => pump_writes(&s, cx),
+            None => Poll::Ready(Ok(())),
+        })
+        .await;
+        if let Err(e) = result {
+            if let Some(s) = shared.upgrade() {
+                close(&s, format!("write error: {e}"));
+            }
+            return;
+        }
+    }
+}
+
+/// Arms the timer task if a transaction just opened while it waited for work.
+pub(crate) fn arm_timer(shared: &Shared, inner: &mut Inner) {
+    if !inner.timer_armed {
+        inner.timer_armed = true;
+        shared.wake_timer.notify_one();
+    }
+}
