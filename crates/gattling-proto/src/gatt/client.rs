@@ -531,39 +531,60 @@ impl Procedure for Read {
     }
 }
 
-/// Read Using Characteristic UUID (§4.8.2): (handle, value) pairs.
+/// Read Using Characteristic UUID (§4.8.2): (handle, value) pairs. Read By Type Requests
+/// continue from the last handle + 1 until the end of the range; Attribute Not Found on a later
+/// request ends the procedure with what was collected (on the first it is an error).
 #[derive(Debug)]
 pub struct ReadByUuid {
-    start: u16,
+    next: u16,
     end: u16,
     uuid: Uuid,
+    first: bool,
+    found: Vec<(u16, Vec<u8>)>,
 }
 
 impl ReadByUuid {
     /// Values of characteristics with `uuid` in `start..=end`.
     pub fn new(start: u16, end: u16, uuid: Uuid) -> Self {
-        Self { start, end, uuid }
+        Self { next: start, end, uuid, first: true, found: Vec::new() }
+    }
+
+    fn request(&self) -> Vec<u8> {
+        let mut v = req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end], &[]);
+        self.uuid.shortest_wire().write_le(&mut v);
+        v
     }
 }
 
 impl Procedure for ReadByUuid {
     type Output = Vec<(u16, Vec<u8>)>;
     fn start(&mut self) -> Step<Self::Output> {
-        let mut v = req(opcode::READ_BY_TYPE_REQ, &[self.start, self.end], &[]);
-        self.uuid.shortest_wire().write_le(&mut v);
-        Step::Send(v)
+        Step::Send(self.request())
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
-        match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP)? {
-            AttPdu::ReadByTypeRsp { data } => {
-                let mut out = Vec::new();
-                for (h, v) in data.iter() {
-                    in_range(h, self.start, self.end)?;
-                    out.push((h, v.to_vec()));
-                }
-                Ok(Step::Done(out))
+        let first = core::mem::replace(&mut self.first, false);
+        match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP) {
+            Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }) if !first => {
+                Ok(Step::Done(core::mem::take(&mut self.found)))
             }
-            _ => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
+            Err(e) => Err(e),
+            Ok(AttPdu::ReadByTypeRsp { data }) => {
+                let mut last = 0;
+                for (h, v) in data.iter() {
+                    in_range(h, self.next, self.end)?;
+                    self.found.push((h, v.to_vec()));
+                    last = h;
+                }
+                if last < self.next {
+                    return Err(ClientError::NoProgress(self.next));
+                }
+                if last >= self.end || last == 0xFFFF {
+                    return Ok(Step::Done(core::mem::take(&mut self.found)));
+                }
+                self.next = last + 1;
+                Ok(Step::Send(self.request()))
+            }
+            Ok(_) => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
         }
     }
 }
@@ -745,20 +766,214 @@ mod tests {
         assert_eq!(p.on_response(&[0x19]), Err(ClientError::EchoMismatch { handle: 3, offset: 0 }));
     }
 
+    /// Drives a procedure against a server that repeats `answers` cyclically, for at most
+    /// `budget` answers; returns the result and the number of answers it took, or None if the
+    /// procedure still wanted more after `budget` answers (it loops).
+    fn drive_cyclic<P: Procedure>(
+        mut p: P,
+        answers: &[Vec<u8>],
+        budget: usize,
+    ) -> Option<(Result<P::Output, ClientError>, usize)> {
+        let mut step = p.start();
+        let mut used = 0;
+        for a in answers.iter().cycle().take(budget) {
+            match step {
+                Step::Done(out) => return Some((Ok(out), used)),
+                Step::Send(_) => {
+                    used += 1;
+                    match p.on_response(a) {
+                        Ok(s) => step = s,
+                        Err(e) => return Some((Err(e), used)),
+                    }
+                }
+            }
+        }
+        match step {
+            Step::Done(out) => Some((Ok(out), used)),
+            Step::Send(_) => None,
+        }
+    }
+
+    /// A server that answers every request with a Write Response (well-formed, but never what
+    /// was asked) ends every procedure with `Unexpected` after one answer (Reliable Write: after
+    /// cancelling its queue, on the answer to the Execute Write).
+    #[test]
+    fn a_server_answering_garbage_ends_every_procedure_with_unexpected() {
+        let garbage = [alloc::vec![opcode::WRITE_RSP]];
+        let unexpected = |request| ClientError::Unexpected { request, got: opcode::WRITE_RSP };
+        fn err<T: core::fmt::Debug>(r: Option<(Result<T, ClientError>, usize)>) -> (ClientError, usize) {
+            match r {
+                Some((Err(e), n)) => (e, n),
+                other => panic!("expected an error, got {other:?}"),
+            }
+        }
+        let group = opcode::READ_BY_GROUP_TYPE_REQ;
+        let by_type = opcode::READ_BY_TYPE_REQ;
+        assert_eq!(err(drive_cyclic(DiscoverServices::all(), &garbage, 100)), (unexpected(group), 1));
+        let by_value = opcode::FIND_BY_TYPE_VALUE_REQ;
+        let by_uuid = DiscoverServices::by_uuid(Uuid::U16(0x180D));
+        assert_eq!(err(drive_cyclic(by_uuid, &garbage, 100)), (unexpected(by_value), 1));
+        assert_eq!(err(drive_cyclic(FindIncludedServices::new(1, 0xFFFF), &garbage, 100)), (unexpected(by_type), 1));
+        let chars = DiscoverCharacteristics::new(1, 0xFFFF, None);
+        assert_eq!(err(drive_cyclic(chars, &garbage, 100)), (unexpected(by_type), 1));
+        let find_info = opcode::FIND_INFORMATION_REQ;
+        assert_eq!(err(drive_cyclic(DiscoverDescriptors::new(1, 0xFFFF), &garbage, 100)), (unexpected(find_info), 1));
+        assert_eq!(err(drive_cyclic(Read::new(3, 23, true), &garbage, 100)), (unexpected(opcode::READ_REQ), 1));
+        let read_by_uuid = ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00));
+        assert_eq!(err(drive_cyclic(read_by_uuid, &garbage, 100)), (unexpected(by_type), 1));
+        let multiple = opcode::READ_MULTIPLE_VARIABLE_REQ;
+        assert_eq!(err(drive_cyclic(ReadMultiple::new(&[1, 2], true), &garbage, 100)), (unexpected(multiple), 1));
+        let write_long = WriteLong::new(&[(3, &[1u8; 60][..])], 23);
+        assert_eq!(err(drive_cyclic(write_long, &garbage, 100)), (unexpected(opcode::EXECUTE_WRITE_REQ), 2));
+    }
+
+    /// `drive_cyclic` reports a procedure that keeps asking (so the bounded tests can fail).
+    #[test]
+    fn drive_cyclic_detects_a_procedure_that_never_ends() {
+        struct Forever;
+        impl Procedure for Forever {
+            type Output = ();
+            fn start(&mut self) -> Step<()> {
+                Step::Send(alloc::vec![opcode::READ_REQ, 1, 0])
+            }
+            fn on_response(&mut self, _pdu: &[u8]) -> Result<Step<()>, ClientError> {
+                Ok(self.start())
+            }
+        }
+        assert!(drive_cyclic(Forever, &[alloc::vec![0x0B]], 1000).is_none());
+    }
+
+    /// A Read By Type Response with 2-byte values at `handles`.
+    fn read_by_type_rsp(handles: &[u16]) -> Vec<u8> {
+        let mut v = alloc::vec![opcode::READ_BY_TYPE_RSP, 4];
+        for h in handles {
+            v.extend_from_slice(&h.to_le_bytes());
+            v.extend_from_slice(&[h.to_le_bytes()[0], 0xAA]);
+        }
+        v
+    }
+
+    fn not_found(handle: u16) -> Vec<u8> {
+        let h = handle.to_le_bytes();
+        alloc::vec![opcode::ERROR_RSP, opcode::READ_BY_TYPE_REQ, h[0], h[1], 0x0A]
+    }
+
+    fn pairs(handles: &[u16]) -> Vec<(u16, Vec<u8>)> {
+        handles.iter().map(|h| (*h, alloc::vec![h.to_le_bytes()[0], 0xAA])).collect()
+    }
+
+    /// §4.8.2: after each response the next Read By Type Request starts at the last handle + 1;
+    /// Attribute Not Found on a later request ends the procedure with everything collected.
+    #[test]
+    fn read_by_uuid_continues_until_attribute_not_found() {
+        let mut p = ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00));
+        assert_eq!(p.start(), Step::Send(alloc::vec![0x08, 1, 0, 0xFF, 0xFF, 0x00, 0x2A]));
+        assert_eq!(
+            p.on_response(&read_by_type_rsp(&[3, 5])),
+            Ok(Step::Send(alloc::vec![0x08, 6, 0, 0xFF, 0xFF, 0x00, 0x2A]))
+        );
+        assert_eq!(
+            p.on_response(&read_by_type_rsp(&[9])),
+            Ok(Step::Send(alloc::vec![0x08, 10, 0, 0xFF, 0xFF, 0x00, 0x2A]))
+        );
+        assert_eq!(p.on_response(&not_found(10)), Ok(Step::Done(pairs(&[3, 5, 9]))));
+    }
+
+    /// Attribute Not Found on the first request stays an error (callers rely on it).
+    #[test]
+    fn read_by_uuid_not_found_at_first_is_an_error() {
+        let r = drive(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &[not_found(1)]);
+        let e = ClientError::Att { request: opcode::READ_BY_TYPE_REQ, handle: 1, code: ErrorCode::ATTRIBUTE_NOT_FOUND };
+        assert_eq!(r, Some(Err(e)));
+        // Other errors on a later request are errors too.
+        let denied = alloc::vec![opcode::ERROR_RSP, opcode::READ_BY_TYPE_REQ, 6, 0, 0x02];
+        let r = drive(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &[read_by_type_rsp(&[5]), denied]);
+        assert!(
+            matches!(r, Some(Err(ClientError::Att { handle: 6, code: ErrorCode::READ_NOT_PERMITTED, .. }))),
+            "{r:?}"
+        );
+    }
+
+    /// No request is sent past the end of the range or past 0xFFFF.
+    #[test]
+    fn read_by_uuid_stops_at_the_end_of_the_range() {
+        let r = drive(ReadByUuid::new(1, 9, Uuid::U16(0x2A00)), &[read_by_type_rsp(&[4, 9])]);
+        assert_eq!(r, Some(Ok(pairs(&[4, 9]))));
+        let r = drive(ReadByUuid::new(0xFFF0, 0xFFFF, Uuid::U16(0x2A00)), &[read_by_type_rsp(&[0xFFFF])]);
+        assert_eq!(r, Some(Ok(pairs(&[0xFFFF]))));
+    }
+
+    /// A later response naming handles before the continuation point (a stuck server repeating
+    /// its page) or past the end of the range is refused.
+    #[test]
+    fn read_by_uuid_checks_progress_and_range() {
+        let page = read_by_type_rsp(&[3, 5]);
+        let r = drive(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &[page.clone(), page]);
+        assert_eq!(r, Some(Err(ClientError::OutOfRange { handle: 3, start: 6, end: 0xFFFF })));
+        let r = drive(ReadByUuid::new(1, 9, Uuid::U16(0x2A00)), &[read_by_type_rsp(&[3, 10])]);
+        assert_eq!(r, Some(Err(ClientError::OutOfRange { handle: 10, start: 1, end: 9 })));
+    }
+
     proptest! {
-        /// Arbitrary answers never panic, and every procedure ends within a bounded number of
-        /// answers when the server keeps sending garbage (no endless loop).
+        /// Against a simulated server holding `handles` and answering at most `page` of them per
+        /// response, Read Using Characteristic UUID returns exactly the handles in its range,
+        /// with one request per page plus the final Attribute Not Found (or none when the last
+        /// page ends at the range end); an empty range is Attribute Not Found.
         #[test]
-        fn arbitrary_answers_never_panic_or_loop(answers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..12)) {
-            let _ = drive(DiscoverServices::all(), &answers);
-            let _ = drive(DiscoverServices::by_uuid(Uuid::U16(0x180D)), &answers);
-            let _ = drive(FindIncludedServices::new(1, 0xFFFF), &answers);
-            let _ = drive(DiscoverCharacteristics::new(1, 0xFFFF, None), &answers);
-            let _ = drive(DiscoverDescriptors::new(1, 0xFFFF), &answers);
-            let _ = drive(Read::new(3, 23, true), &answers);
-            let _ = drive(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &answers);
-            let _ = drive(ReadMultiple::new(&[1, 2], true), &answers);
-            let _ = drive(WriteLong::new(&[(3, &[1u8; 60][..])], 23), &answers);
+        fn read_by_uuid_collects_every_handle_in_range(
+            handles in proptest::collection::btree_set(1u16..=0xFFFF, 0..40),
+            pages in proptest::collection::vec(1usize..5, 1..8),
+            start in 1u16..0x8000,
+            len in 0u16..0x8000,
+        ) {
+            let end = start.saturating_add(len);
+            let mut p = ReadByUuid::new(start, end, Uuid::U16(0x2A00));
+            let mut step = p.start();
+            let mut requests = 0usize;
+            let expected: Vec<u16> = handles.iter().copied().filter(|h| (start..=end).contains(h)).collect();
+            let result = loop {
+                let req = match step {
+                    Step::Done(out) => break Ok(out),
+                    Step::Send(req) => req,
+                };
+                requests += 1;
+                prop_assert!(requests <= expected.len() + 1, "too many requests");
+                let from = u16::from_le_bytes([req[1], req[2]]);
+                let to = u16::from_le_bytes([req[3], req[4]]);
+                prop_assert_eq!(to, end);
+                let page = pages[requests % pages.len()];
+                let hits: Vec<u16> = handles.iter().copied().filter(|h| (from..=to).contains(h)).take(page).collect();
+                let answer = if hits.is_empty() { not_found(from) } else { read_by_type_rsp(&hits) };
+                match p.on_response(&answer) {
+                    Ok(s) => step = s,
+                    Err(e) => break Err(e),
+                }
+            };
+            if expected.is_empty() {
+                let not_found = matches!(result, Err(ClientError::Att { code: ErrorCode::ATTRIBUTE_NOT_FOUND, .. }));
+                prop_assert!(not_found, "{:?}", result);
+            } else {
+                prop_assert_eq!(result, Ok(pairs(&expected)));
+            }
+        }
+
+        /// Arbitrary answers never panic, and no procedure loops: against a server that repeats
+        /// up to 12 arbitrary answers over and over, every procedure ends (with a result or a
+        /// typed error) within 1000 answers. Discovery must advance past each answer, so a
+        /// repeated answer is out of range; long reads stop at 512 bytes; writes have a fixed
+        /// number of chunks.
+        #[test]
+        fn arbitrary_answers_never_panic_or_loop(answers in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..12)) {
+            let budget = 1000;
+            prop_assert!(drive_cyclic(DiscoverServices::all(), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(DiscoverServices::by_uuid(Uuid::U16(0x180D)), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(FindIncludedServices::new(1, 0xFFFF), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(DiscoverCharacteristics::new(1, 0xFFFF, None), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(DiscoverDescriptors::new(1, 0xFFFF), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(Read::new(3, 23, true), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(ReadByUuid::new(1, 0xFFFF, Uuid::U16(0x2A00)), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(ReadMultiple::new(&[1, 2], true), &answers, budget).is_some());
+            prop_assert!(drive_cyclic(WriteLong::new(&[(3, &[1u8; 60][..])], 23), &answers, budget).is_some());
         }
 
         /// A server that always answers with a "full" discovery page of the same handles is caught.

@@ -244,6 +244,143 @@ pub enum DbError {
     /// No service starts at this handle.
     #[error("no service at handle {0:#06x}")]
     NotFound(u16),
+    /// A raw attribute table was refused (Core Vol 3 Part G §3).
+    #[error("raw attribute table refused: {0}")]
+    Table(#[from] TableError),
+}
+
+/// One attribute of a raw attribute table as a client sees it (Core Vol 3 Part F §3.2): the unit
+/// of [`Database::insert_records`] and [`Database::records`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct AttributeRecord {
+    /// Attribute handle (Core Vol 3 Part F §3.2.2).
+    pub handle: u16,
+    /// Attribute type (Core Vol 3 Part F §3.2.1).
+    pub uuid: Uuid,
+    /// Attribute value (Core Vol 3 Part F §3.2.4); declarations in their Core Vol 3 Part G §3 format.
+    pub value: Vec<u8>,
+    /// Attribute permissions (Core Vol 3 Part F §3.2.5).
+    pub permissions: Permissions,
+    /// Largest value a client may write (capped at 512, Core Vol 3 Part F §3.2.9); for a
+    /// characteristic value, its buffer size.
+    pub max_len: usize,
+}
+
+/// Why a raw attribute table was refused (Core Vol 3 Part G §3 attribute layout rules).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum TableErrorKind {
+    /// Handle 0x0000 is reserved (Core Vol 3 Part F §3.2.2).
+    #[error("handle 0x0000 is reserved")]
+    HandleZero,
+    /// Handles must strictly increase through the table (Core Vol 3 Part F §3.2.2).
+    #[error("handle is not above the previous record's {previous:#06x}")]
+    HandleNotIncreasing {
+        /// Handle of the previous record.
+        previous: u16,
+    },
+    /// The attribute falls inside, or its service group spans, a service already in the database.
+    #[error("overlaps an existing service")]
+    Overlaps,
+    /// The table does not start with a service declaration (Core Vol 3 Part G §3.1).
+    #[error("the table does not start with a service declaration")]
+    NotAService,
+    /// A service declaration's value is not a 16- or 128-bit UUID (Core Vol 3 Part G §3.1).
+    #[error("service declaration value of {len} bytes is not a 16- or 128-bit UUID")]
+    BadServiceUuid {
+        /// Value length.
+        len: usize,
+    },
+    /// An include declaration does not name an existing service declaration with its group end
+    /// and UUID (Core Vol 3 Part G §3.2).
+    #[error("include declaration does not match a service at {start:#06x}-{end:#06x}")]
+    BadInclude {
+        /// Included service handle named by the declaration.
+        start: u16,
+        /// End group handle named by the declaration.
+        end: u16,
+    },
+    /// An include or characteristic declaration value has the wrong length (Core Vol 3 Part G
+    /// §3.2, §3.3.1).
+    #[error("declaration value of {len} bytes is malformed")]
+    BadDeclaration {
+        /// Value length.
+        len: usize,
+    },
+    /// A characteristic declaration's value handle is not the next handle (Core Vol 3 Part G §3.3.1.2).
+    #[error("characteristic declaration points at {got:#06x}, expected {expected:#06x}")]
+    ValuePointsElsewhere {
+        /// The handle after the declaration.
+        expected: u16,
+        /// The value handle in the declaration.
+        got: u16,
+    },
+    /// The value's type differs from the UUID in its declaration (Core Vol 3 Part G §3.3.2).
+    #[error("value type {got} differs from the declared characteristic UUID {declared}")]
+    UuidMismatch {
+        /// UUID in the characteristic declaration.
+        declared: Uuid,
+        /// Type of the value record.
+        got: Uuid,
+    },
+    /// Handles inside a characteristic definition are not consecutive (Core Vol 3 Part G §3.3).
+    #[error("gap inside a characteristic: expected handle {expected:#06x}")]
+    GapInCharacteristic {
+        /// The handle the next attribute of the characteristic must have.
+        expected: u16,
+    },
+    /// A value longer than 512 bytes or than its record's `max_len` (Core Vol 3 Part F §3.2.9).
+    #[error("value of {len} bytes exceeds its maximum of {max}")]
+    ValueTooLong {
+        /// Value length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The table ends right after a characteristic declaration (Core Vol 3 Part G §3.3).
+    #[error("characteristic declaration is not followed by its value")]
+    MissingValue,
+    /// A descriptor-like attribute that follows no characteristic value (Core Vol 3 Part G §3.3.3).
+    #[error("attribute is not part of any characteristic")]
+    OutsideCharacteristic,
+    /// A second Client Characteristic Configuration in one characteristic (Core Vol 3 Part G §3.3.3.3).
+    #[error("second Client Characteristic Configuration descriptor in one characteristic")]
+    DuplicateCccd,
+}
+
+/// A raw attribute table refused by [`Database::insert_records`] (Core Vol 3 Part G §3): which
+/// record and why.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("handle {handle:#06x}: {reason}")]
+pub struct TableError {
+    /// Index of the offending record in the table.
+    pub index: usize,
+    /// Its handle.
+    pub handle: u16,
+    /// Why it was refused.
+    pub reason: TableErrorKind,
+}
+
+fn is_service(kind: AttrKind) -> bool {
+    matches!(kind, AttrKind::PrimaryService | AttrKind::SecondaryService)
+}
+
+/// A characteristic declaration waiting for its value record.
+struct PendingValue {
+    index: usize,
+    decl: u16,
+    value_handle: u16,
+    uuid: Uuid,
+    properties: Properties,
+}
+
+/// An include declaration checked once every new service group is known.
+struct PendingInclude {
+    index: usize,
+    handle: u16,
+    service: u16,
+    start: u16,
+    end: u16,
+    uuid16: Option<[u8; 2]>,
 }
 
 /// The attribute database, sorted by handle.
@@ -444,6 +581,220 @@ impl Database {
         Ok(start)
     }
 
+    /// A database holding exactly the raw attribute table `records` (Core Vol 3 Part G §3); see
+    /// [`Database::insert_records`].
+    pub fn from_records(records: &[AttributeRecord]) -> Result<Database, TableError> {
+        let mut db = Database::new();
+        db.insert_records(records)?;
+        Ok(db)
+    }
+
+    /// Inserts a raw attribute table at exactly its handles (Core Vol 3 Part G §3): one or more
+    /// service groups, declarations taken as given but validated, descriptors in any order.
+    /// Atomic: on error the database is unchanged.
+    pub fn insert_records(&mut self, records: &[AttributeRecord]) -> Result<(), TableError> {
+        let (attrs, chars) = self.parse_records(records)?;
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        self.attrs.extend(attrs);
+        self.attrs.sort_by_key(|a| a.handle);
+        self.chars.extend(chars);
+        self.chars.sort_by_key(|c| c.value_handle);
+        self.hash = None;
+        Ok(())
+    }
+
+    /// Validates `records` against the database and builds their attributes and characteristics
+    /// (one attribute per record, in record order).
+    fn parse_records(&self, records: &[AttributeRecord]) -> Result<(Vec<Attribute>, Vec<Characteristic>), TableError> {
+        // Existing service groups, sorted by start handle.
+        let existing: Vec<(u16, u16)> =
+            self.attrs.iter().filter(|a| is_service(a.kind)).map(|a| (a.handle, a.group_end)).collect();
+        let mut new: Vec<Attribute> = Vec::with_capacity(records.len());
+        let mut chars: Vec<Characteristic> = Vec::new();
+        let mut includes: Vec<PendingInclude> = Vec::new();
+        // Index in `new` of the open service declaration.
+        let mut service: Option<usize> = None;
+        let mut pending: Option<PendingValue> = None;
+        // True while descriptors may follow (after a characteristic value).
+        let mut in_char = false;
+        for (index, r) in records.iter().enumerate() {
+            let handle = r.handle;
+            let err = |reason| TableError { index, handle, reason };
+            if handle == 0 {
+                return Err(err(TableErrorKind::HandleZero));
+            }
+            if let Some(previous) = new.last().map(|a| a.handle) {
+                if handle <= previous {
+                    return Err(err(TableErrorKind::HandleNotIncreasing { previous }));
+                }
+            }
+            // Inside an existing group, or an existing group lies between this service's start and here.
+            let at = existing.partition_point(|(s, _)| *s <= handle);
+            let inside = at.checked_sub(1).and_then(|i| existing.get(i)).is_some_and(|(_, e)| *e >= handle);
+            let uuid = r.uuid.shortest_wire();
+            let starts_group =
+                pending.is_none() && matches!(uuid.as_u16(), Some(uuids::PRIMARY_SERVICE | uuids::SECONDARY_SERVICE));
+            let open_start = service.and_then(|i| new.get(i)).map(|a| a.handle);
+            let spans = !starts_group
+                && open_start.is_some_and(|start| {
+                    existing.get(existing.partition_point(|(s, _)| *s <= start)).is_some_and(|(s, _)| *s <= handle)
+                });
+            if inside || spans || self.index_of(handle).is_some() {
+                return Err(err(TableErrorKind::Overlaps));
+            }
+            let max_len = r.max_len.min(MAX_VALUE_LEN);
+            let mut attr = Attribute {
+                handle,
+                uuid,
+                kind: AttrKind::Descriptor,
+                value: r.value.clone(),
+                permissions: r.permissions,
+                characteristic: None,
+                max_len,
+                group_end: 0,
+            };
+            if let Some(p) = pending.take() {
+                // The record after a characteristic declaration is its value.
+                if handle != p.value_handle {
+                    return Err(err(TableErrorKind::GapInCharacteristic { expected: p.value_handle }));
+                }
+                if !crate::uuid::same(&uuid, &p.uuid) {
+                    return Err(err(TableErrorKind::UuidMismatch { declared: p.uuid, got: uuid }));
+                }
+                if r.value.len() > max_len {
+                    return Err(err(TableErrorKind::ValueTooLong { len: r.value.len(), max: max_len }));
+                }
+                attr.kind = AttrKind::Value;
+                attr.value = Vec::new();
+                attr.characteristic = Some(CharId(handle));
+                chars.push(Characteristic {
+                    decl_handle: p.decl,
+                    value_handle: handle,
+                    end_handle: handle,
+                    uuid: p.uuid,
+                    properties: p.properties,
+                    value: r.value.clone(),
+                    cccd_handle: None,
+                    events: 0,
+                });
+                new.push(attr);
+                in_char = true;
+                continue;
+            }
+            match uuid.as_u16() {
+                Some(t @ (uuids::PRIMARY_SERVICE | uuids::SECONDARY_SERVICE)) => {
+                    if !matches!(r.value.len(), 2 | 16) {
+                        return Err(err(TableErrorKind::BadServiceUuid { len: r.value.len() }));
+                    }
+                    close_group(&mut new, service);
+                    attr.kind =
+                        if t == uuids::PRIMARY_SERVICE { AttrKind::PrimaryService } else { AttrKind::SecondaryService };
+                    service = Some(new.len());
+                    in_char = false;
+                }
+                _ if service.is_none() => return Err(err(TableErrorKind::NotAService)),
+                Some(uuids::INCLUDE) => {
+                    let (start, end, uuid16) = match *r.value.as_slice() {
+                        [a, b, c, d] => (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]), None),
+                        [a, b, c, d, e, f] => (u16::from_le_bytes([a, b]), u16::from_le_bytes([c, d]), Some([e, f])),
+                        _ => return Err(err(TableErrorKind::BadDeclaration { len: r.value.len() })),
+                    };
+                    let own = open_start.unwrap_or(0);
+                    includes.push(PendingInclude { index, handle, service: own, start, end, uuid16 });
+                    attr.kind = AttrKind::Include;
+                    in_char = false;
+                }
+                Some(uuids::CHARACTERISTIC) => {
+                    let (properties, got, declared) = match r.value.as_slice() {
+                        [p, a, b, u @ ..] if matches!(u.len(), 2 | 16) => {
+                            let declared = Uuid::from_le_bytes(u)
+                                .map_err(|_| err(TableErrorKind::BadDeclaration { len: r.value.len() }))?;
+                            (Properties(*p), u16::from_le_bytes([*a, *b]), declared.shortest_wire())
+                        }
+                        _ => return Err(err(TableErrorKind::BadDeclaration { len: r.value.len() })),
+                    };
+                    let Some(expected) = handle.checked_add(1) else {
+                        return Err(err(TableErrorKind::MissingValue));
+                    };
+                    if got != expected {
+                        return Err(err(TableErrorKind::ValuePointsElsewhere { expected, got }));
+                    }
+                    attr.kind = AttrKind::CharacteristicDecl;
+                    attr.characteristic = Some(CharId(expected));
+                    pending =
+                        Some(PendingValue { index, decl: handle, value_handle: expected, uuid: declared, properties });
+                    in_char = false;
+                }
+                t => {
+                    let Some(c) = chars.last_mut().filter(|_| in_char) else {
+                        return Err(err(TableErrorKind::OutsideCharacteristic));
+                    };
+                    let expected = c.end_handle.saturating_add(1);
+                    if handle != expected {
+                        return Err(err(TableErrorKind::GapInCharacteristic { expected }));
+                    }
+                    if t == Some(uuids::CCCD) {
+                        if c.cccd_handle.is_some() {
+                            return Err(err(TableErrorKind::DuplicateCccd));
+                        }
+                        c.cccd_handle = Some(handle);
+                        attr.kind = AttrKind::Cccd;
+                        attr.value = alloc::vec![0, 0];
+                    } else if r.value.len() > max_len {
+                        return Err(err(TableErrorKind::ValueTooLong { len: r.value.len(), max: max_len }));
+                    }
+                    attr.characteristic = Some(CharId(c.value_handle));
+                    c.end_handle = handle;
+                }
+            }
+            new.push(attr);
+        }
+        if let Some(p) = pending {
+            let handle = records.get(p.index).map(|r| r.handle).unwrap_or(p.decl);
+            return Err(TableError { index: p.index, handle, reason: TableErrorKind::MissingValue });
+        }
+        close_group(&mut new, service);
+        for inc in &includes {
+            let target = self
+                .attribute(inc.start)
+                .or_else(|| new.binary_search_by_key(&inc.start, |a| a.handle).ok().and_then(|i| new.get(i)))
+                .filter(|a| is_service(a.kind) && a.handle != inc.service);
+            let ok = target.is_some_and(|a| {
+                a.group_end == inc.end
+                    && match inc.uuid16 {
+                        Some(u) => a.value == u,
+                        None => a.value.len() == 16,
+                    }
+            });
+            if !ok {
+                let reason = TableErrorKind::BadInclude { start: inc.start, end: inc.end };
+                return Err(TableError { index: inc.index, handle: inc.handle, reason });
+            }
+        }
+        Ok((new, chars))
+    }
+
+    /// The whole database as the raw attribute table a client sees, in handle order (Core Vol 3
+    /// Part G §3): declarations as stored, characteristic values from [`Characteristic::value`],
+    /// CCCDs as `[0, 0]`. [`Database::from_records`] rebuilds an equivalent database from it.
+    pub fn records(&self) -> Vec<AttributeRecord> {
+        self.attrs
+            .iter()
+            .map(|a| AttributeRecord {
+                handle: a.handle,
+                uuid: a.uuid,
+                value: match a.kind {
+                    AttrKind::Cccd => alloc::vec![0, 0],
+                    _ => self.value(a).to_vec(),
+                },
+                permissions: a.permissions,
+                max_len: a.max_len,
+            })
+            .collect()
+    }
+
     /// Removes the service declared at `service_handle` with all its attributes; returns the
     /// handle range it occupied.
     pub fn remove_service(&mut self, service_handle: u16) -> Result<(u16, u16), DbError> {
@@ -499,6 +850,14 @@ impl Database {
         let mut le = out;
         le.reverse();
         le
+    }
+}
+
+/// Sets the group end of the service declaration at `service` in `new` to the last attribute.
+fn close_group(new: &mut [Attribute], service: Option<usize>) {
+    let last = new.last().map(|a| a.handle).unwrap_or(0);
+    if let Some(a) = service.and_then(|i| new.get_mut(i)) {
+        a.group_end = last;
     }
 }
 

@@ -4,7 +4,10 @@ pub mod client;
 pub mod db;
 pub mod server;
 
-pub use db::{AttrKind, Attribute, CharId, Characteristic, CharacteristicDef, Database, DbError, ServiceDef};
+pub use db::{
+    AttrKind, Attribute, AttributeRecord, CharId, Characteristic, CharacteristicDef, Database, DbError, ServiceDef,
+    TableError, TableErrorKind,
+};
 pub use server::{Access, ConnId, Server, ServerConfig};
 
 /// GATT attribute types and well-known UUIDs (Core Vol 3 Part G §3, Assigned Numbers).
