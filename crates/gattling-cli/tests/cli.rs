@@ -18,7 +18,8 @@ fn gattling() -> Command {
     c
 }
 
-/// Waits until the child prints a stderr line containing `text`.
+/// Waits until the child prints a stderr line containing `text`, then keeps draining its stderr
+/// in the background so that later writes never meet a closed pipe.
 async fn wait_for_stderr(child: &mut tokio::process::Child, text: &str) {
     let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
     tokio::time::timeout(STEP, async {
@@ -31,6 +32,7 @@ async fn wait_for_stderr(child: &mut tokio::process::Child, text: &str) {
     })
     .await
     .unwrap_or_else(|_| panic!("no {text:?} within {STEP:?}"));
+    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
 }
 
 /// The child's stdout lines up to and including the first "disconnected:" line.
@@ -188,10 +190,11 @@ async fn controller_server_serves_the_cli_scan_and_advertise() {
     let mut adv = gattling()
         .args(["--transport", &transport, "advertise", "--name", "served-by-gattling"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("advertise");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Printed once the controller has accepted LE Set Advertising Enable.
+    wait_for_stderr(&mut adv, "advertising \"served-by-gattling\"").await;
     let lines = scan_json(&transport, &[]).await;
     let hit = lines.iter().find(|l| l["name"] == "served-by-gattling").expect("advertiser found via the server");
     assert_eq!(hit["connectable"], false, "advertise without --connectable is non-connectable");
@@ -270,10 +273,11 @@ async fn gatt_command_discovers_reads_writes_and_subscribes() {
     let mut serve = gattling()
         .args(["--transport", &transport, "serve", "--name", "cli-gatt"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("serve");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Printed once the database is installed and advertising is on.
+    wait_for_stderr(&mut serve, "serving the demo database as \"cli-gatt\"").await;
 
     let out = gatt_cli(&transport, &["--json", "discover"]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

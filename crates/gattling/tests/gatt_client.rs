@@ -5,7 +5,8 @@ use gattling::gatt::{demo, CharacteristicDef, Properties};
 use gattling::gatt_client::{ClientOptions, GattClient};
 use gattling::proto::gatt::client::ClientError;
 use gattling::proto::gatt::ServiceDef;
-use gattling::{AdvertisingOptions, ConnectOptions, Connection, Error, Host};
+use gattling::proto::hci::status;
+use gattling::{AdvertisingOptions, ConnectOptions, Connection, Error, Host, LinkEnd};
 use std::time::Duration;
 
 async fn link(radio: &str) -> (Host, Connection, Host, Connection) {
@@ -97,7 +98,9 @@ async fn every_procedure_against_the_gattling_server() {
     client.reliable_write(&[(c1.value_handle(), b"one"), (c2.value_handle(), b"two")]).await.expect("reliable");
     assert_eq!((c1.value(), c2.value()), (b"one".to_vec(), b"two".to_vec()));
     client.write_without_response(c2.value_handle(), b"cmd").await.expect("command");
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A Write Command has no answer; the server handles the bearer's PDUs in order, so the answer
+    // to a later Read Request proves the command was applied.
+    assert_eq!(client.read(c2.value_handle()).await.expect("read after command"), b"cmd");
     assert_eq!(c2.value(), b"cmd");
 
     // 100 notifications and 20 indications, in order and complete.
@@ -122,17 +125,25 @@ async fn every_procedure_against_the_gattling_server() {
     }
 
     // Pycom-style callback.
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = got.clone();
+    let (sink, mut got) = tokio::sync::mpsc::unbounded_channel();
     let s = client.services().await.expect("objects");
     let svc = s.iter().find(|s| s.uuid() == demo::SERVICE_1).expect("service 1");
     let ch = svc.characteristics().await.expect("chars").into_iter().next().expect("char 1");
     assert_eq!((ch.uuid(), ch.properties()), (demo::CHAR_1, 0x1A));
     assert_eq!(ch.read().await.expect("read"), b"one");
-    ch.callback(move |event, v| sink.lock().expect("lock").push((event, v.to_vec()))).await.expect("callback");
+    ch.callback(move |event, v| {
+        let _ = sink.send((event, v.to_vec()));
+    })
+    .await
+    .expect("callback");
     c1.set_value(b"cb");
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(*got.lock().expect("lock"), vec![(0x20, b"cb".to_vec())]);
+    let call = tokio::time::timeout(Duration::from_secs(2), got.recv()).await.expect("callback in time");
+    assert_eq!(call, Some((0x20, b"cb".to_vec())));
+    // Exactly one call per notification: the call for a second change comes next, no repeat between.
+    c1.set_value(b"cb2");
+    let call = tokio::time::timeout(Duration::from_secs(2), got.recv()).await.expect("callback in time");
+    assert_eq!(call, Some((0x20, b"cb2".to_vec())));
+    assert!(got.try_recv().is_err(), "no further calls");
 }
 
 #[tokio::test]
@@ -252,10 +263,19 @@ async fn misbehaving_servers_get_typed_errors_and_the_link_stays_usable() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_server_times_out_after_30_s_and_the_link_is_closed() {
-    let (_h, client, _t) = scripted("gc-silent", vec![vec![]]).await;
+    let (_h, client, peer) = scripted("gc-silent", vec![vec![]]).await;
     let t0 = tokio::time::Instant::now();
     let r = client.read(3).await;
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     assert!(t0.elapsed() >= Duration::from_secs(30));
-    assert!(client.connection().end().is_some() || client.read(3).await.is_err(), "no more ATT on this bearer");
+    // No more ATT on this bearer (Core Vol 3 Part F §3.3.3): the client disconnected the link...
+    let end = tokio::time::timeout(Duration::from_secs(5), client.connection().closed()).await.expect("link ends");
+    assert_eq!(end, LinkEnd::Disconnected(status::LOCAL_HOST_TERMINATED));
+    // ...so the scripted peer saw the link go (its receive loop ended)...
+    tokio::time::timeout(Duration::from_secs(5), peer).await.expect("peer sees the link end").expect("peer task");
+    // ...and a further request fails at once with the link's end, not with another timeout.
+    let t1 = tokio::time::Instant::now();
+    let r = client.read(3).await;
+    assert!(matches!(r, Err(Error::Disconnected { reason: status::LOCAL_HOST_TERMINATED })), "{r:?}");
+    assert!(t1.elapsed() < Duration::from_secs(1), "fails without waiting: {:?}", t1.elapsed());
 }

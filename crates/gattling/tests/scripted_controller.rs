@@ -6,9 +6,11 @@ use gattling::proto::hci::command::{Command, Opcode};
 use gattling::proto::hci::event::Event;
 use gattling::proto::hci::{H4Framer, PacketType};
 use gattling::{Error, Host, HostOptions, Transport};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf};
 
 /// How the scripted controller answers one command: return parameters (status first), or
 /// `None` to stay silent.
@@ -144,37 +146,63 @@ async fn a_silent_controller_times_out_instead_of_hanging() {
     }
 }
 
+/// The host's reader for a controller that writes in chunks: each read returns bytes of one
+/// chunk only, as a packet transport does, so chunk boundaries are read boundaries.
+struct Chunks {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    rest: Vec<u8>,
+}
+
+impl AsyncRead for Chunks {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.rest.is_empty() {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => self.rest = chunk,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = buf.remaining().min(self.rest.len());
+        buf.put_slice(&self.rest[..n]);
+        self.rest.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+}
+
 #[tokio::test]
 async fn garbage_from_the_controller_is_survived() {
-    let (host_io, mut ctrl_io) = tokio::io::duplex(4096);
-    let init = tokio::spawn(Host::start(Transport::from_stream(host_io, "scripted"), HostOptions::default()));
+    let (host_w, mut ctrl_r) = tokio::io::duplex(4096);
+    let (ctrl_w, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    let transport = Transport::new(Chunks { rx, rest: Vec::new() }, host_w, "scripted, chunked");
+    let init = tokio::spawn(Host::start(transport, HostOptions::default()));
     let mut framer = H4Framer::default();
     let mut buf = [0u8; 512];
     let mut sent_garbage = false;
     loop {
-        let n = ctrl_io.read(&mut buf).await.expect("read");
+        let n = ctrl_r.read(&mut buf).await.expect("read");
+        if n == 0 {
+            panic!("the host hung up during initialisation: {:?}", init.await);
+        }
         framer.push(&buf[..n]);
         let mut out = Vec::new();
         while let Some(Ok(p)) = framer.next_packet() {
             let cmd = Command::decode(p.body).expect("command");
             if !sent_garbage {
-                // An unknown packet type, then a truncated-length event for no command.
-                out.extend_from_slice(&[0x09, 0xFF, 0xFF]);
+                // An unknown packet type, then a truncated-length event for no command. The host's
+                // framer discards what it buffered with the garbage, so the answer goes in a chunk
+                // (a read) of its own.
+                ctrl_w.send(vec![0x09, 0xFF, 0xFF]).expect("host reading");
                 sent_garbage = true;
-                // The framer discards what it buffered with the garbage; send the answer separately.
-                ctrl_io.write_all(&out).await.expect("write");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                out.clear();
             }
             let ret = standard(&cmd).unwrap_or_default();
             Event::CommandComplete { num_packets: 1, opcode: cmd.opcode(), return_params: &ret }.encode_h4(&mut out);
             if cmd == Command::LeReadLocalSupportedFeatures {
-                ctrl_io.write_all(&out).await.expect("write");
+                ctrl_w.send(out).expect("host reading");
                 let host = tokio::time::timeout(Duration::from_secs(2), init).await.expect("init done").expect("task");
                 assert!(host.is_ok(), "{host:?}");
                 return;
             }
         }
-        ctrl_io.write_all(&out).await.expect("write");
+        ctrl_w.send(out).expect("host reading");
     }
 }

@@ -3,11 +3,41 @@
 
 use gattling::controller::{ControllerConfig, Fault, VirtualRadio};
 use gattling::proto::gap::ad::{AdvData, AdvDataBuilder};
-use gattling::proto::hci::command::ConnParams;
-use gattling::proto::hci::status;
-use gattling::{AdvertisingOptions, ConnectOptions, Connection, Host, LinkEnd, ScanOptions};
+use gattling::proto::hci::command::{ConnParams, Opcode};
+use gattling::proto::hci::event::Event;
+use gattling::proto::hci::{status, H4Framer, PacketType};
+use gattling::{AdvertisingOptions, ConnectOptions, Connection, Host, HostOptions, LinkEnd, ScanOptions, Transport};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+
+/// Passes the controller's bytes through to the host and reports every Command Status event
+/// (opcode, status) as the host reads it.
+struct CommandStatusTap<R> {
+    inner: R,
+    framer: H4Framer,
+    seen: tokio::sync::mpsc::UnboundedSender<(Opcode, u8)>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CommandStatusTap<R> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.framer.push(&buf.filled()[before..]);
+        while let Some(packet) = this.framer.next_packet() {
+            let Ok(packet) = packet else { continue };
+            if packet.kind != PacketType::Event {
+                continue;
+            }
+            if let Ok(Event::CommandStatus { status, opcode, .. }) = Event::decode(packet.body) {
+                let _ = this.seen.send((opcode, status));
+            }
+        }
+        r
+    }
+}
 
 async fn advertise(host: &Host, name: &str) {
     let data = AdvDataBuilder::new().flags(6).name(name).build().expect("ad");
@@ -118,8 +148,9 @@ async fn peers_of_a_killed_tcp_client_see_the_disconnect() {
         tokio::time::timeout(Duration::from_secs(3), c.closed()).await.expect("in time"),
         LinkEnd::Disconnected(status::CONNECTION_TIMEOUT)
     );
-    // The killed client's controller is freed.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The killed client's controller is freed. No wait is needed: the radio times the link out
+    // only because that controller was detached (detaching schedules the supervision timeout),
+    // so by the time `c` saw the timeout the controller was gone and the link removed.
     assert_eq!(radio.counts(), (1, 0));
 }
 
@@ -157,14 +188,30 @@ async fn a_garbage_host_gets_an_error_event_and_others_are_unaffected() {
 
 #[tokio::test]
 async fn a_connection_attempt_can_be_cancelled_explicitly() {
-    let host = Host::open("virtual:cancel").await.expect("host");
+    // A host on a tapped virtual controller: the tap reports when the controller has accepted
+    // LE Create Connection, so the cancel is sent only once the attempt is really in progress.
+    let ctrl = VirtualRadio::new("cancel").attach(ControllerConfig::default());
+    let (ctrl_r, ctrl_w) = tokio::io::split(ctrl);
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    let tap = CommandStatusTap { inner: ctrl_r, framer: H4Framer::default(), seen: accepted_tx };
+    let host = Host::start(Transport::new(tap, ctrl_w, "tapped virtual"), HostOptions::default()).await.expect("host");
     let ghost = gattling::proto::gap::Address {
         addr: gattling::proto::gap::BdAddr([1, 2, 3, 4, 5, 0xC6]),
         kind: gattling::proto::gap::AddressType::Random,
     };
     let h = host.clone();
     let attempt = tokio::spawn(async move { h.connect(ghost, ConnectOptions::default()).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    let status = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            let (opcode, status) = accepted.recv().await.expect("tap open");
+            if opcode == Opcode::LE_CREATE_CONNECTION {
+                return status;
+            }
+        }
+    })
+    .await
+    .expect("LE Create Connection reaches the controller");
+    assert_eq!(status, 0, "the controller started the attempt");
     host.cancel_connect().await.expect("cancel");
     let r = tokio::time::timeout(Duration::from_secs(2), attempt).await.expect("ends promptly").expect("task");
     assert!(matches!(r, Err(gattling::Error::Cancelled(_))), "{r:?}");
