@@ -1,5 +1,6 @@
 //! `gattling`: the command line of the gattling Bluetooth LE host.
 
+use gattling::transport::TransportError;
 use clap::{Args, Parser, Subcommand};
 use gattling::host::Notification;
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
@@ -212,7 +213,7 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
-                .map_err(|e| gattling::Error::Transport(format!("cannot listen on {listen}: {e}")))?;
+                .map_err(|source| TransportError::Io { context: format!("cannot listen on {listen}"), source })?;
             eprintln!(
                 "virtual controller listening on {listen} (H4 over TCP; ACL {}x{}); connect hosts with --transport tcp-client:{listen}",
                 config.acl_len, config.acl_num
@@ -220,7 +221,7 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             let radio = gattling::controller::VirtualRadio::new(listen.to_string());
             tokio::select! {
                 r = gattling::controller::serve(listener, radio, config) => {
-                    r.map_err(|e| gattling::Error::Transport(format!("controller server on {listen}: {e}")))
+                    r.map_err(|source| TransportError::Io { context: format!("controller server on {listen}"), source }.into())
                 }
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }

@@ -161,10 +161,11 @@ impl Inner {
         Ok(())
     }
 
-    /// Queues PDUs the GATT server produced (notifications, indications) and sends them.
-    pub(crate) fn send_outgoing(&mut self, out: Vec<(ConnId, Vec<u8>)>, now: u64) {
+    /// Queues PDUs the GATT server produced (notifications, and indications the bearer
+    /// already counted as outstanding when it released them) and sends them.
+    pub(crate) fn send_outgoing(&mut self, out: Vec<(ConnId, Vec<u8>)>) {
         for (conn, pdu) in out {
-            if let Err(e) = self.send_att(conn.0, &pdu, now) {
+            if let Err(e) = self.core.send_att(conn.0, &pdu) {
                 tracing::debug!(handle = conn.0, "not sent: {e}");
             }
         }

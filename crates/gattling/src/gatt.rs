@@ -437,7 +437,7 @@ impl GattServer {
             let g = inner.gatt.as_mut()?;
             let (t, out) = f(g, &mut inner.links, now);
             if !out.is_empty() {
-                inner.send_outgoing(out, now);
+                inner.send_outgoing(out);
                 crate::driver::arm_timer(&shared, inner);
             }
             t

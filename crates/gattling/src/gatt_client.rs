@@ -150,14 +150,15 @@ impl std::fmt::Debug for GattClient {
 /// Options for [`GattClient::new`].
 #[derive(Clone, Copy, Debug)]
 pub struct ClientOptions {
-    /// Exchange MTU right away (offering the host's receive MTU); `false` stays at 23 unless
-    /// the peer exchanges it.
-    pub exchange_mtu: bool,
+    /// Exchange MTU right away, offering this receive MTU (23..=517; it becomes the link's
+    /// offer in both roles); `None` stays at 23 unless the peer exchanges it.
+    pub mtu: Option<u16>,
 }
 
 impl Default for ClientOptions {
+    /// Exchange MTU offering 517.
     fn default() -> Self {
-        Self { exchange_mtu: true }
+        Self { mtu: Some(gattling_proto::att::bearer::MAX_MTU) }
     }
 }
 
@@ -166,20 +167,22 @@ impl GattClient {
     /// indications come to it from now on) and, by default, exchanges MTU
     /// (Core Vol 3 Part G §4.3.1). A link has one client: a second `new` shares it.
     pub async fn new(conn: Connection, options: ClientOptions) -> Result<GattClient, Error> {
-        let (link, local_mtu) = {
+        let link = {
             let mut inner = conn.host().lock();
-            let local_mtu = inner.local_mtu;
             let Some(l) = inner.links.0.get_mut(&conn.handle()) else {
                 return Err(conn.end_error().unwrap_or(Error::Disconnected {
                     reason: gattling_proto::hci::status::UNKNOWN_CONNECTION_ID,
                 }));
             };
-            let link = l.client.get_or_insert_with(|| Arc::new(ClientLink::default())).clone();
-            (link, local_mtu)
+            if let Some(mtu) = options.mtu {
+                l.bearer.set_local_mtu(mtu);
+            }
+            l.client.get_or_insert_with(|| Arc::new(ClientLink::default())).clone()
         };
         let client = GattClient { conn, link };
-        if options.exchange_mtu {
-            client.run(ExchangeMtu(local_mtu)).await?;
+        if options.mtu.is_some() {
+            let offer = client.conn.host().lock().links.0.get(&client.conn.handle()).map(|l| l.bearer.local_mtu());
+            client.run(ExchangeMtu(offer.unwrap_or(gattling_proto::att::bearer::MAX_MTU))).await?;
         }
         Ok(client)
     }

@@ -143,6 +143,13 @@ impl Bearer {
         self.local_mtu
     }
 
+    /// Sets the receive MTU this side offers (clamped to 23..=517); the current ATT_MTU never
+    /// exceeds it.
+    pub fn set_local_mtu(&mut self, local_mtu: u16) {
+        self.local_mtu = local_mtu.clamp(DEFAULT_MTU, MAX_MTU);
+        self.mtu = self.mtu.min(self.local_mtu);
+    }
+
     /// True after a transaction timeout: no more ATT PDUs on this bearer (§3.3.3).
     pub fn is_closed(&self) -> bool {
         self.closed
