@@ -6,7 +6,10 @@
 #   scripts/bench-gatt.sh [--reads N] [--seconds S] [--no-untuned] [--no-gattling-server]
 #
 # 1. gatt_speed on gattling's in-process virtual controller (ACL 251 x 8), one thread
-#    (--runtime single) and server/client on two threads (--runtime split).
+#    (--runtime single), server/client on two threads (--runtime split), and everything on one
+#    tokio multi-thread runtime with 2 workers (--runtime multi, what #[tokio::main] gives on
+#    2 cores). Each also times a bare tokio task-to-task ping-pong on the same runtime(s),
+#    printed under its row so the hosts' overhead over the scheduler's floor shows.
 # 2. rootcanal 1.10.0 (from .venv, installed by scripts/interop-env.sh) on free ports, in its own
 #    process group, one fresh instance per run, killed afterwards and on exit:
 #    gatt_speed over it, bumble_speed.py over it with peerlib's TCP tuning (TCP_NODELAY +
@@ -154,6 +157,8 @@ run "gattling, virtual (in-process), 1 thread" "$deadline" \
     "$speed" --reads "$reads" --seconds "$seconds" --runtime single
 run "gattling, virtual (in-process), 2 threads" "$deadline" \
     "$speed" --reads "$reads" --seconds "$seconds" --runtime split
+run "gattling, virtual (in-process), multi-thread rt" "$deadline" \
+    "$speed" --reads "$reads" --seconds "$seconds" --runtime multi
 
 if start_rootcanal; then
     run "gattling, rootcanal" "$deadline" \
@@ -208,4 +213,7 @@ for row in rows:
     threads = r.get("cpu_us_per_notification_threads")
     if threads:
         print(f"{'':48} per thread CPU/ntf: client {threads['client_us']:.2f} us, server {threads['server_us']:.2f} us")
+    if "pingpong_us" in r:
+        print(f"{'':48} read mean {r['read_mean_us']:.2f} us vs bare tokio ping-pong {r['pingpong_us']:.2f} us "
+              f"({r['pingpong_round_trips_per_s']:.0f} round trips/s)")
 PY

@@ -16,9 +16,17 @@
 //! `--runtime split` runs the server host on a second thread with its own tokio runtime and
 //! reports each thread's CPU time as well (each side's figure then includes the controller work
 //! its writes trigger: the in-process controller runs inline in the writer).
+//! `--runtime multi` puts both hosts and the client on one tokio multi-thread runtime with 2
+//! worker threads (what `#[tokio::main]` builds on a 2-core machine).
+//!
+//! Beside the reads, every mode measures a bare tokio task-to-task ping-pong on the same
+//! runtime(s): two tasks (in `split` one per runtime, as the two hosts) exchanging a number
+//! through two tokio `mpsc` channels of capacity 1, `--pings N` round trips after a warm-up.
+//! Its round-trip time is the floor the scheduler sets for a request/response between tasks;
+//! the read's median minus it is what the hosts, the controller and the GATT client add.
 //!
 //! Run: `cargo run --release -p gattling --example gatt_speed -- [--transport SPEC] [--reads N]
-//! [--seconds S] [--runtime single|split] [--window W]`
+//! [--seconds S] [--runtime single|split|multi] [--window W] [--pings N]`
 //! (default `virtual:speed`: gattling's in-process virtual controller, ACL 251 x 8; with
 //! `tcp-client:HOST:PORT` both hosts connect to the same controller server, e.g. rootcanal).
 //! Prints a table, then one JSON line starting with `{"bench":"gatt_speed"`.
@@ -49,26 +57,41 @@ enum Mode {
     Single,
     /// The server host on a second thread with its own current-thread runtime.
     Split,
+    /// Both hosts and the client on one multi-thread runtime with 2 worker threads.
+    Multi,
 }
 
+/// Worker threads of the `multi` runtime (what `#[tokio::main]` gives on 2 cores).
+const MULTI_WORKERS: usize = 2;
+
+#[derive(Clone)]
 struct Args {
     transport: String,
     reads: usize,
     seconds: f64,
     mode: Mode,
     window: u64,
+    pings: usize,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gatt_speed [--transport SPEC] [--reads N] [--seconds S] [--runtime single|split] [--window W]\n\
-         defaults: --transport virtual:speed --reads 1000 --seconds 5 --runtime single --window 100"
+        "usage: gatt_speed [--transport SPEC] [--reads N] [--seconds S] [--runtime single|split|multi] [--window W] \
+         [--pings N]\n\
+         defaults: --transport virtual:speed --reads 1000 --seconds 5 --runtime single --window 100 --pings 100000"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { transport: "virtual:speed".into(), reads: 1000, seconds: 5.0, mode: Mode::Single, window: 100 };
+    let mut a = Args {
+        transport: "virtual:speed".into(),
+        reads: 1000,
+        seconds: 5.0,
+        mode: Mode::Single,
+        window: 100,
+        pings: 100_000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| usage());
@@ -77,10 +100,12 @@ fn parse_args() -> Args {
             "--reads" => a.reads = value().parse().unwrap_or_else(|_| usage()),
             "--seconds" => a.seconds = value().parse().unwrap_or_else(|_| usage()),
             "--window" => a.window = value().parse().unwrap_or_else(|_| usage()),
+            "--pings" => a.pings = value().parse().unwrap_or_else(|_| usage()),
             "--runtime" => {
                 a.mode = match value().as_str() {
                     "single" => Mode::Single,
                     "split" => Mode::Split,
+                    "multi" => Mode::Multi,
                     _ => usage(),
                 }
             }
@@ -90,7 +115,7 @@ fn parse_args() -> Args {
     }
     // The window is a whole number of batches, at least two (one in flight while one is sent).
     a.window = (a.window.div_ceil(BATCH)).max(2) * BATCH;
-    if a.reads == 0 || a.seconds <= 0.0 {
+    if a.reads == 0 || a.seconds <= 0.0 || a.pings == 0 {
         usage()
     }
     a
@@ -133,6 +158,7 @@ struct Cpu {
     threads: Option<(Duration, Duration)>,
 }
 
+#[derive(Clone, Copy)]
 struct Clocks {
     client: libc::pthread_t,
     server: Option<libc::pthread_t>,
@@ -220,6 +246,38 @@ async fn push(ch: Characteristic, flow: Arc<Flow>, run_for: Duration, window: u6
     (sent, t0.elapsed(), stalled)
 }
 
+/// Bare tokio ping-pong: a task on the current runtime sends a number to a task spawned on
+/// `pong_rt`, which sends it back, through two `mpsc` channels of capacity 1; `n` round trips
+/// after a warm-up of `n / 10`. Returns the time of the `n` round trips.
+async fn ping_pong(pong_rt: &Handle, n: usize) -> Result<Duration, gattling::Error> {
+    let (to_pong, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (to_ping, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let ponger = pong_rt.spawn(async move {
+        while let Some(v) = pong_rx.recv().await {
+            if to_ping.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let pinger = tokio::spawn(async move {
+        for (count, timed) in [(n / 10, false), (n, true)] {
+            let t0 = Instant::now();
+            for i in 0..count as u64 {
+                if to_pong.send(i).await.is_err() || ping_rx.recv().await != Some(i) {
+                    return None;
+                }
+            }
+            if timed {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    });
+    let elapsed = pinger.await.map_err(|e| gattling::Error::Protocol(e.to_string()))?;
+    let _ = ponger.await;
+    elapsed.ok_or_else(|| gattling::Error::Protocol("ping-pong task lost a message".into()))
+}
+
 struct Results {
     acl: (usize, u16),
     mtu: u16,
@@ -229,6 +287,8 @@ struct Results {
     read_median: Duration,
     read_p99: Duration,
     read_cpu: Cpu,
+    pings: usize,
+    ping_total: Duration,
     sent: u64,
     received: u64,
     bytes: u64,
@@ -239,6 +299,9 @@ struct Results {
 }
 
 async fn run(args: &Args, server_rt: Handle, clocks: &Clocks) -> Result<Results, gattling::Error> {
+    // The scheduler's floor for a round trip between two tasks, before the hosts exist.
+    let ping_total = ping_pong(&server_rt, args.pings).await?;
+
     let spec = args.transport.clone();
     let server = server_rt.spawn(start_server(spec)).await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
     let client_host = Host::open(&args.transport).await?;
@@ -340,6 +403,8 @@ async fn run(args: &Args, server_rt: Handle, clocks: &Clocks) -> Result<Results,
         read_median,
         read_p99,
         read_cpu: diff(cpu0, cpu1),
+        pings: args.pings,
+        ping_total,
         sent,
         received: flow.received.load(Ordering::Acquire),
         bytes: flow.bytes.load(Ordering::Relaxed),
@@ -361,7 +426,11 @@ fn report(args: &Args, r: &Results) {
     let mode = match args.mode {
         Mode::Single => "single",
         Mode::Split => "split",
+        Mode::Multi => "multi",
     };
+    let ping_us = us(r.ping_total) / r.pings as f64;
+    let pings_per_s = r.pings as f64 / r.ping_total.as_secs_f64();
+    let read_us = us(r.read_total) / r.reads as f64;
     println!("gatt_speed: gattling client <-> gattling server");
     println!(
         "  transport {}  runtime {mode}  ACL {}x{}  ATT_MTU {}  connect {:.1} ms",
@@ -381,6 +450,14 @@ fn report(args: &Args, r: &Results) {
     println!("  {:<44} {:>14}", "read, median", format!("{:.1} us", us(r.read_median)));
     println!("  {:<44} {:>14}", "read, p99", format!("{:.1} us", us(r.read_p99)));
     println!("  {:<44} {:>14}", "process CPU per read (both hosts)", format!("{read_cpu:.1} us"));
+    println!("  {:<44} {:>14}", "read, mean (total / reads)", format!("{read_us:.2} us"));
+    println!("  {:<44} {:>14.0}", format!("bare tokio ping-pong, round trips/s ({})", r.pings), pings_per_s);
+    println!("  {:<44} {:>14}", "bare tokio ping-pong, per round trip", format!("{ping_us:.2} us"));
+    println!(
+        "  {:<44} {:>14}",
+        "read mean over ping-pong (minus / ratio)",
+        format!("+{:.2} us / {:.1}x", read_us - ping_us, read_us / ping_us)
+    );
     println!(
         "  {:<44} {:>14}",
         format!("notifications ({NOTIFY_LEN} B) received / sent"),
@@ -418,6 +495,10 @@ fn report(args: &Args, r: &Results) {
         "read_median_us": us(r.read_median),
         "read_p99_us": us(r.read_p99),
         "read_cpu_us": read_cpu,
+        "read_mean_us": read_us,
+        "pingpong_round_trips": r.pings,
+        "pingpong_round_trips_per_s": pings_per_s,
+        "pingpong_us": ping_us,
         "notify_value_len": NOTIFY_LEN,
         "notify_window": args.window,
         "notifications_sent": r.sent,
@@ -436,12 +517,16 @@ fn report(args: &Args, r: &Results) {
 
 fn main() {
     let args = parse_args();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = match args.mode {
+        Mode::Single | Mode::Split => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Mode::Multi => tokio::runtime::Builder::new_multi_thread().worker_threads(MULTI_WORKERS).enable_all().build(),
+    }
+    .expect("runtime");
     // SAFETY: pthread_self has no preconditions.
     let client_thread = unsafe { libc::pthread_self() };
     let mut server_thread = None;
     let server_rt = match args.mode {
-        Mode::Single => rt.handle().clone(),
+        Mode::Single | Mode::Multi => rt.handle().clone(),
         Mode::Split => {
             use std::os::unix::thread::JoinHandleExt;
             let (tx, rx) = std::sync::mpsc::channel();
@@ -463,7 +548,16 @@ fn main() {
     };
     let clocks = Clocks { client: client_thread, server: server_thread.as_ref().map(|(_, _, p)| *p) };
     let limit = Duration::from_secs_f64(60.0 + args.seconds * 2.0 + args.reads as f64 * 0.1);
-    let result = rt.block_on(async { tokio::time::timeout(limit, run(&args, server_rt, &clocks)).await });
+    let bench = {
+        let args = args.clone();
+        async move { tokio::time::timeout(limit, run(&args, server_rt, &clocks)).await }
+    };
+    let result = match args.mode {
+        // On the multi-thread runtime the client runs as a task on a worker, as the hosts do
+        // (block_on would keep it on the main thread, outside the runtime's workers).
+        Mode::Multi => rt.block_on(rt.spawn(bench)).expect("bench task"),
+        Mode::Single | Mode::Split => rt.block_on(bench),
+    };
     let code = match result {
         Ok(Ok(r)) => {
             report(&args, &r);
