@@ -1,11 +1,11 @@
 //! `gattling`: the command line of the gattling Bluetooth LE host.
 
-use gattling::transport::TransportError;
 use clap::{Args, Parser, Subcommand};
 use gattling::host::Notification;
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
 use gattling::proto::gap::{AddressType, BdAddr};
 use gattling::proto::hci::status;
+use gattling::transport::TransportError;
 use gattling::{AdvertisingKind, AdvertisingOptions, Host, HostOptions, ScanOptions};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -445,9 +445,8 @@ async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
                 println!("read: {uuid} (handle {handle:#06x}) by connection {conn:#05x}");
                 None
             });
-            ch.on_write(move |conn, value| {
+            ch.on_written(move |conn, value| {
                 println!("write: {uuid} (handle {handle:#06x}) by connection {conn:#05x}: {}", hex(value));
-                Ok(())
             });
             ch.on_subscribe(move |conn, cccd| {
                 let what = match cccd & 3 {

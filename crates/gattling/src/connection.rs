@@ -165,7 +165,9 @@ impl Connection {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(self.end_error().unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason())))
+                        return Err(self
+                            .end_error()
+                            .unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason())))
                     }
                 }
             }
@@ -247,4 +249,3 @@ impl Connection {
         Ok((tx, rxp))
     }
 }
-

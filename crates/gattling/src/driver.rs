@@ -155,7 +155,8 @@ impl Inner {
 
     /// Sends one ATT PDU on a link through its bearer (which checks the transaction rules).
     pub(crate) fn send_att(&mut self, handle: ConnHandle, pdu: &[u8], now: u64) -> Result<(), Error> {
-        let link = self.links.0.get_mut(&handle).ok_or(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID })?;
+        let link =
+            self.links.0.get_mut(&handle).ok_or(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID })?;
         link.bearer.send(pdu, now)?;
         self.core.send_att(handle, pdu)?;
         Ok(())

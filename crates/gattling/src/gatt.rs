@@ -297,7 +297,10 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
         match job {
             AppJob::Deferred(d) => {
                 let answer = Answering { shared: shared.clone(), conn, ch: d.ch, token: d.token, answered: false };
-                let hooks = lock(&s).gatt.as_ref().map(|g| (g.hooks.read.get(&d.ch).cloned(), g.hooks.write.get(&d.ch).cloned()));
+                let hooks = lock(&s)
+                    .gatt
+                    .as_ref()
+                    .map(|g| (g.hooks.read.get(&d.ch).cloned(), g.hooks.write.get(&d.ch).cloned()));
                 drop(s);
                 match (d.kind, hooks) {
                     (DeferredKind::Read, Some((Some(f), _))) => guarded("read", || f(ReadRequest { answer })),
@@ -591,7 +594,10 @@ impl Characteristic {
 
     /// The stored value (Pycom `value()`).
     pub fn value(&self) -> Vec<u8> {
-        self.server.read(|g| g.server.db().characteristic(self.id).map(|c| c.value.clone())).flatten().unwrap_or_default()
+        self.server
+            .read(|g| g.server.db().characteristic(self.id).map(|c| c.value.clone()))
+            .flatten()
+            .unwrap_or_default()
     }
 
     /// Stores a value and notifies or indicates every client subscribed to it (Pycom `value(v)`,
@@ -605,7 +611,8 @@ impl Characteristic {
     pub fn notify(&self, conn: ConnHandle, value: &[u8]) -> bool {
         self.server
             .with(|g, links, _| {
-                let pdu = links.0.get(&conn).and_then(|l| g.server.notification(&l.bearer, ConnId(conn), self.id, value));
+                let pdu =
+                    links.0.get(&conn).and_then(|l| g.server.notification(&l.bearer, ConnId(conn), self.id, value));
                 let sent = pdu.is_some();
                 (sent, pdu.map(|p| (ConnId(conn), p)).into_iter().collect())
             })

@@ -170,9 +170,9 @@ impl GattClient {
         let link = {
             let mut inner = conn.host().lock();
             let Some(l) = inner.links.0.get_mut(&conn.handle()) else {
-                return Err(conn.end_error().unwrap_or(Error::Disconnected {
-                    reason: gattling_proto::hci::status::UNKNOWN_CONNECTION_ID,
-                }));
+                return Err(conn
+                    .end_error()
+                    .unwrap_or(Error::Disconnected { reason: gattling_proto::hci::status::UNKNOWN_CONNECTION_ID }));
             };
             if let Some(mtu) = options.mtu {
                 l.bearer.set_local_mtu(mtu);

@@ -346,7 +346,6 @@ impl Host {
         inner.gatt = Some(state);
     }
 
-
     /// The links that are up, in no particular order.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.lock().links.0.values().map(|l| l.info).collect()

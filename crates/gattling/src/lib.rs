@@ -22,11 +22,11 @@ pub mod gatt_client;
 pub mod host;
 pub mod transport;
 
-pub use error::Error;
-pub use gattling_proto as proto;
 pub use connection::Connection;
+pub use error::Error;
 pub use gatt::{GattServer, ReadRequest, ServerEvent, WriteRequest};
 pub use gatt_client::{ClientOptions, GattClient};
+pub use gattling_proto as proto;
 pub use host::{
     AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, Notification, ScanOptions, Scanner,
 };

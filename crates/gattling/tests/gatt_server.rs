@@ -47,12 +47,14 @@ async fn pycom_model_values_callbacks_and_events() {
     assert_eq!(chr1.value(), b"ok");
     assert_eq!(chr1.events() & events::CHAR_WRITE_EVENT, events::CHAR_WRITE_EVENT);
     // Subscribing through the CCCD, then set_value notifies.
-    let subscribed = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
-    let seen = subscribed.clone();
-    chr1.on_subscribe(move |_, cccd| seen.store(cccd, std::sync::atomic::Ordering::SeqCst));
+    let (seen, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
+    chr1.on_subscribe(move |_, cccd| {
+        let _ = seen.send(cccd);
+    });
     let cccd = (chr1.value_handle() + 1).to_le_bytes();
     assert_eq!(request(&c, &[0x12, cccd[0], cccd[1], 1, 0]).await, [0x13]);
-    assert_eq!(subscribed.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let cccd_value = tokio::time::timeout(Duration::from_secs(2), subscribed.recv()).await.expect("subscribe handler");
+    assert_eq!(cccd_value, Some(1));
     assert_eq!(chr1.events(), events::CHAR_SUBSCRIBE_EVENT);
     chr1.set_value(b"pushed");
     let ntf = tokio::time::timeout(Duration::from_secs(2), c.recv_att()).await.expect("in time").expect("ntf");
@@ -124,7 +126,7 @@ async fn multiple_handle_value_notification_goes_to_clients_that_declared_suppor
 }
 
 #[tokio::test]
-async fn a_callback_that_calls_back_into_the_server_does_not_deadlock() {
+async fn a_callback_that_calls_back_into_the_server_works() {
     let (server_host, _s, _client_host, c) = pair("gatt-reentrant").await;
     let server = server_host.gatt_server("gattling", 0);
     for def in gattling::gatt::demo_services() {
@@ -132,13 +134,12 @@ async fn a_callback_that_calls_back_into_the_server_does_not_deadlock() {
     }
     let chr1 = server.characteristic(demo::CHAR_1).expect("chr1");
     let inner = chr1.clone();
-    // Pycom handlers call chr.value() / chr.events(); here that is refused, not a deadlock.
+    // Pycom handlers call chr.value() / chr.events(); callbacks run outside the host lock.
     chr1.on_read(move |_| {
-        let _ = inner.value();
         let _ = inner.events();
-        None
+        Some([inner.value().as_slice(), b"+"].concat())
     });
     let h = chr1.value_handle().to_le_bytes();
-    assert_eq!(request(&c, &[0x0A, h[0], h[1]]).await, [0x0B, 5]);
-    assert_eq!(chr1.value(), [5], "the server works normally outside callbacks");
+    assert_eq!(request(&c, &[0x0A, h[0], h[1]]).await, [0x0B, 5, b'+']);
+    assert_eq!(chr1.value(), [5], "a read handler's answer leaves the stored value alone");
 }

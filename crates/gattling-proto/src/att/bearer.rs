@@ -248,13 +248,17 @@ impl Bearer {
         if self.closed {
             return Err(BearerError::Closed);
         }
-        match opcode::kind(op) {
-            Some(PduKind::Request) => {
-                if self.request.is_some() {
-                    return Err(BearerError::RequestPending);
-                }
-                self.request = Some((op, now));
+        let kind = opcode::kind(op);
+        // An unknown opcode without the command flag is a request the peer answers with an
+        // Error Response (§3.4.1.1), so it opens a transaction like any other.
+        if kind == Some(PduKind::Request) || (kind.is_none() && !opcode::is_command(op)) {
+            if self.request.is_some() {
+                return Err(BearerError::RequestPending);
             }
+            self.request = Some((op, now));
+            return Ok(());
+        }
+        match kind {
             Some(PduKind::Response) if self.peer_request.take().is_none() => return Err(BearerError::NoRequest),
             Some(PduKind::Indication) => {
                 if self.indication.is_some() {
@@ -377,6 +381,16 @@ mod tests {
         assert_eq!(b.receive(&[opcode::READ_REQ, 3, 0], 0), Route::Dropped(DropReason::RequestWhilePending));
         assert_eq!(b.send(&[opcode::WRITE_RSP], 0), Ok(()));
         assert_eq!(b.send(&[opcode::WRITE_RSP], 0), Err(BearerError::NoRequest));
+    }
+
+    #[test]
+    fn an_unknown_request_we_send_opens_a_transaction() {
+        let mut b = Bearer::new(23);
+        b.send(&[0x1F, 1], 0).unwrap();
+        assert!(b.request_pending());
+        assert_eq!(b.receive(&[opcode::ERROR_RSP, 0x1F, 0, 0, 0x06], 0), Route::Response);
+        b.send(&[0x7F, 1], 0).unwrap();
+        assert!(!b.request_pending(), "an unknown command opens none");
     }
 
     #[test]

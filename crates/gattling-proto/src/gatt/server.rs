@@ -474,7 +474,14 @@ impl Server {
     }
 
     /// Runs one request with the answers gathered so far; parks it if a hook defers.
-    fn run(&mut self, conn: ConnId, bearer: &Bearer, pdu: &[u8], access: &mut dyn Access, out: &mut Vec<u8>) -> Outcome {
+    fn run(
+        &mut self,
+        conn: ConnId,
+        bearer: &Bearer,
+        pdu: &[u8],
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> Outcome {
         self.deferred = None;
         let replied = self.dispatch(conn, bearer, pdu, access, out);
         match self.deferred.take() {
@@ -498,7 +505,14 @@ impl Server {
         self.answers.iter().find(|(c, _)| *c == ch).map(|(_, a)| a)
     }
 
-    fn dispatch(&mut self, conn: ConnId, bearer: &Bearer, pdu: &[u8], access: &mut dyn Access, out: &mut Vec<u8>) -> bool {
+    fn dispatch(
+        &mut self,
+        conn: ConnId,
+        bearer: &Bearer,
+        pdu: &[u8],
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> bool {
         out.clear();
         let Some(&op) = pdu.first() else { return false };
         let mtu = bearer.mtu() as usize;

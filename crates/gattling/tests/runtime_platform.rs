@@ -1,0 +1,293 @@
+//! The runtime as a platform for front-ends: ATT routed by the link's bearer (unknown opcodes,
+//! one ATT_MTU per bearer), GATT callbacks outside the host lock (handlers that call back into
+//! gattling, deferred answers, panicking handlers), raw attribute tables, the catch-all
+//! notification stream and the registry of links. Raw ATT PDUs on the virtual radio.
+
+use gattling::gatt::{CharacteristicDef, Permissions, Properties, ServerEvent, ServiceDef};
+use gattling::gatt_client::{ClientOptions, GattClient, CHAR_NOTIFY_EVENT};
+use gattling::proto::gatt::db::AttributeRecord;
+use gattling::proto::gatt::Database;
+use gattling::proto::Uuid;
+use gattling::{AdvertisingOptions, ConnectOptions, Connection, Host, Notification};
+use std::time::Duration;
+
+const STEP: Duration = Duration::from_secs(5);
+
+async fn link(radio: &str) -> (Host, Connection, Host, Connection) {
+    let server = Host::open(&format!("virtual:{radio}")).await.expect("server");
+    let client = Host::open(&format!("virtual:{radio}")).await.expect("client");
+    server.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let c = client.connect(server.address(), ConnectOptions::default()).await.expect("connect");
+    let s = server.accept().await.expect("accept");
+    (server, s, client, c)
+}
+
+async fn request(c: &Connection, pdu: &[u8]) -> Vec<u8> {
+    c.send_att(pdu).expect("send");
+    tokio::time::timeout(STEP, c.recv_att()).await.expect("answer in time").expect("answer")
+}
+
+fn le(h: u16) -> [u8; 2] {
+    h.to_le_bytes()
+}
+
+const CHAR_A: Uuid = Uuid::from_be_u128(0x6a77_1001_9d1e_4b1c_a0a5_4b5c_5e7a_d0c0);
+const CHAR_B: Uuid = Uuid::from_be_u128(0x6a77_1002_9d1e_4b1c_a0a5_4b5c_5e7a_d0c0);
+
+fn two_chars(server: &gattling::gatt::GattServer) -> (gattling::gatt::Characteristic, gattling::gatt::Characteristic) {
+    let rw = Properties::READ | Properties::WRITE | Properties::NOTIFY;
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFE0u16)
+                .characteristic(CharacteristicDef::new(CHAR_A, rw, b"a"))
+                .characteristic(CharacteristicDef::new(CHAR_B, rw, b"b")),
+        )
+        .expect("service");
+    (svc.characteristics[0].clone(), svc.characteristics[1].clone())
+}
+
+#[tokio::test]
+async fn an_unknown_request_is_answered_request_not_supported_through_the_runtime() {
+    let (server_host, _s, _client_host, c) = link("rp-unknown").await;
+    let _server = server_host.gatt_server("gattling", 0);
+    // Opcode 0x1F has no command flag: a request the server does not know (Core Vol 3 Part F §3.4.1.1).
+    assert_eq!(request(&c, &[0x1F, 1, 2]).await, [0x01, 0x1F, 0x00, 0x00, 0x06]);
+    // The bearer is free again: the next request is answered normally.
+    assert_eq!(request(&c, &[0x02, 0x00, 0x01]).await, [0x03, 0x05, 0x02]);
+}
+
+#[tokio::test]
+async fn the_att_mtu_is_one_value_per_bearer_whichever_side_exchanged_it() {
+    let (server_host, s, client_host, c) = link("rp-mtu").await;
+    // The central is the GATT client and exchanges 247; the peripheral's raw side then reads
+    // the central's GATT server on the same link, without an exchange of its own.
+    let long: Vec<u8> = (0..200u8).collect();
+    let central_server = client_host.gatt_server("central", 0);
+    let svc = central_server
+        .add_service(ServiceDef::primary(0xFFE0u16).characteristic(CharacteristicDef::new(
+            CHAR_A,
+            Properties::READ,
+            &long,
+        )))
+        .expect("service");
+    let _peripheral_server = server_host.gatt_server("peripheral", 0);
+    let client = GattClient::new(c, ClientOptions { mtu: Some(247) }).await.expect("client");
+    assert_eq!(client.mtu(), 247);
+    assert_eq!(s.att_mtu(), 247, "the peripheral's bearer took the MTU from the request it answered");
+    let h = le(svc.characteristics[0].value_handle());
+    let rsp = request(&s, &[0x0A, h[0], h[1]]).await;
+    assert_eq!(rsp.len(), 201, "all 200 bytes in one Read Response");
+    assert_eq!(rsp[1..], long[..]);
+}
+
+#[tokio::test]
+async fn pycom_style_handlers_call_back_into_the_server() {
+    let (server_host, _s, _client_host, c) = link("rp-pycom").await;
+    let server = server_host.gatt_server("gattling", 0);
+    let (a, b) = two_chars(&server);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // A write handler that reads the new value, the event bits, and sets another value, as
+    // Pycom's examples do.
+    let (a2, b2) = (a.clone(), b.clone());
+    a.on_written(move |_, _| {
+        let value = a2.value();
+        let events = a2.events();
+        b2.set_value(&[value.as_slice(), b"!"].concat());
+        let _ = tx.send((value, events));
+    });
+    let (ha, hb) = (le(a.value_handle()), le(b.value_handle()));
+    assert_eq!(request(&c, &[0x12, ha[0], ha[1], b'h', b'i']).await, [0x13]);
+    let (value, events) = tokio::time::timeout(STEP, rx.recv()).await.expect("handler ran").expect("sent");
+    assert_eq!(value, b"hi", "the handler sees the stored value");
+    assert_eq!(events, gattling::gatt::events::CHAR_WRITE_EVENT);
+    assert_eq!(request(&c, &[0x0A, hb[0], hb[1]]).await, b"\x0bhi!");
+    // A read handler that answers with a value computed from the server's own state.
+    let a3 = a.clone();
+    b.on_read(move |_| Some([b"a=".as_slice(), a3.value().as_slice()].concat()));
+    assert_eq!(request(&c, &[0x0A, hb[0], hb[1]]).await, b"\x0ba=hi");
+    assert_eq!(b.value(), b"hi!", "the stored value is unchanged by a read handler");
+}
+
+#[tokio::test]
+async fn a_deferred_read_is_answered_later_while_another_link_is_served() {
+    let server_host = Host::open("virtual:rp-defer").await.expect("server");
+    let server = server_host.gatt_server("gattling", 0);
+    let (a, b) = two_chars(&server);
+    let opts = AdvertisingOptions { auto_restart: true, ..AdvertisingOptions::default() };
+    server_host.advertise(&opts).await.expect("advertise");
+    let slow = Host::open("virtual:rp-defer").await.expect("slow client");
+    let fast = Host::open("virtual:rp-defer").await.expect("fast client");
+    let c_slow = slow.connect(server_host.address(), ConnectOptions::default()).await.expect("slow connects");
+    server_host.accept().await.expect("accept slow");
+    // Advertising restarted by itself: a second central connects without another advertise().
+    let c_fast = fast.connect(server_host.address(), ConnectOptions::default()).await.expect("fast connects");
+    server_host.accept().await.expect("accept fast");
+    assert_eq!(server_host.connections().len(), 2);
+
+    // The read handler answers 200 ms later from a task of its own.
+    a.on_read_request(|req| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            req.respond(b"late");
+        });
+    });
+    let (ha, hb) = (le(a.value_handle()), le(b.value_handle()));
+    c_slow.send_att(&[0x0A, ha[0], ha[1]]).expect("slow read");
+    let started = tokio::time::Instant::now();
+    // Meanwhile the other link is served at once, and the same link's other role too.
+    assert_eq!(request(&c_fast, &[0x0A, hb[0], hb[1]]).await, b"\x0bb");
+    let fast_done = started.elapsed();
+    let slow_rsp = tokio::time::timeout(STEP, c_slow.recv_att()).await.expect("in time").expect("answer");
+    let slow_done = started.elapsed();
+    assert_eq!(slow_rsp, b"\x0blate");
+    assert!(fast_done < Duration::from_millis(200), "the fast link waited for the slow one: {fast_done:?}");
+    assert!(slow_done >= Duration::from_millis(200), "answered before the handler did: {slow_done:?}");
+    // A deferred write: accepted later, stored only then.
+    b.on_write_request(|req| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if req.value() == b"ok" {
+                req.accept()
+            } else {
+                req.reject(0x80)
+            }
+        });
+    });
+    assert_eq!(request(&c_fast, &[0x12, hb[0], hb[1], b'n', b'o']).await, [0x01, 0x12, hb[0], hb[1], 0x80]);
+    assert_eq!(b.value(), b"b");
+    assert_eq!(request(&c_fast, &[0x12, hb[0], hb[1], b'o', b'k']).await, [0x13]);
+    assert_eq!(b.value(), b"ok");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_unlikely_error_and_the_host_serves_on() {
+    let (server_host, _s, _client_host, c) = link("rp-panic").await;
+    let server = server_host.gatt_server("gattling", 0);
+    let (a, b) = two_chars(&server);
+    a.on_read(|_| panic!("handler bug"));
+    b.on_write(|_, _| panic!("handler bug"));
+    let (ha, hb) = (le(a.value_handle()), le(b.value_handle()));
+    assert_eq!(request(&c, &[0x0A, ha[0], ha[1]]).await, [0x01, 0x0A, ha[0], ha[1], 0x0E]);
+    assert_eq!(request(&c, &[0x12, hb[0], hb[1], 1]).await, [0x01, 0x12, hb[0], hb[1], 0x0E]);
+    // A dropped responder answers too.
+    a.on_read_request(drop);
+    assert_eq!(request(&c, &[0x0A, ha[0], ha[1]]).await, [0x01, 0x0A, ha[0], ha[1], 0x0E]);
+    // The host still serves.
+    assert_eq!(request(&c, &[0x0A, 3, 0]).await, b"\x0bgattling");
+}
+
+#[tokio::test]
+async fn a_handler_may_use_the_gatt_client_on_the_same_link() {
+    let (server_host, s, client_host, c) = link("rp-client-in-handler").await;
+    let server = server_host.gatt_server("gattling", 0);
+    let _peer = client_host.gatt_server("the-peer", 0);
+    let (a, _) = two_chars(&server);
+    let back = GattClient::new(s, ClientOptions { mtu: None }).await.expect("client back to the peer");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // On a read, ask the peer's GATT server for its name and answer with it.
+    a.on_read_request(move |req| {
+        let (back, tx) = (back.clone(), tx.clone());
+        tokio::spawn(async move {
+            let name = back.read(3).await.expect("peer's Device Name");
+            req.respond(&name);
+            let _ = tx.send(());
+        });
+    });
+    let h = le(a.value_handle());
+    assert_eq!(request(&c, &[0x0A, h[0], h[1]]).await, b"\x0bthe-peer");
+    tokio::time::timeout(STEP, rx.recv()).await.expect("handler finished");
+}
+
+#[tokio::test]
+async fn every_notification_reaches_the_catch_all_stream_whatever_enabled_it() {
+    let (server_host, _s, _client_host, c) = link("rp-catch-all").await;
+    let server = server_host.gatt_server("gattling", 0);
+    let (a, _) = two_chars(&server);
+    let client = GattClient::new(c, ClientOptions::default()).await.expect("client");
+    let mut all = client.notifications();
+    let (tx, mut cb) = tokio::sync::mpsc::unbounded_channel();
+    client.on_any_notification(move |v| {
+        let _ = tx.send(v);
+    });
+    // The CCCD is written as a plain write, as AT+UBTGCCW does: no subscribe() involved.
+    client.write(a.value_handle() + 1, &[1, 0]).await.expect("CCCD write");
+    let mut events = server.events();
+    a.set_value(b"n1");
+    let got = tokio::time::timeout(STEP, all.next()).await.expect("in time").expect("value");
+    assert_eq!((got.handle, got.event, got.value.as_slice()), (a.value_handle(), CHAR_NOTIFY_EVENT, &b"n1"[..]));
+    let got = tokio::time::timeout(STEP, cb.recv()).await.expect("in time").expect("callback");
+    assert_eq!(got.value, b"n1");
+    // The server reports writes through its event stream.
+    client.write(a.value_handle(), b"w").await.expect("write");
+    let ev = tokio::time::timeout(STEP, events.next()).await.expect("in time").expect("event");
+    assert!(matches!(ev, ServerEvent::Written { ref value, .. } if value == b"w"), "{ev:?}");
+}
+
+#[tokio::test]
+async fn the_registry_lists_links_and_hands_out_connections() {
+    let (server_host, s, client_host, c) = link("rp-registry").await;
+    let mut notes = server_host.notifications();
+    let links = server_host.connections();
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].handle, s.handle());
+    assert_eq!(links[0].peer, client_host.address());
+    let again = server_host.connection(s.handle()).expect("by handle");
+    assert_eq!(again.peer(), client_host.address());
+    assert!(server_host.connection_to(client_host.address()).is_some());
+    assert!(server_host.connection(0x0EFF).is_err());
+    c.disconnect(0x13).await.expect("disconnect");
+    let ended = tokio::time::timeout(STEP, async {
+        loop {
+            if let Ok(Notification::Disconnected { handle, .. }) = notes.recv().await {
+                break handle;
+            }
+        }
+    })
+    .await
+    .expect("disconnect notification");
+    assert_eq!(ended, s.handle());
+    assert!(server_host.connections().is_empty());
+}
+
+#[tokio::test]
+async fn a_raw_table_is_served_with_its_own_handles() {
+    let (server_host, _s, _client_host, c) = link("rp-raw-table").await;
+    let rec = |handle, uuid: u16, value: &[u8], permissions| AttributeRecord {
+        handle,
+        uuid: Uuid::U16(uuid),
+        value: value.to_vec(),
+        permissions,
+        max_len: 10,
+    };
+    let (r, rw) = (Permissions::READ, Permissions::READ | Permissions::WRITE);
+    // A service at 0x0010 whose characteristic has its descriptors out of the usual order.
+    let table = [
+        rec(0x0010, 0x2800, &[0xE0, 0xFF], r),
+        rec(0x0011, 0x2803, &[0x1A, 0x12, 0x00, 0xE1, 0xFF], r),
+        rec(0x0012, 0xFFE1, b"raw", rw),
+        rec(0x0013, 0x2901, b"desc", r),
+        rec(0x0014, 0x2902, &[0, 0], rw),
+    ];
+    let db = Database::from_records(&table).expect("valid table");
+    let server = server_host.gatt_server_with(db);
+    assert_eq!(
+        request(&c, &[0x04, 0x10, 0x00, 0xFF, 0xFF]).await,
+        [
+            0x05, 0x01, 0x10, 0x00, 0x00, 0x28, 0x11, 0x00, 0x03, 0x28, 0x12, 0x00, 0xE1, 0xFF, 0x13, 0x00, 0x01, 0x29,
+            0x14, 0x00, 0x02, 0x29
+        ]
+    );
+    assert_eq!(request(&c, &[0x0A, 0x12, 0x00]).await, b"\x0braw");
+    // Writes up to the value's buffer size are stored; longer ones are refused.
+    assert_eq!(request(&c, &[0x12, 0x12, 0x00, b'x', b'y']).await, [0x13]);
+    assert_eq!(request(&c, &[&[0x12u8, 0x12, 0x00][..], &[b'z'; 11]].concat()).await, [0x01, 0x12, 0x12, 0x00, 0x0D]);
+    assert_eq!(server.characteristic_at(0x12).expect("characteristic").value(), b"xy");
+    // The CCCD after the user description still enables notifications.
+    assert_eq!(request(&c, &[0x12, 0x14, 0x00, 0x01, 0x00]).await, [0x13]);
+    server.characteristic_at(0x12).expect("characteristic").set_value(b"n");
+    let ntf = tokio::time::timeout(STEP, c.recv_att()).await.expect("in time").expect("notification");
+    assert_eq!(ntf, [0x1B, 0x12, 0x00, b'n']);
+    // Read back as records: the table as served.
+    let back: Vec<u16> = server.attributes().iter().map(|a| a.handle).collect();
+    assert_eq!(back, [0x10, 0x11, 0x12, 0x13, 0x14]);
+}
