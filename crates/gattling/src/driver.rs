@@ -563,6 +563,7 @@ fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()
             }
             while let Some(p) = inner.core.poll_transmit() {
                 w.pending.extend_from_slice(&p);
+                inner.core.recycle(p);
             }
         }
         if w.pending.is_empty() {

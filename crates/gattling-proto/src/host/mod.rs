@@ -250,7 +250,12 @@ pub struct Host {
     idle_links: usize,
     outbox: VecDeque<Vec<u8>>,
     events: VecDeque<HostEvent>,
+    /// Written packet buffers, reused for the next ACL fragments.
+    pool: Vec<Vec<u8>>,
 }
+
+/// Packet buffers [`Host::recycle`] keeps for reuse.
+pub const POOL_BUFFERS: usize = 64;
 
 impl Host {
     /// A host with no connections, one command credit and unknown ACL buffers.
@@ -270,6 +275,7 @@ impl Host {
             idle_links: 0,
             outbox: VecDeque::new(),
             events: VecDeque::with_capacity(16),
+            pool: Vec::new(),
         }
     }
 
@@ -327,7 +333,8 @@ impl Host {
         if link.tx.is_empty() {
             self.ready.push_back(handle);
         }
-        l2cap::fragment(handle, cid, payload, acl_len, |p| link.tx.push_back(p));
+        let pool = &mut self.pool;
+        l2cap::fragment_into(handle, cid, payload, acl_len, || pool.pop().unwrap_or_default(), |p| link.tx.push_back(p));
         self.pump_acl();
         Ok(())
     }
@@ -357,9 +364,17 @@ impl Host {
         self.send_l2cap(handle, cid::LE_SIGNALING, &out)
     }
 
-    /// The next HCI packet (H4 framed) to write to the transport.
+    /// The next HCI packet (H4 framed) to write to the transport. Hand the buffer back with
+    /// [`Host::recycle`] once written, so the next packets reuse it instead of allocating.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         self.outbox.pop_front()
+    }
+
+    /// Returns a written packet's buffer for reuse (at most [`POOL_BUFFERS`] are kept).
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.pool.len() < POOL_BUFFERS {
+            self.pool.push(buffer);
+        }
     }
 
     /// True when [`Host::poll_transmit`] has a packet to give.

@@ -212,7 +212,20 @@ impl Reassembler {
 
 /// Splits one L2CAP PDU (header added here) into H4 ACL packets of at most `max_acl` data bytes,
 /// first fragment marked "first non-flushable", the rest "continuing" (Core Vol 3 Part A §7.2).
-pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, mut emit: impl FnMut(Vec<u8>)) {
+pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, emit: impl FnMut(Vec<u8>)) {
+    fragment_into(handle, cid, payload, max_acl, Vec::new, emit)
+}
+
+/// Like [`fragment`], writing each packet into a buffer from `buffer` (a pool of cleared
+/// vectors, so steady-state sending does not allocate).
+pub fn fragment_into(
+    handle: u16,
+    cid: u16,
+    payload: &[u8],
+    max_acl: usize,
+    mut buffer: impl FnMut() -> Vec<u8>,
+    mut emit: impl FnMut(Vec<u8>),
+) {
     let max_acl = max_acl.max(1);
     let mut header = [0u8; HEADER_LEN];
     header[..2].copy_from_slice(&(payload.len() as u16).to_le_bytes());
@@ -223,7 +236,9 @@ pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, mut emit:
         let n = (total - offset).min(max_acl);
         let boundary = if offset == 0 { PacketBoundary::FirstNonFlushable } else { PacketBoundary::Continuing };
         let acl = AclHeader { handle, boundary, broadcast: 0, len: n as u16 };
-        let mut pkt = Vec::with_capacity(1 + 4 + n);
+        let mut pkt = buffer();
+        pkt.clear();
+        pkt.reserve(1 + 4 + n);
         pkt.push(crate::hci::PacketType::Acl as u8);
         pkt.extend_from_slice(&acl.to_bytes());
         // The part of the header in this fragment, then the part of the payload.
