@@ -1,7 +1,9 @@
-//! Proves the GATT server answers a Read Request without touching the heap: the response is
-//! written into a caller-owned buffer with room for an ATT_MTU. A counting global allocator counts
+//! Proves the GATT server answers a Read Request without touching the heap: the request goes
+//! through the link's ATT bearer to the server as in a host, and the response is written into a
+//! caller-owned buffer with room for an ATT_MTU and accounted by the bearer. A counting global allocator counts
 //! allocations on this thread only while a thread-local flag is set; the file holds one test.
 
+use gattling_proto::att::{Bearer, Route};
 use gattling_proto::gatt::db::CharacteristicDef;
 use gattling_proto::gatt::server::builtin_services;
 use gattling_proto::gatt::{ConnId, Database, Properties, Server, ServerConfig, ServiceDef};
@@ -68,14 +70,21 @@ fn read_request_is_answered_without_allocating() {
     let conn = ConnId(0x40);
     server.connect(conn);
     let req = [0x0A, handle as u8, (handle >> 8) as u8];
+    let mut bearer = Bearer::new(517);
     let mut out = Vec::with_capacity(517);
+    // One request/response exchange, as a host runs it.
+    let exchange = |server: &mut Server, bearer: &mut Bearer, out: &mut Vec<u8>| {
+        assert_eq!(bearer.receive(&req, 0), Route::Server);
+        assert!(server.handle(conn, bearer, &req, &mut (), out).is_reply());
+        assert_eq!(bearer.send(out, 0), Ok(()));
+    };
     // Warm up, then count.
     for _ in 0..10 {
-        assert!(server.handle(conn, &req, 0, &mut (), &mut out));
+        exchange(&mut server, &mut bearer, &mut out);
     }
     let n = allocations(|| {
         for _ in 0..10_000 {
-            server.handle(conn, &req, 0, &mut (), &mut out);
+            exchange(&mut server, &mut bearer, &mut out);
         }
     });
     assert_eq!(out.len(), 21);

@@ -3,6 +3,10 @@
 //! of (request, expected response) steps run against the fixed database of
 //! `gatt_common::database` (its handle map is in `tests/gatt_common/mod.rs`).
 //!
+//! Every PDU passes through the connection's ATT bearer (`att::Bearer`) before the server, as in
+//! a host: the bearer owns the ATT_MTU, the one outstanding request and indication, and the
+//! transaction timeouts, so those tests assert through the fixture's bearers.
+//!
 //! PDUs are written in hex with `'text'` for ASCII runs; an empty expectation means the server
 //! must not answer. Facts: Core Vol 3 Part F §3.4 (ATT PDUs and error rules), Part G §4 (GATT
 //! procedures), Part G §7 (GATT service). Error codes: 0x01 Invalid Handle, 0x02 Read Not
@@ -19,9 +23,10 @@
 mod gatt_common;
 
 use gatt_common::{err, fmt_hex, h, hex, le, long_value, Fixture, C1, C2, LONG_DESC};
+use gattling_proto::att::bearer::{DropReason, Route, Timeout};
 use gattling_proto::att::{opcode, AttPdu};
 use gattling_proto::gatt::db::{AttrKind, CharacteristicDef as C};
-use gattling_proto::gatt::server::TRANSACTION_TIMEOUT_US;
+use gattling_proto::gatt::server::{Answer, DeferredKind, Outcome, TRANSACTION_TIMEOUT_US};
 use gattling_proto::gatt::{events, uuids, CharId, ConnId, Properties as Prop, ServerConfig, ServiceDef};
 use gattling_proto::Uuid;
 
@@ -55,7 +60,7 @@ fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-/// Exchanges MTU on `conn` and checks the answer (server Rx MTU 517).
+/// Exchanges MTU on `conn` and checks the answer (the bearer offers Rx MTU 517).
 fn exchange_mtu(fx: &mut Fixture, conn: ConnId, client_mtu: u16) {
     fx.check(conn, &cat(&[&[opcode::EXCHANGE_MTU_REQ], &le(client_mtu)]), Some(&hex("03 0502")), "Exchange MTU");
 }
@@ -929,19 +934,19 @@ fn gatt_sr_gaw_bv_09_c_write_long_characteristic_descriptors() {
 fn gatt_sr_gan_bv_01_c_notification() {
     let mut fx = Fixture::new();
     // Not subscribed: nothing to send, but the value is stored.
-    assert!(fx.server.set_value(CharId(h::NOTIFY), &[0x04], 0).is_empty());
+    assert!(fx.set_value(CharId(h::NOTIFY), &[0x04], 0).is_empty());
     assert_eq!(fx.value(h::NOTIFY), [0x04]);
-    assert_eq!(fx.server.notification(C1, CharId(h::NOTIFY), &[0x04]), None);
+    assert_eq!(fx.notification(C1, CharId(h::NOTIFY), &[0x04]), None);
     fx.run(C1, &[("12 1900 0100", "13")]);
-    assert_eq!(fx.server.set_value(CharId(h::NOTIFY), &[0x05], 0), vec![(C1, hex("1B 1800 05"))]);
+    assert_eq!(fx.set_value(CharId(h::NOTIFY), &[0x05], 0), vec![(C1, hex("1B 1800 05"))]);
     // Notifications are cut to ATT_MTU - 3.
     fx.run(C1, &[("12 3300 0100", "13")]);
     let long: Vec<u8> = (0..30).collect();
-    assert_eq!(fx.server.set_value(CharId(h::CHAR_128), &long, 0), vec![(C1, cat(&[&hex("1B 3200"), &long[..20]]))]);
+    assert_eq!(fx.set_value(CharId(h::CHAR_128), &long, 0), vec![(C1, cat(&[&hex("1B 3200"), &long[..20]]))]);
     assert_eq!(fx.value(h::CHAR_128), long, "the stored value is whole");
     // Disabled again: nothing.
     fx.run(C1, &[("12 1900 0000", "13")]);
-    assert!(fx.server.set_value(CharId(h::NOTIFY), &[0x06], 0).is_empty());
+    assert!(fx.set_value(CharId(h::NOTIFY), &[0x06], 0).is_empty());
     // A client reads the new value.
     fx.run(C1, &[("0A 1800", "0B 06")]);
 }
@@ -950,22 +955,24 @@ fn gatt_sr_gan_bv_01_c_notification() {
 fn gatt_sr_gai_bv_01_c_indication_queued_until_confirmation() {
     let mut fx = Fixture::new();
     fx.run(C1, &[("12 1C00 0200", "13")]);
-    assert_eq!(fx.server.set_value(CharId(h::INDICATE), &[0x07], 0), vec![(C1, hex("1D 1B00 07"))]);
-    assert!(fx.server.indication_pending(C1));
+    assert_eq!(fx.set_value(CharId(h::INDICATE), &[0x07], 0), vec![(C1, hex("1D 1B00 07"))]);
+    assert!(fx.indication_pending(C1));
     // A second indication waits for the confirmation of the first.
-    assert!(fx.server.set_value(CharId(h::INDICATE), &[0x08], 10).is_empty());
-    assert_eq!(fx.server.indicate(C1, CharId(h::INDICATE), &[0x09], 20), None);
+    assert!(fx.set_value(CharId(h::INDICATE), &[0x08], 10).is_empty());
+    assert_eq!(fx.indicate(C1, CharId(h::INDICATE), &[0x09], 20), None);
+    assert_eq!(fx.next_timeout(), Some(TRANSACTION_TIMEOUT_US), "the first indication went out at 0");
     fx.now = 1_000;
     fx.run(C1, &[("1E", "1D 1B00 08")]);
-    assert!(fx.server.indication_pending(C1));
+    assert!(fx.indication_pending(C1));
+    assert_eq!(fx.next_timeout(), Some(1_000 + TRANSACTION_TIMEOUT_US), "the next one goes out with the confirmation");
     fx.run(C1, &[("1E", "1D 1B00 09"), ("1E", "")]);
-    assert!(!fx.server.indication_pending(C1));
+    assert!(!fx.indication_pending(C1));
     // An unexpected confirmation is ignored.
     fx.run(C1, &[("1E", "")]);
     // Not subscribed (CCCD 0) or only notifications: no indication.
-    assert_eq!(fx.server.indicate(C2, CharId(h::INDICATE), &[1], 0), None);
+    assert_eq!(fx.indicate(C2, CharId(h::INDICATE), &[1], 0), None);
     fx.run(C1, &[("12 1C00 0000", "13")]);
-    assert!(fx.server.set_value(CharId(h::INDICATE), &[0x0A], 0).is_empty());
+    assert!(fx.set_value(CharId(h::INDICATE), &[0x0A], 0).is_empty());
 }
 
 #[test]
@@ -974,24 +981,24 @@ fn gatt_sr_gai_bi_01_c_indication_timeout_closes_the_bearer() {
     fx.run(C1, &[("12 1C00 0200", "13")]);
     fx.run(C2, &[("12 1C00 0200", "13")]);
     let t0 = 5_000;
-    let sent = fx.server.set_value(CharId(h::INDICATE), &[0x07], t0);
+    let sent = fx.set_value(CharId(h::INDICATE), &[0x07], t0);
     assert_eq!(sent.len(), 2);
     // C2 confirms in time, C1 does not.
     fx.now = t0 + 1;
     fx.run(C2, &[("1E", "")]);
-    assert_eq!(fx.server.next_timeout(), Some(t0 + TRANSACTION_TIMEOUT_US));
-    assert!(fx.server.poll_timeouts(t0 + TRANSACTION_TIMEOUT_US - 1).is_empty());
-    assert!(!fx.server.is_closed(C1));
-    assert_eq!(fx.server.poll_timeouts(t0 + TRANSACTION_TIMEOUT_US), vec![C1]);
-    assert!(fx.server.is_closed(C1));
-    assert!(!fx.server.is_closed(C2));
-    assert_eq!(fx.server.next_timeout(), None);
+    assert_eq!(fx.next_timeout(), Some(t0 + TRANSACTION_TIMEOUT_US));
+    assert!(fx.poll_timeouts(t0 + TRANSACTION_TIMEOUT_US - 1).is_empty());
+    assert!(!fx.is_closed(C1));
+    assert_eq!(fx.handle_timeouts(t0 + TRANSACTION_TIMEOUT_US), vec![(C1, Timeout::Indication)]);
+    assert!(fx.is_closed(C1));
+    assert!(!fx.is_closed(C2));
+    assert_eq!(fx.next_timeout(), None);
     // Reported once.
-    assert!(fx.server.poll_timeouts(t0 + 2 * TRANSACTION_TIMEOUT_US).is_empty());
+    assert!(fx.poll_timeouts(t0 + 2 * TRANSACTION_TIMEOUT_US).is_empty());
     // No more ATT on the closed bearer: requests, commands, late confirmations are ignored.
     fx.run(C1, &[("0A 1400", ""), ("02 0002", ""), ("52 1400 'x'", ""), ("1E", "")]);
     assert_eq!(fx.value(h::RW), b"rw");
-    assert_eq!(fx.server.set_value(CharId(h::INDICATE), &[0x08], t0 + 2), vec![(C2, hex("1D 1B00 08"))]);
+    assert_eq!(fx.set_value(CharId(h::INDICATE), &[0x08], t0 + 2), vec![(C2, hex("1D 1B00 08"))]);
     // The other connection is still served.
     fx.run(C2, &[("0A 1400", "0B 'rw'"), ("1E", "")]);
 }
@@ -1003,11 +1010,11 @@ fn gatt_sr_gan_bv_02_c_multiple_handle_value_notification() {
     let items: [(CharId, &[u8]); 3] =
         [(CharId(h::NOTIFY), &[0x01]), (CharId(h::CHAR_128), &[0x02, 0x03]), (CharId(h::INDICATE), &[0x04])];
     // Without Client Supported Features bit 2: one notification each (unsubscribed ones left out).
-    assert_eq!(fx.server.notify_multiple(C1, &items), vec![hex("1B 1800 01"), hex("1B 3200 0203")]);
+    assert_eq!(fx.notify_multiple(C1, &items), vec![hex("1B 1800 01"), hex("1B 3200 0203")]);
     fx.run(C1, &[("12 0B00 04", "13"), ("0A 0B00", "0B 04")]);
-    assert_eq!(fx.server.notify_multiple(C1, &items), vec![hex("23 1800 0100 01 3200 0200 0203")]);
+    assert_eq!(fx.notify_multiple(C1, &items), vec![hex("23 1800 0100 01 3200 0200 0203")]);
     // A single item is an ordinary notification.
-    assert_eq!(fx.server.notify_multiple(C1, &items[..1]), vec![hex("1B 1800 01")]);
+    assert_eq!(fx.notify_multiple(C1, &items[..1]), vec![hex("1B 1800 01")]);
     // A client may not clear a feature it set (Core Vol 3 Part G §7.2).
     fx.run(C1, &[("12 0B00 00", "01 12 0B00 13"), ("12 0B00 05", "13"), ("0A 0B00", "0B 05")]);
     // Per connection.
@@ -1015,7 +1022,7 @@ fn gatt_sr_gan_bv_02_c_multiple_handle_value_notification() {
     // Each PDU fits ATT_MTU and decodes.
     let big: Vec<u8> = (0..15).collect();
     let items: [(CharId, &[u8]); 2] = [(CharId(h::NOTIFY), &big), (CharId(h::CHAR_128), &big)];
-    for pdu in fx.server.notify_multiple(C1, &items) {
+    for pdu in fx.notify_multiple(C1, &items) {
         assert!(pdu.len() <= 23, "{} longer than ATT_MTU", fmt_hex(&pdu));
         assert!(AttPdu::decode(&pdu).is_ok(), "{} does not decode", fmt_hex(&pdu));
     }
@@ -1028,21 +1035,21 @@ fn gatt_sr_gan_bv_02_c_multiple_handle_value_notification() {
 #[test]
 fn gatt_sr_gac_bv_01_c_exchange_mtu() {
     let mut fx = Fixture::new();
-    assert_eq!(fx.server.mtu(C1), 23);
+    assert_eq!(fx.mtu(C1), 23);
     fx.run(C1, &[("02 0001", "03 0502")]);
-    assert_eq!(fx.server.mtu(C1), 256);
+    assert_eq!(fx.mtu(C1), 256);
     // A client MTU below 23 counts as 23; above ours, ours.
     fx.run(C2, &[("02 1000", "03 0502")]);
-    assert_eq!(fx.server.mtu(C2), 23);
+    assert_eq!(fx.mtu(C2), 23);
     let c3 = ConnId(3);
     fx.run(c3, &[("02 FFFF", "03 0502")]);
-    assert_eq!(fx.server.mtu(c3), 517);
+    assert_eq!(fx.mtu(c3), 517);
     // Truncated.
     fx.run(ConnId(4), &[("02 17", "01 02 0000 04")]);
-    // A server configured with a smaller receive MTU offers it and caps the ATT_MTU.
-    let mut fx = Fixture::with_config(ServerConfig { mtu: 100, ..ServerConfig::default() });
+    // A bearer offering a smaller receive MTU caps the ATT_MTU; the server offers it.
+    let mut fx = Fixture::with_mtu(100);
     fx.run(C1, &[("02 0002", "03 6400")]);
-    assert_eq!(fx.server.mtu(C1), 100);
+    assert_eq!(fx.mtu(C1), 100);
     let v = long_value();
     fx.run_bytes(
         C1,
@@ -1072,12 +1079,12 @@ fn gatt_sr_gac_responses_fit_the_negotiated_mtu() {
     );
     // Notifications at the larger MTU carry up to ATT_MTU - 3 bytes.
     fx.run(C1, &[("12 3300 0100", "13")]);
-    let sent = fx.server.set_value(CharId(h::CHAR_128), &v, 0);
+    let sent = fx.set_value(CharId(h::CHAR_128), &v, 0);
     assert_eq!(sent, vec![(C1, cat(&[&hex("1B 3200"), &v]))]);
     // A longer value is cut to ATT_MTU - 3 = 514 bytes.
     let mut v600 = v.clone();
     v600.extend_from_slice(&[0xEE; 88]);
-    let pdu = fx.server.notification(C1, CharId(h::CHAR_128), &v600).expect("notification");
+    let pdu = fx.notification(C1, CharId(h::CHAR_128), &v600).expect("notification");
     assert_eq!(pdu.len(), 517);
 }
 
@@ -1161,9 +1168,9 @@ fn gatt_sr_bad_input_prepare_write_response_fits_the_mtu() {
     let rsp = fx.send(C1, &req);
     let len = rsp.as_ref().map_or(0, Vec::len);
     assert!(
-        len <= usize::from(fx.server.mtu(C1)),
+        len <= usize::from(fx.mtu(C1)),
         "regression: Prepare Write Response of {len} bytes on ATT_MTU {}: request {} -> response {}",
-        fx.server.mtu(C1),
+        fx.mtu(C1),
         fmt_hex(&req),
         rsp.as_deref().map(fmt_hex).unwrap_or_default(),
     );
@@ -1173,12 +1180,12 @@ fn gatt_sr_bad_input_prepare_write_response_fits_the_mtu() {
 fn gatt_sr_second_connection_is_independent() {
     let mut fx = Fixture::new();
     exchange_mtu(&mut fx, C2, 100);
-    assert_eq!(fx.server.mtu(C1), 23);
-    assert_eq!(fx.server.mtu(C2), 100);
+    assert_eq!(fx.mtu(C1), 23);
+    assert_eq!(fx.mtu(C2), 100);
     // CCCDs.
     fx.run(C2, &[("12 1900 0100", "13"), ("0A 1900", "0B 0100")]);
     fx.run(C1, &[("0A 1900", "0B 0000")]);
-    assert_eq!(fx.server.set_value(CharId(h::NOTIFY), &[9], 0), vec![(C2, hex("1B 1800 09"))]);
+    assert_eq!(fx.set_value(CharId(h::NOTIFY), &[9], 0), vec![(C2, hex("1B 1800 09"))]);
     // Prepare queues.
     fx.run(C1, &[("16 1400 0000 'c1'", "17 1400 0000 'c1'")]);
     fx.run(C2, &[("16 2100 0000 'c2'", "17 2100 0000 'c2'"), ("18 01", "19")]);
@@ -1188,9 +1195,9 @@ fn gatt_sr_second_connection_is_independent() {
     fx.run_bytes(C1, &[(hex("0A 1E00"), Some(cat(&[&[0x0B], &v[..22]])))], "C1: ");
     fx.run_bytes(C2, &[(hex("0A 1E00"), Some(cat(&[&[0x0B], &v[..99]])))], "C2: ");
     // Disconnecting forgets the state; reconnecting starts afresh.
-    fx.server.disconnect(C2);
-    fx.server.connect(C2);
-    assert_eq!(fx.server.mtu(C2), 23);
+    fx.disconnect(C2);
+    fx.connect(C2);
+    assert_eq!(fx.mtu(C2), 23);
     fx.run(C2, &[("0A 1900", "0B 0000")]);
 }
 
@@ -1221,9 +1228,9 @@ fn gatt_sr_builtin_service_changed_on_add_and_remove() {
     let mut fx = Fixture::new();
     let before = fx.server.db().compute_hash();
     fx.run(C1, &[("12 0900 0200", "13")]);
-    fx.server.connect(C2);
+    fx.connect(C2);
     let dis = ServiceDef::primary(0x180Au16).characteristic(C::new(0x2A29u16, Prop::READ, b"acme"));
-    let (handle, sent) = fx.server.add_service(dis, 100).expect("add_service");
+    let (handle, sent) = fx.add_service(dis, 100).expect("add_service");
     assert_eq!(handle, h::END);
     // Only the subscribed connection (C1, not C2) gets the indication: affected range 0x0034-0x0036.
     assert_eq!(sent, vec![(C1, hex("1D 0800 3400 3600"))]);
@@ -1239,19 +1246,19 @@ fn gatt_sr_builtin_service_changed_on_add_and_remove() {
             ("08 3400 3600 0328", "09 07 3500 02 3600 292A"),
         ],
     );
-    let sent = fx.server.remove_service(handle, 200).expect("remove_service");
+    let sent = fx.remove_service(handle, 200).expect("remove_service");
     assert_eq!(sent, vec![(C1, hex("1D 0800 3400 3600"))]);
     assert_eq!(fx.server.db().compute_hash(), before, "the hash returns to its old value");
     fx.run_bytes(C1, &[(hex("0A 0D00"), Some(cat(&[&[0x0B], &before])))], "hash after remove: ");
     fx.run(C1, &[("1E", ""), ("10 3400 FFFF 0028", "01 10 3400 0A"), ("0A 3600", "01 0A 3600 01")]);
     // A change while an indication is outstanding is queued behind it.
-    let (h2, sent) = fx.server.add_service(ServiceDef::primary(0x180Au16), 300).expect("add");
+    let (h2, sent) = fx.add_service(ServiceDef::primary(0x180Au16), 300).expect("add");
     assert_eq!(sent, vec![(C1, hex("1D 0800 3400 3400"))]);
-    assert!(fx.server.remove_service(h2, 301).expect("remove").is_empty());
+    assert!(fx.remove_service(h2, 301).expect("remove").is_empty());
     fx.run(C1, &[("1E", "1D 0800 3400 3400"), ("1E", "")]);
     // Removing a service that is not there.
-    assert!(fx.server.remove_service(0x0040, 400).is_err());
-    assert!(fx.server.remove_service(h::RW, 400).is_err());
+    assert!(fx.remove_service(0x0040, 400).is_err());
+    assert!(fx.remove_service(h::RW, 400).is_err());
 }
 
 #[test]
@@ -1261,13 +1268,13 @@ fn gatt_sr_builtin_new_characteristic_starts_unsubscribed() {
     // the client gets no notifications it never asked for.
     let mut fx = Fixture::new();
     fx.run(C1, &[("12 3300 0100", "13")]);
-    fx.server.remove_service(h::SVC_128, 0).expect("remove");
+    fx.remove_service(h::SVC_128, 0).expect("remove");
     let again = ServiceDef::primary(0x180Du16).characteristic(C::new(0x2A37u16, Prop::NOTIFY, &[0]));
-    let (handle, _) = fx.server.add_service(again, 0).expect("add");
+    let (handle, _) = fx.add_service(again, 0).expect("add");
     assert_eq!(handle, h::SVC_128);
     let hr = fx.server.db().find_characteristic(Uuid::U16(0x2A37)).expect("char");
     assert_eq!(fx.server.db().characteristic(hr).and_then(|c| c.cccd_handle), Some(h::CHAR_128_CCCD));
-    let sent = fx.server.set_value(hr, &[1, 2], 0);
+    let sent = fx.set_value(hr, &[1, 2], 0);
     assert!(
         fx.server.cccd(C1, hr) == 0 && sent.is_empty(),
         "regression: a CCCD written for a removed characteristic applies to the new characteristic at the same \
@@ -1305,6 +1312,313 @@ fn gatt_sr_characteristic_events_accumulate() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The ATT bearer in front of the server (Core Vol 3 Part F §3.2.8, §3.3, §3.4.2).
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn gatt_sr_bearer_routes_unknown_requests_and_client_side_pdus() {
+    let mut fx = Fixture::new();
+    // An unknown opcode without the command flag is a request: Request Not Supported, which
+    // closes the transaction like any response.
+    fx.run(C1, &[("1F", "01 1F 0000 06")]);
+    assert_eq!(fx.route, Some(Route::Server));
+    assert!(!fx.bearer(C1).peer_request_pending(), "the Error Response closed the transaction");
+    fx.run(C1, &[("0A 1400", "0B 'rw'")]);
+    // What is not for the server gets no answer, whatever the route.
+    let routes = [
+        ("", Route::Dropped(DropReason::Empty)),
+        ("1E", Route::Dropped(DropReason::UnexpectedConfirmation)),
+        ("0B 'x'", Route::Dropped(DropReason::UnexpectedResponse)),
+        ("01 0A 1400 01", Route::Dropped(DropReason::UnexpectedResponse)),
+        ("1B 1400 00", Route::Notification),
+        ("23 1400 0100 00", Route::Notification),
+        ("1D 1400 00", Route::Indication),
+        ("52 1400 'c'", Route::Server),
+        ("7F", Route::Server),
+    ];
+    for (pdu, route) in routes {
+        fx.check(C1, &hex(pdu), None, &format!("route of {pdu:?}"));
+        assert_eq!(fx.route, Some(route), "route of {pdu:?}");
+    }
+    fx.run(C1, &[("0A 1400", "0B 'c'")]);
+}
+
+#[test]
+fn gatt_sr_bearer_exchange_mtu_sizes_the_next_responses() {
+    let mut fx = Fixture::new();
+    let v200: Vec<u8> = (0..200u8).collect();
+    assert!(fx.set_value(CharId(h::LONG), &v200, 0).is_empty());
+    fx.run_bytes(C1, &[(hex("0A 1E00"), Some(cat(&[&[0x0B], &v200[..22]])))], "ATT_MTU 23: ");
+    fx.run(C1, &[("02 F700", "03 0502")]);
+    assert_eq!(fx.mtu(C1), 247);
+    assert_eq!(fx.bearer(C1).mtu(), 247);
+    let rsp = fx.send(C1, &hex("0A 1E00")).expect("Read Response");
+    assert_eq!(rsp.len(), 200 + 1);
+    assert_eq!(rsp, cat(&[&[0x0B], &v200]));
+    // A longer value fills ATT_MTU - 1 = 246 bytes.
+    let v = long_value();
+    assert!(fx.set_value(CharId(h::LONG), &v, 0).is_empty());
+    fx.run_bytes(C1, &[(hex("0A 1E00"), Some(cat(&[&[0x0B], &v[..246]])))], "ATT_MTU 247: ");
+    assert_eq!(fx.mtu(C2), 23, "per connection");
+}
+
+#[test]
+fn gatt_sr_bearer_malformed_exchange_mtu_leaves_the_mtu_alone() {
+    // `Bearer::receive` takes the client's MTU from any Exchange MTU Request at least 3 bytes
+    // long; the server refuses one with a trailing byte as an Invalid PDU, so the client keeps
+    // ATT_MTU 23 while the server answers at 247 (before the bearer, the MTU was unchanged).
+    let mut fx = Fixture::new();
+    fx.run(C1, &[("02 F700 00", "01 02 0000 04")]);
+    assert_eq!(fx.mtu(C1), 23, "the Exchange MTU Request was refused");
+    fx.run_bytes(C1, &[(hex("0A 1E00"), Some(cat(&[&[0x0B], &long_value()[..22]])))], "ATT_MTU 23: ");
+}
+
+#[test]
+fn gatt_sr_bad_input_malformed_confirmation_confirms_nothing() {
+    // Before the bearer, a Handle Value Confirmation with a stray parameter byte was ignored like
+    // every malformed non-request (see `gatt_sr_bad_input_malformed_confirmation_gets_no_error_response`)
+    // and the indication stayed outstanding; `Bearer::receive` routes by opcode alone and takes it
+    // as the confirmation, so the queued indication goes out.
+    let mut fx = Fixture::new();
+    fx.run(C1, &[("12 1C00 0200", "13")]);
+    assert_eq!(fx.set_value(CharId(h::INDICATE), &[0x07], 0), vec![(C1, hex("1D 1B00 07"))]);
+    assert!(fx.set_value(CharId(h::INDICATE), &[0x08], 0).is_empty());
+    fx.run(C1, &[("1E 00", "")]);
+    assert!(fx.indication_pending(C1));
+    fx.run(C1, &[("1E", "1D 1B00 08")]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deferred answers: an application hook answers `Later` and brings the answer through
+// `Server::answer`; the request stays open on the bearer meanwhile.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn gatt_sr_deferred_read_is_answered_later() {
+    let mut fx = Fixture::new();
+    fx.access.later_reads.push(h::READ_ONLY);
+    let d = fx.send_deferred(C1, &hex("0A 2900"));
+    assert_eq!((d.conn, d.ch, d.kind.clone()), (C1, CharId(h::READ_ONLY), DeferredKind::Read));
+    assert_eq!(fx.access.reads, vec![(C1, CharId(h::READ_ONLY))]);
+    assert_eq!(fx.events(h::READ_ONLY), 0, "not read yet");
+    // The request stays open: a second one is not answered (one at a time, Core Vol 3 Part F
+    // §3.3.2); other connections are served.
+    assert!(fx.bearer(C1).peer_request_pending());
+    fx.check(C1, &hex("0A 1400"), None, "a second request while the first is open");
+    assert_eq!(fx.route, Some(Route::Dropped(DropReason::RequestWhilePending)));
+    fx.run(C2, &[("0A 1400", "0B 'rw'")]);
+    // A token that is not the parked one is ignored; the request stays parked.
+    assert_eq!(fx.answer(C1, d.token.wrapping_add(1), Answer::Value(b"nope".to_vec())), None);
+    assert_eq!(fx.outcome, Some(Outcome::Silent));
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"late".to_vec())), Some(hex("0b 6c 61 74 65")));
+    assert_eq!(fx.outcome, Some(Outcome::Reply));
+    let asked = fx.access.reads.iter().filter(|r| **r == (C1, CharId(h::READ_ONLY))).count();
+    assert_eq!(asked, 1, "the hook is asked once");
+    assert_eq!(fx.value(h::READ_ONLY), b"ro", "the supplied value is not stored");
+    assert_eq!(fx.events(h::READ_ONLY), events::CHAR_READ_EVENT);
+    assert!(!fx.bearer(C1).peer_request_pending());
+    // A stale token (already answered) is ignored.
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"again".to_vec())), None);
+    assert_eq!(fx.outcome, Some(Outcome::Silent));
+    fx.run(C1, &[("0A 1400", "0B 'rw'")]);
+    // Answered with the stored value, or with an error.
+    let d2 = fx.send_deferred(C1, &hex("0A 2900"));
+    assert_ne!(d2.token, d.token);
+    assert_eq!(fx.answer(C1, d2.token, Answer::Stored), Some(hex("0B 'ro'")));
+    let d3 = fx.send_deferred(C1, &hex("0A 2900"));
+    assert_eq!(fx.answer(C1, d3.token, Answer::Error(0x80)), Some(err(0x0A, h::READ_ONLY, 0x80)));
+    // Checks that come before the hook still answer at once.
+    fx.access.later_reads.push(h::ENCRYPTED);
+    fx.run(C1, &[("0A 2300", "01 0A 2300 0F")]);
+}
+
+#[test]
+fn gatt_sr_deferred_write_is_accepted_or_refused_later() {
+    let mut fx = Fixture::new();
+    fx.access.later_writes.push(h::RW);
+    let d = fx.send_deferred(C1, &hex("12 1400 'new'"));
+    assert_eq!((d.conn, d.ch, d.kind.clone()), (C1, CharId(h::RW), DeferredKind::Write(b"new".to_vec())));
+    assert_eq!(fx.value(h::RW), b"rw", "nothing stored before the answer");
+    assert_eq!(fx.answer(C1, d.token, Answer::Error(0x80)), Some(hex("01 12 1400 80")));
+    assert_eq!(fx.value(h::RW), b"rw");
+    assert!(fx.access.written.is_empty());
+    assert_eq!(fx.events(h::RW), 0);
+    let d = fx.send_deferred(C1, &hex("12 1400 'new'"));
+    assert_eq!(fx.answer(C1, d.token, Answer::Accept), Some(hex("13")));
+    assert_eq!(fx.value(h::RW), b"new");
+    assert_eq!(fx.access.written, vec![(C1, CharId(h::RW), b"new".to_vec())]);
+    assert!(fx.access.writes.is_empty(), "the hook accepted nothing on the spot");
+    assert_eq!(fx.events(h::RW), events::CHAR_WRITE_EVENT);
+    fx.run(C1, &[("0A 1400", "0B 'new'")]);
+    // A Write Command has no response to wait for: stored at once.
+    fx.run(C1, &[("52 1400 'cmd'", ""), ("0A 1400", "0B 'cmd'")]);
+    assert_eq!(fx.access.written.last(), Some(&(C1, CharId(h::RW), b"cmd".to_vec())));
+    // Checks that come before the hook still answer at once.
+    fx.run(C1, &[("12 2900 'x'", "01 12 2900 03"), ("12 3400 'x'", "01 12 3400 01")]);
+}
+
+/// Adds a service with two readable characteristics of the same UUID 0xFFEE at 0x0034: values at
+/// 0x0036 ("s1") and 0x0038 ("s2").
+fn add_twins(fx: &mut Fixture) -> (u16, u16) {
+    let twins = ServiceDef::primary(0xFFE0u16)
+        .characteristic(C::new(0xFFEEu16, Prop::READ, b"s1"))
+        .characteristic(C::new(0xFFEEu16, Prop::READ, b"s2"));
+    let (handle, _) = fx.add_service(twins, 0).expect("add_service");
+    assert_eq!(handle, h::END);
+    fx.run(C1, &[("08 0100 FFFF EEFF", "09 04 3600 's1' 3800 's2'")]);
+    (0x0036, 0x0038)
+}
+
+#[test]
+fn gatt_sr_deferred_read_by_type_asks_for_each_characteristic_in_turn() {
+    let mut fx = Fixture::new();
+    let (a, b) = add_twins(&mut fx);
+    fx.access.later_reads = vec![a, b];
+    fx.access.reads.clear();
+    let d1 = fx.send_deferred(C1, &hex("08 0100 FFFF EEFF"));
+    assert_eq!((d1.ch, d1.kind.clone()), (CharId(a), DeferredKind::Read));
+    assert_eq!(fx.answer(C1, d1.token, Answer::Value(b"aa".to_vec())), None);
+    let d2 = fx.last_deferred();
+    assert_eq!((d2.conn, d2.ch, d2.kind.clone()), (C1, CharId(b), DeferredKind::Read));
+    assert_ne!(d2.token, d1.token);
+    // The first token is spent.
+    assert_eq!(fx.answer(C1, d1.token, Answer::Value(b"xx".to_vec())), None);
+    assert_eq!(fx.outcome, Some(Outcome::Silent));
+    assert_eq!(fx.answer(C1, d2.token, Answer::Value(b"bb".to_vec())), Some(hex("09 04 3600 'aa' 3800 'bb'")));
+    assert_eq!(fx.access.reads, vec![(C1, CharId(a)), (C1, CharId(b))], "each hook is asked once");
+    // Values of another length end the list, as for values supplied at once.
+    let d1 = fx.send_deferred(C1, &hex("08 0100 FFFF EEFF"));
+    assert_eq!(fx.answer(C1, d1.token, Answer::Value(b"aa".to_vec())), None);
+    let d2 = fx.last_deferred();
+    assert_eq!(fx.answer(C1, d2.token, Answer::Value(b"bbb".to_vec())), Some(hex("09 04 3600 'aa'")));
+    // An error for the first one is the answer.
+    let d1 = fx.send_deferred(C1, &hex("08 0100 FFFF EEFF"));
+    assert_eq!(fx.answer(C1, d1.token, Answer::Error(0x81)), Some(hex("01 08 3600 81")));
+}
+
+#[test]
+fn gatt_sr_deferred_read_by_type_error_after_the_first_value_ends_the_list() {
+    // Supplied at once, an error on the second attribute ends the list after the first
+    // (`read_by_type`: `Err(_) => break`)...
+    let mut fx = Fixture::new();
+    let (_, b) = add_twins(&mut fx);
+    fx.access.read_errors.push((b, 0x80));
+    fx.run(C1, &[("08 0100 FFFF EEFF", "09 04 3600 's1'")]);
+    // ...and answered later it must do the same (the server answers `01 08 3800 80`).
+    fx.access.read_errors.clear();
+    fx.access.later_reads.push(b);
+    let d = fx.send_deferred(C1, &hex("08 0100 FFFF EEFF"));
+    assert_eq!(d.ch, CharId(b));
+    assert_eq!(fx.answer(C1, d.token, Answer::Error(0x80)), Some(hex("09 04 3600 's1'")));
+}
+
+#[test]
+fn gatt_sr_deferred_execute_write_keeps_the_queue_until_the_answer() {
+    let mut fx = Fixture::new();
+    fx.access.later_writes.push(h::RW);
+    fx.run(C1, &[("16 1400 0000 'xy'", "17 1400 0000 'xy'"), ("16 2100 0000 'd'", "17 2100 0000 'd'")]);
+    let d = fx.send_deferred(C1, &hex("18 01"));
+    assert_eq!((d.conn, d.ch, d.kind.clone()), (C1, CharId(h::RW), DeferredKind::Write(b"xy".to_vec())));
+    // Nothing is written before the answer, not even the other queued value.
+    assert_eq!(fx.value(h::RW), b"rw");
+    assert_eq!(fx.server.db().attribute(h::LONG_DESC).map(|a| a.value.clone()), Some(LONG_DESC.to_vec()));
+    // The queue outlived the deferral: the answer writes every queued value.
+    assert_eq!(fx.answer(C1, d.token, Answer::Accept), Some(hex("19")));
+    assert_eq!(fx.value(h::RW), b"xy");
+    assert_eq!(fx.access.written, vec![(C1, CharId(h::RW), b"xy".to_vec())]);
+    fx.run(C1, &[("0A 2100", "0B 'd'")]);
+    // The answer consumed the queue: executing again writes nothing.
+    fx.access.later_writes.clear();
+    fx.run(C1, &[("12 1400 'zz'", "13"), ("18 01", "19"), ("0A 1400", "0B 'zz'")]);
+}
+
+#[test]
+fn gatt_sr_deferred_execute_write_error_consumes_the_queue() {
+    // Refused at once, an Execute Write consumes the queue (`gatt_sr_gaw_bi_09_c`); refused
+    // later it must too, or the next Execute Write writes the values the application refused.
+    let mut fx = Fixture::new();
+    fx.access.later_writes.push(h::RW);
+    fx.run(C1, &[("16 1400 0000 'xy'", "17 1400 0000 'xy'")]);
+    let d = fx.send_deferred(C1, &hex("18 01"));
+    assert_eq!(fx.answer(C1, d.token, Answer::Error(0x80)), Some(hex("01 18 1400 80")));
+    fx.access.later_writes.clear();
+    fx.run(C1, &[("18 01", "19"), ("0A 1400", "0B 'rw'")]);
+    assert!(fx.access.written.is_empty(), "written: {:?}", fx.access.written);
+}
+
+#[test]
+fn gatt_sr_deferred_read_blob_slices_the_supplied_value() {
+    let mut fx = Fixture::new();
+    fx.access.later_reads.push(h::READ_ONLY);
+    let late: Vec<u8> = (0..40).collect();
+    let ask = |fx: &mut Fixture, req: &str| {
+        let d = fx.send_deferred(C1, &hex(req));
+        fx.answer(C1, d.token, Answer::Value(late.clone()))
+    };
+    // From the offset, ATT_MTU - 1 bytes at most.
+    assert_eq!(ask(&mut fx, "0C 2900 0500"), Some(cat(&[&[0x0D], &late[5..27]])));
+    assert_eq!(ask(&mut fx, "0C 2900 1600"), Some(cat(&[&[0x0D], &late[22..]])));
+    // At the end empty, past it Invalid Offset.
+    assert_eq!(ask(&mut fx, "0C 2900 2800"), Some(hex("0D")));
+    assert_eq!(ask(&mut fx, "0C 2900 2900"), Some(err(0x0C, h::READ_ONLY, 0x07)));
+    // A Read Request of the same value gets the first ATT_MTU - 1 bytes.
+    assert_eq!(ask(&mut fx, "0A 2900"), Some(cat(&[&[0x0B], &late[..22]])));
+}
+
+#[test]
+fn gatt_sr_deferred_answer_after_disconnect_is_ignored() {
+    let mut fx = Fixture::new();
+    fx.access.later_reads.push(h::READ_ONLY);
+    let d = fx.send_deferred(C1, &hex("0A 2900"));
+    fx.disconnect(C1);
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"late".to_vec())), None);
+    assert_eq!(fx.outcome, Some(Outcome::Silent));
+    // Reconnected under the same handle: the old token does not answer the new request.
+    fx.connect(C1);
+    let d2 = fx.send_deferred(C1, &hex("0A 2900"));
+    assert_ne!(d2.token, d.token);
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"old".to_vec())), None);
+    assert_eq!(fx.outcome, Some(Outcome::Silent));
+    assert_eq!(fx.answer(C1, d2.token, Answer::Value(b"new".to_vec())), Some(hex("0B 'new'")));
+}
+
+#[test]
+fn gatt_sr_deferred_request_never_answered_times_out() {
+    // The bearer times out a request the application never answers (Core Vol 3 Part F §3.3.3).
+    let mut fx = Fixture::new();
+    fx.access.later_reads.push(h::READ_ONLY);
+    let t0 = 7;
+    fx.now = t0;
+    let d = fx.send_deferred(C1, &hex("0A 2900"));
+    assert_eq!(fx.next_timeout(), Some(t0 + TRANSACTION_TIMEOUT_US));
+    assert!(fx.poll_timeouts(t0 + TRANSACTION_TIMEOUT_US - 1).is_empty());
+    assert_eq!(fx.handle_timeouts(t0 + TRANSACTION_TIMEOUT_US), vec![(C1, Timeout::Response)]);
+    assert!(fx.is_closed(C1));
+    // Too late: nothing goes out on the closed bearer.
+    fx.now = t0 + TRANSACTION_TIMEOUT_US + 1;
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"late".to_vec())), None);
+    fx.run(C1, &[("0A 1400", "")]);
+}
+
+#[test]
+fn gatt_sr_deferred_request_survives_replace_database() {
+    // ATT answers every request (Core Vol 3 Part F §3.3.2): a request parked when the database
+    // is replaced is answered Unlikely Error in what `replace_database` returns, and that
+    // answer closes the transaction so the bearer serves the next request.
+    let mut fx = Fixture::new();
+    fx.access.later_reads.push(h::READ_ONLY);
+    let d = fx.send_deferred(C1, &hex("0A 2900"));
+    let sent = fx.server.replace_database(gatt_common::database(), 0, &mut fx.bearers);
+    let errors: Vec<&Vec<u8>> = sent.iter().filter(|(c, _)| *c == C1).map(|(_, p)| p).collect();
+    assert_eq!(errors, [&hex("01 0A 2900 0E")], "the parked Read Request is answered");
+    for p in errors {
+        fx.bearers.get_mut(&C1).expect("bearer").send(p, 0).expect("the error closes the transaction");
+    }
+    assert_eq!(fx.answer(C1, d.token, Answer::Value(b"late".to_vec())), None, "the old token is void");
+    fx.run(C1, &[("0A 1400", "0B 'rw'")]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Robustness: arbitrary input.
 // ---------------------------------------------------------------------------------------------
 
@@ -1323,15 +1637,24 @@ mod fuzz {
         Security(usize, bool, bool),
         /// Time passes by this many microseconds and timeouts are polled.
         Tick(u64),
+        /// The read (or write) hook of a value handle starts or stops answering later.
+        Later(bool, u16),
+        /// The application answers the request parked on connection index 0..3.
+        Answer(usize, Answer),
+        /// A connection drops and comes back.
+        Reconnect(usize),
     }
 
     const CONNS: [ConnId; 3] = [C1, C2, ConnId(7)];
+    /// Value handles whose hooks the actions make answer later.
+    const LATER: [u16; 9] =
+        [h::RW, h::NOTIFY, h::INDICATE, h::LONG, h::READ_ONLY, h::DYNAMIC, h::APP_ERROR, h::CHAR_128, h::AUTHORIZED];
 
     fn request() -> impl Strategy<Value = Vec<u8>> {
         let ops = prop::sample::select(vec![
             0x02u8, 0x04, 0x06, 0x08, 0x0A, 0x0C, 0x0E, 0x10, 0x12, 0x16, 0x18, 0x1E, 0x20, 0x52, 0xD2,
         ]);
-        let handle = prop_oneof![0u16..0x38, Just(0xFFFFu16), any::<u16>()];
+        let handle = prop_oneof![0u16..0x38, Just(0xFFFFu16), any::<u16>(), prop::sample::select(LATER.to_vec())];
         let tail = prop_oneof![
             prop::sample::select(vec![
                 vec![0x00, 0x28],
@@ -1340,6 +1663,8 @@ mod fuzz {
                 vec![0x03, 0x28],
                 vec![0x02, 0x29],
                 vec![0xF4, 0xFF],
+                vec![0xF1, 0xFF],
+                vec![0xF8, 0xFF],
                 vec![0x01, 0x00],
                 vec![0x02, 0x00],
                 vec![0x00],
@@ -1365,6 +1690,27 @@ mod fuzz {
                 .prop_map(|(op, t)| [vec![op], t].concat()),
             // Anything.
             prop::collection::vec(any::<u8>(), 0..600),
+            // Well-formed reads and writes of the values whose hooks may answer later.
+            (
+                0u8..8,
+                prop::sample::select(LATER.to_vec()),
+                prop::sample::select(LATER.to_vec()),
+                prop::collection::vec(any::<u8>(), 0..24)
+            )
+                .prop_map(|(kind, a, b, v)| {
+                    let (a, b, n) = (a.to_le_bytes(), b.to_le_bytes(), (v.len() as u16).to_le_bytes());
+                    match kind {
+                        0 => vec![0x0A, a[0], a[1]],
+                        1 => vec![0x0C, a[0], a[1], n[0], n[1]],
+                        2 => vec![0x0E, a[0], a[1], b[0], b[1]],
+                        3 => vec![0x20, a[0], a[1], b[0], b[1]],
+                        4 => [&[0x12, a[0], a[1]][..], &v].concat(),
+                        5 => [&[0x16, a[0], a[1], n[0], 0][..], &v].concat(),
+                        6 => vec![0x18, 0x01],
+                        // Read By Type of one of the 0xFFF1..=0xFFFB values.
+                        _ => vec![0x08, 0x01, 0x00, 0xFF, 0xFF, 0xF1 + (v.len() % 11) as u8, 0xFF],
+                    }
+                }),
         ]
     }
 
@@ -1376,12 +1722,20 @@ mod fuzz {
                 .prop_map(|(ch, v)| Action::SetValue(ch, v)),
             1 => (0..CONNS.len(), any::<bool>(), any::<bool>()).prop_map(|(c, e, a)| Action::Security(c, e, a)),
             1 => prop_oneof![Just(1u64), Just(TRANSACTION_TIMEOUT_US)].prop_map(Action::Tick),
+            1 => (any::<bool>(), prop::sample::select(LATER.to_vec())).prop_map(|(read, ch)| Action::Later(read, ch)),
+            2 => (0..CONNS.len(), prop_oneof![
+                    Just(Answer::Stored),
+                    Just(Answer::Accept),
+                    any::<u8>().prop_map(Answer::Error),
+                    prop::collection::vec(any::<u8>(), 0..600).prop_map(Answer::Value),
+                ]).prop_map(|(c, a)| Action::Answer(c, a)),
+            1 => (0..CONNS.len()).prop_map(Action::Reconnect),
         ]
     }
 
     /// Checks a PDU the server emitted on `conn`.
     fn check_out(fx: &Fixture, conn: ConnId, request: Option<&[u8]>, pdu: &[u8]) -> Result<(), TestCaseError> {
-        let mtu = usize::from(fx.server.mtu(conn));
+        let mtu = usize::from(fx.mtu(conn));
         let decoded = AttPdu::decode(pdu);
         prop_assert!(decoded.is_ok(), "regression: response {} does not decode: {:?}", fmt_hex(pdu), decoded);
         // Known bug, covered by `gatt_sr_bad_input_prepare_write_response_fits_the_mtu`: the
@@ -1407,11 +1761,19 @@ mod fuzz {
             actions in prop::collection::vec(action(), 1..60)
         ) {
             let mut fx = Fixture::new();
+            // The request each connection has parked for the application.
+            let mut parked: std::collections::BTreeMap<ConnId, Vec<u8>> = Default::default();
             for a in actions {
                 match a {
                     Action::Pdu(c, pdu) => {
                         let conn = CONNS[c];
-                        let Some(rsp) = fx.send(conn, &pdu) else { continue };
+                        let rsp = fx.send(conn, &pdu);
+                        if let Some(Outcome::Deferred(d)) = &fx.outcome {
+                            prop_assert_eq!(d.conn, conn);
+                            prop_assert!(opcode::is_request(pdu[0]), "{} deferred", fmt_hex(&pdu));
+                            parked.insert(conn, pdu.clone());
+                        }
+                        let Some(rsp) = rsp else { continue };
                         check_out(&fx, conn, Some(&pdu), &rsp)?;
                         let op = pdu[0];
                         // The answer matches the request: its response, an Error Response for it,
@@ -1424,7 +1786,7 @@ mod fuzz {
                     }
                     Action::SetValue(ch, v) => {
                         let now = fx.now;
-                        for (conn, pdu) in fx.server.set_value(CharId(ch), &v, now) {
+                        for (conn, pdu) in fx.set_value(CharId(ch), &v, now) {
                             check_out(&fx, conn, None, &pdu)?;
                         }
                     }
@@ -1432,9 +1794,49 @@ mod fuzz {
                     Action::Tick(dt) => {
                         fx.now += dt;
                         let now = fx.now;
-                        for conn in fx.server.poll_timeouts(now) {
-                            prop_assert!(fx.server.is_closed(conn));
+                        for conn in fx.poll_timeouts(now) {
+                            prop_assert!(fx.is_closed(conn));
                         }
+                    }
+                    Action::Later(read, ch) => {
+                        let list = if read { &mut fx.access.later_reads } else { &mut fx.access.later_writes };
+                        match list.iter().position(|x| *x == ch) {
+                            Some(i) => {
+                                list.remove(i);
+                            }
+                            None => list.push(ch),
+                        }
+                    }
+                    Action::Answer(c, answer) => {
+                        let conn = CONNS[c];
+                        let Some(d) = fx.parked.get(&conn).cloned() else { continue };
+                        let request = parked.get(&conn).cloned().unwrap_or_default();
+                        let rsp = fx.answer(conn, d.token, answer);
+                        match &fx.outcome {
+                            Some(Outcome::Deferred(next)) => {
+                                prop_assert_eq!(next.conn, conn);
+                                prop_assert_ne!(next.token, d.token);
+                            }
+                            Some(Outcome::Reply) => {
+                                parked.remove(&conn);
+                                if let Some(rsp) = rsp {
+                                    check_out(&fx, conn, Some(&request), &rsp)?;
+                                    let op = request[0];
+                                    let ok = rsp[0] == op.wrapping_add(1)
+                                        || (rsp[0] == opcode::ERROR_RSP && rsp.get(1) == Some(&op));
+                                    prop_assert!(ok, "answer {} does not match request {}", fmt_hex(&rsp), fmt_hex(&request));
+                                } else {
+                                    prop_assert!(fx.is_closed(conn), "a reply the open bearer did not send");
+                                }
+                            }
+                            other => prop_assert!(false, "the parked request's token gave {:?}", other),
+                        }
+                    }
+                    Action::Reconnect(c) => {
+                        let conn = CONNS[c];
+                        fx.disconnect(conn);
+                        parked.remove(&conn);
+                        fx.connect(conn);
                     }
                 }
             }

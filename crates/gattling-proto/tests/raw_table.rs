@@ -5,6 +5,7 @@
 
 mod gatt_common;
 
+use gattling_proto::att::{Bearer, Route};
 use gattling_proto::gatt::db::{AttributeRecord, CharacteristicDef as C, TableError, TableErrorKind as K};
 use gattling_proto::gatt::server::builtin_services;
 use gattling_proto::gatt::{
@@ -12,6 +13,7 @@ use gattling_proto::gatt::{
 };
 use gattling_proto::Uuid;
 use proptest::prelude::*;
+use std::collections::BTreeMap;
 
 /// First handle of the generated databases (the built-in services sit below it).
 const BASE: u16 = 0x20;
@@ -295,11 +297,8 @@ fn server_serves_descriptors_in_table_order() {
     let mut server = Server::new(db, ServerConfig::default());
     let conn = ConnId(0x40);
     server.connect(conn);
-    let mut send = |pdu: &[u8]| {
-        let mut out = Vec::new();
-        server.handle(conn, pdu, 0, &mut (), &mut out);
-        out
-    };
+    let mut bearer = Bearer::new(517);
+    let mut send = |pdu: &[u8]| exchange(&mut server, &mut bearer, conn, pdu);
     // Find Information 0x0003-0x0010: value, CUD, CCCD, CPF, the next service, in table order.
     let expected =
         [0x05, 0x01, 3, 0, 0x37, 0x2A, 4, 0, 0x01, 0x29, 5, 0, 0x02, 0x29, 6, 0, 0x04, 0x29, 0x10, 0, 0, 0x28];
@@ -320,5 +319,15 @@ fn server_serves_descriptors_in_table_order() {
     // Writing the user description is refused (read-only in the table).
     assert_eq!(send(&[0x12, 0x04, 0x00, b'x']), [0x01, 0x12, 0x04, 0x00, 0x03]);
     assert_eq!(server.cccd(conn, CharId(3)), 1);
-    assert_eq!(server.set_value(CharId(3), b"x", 0), vec![(conn, vec![0x1B, 0x03, 0x00, b'x'])]);
+    let mut bearers = BTreeMap::from([(conn, bearer)]);
+    assert_eq!(server.set_value(CharId(3), b"x", 0, &mut bearers), vec![(conn, vec![0x1B, 0x03, 0x00, b'x'])]);
+}
+
+/// One request through the link's bearer to the server, and the response back through it.
+fn exchange(server: &mut Server, bearer: &mut Bearer, conn: ConnId, pdu: &[u8]) -> Vec<u8> {
+    assert_eq!(bearer.receive(pdu, 0), Route::Server);
+    let mut out = Vec::new();
+    assert!(server.handle(conn, bearer, pdu, &mut (), &mut out).is_reply(), "no reply to {pdu:02x?}");
+    bearer.send(&out, 0).expect("the bearer takes the response");
+    out
 }

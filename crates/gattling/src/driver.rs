@@ -166,6 +166,13 @@ impl Inner {
     /// already counted as outstanding when it released them) and sends them.
     pub(crate) fn send_outgoing(&mut self, out: Vec<(ConnId, Vec<u8>)>) {
         for (conn, pdu) in out {
+            // A response (to a request the server dropped) closes the peer's transaction.
+            let response = pdu.first().is_some_and(|&op| opcode::is_response(op));
+            if let (true, Some(link)) = (response, self.links.0.get_mut(&conn.0)) {
+                if link.bearer.send(&pdu, 0).is_err() {
+                    continue;
+                }
+            }
             if let Err(e) = self.core.send_att(conn.0, &pdu) {
                 tracing::debug!(handle = conn.0, "not sent: {e}");
             }

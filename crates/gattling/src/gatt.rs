@@ -522,9 +522,9 @@ impl GattServer {
 
     /// Every characteristic, in handle order.
     pub fn characteristics(&self) -> Vec<Characteristic> {
-        let list = self
+        let list: Vec<(CharId, Uuid)> = self
             .read(|g| g.server.db().characteristics().iter().map(|c| (CharId(c.value_handle), c.uuid)).collect())
-            .unwrap_or_else(Vec::new);
+            .unwrap_or_default();
         list.into_iter().map(|(id, uuid)| Characteristic { server: self.clone(), id, uuid }).collect()
     }
 

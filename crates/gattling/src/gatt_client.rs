@@ -31,6 +31,8 @@ pub const CHAR_INDICATE_EVENT: u8 = 0x40;
 
 type Callback = Arc<dyn Fn(u8, &[u8]) + Send + Sync>;
 type AnyCallback = Arc<dyn Fn(ValueEvent) + Send + Sync>;
+/// Where the answer to the outstanding request (or the reason there is none) goes.
+type AnswerSender = oneshot::Sender<Result<Vec<u8>, Error>>;
 /// Where a subscription's (event, value) pairs go.
 type ValueSender = mpsc::UnboundedSender<(u8, Vec<u8>)>;
 
@@ -50,7 +52,7 @@ pub struct ValueEvent {
 #[derive(Default)]
 pub(crate) struct ClientLink {
     /// Where the answer to the outstanding request goes.
-    pending: Mutex<Option<oneshot::Sender<Result<Vec<u8>, Error>>>>,
+    pending: Mutex<Option<AnswerSender>>,
     /// Subscribers per value handle.
     streams: Mutex<HashMap<u16, Vec<ValueSender>>>,
     /// Subscribers to every value, whatever enabled it.

@@ -51,6 +51,8 @@ pub enum DropReason {
     UnexpectedConfirmation,
     /// A second request before we answered the first (§3.3.2).
     RequestWhilePending,
+    /// A confirmation with parameters (a malformed PDU; only requests are answered, §3.4.1.1).
+    Malformed,
 }
 
 /// Why a PDU may not be sent now.
@@ -200,7 +202,8 @@ impl Bearer {
                 if self.peer_request.is_some() {
                     return self.dropped(DropReason::RequestWhilePending);
                 }
-                if op == opcode::EXCHANGE_MTU_REQ {
+                if op == opcode::EXCHANGE_MTU_REQ && pdu.len() == 3 {
+                    // A malformed request is answered Invalid PDU and changes nothing.
                     if let Some(theirs) = le16(pdu, 1) {
                         self.agree_mtu(theirs);
                     }
@@ -210,6 +213,9 @@ impl Bearer {
             }
             Some(PduKind::Command) => Route::Server,
             Some(PduKind::Confirmation) => {
+                if pdu.len() != 1 {
+                    return self.dropped(DropReason::Malformed);
+                }
                 if self.indication.take().is_none() {
                     return self.dropped(DropReason::UnexpectedConfirmation);
                 }
@@ -219,7 +225,7 @@ impl Bearer {
                 let Some((request, _)) = self.request.take() else {
                     return self.dropped(DropReason::UnexpectedResponse);
                 };
-                if request == opcode::EXCHANGE_MTU_REQ && op == opcode::EXCHANGE_MTU_RSP {
+                if request == opcode::EXCHANGE_MTU_REQ && op == opcode::EXCHANGE_MTU_RSP && pdu.len() == 3 {
                     if let Some(theirs) = le16(pdu, 1) {
                         self.agree_mtu(theirs);
                     }
@@ -412,9 +418,12 @@ mod tests {
         b.send(&[opcode::EXCHANGE_MTU_REQ, 64, 0], 0).unwrap();
         b.receive(&[opcode::EXCHANGE_MTU_RSP, 0xFF, 0xFF], 0);
         assert_eq!(b.mtu(), 64);
-        // A malformed request leaves the MTU alone.
+        // A malformed request leaves the MTU alone, short or long.
         let mut b = Bearer::new(517);
         b.receive(&[opcode::EXCHANGE_MTU_REQ, 100], 0);
+        assert_eq!(b.mtu(), 23);
+        b.send(&[opcode::ERROR_RSP, opcode::EXCHANGE_MTU_REQ, 0, 0, 0x04], 0).unwrap();
+        b.receive(&[opcode::EXCHANGE_MTU_REQ, 0xF7, 0x00, 0x00], 0);
         assert_eq!(b.mtu(), 23);
     }
 
@@ -426,6 +435,8 @@ mod tests {
         assert_eq!(b.poll_indication(5), Some(alloc::vec![opcode::HANDLE_VALUE_IND, 3, 0, 1]));
         assert_eq!(b.poll_indication(6), None, "the first is unconfirmed");
         assert_eq!(b.send(&[opcode::HANDLE_VALUE_IND, 3, 0, 9], 6), Err(BearerError::IndicationPending));
+        assert_eq!(b.receive(&[opcode::HANDLE_VALUE_CFM, 0], 7), Route::Dropped(DropReason::Malformed));
+        assert!(b.indication_pending(), "a malformed confirmation confirms nothing");
         assert_eq!(b.receive(&[opcode::HANDLE_VALUE_CFM], 7), Route::Confirmation);
         assert_eq!(b.receive(&[opcode::HANDLE_VALUE_CFM], 7), Route::Dropped(DropReason::UnexpectedConfirmation));
         assert_eq!(b.poll_indication(8), Some(alloc::vec![opcode::HANDLE_VALUE_IND, 3, 0, 2]));

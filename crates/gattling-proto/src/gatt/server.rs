@@ -291,15 +291,24 @@ impl Server {
     }
 
     /// Replaces the whole database (Service Changed covers every handle; subscriptions end).
-    /// Returns the Service Changed indications to send (Core Vol 3 Part G §7.1).
+    /// Returns the PDUs to send: an Unlikely Error for each request parked for the application
+    /// (its attribute is gone), then the Service Changed indications (Core Vol 3 Part G §7.1).
     pub fn replace_database(&mut self, db: Database, now: u64, bearers: &mut dyn Bearers) -> Outgoing {
         self.db = db;
-        for st in self.conns.values_mut() {
+        let mut out = Vec::new();
+        for (conn, st) in self.conns.iter_mut() {
             st.cccd.clear();
-            st.parked = None;
+            st.prepare.clear();
+            st.prepare_bytes = 0;
+            if let Some(p) = st.parked.take() {
+                let mut pdu = Vec::with_capacity(5);
+                error(&mut pdu, p.pdu.first().copied().unwrap_or(0), p.ch.0, ErrorCode::UNLIKELY_ERROR);
+                out.push((*conn, pdu));
+            }
         }
         self.refresh_builtins();
-        self.service_changed_indications(0x0001, 0xFFFF, now, bearers)
+        out.extend(self.service_changed_indications(0x0001, 0xFFFF, now, bearers));
+        out
     }
 
     /// Adds a service at run time; subscribed clients get a Service Changed indication
@@ -464,10 +473,8 @@ impl Server {
             return Outcome::Silent;
         }
         let Some(mut parked) = st.parked.take() else { return Outcome::Silent };
-        if let Answer::Error(code) = answer {
-            error(out, parked.pdu.first().copied().unwrap_or(0), parked.ch.0, ErrorCode(code));
-            return Outcome::Reply;
-        }
+        // Re-run with the answer, an error included: the request decides what an error means
+        // (a Read By Type stops its list before the failing attribute, §3.4.4.1).
         parked.answers.push((parked.ch, answer));
         self.answers = parked.answers;
         self.run(conn, bearer, &parked.pdu, access, out)

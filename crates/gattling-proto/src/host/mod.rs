@@ -334,7 +334,14 @@ impl Host {
             self.ready.push_back(handle);
         }
         let pool = &mut self.pool;
-        l2cap::fragment_into(handle, cid, payload, acl_len, || pool.pop().unwrap_or_default(), |p| link.tx.push_back(p));
+        l2cap::fragment_into(
+            handle,
+            cid,
+            payload,
+            acl_len,
+            || pool.pop().unwrap_or_default(),
+            |p| link.tx.push_back(p),
+        );
         self.pump_acl();
         Ok(())
     }

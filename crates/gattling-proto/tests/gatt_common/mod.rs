@@ -1,5 +1,6 @@
 //! The fixed test database and the PDU-exchange runner shared by the GATT server conformance
-//! suite (`tests/gatt_server.rs`).
+//! suite (`tests/gatt_server.rs`): every PDU passes through the connection's ATT [`Bearer`]
+//! before (and after) the server, as in a host.
 //!
 //! Layout of [`database`] (checked by `fixture_layout_matches_the_documented_handles`):
 //!
@@ -40,13 +41,16 @@
 //! ```
 #![allow(dead_code)]
 
+use gattling_proto::att::bearer::{Bearer, BearerError, Route, Timeout, DEFAULT_MTU, MAX_MTU};
 use gattling_proto::att::AttPdu;
 use gattling_proto::gatt::db::CharacteristicDef as C;
-use gattling_proto::gatt::server::builtin_services;
+use gattling_proto::gatt::server::{builtin_services, Answer, Deferred, Outcome, Outgoing, ReadAccess, WriteAccess};
 use gattling_proto::gatt::{
-    Access, CharId, ConnId, Database, Permissions as Perm, Properties as Prop, Server, ServerConfig, ServiceDef,
+    Access, CharId, ConnId, Database, DbError, Permissions as Perm, Properties as Prop, Server, ServerConfig,
+    ServiceDef,
 };
 use gattling_proto::Uuid;
+use std::collections::BTreeMap;
 
 /// The default connection.
 pub const C1: ConnId = ConnId(0x0040);
@@ -164,29 +168,57 @@ pub fn database() -> Database {
 
 /// Application hooks of the fixture: authorization denied unless `allow_authorization`, the
 /// 0xFFFA write hook fails with application error 0x80, the 0xFFFB read hook supplies "dyn".
+/// Reads and writes of the value handles in `later_reads` / `later_writes` are answered later
+/// (`ReadAccess::Later`, `WriteAccess::Later`).
 #[derive(Debug, Default)]
 pub struct TestAccess {
     /// Whether `authorize` grants access.
     pub allow_authorization: bool,
     /// Every `authorize` call: (conn, handle, write).
     pub authorize_calls: Vec<(ConnId, u16, bool)>,
-    /// Every accepted `write`.
+    /// Every `read` call.
+    pub reads: Vec<(ConnId, CharId)>,
+    /// Every `write` the hook accepted on the spot.
     pub writes: Vec<(ConnId, CharId, Vec<u8>)>,
+    /// Every `written` call (a value stored by a client's write).
+    pub written: Vec<(ConnId, CharId, Vec<u8>)>,
     /// Every `subscribed` call.
     pub subscriptions: Vec<(ConnId, CharId, u16)>,
+    /// Value handles whose read hook answers later.
+    pub later_reads: Vec<u16>,
+    /// Value handles whose write hook answers later.
+    pub later_writes: Vec<u16>,
+    /// Value handles whose read hook answers with an ATT error code at once.
+    pub read_errors: Vec<(u16, u8)>,
 }
 
 impl Access for TestAccess {
-    fn read(&mut self, _conn: ConnId, ch: CharId) -> Option<Vec<u8>> {
-        (ch == CharId(h::DYNAMIC)).then(|| b"dyn".to_vec())
+    fn read(&mut self, conn: ConnId, ch: CharId) -> ReadAccess {
+        self.reads.push((conn, ch));
+        if self.later_reads.contains(&ch.0) {
+            ReadAccess::Later
+        } else if let Some(&(_, code)) = self.read_errors.iter().find(|e| e.0 == ch.0) {
+            ReadAccess::Error(code)
+        } else if ch == CharId(h::DYNAMIC) {
+            ReadAccess::Value(b"dyn".to_vec())
+        } else {
+            ReadAccess::Stored
+        }
     }
 
-    fn write(&mut self, conn: ConnId, ch: CharId, value: &[u8]) -> Result<(), u8> {
+    fn write(&mut self, conn: ConnId, ch: CharId, value: &[u8]) -> WriteAccess {
+        if self.later_writes.contains(&ch.0) {
+            return WriteAccess::Later;
+        }
         if ch == CharId(h::APP_ERROR) {
-            return Err(0x80);
+            return WriteAccess::Reject(0x80);
         }
         self.writes.push((conn, ch, value.to_vec()));
-        Ok(())
+        WriteAccess::Accept
+    }
+
+    fn written(&mut self, conn: ConnId, ch: CharId, value: &[u8]) {
+        self.written.push((conn, ch, value.to_vec()));
     }
 
     fn subscribed(&mut self, conn: ConnId, ch: CharId, cccd: u16) {
@@ -245,14 +277,30 @@ pub fn err(request: u8, handle: u16, code: u8) -> Vec<u8> {
     vec![0x01, request, a, b, code]
 }
 
-/// The server under test with its hooks and clock.
+/// The server under test with the ATT bearer of each connection, its hooks and clock.
+///
+/// Every PDU goes the way a host sends it: through the connection's [`Bearer`] first
+/// (`Bearer::receive`), to the server for [`Route::Server`], to `Bearer::poll_indication` for
+/// [`Route::Confirmation`] (the next queued indication is the answer), nowhere otherwise; every
+/// PDU the server emits is accounted by `Bearer::send` before it counts as sent.
 pub struct Fixture {
     /// The server.
     pub server: Server,
+    /// The ATT bearer of each connection (created on first use at `local_mtu`).
+    pub bearers: BTreeMap<ConnId, Bearer>,
+    /// The receive MTU the bearers offer in Exchange MTU.
+    pub local_mtu: u16,
     /// The application hooks.
     pub access: TestAccess,
-    /// Current time in microseconds, passed to `handle`.
+    /// Current time in microseconds, passed to the bearers.
     pub now: u64,
+    /// How the bearer routed the last PDU given to [`Fixture::send`].
+    pub route: Option<Route>,
+    /// What the server made of the last PDU it handled or the last answer it took
+    /// ([`Fixture::send`], [`Fixture::answer`]); `None` when the bearer did not route it to the server.
+    pub outcome: Option<Outcome>,
+    /// The question of the request each connection has parked for the application.
+    pub parked: BTreeMap<ConnId, Deferred>,
 }
 
 impl Default for Fixture {
@@ -262,27 +310,208 @@ impl Default for Fixture {
 }
 
 impl Fixture {
-    /// The fixture database behind a default-configured server, with `C1` connected.
+    /// The fixture database behind a default-configured server, with `C1` connected; the
+    /// bearers offer ATT_MTU 517.
     pub fn new() -> Self {
         Self::with_config(ServerConfig::default())
     }
 
     /// Like [`Fixture::new`] with another server configuration.
     pub fn with_config(config: ServerConfig) -> Self {
-        let mut server = Server::new(database(), config);
-        server.connect(C1);
-        Self { server, access: TestAccess::default(), now: 0 }
+        Self::build(config, MAX_MTU)
     }
 
-    /// Sends one PDU on `conn`; the response, if any.
-    pub fn send(&mut self, conn: ConnId, pdu: &[u8]) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        let some = self.server.handle(conn, pdu, self.now, &mut self.access, &mut out);
-        if !some {
-            assert!(out.is_empty(), "handle() returned false but wrote {}", fmt_hex(&out));
-            return None;
+    /// Like [`Fixture::new`] with bearers that offer `local_mtu` as their receive MTU.
+    pub fn with_mtu(local_mtu: u16) -> Self {
+        Self::build(ServerConfig::default(), local_mtu)
+    }
+
+    fn build(config: ServerConfig, local_mtu: u16) -> Self {
+        let mut fx = Self {
+            server: Server::new(database(), config),
+            bearers: BTreeMap::new(),
+            local_mtu,
+            access: TestAccess::default(),
+            now: 0,
+            route: None,
+            outcome: None,
+            parked: BTreeMap::new(),
+        };
+        fx.connect(C1);
+        fx
+    }
+
+    /// Connects `conn`: server state and a fresh bearer at ATT_MTU 23.
+    pub fn connect(&mut self, conn: ConnId) {
+        self.server.connect(conn);
+        self.bearers.insert(conn, Bearer::new(self.local_mtu));
+    }
+
+    /// Disconnects `conn`: the server forgets it and its bearer is gone.
+    pub fn disconnect(&mut self, conn: ConnId) {
+        self.server.disconnect(conn);
+        self.bearers.remove(&conn);
+        self.parked.remove(&conn);
+    }
+
+    /// The bearer of `conn`, created (at ATT_MTU 23) if the connection has none yet.
+    pub fn bearer(&mut self, conn: ConnId) -> &mut Bearer {
+        let mtu = self.local_mtu;
+        self.bearers.entry(conn).or_insert_with(|| Bearer::new(mtu))
+    }
+
+    /// The ATT_MTU of `conn` (23 before any exchange).
+    pub fn mtu(&self, conn: ConnId) -> u16 {
+        self.bearers.get(&conn).map_or(DEFAULT_MTU, Bearer::mtu)
+    }
+
+    /// True while an indication to `conn` awaits its confirmation.
+    pub fn indication_pending(&self, conn: ConnId) -> bool {
+        self.bearers.get(&conn).is_some_and(Bearer::indication_pending)
+    }
+
+    /// True once the bearer of `conn` closed after a transaction timeout.
+    pub fn is_closed(&self, conn: ConnId) -> bool {
+        self.bearers.get(&conn).is_some_and(Bearer::is_closed)
+    }
+
+    /// When the next transaction timeout of any bearer falls due.
+    pub fn next_timeout(&self) -> Option<u64> {
+        self.bearers.values().filter_map(Bearer::poll_timeout).min()
+    }
+
+    /// Checks every bearer's timers at `now`: the transactions that expired, each closing its
+    /// bearer (reported once).
+    pub fn handle_timeouts(&mut self, now: u64) -> Vec<(ConnId, Timeout)> {
+        self.bearers.iter_mut().filter_map(|(c, b)| b.handle_timeout(now).map(|t| (*c, t))).collect()
+    }
+
+    /// The connections whose bearer closed on a transaction timeout at `now` (the caller would
+    /// disconnect them).
+    pub fn poll_timeouts(&mut self, now: u64) -> Vec<ConnId> {
+        self.handle_timeouts(now).into_iter().map(|(c, _)| c).collect()
+    }
+
+    /// Sets a characteristic value; the notifications and indications to send.
+    pub fn set_value(&mut self, ch: CharId, value: &[u8], now: u64) -> Outgoing {
+        self.server.set_value(ch, value, now, &mut self.bearers)
+    }
+
+    /// Adds a service at run time; its handle and the Service Changed indications to send.
+    pub fn add_service(&mut self, def: ServiceDef, now: u64) -> Result<(u16, Outgoing), DbError> {
+        self.server.add_service(def, now, &mut self.bearers)
+    }
+
+    /// Removes a service at run time; the Service Changed indications to send.
+    pub fn remove_service(&mut self, handle: u16, now: u64) -> Result<Outgoing, DbError> {
+        self.server.remove_service(handle, now, &mut self.bearers)
+    }
+
+    /// A notification of `value` to `conn`, if it subscribed.
+    pub fn notification(&mut self, conn: ConnId, ch: CharId, value: &[u8]) -> Option<Vec<u8>> {
+        let bearer = self.bearers.entry(conn).or_insert_with(|| Bearer::new(self.local_mtu));
+        self.server.notification(bearer, conn, ch, value)
+    }
+
+    /// An indication of `value` to `conn`, if it subscribed: queued in the bearer, and the PDU
+    /// to send now unless another indication awaits its confirmation.
+    pub fn indicate(&mut self, conn: ConnId, ch: CharId, value: &[u8], now: u64) -> Option<Vec<u8>> {
+        let bearer = self.bearers.entry(conn).or_insert_with(|| Bearer::new(self.local_mtu));
+        if let Some(pdu) = self.server.indication(bearer, conn, ch, value) {
+            bearer.queue_indication(pdu);
         }
-        Some(out)
+        bearer.poll_indication(now)
+    }
+
+    /// Notifications of several characteristics to `conn`.
+    pub fn notify_multiple(&mut self, conn: ConnId, items: &[(CharId, &[u8])]) -> Vec<Vec<u8>> {
+        let bearer = self.bearers.entry(conn).or_insert_with(|| Bearer::new(self.local_mtu));
+        self.server.notify_multiple(bearer, conn, items)
+    }
+
+    /// Accounts for a server PDU in the bearer and returns it if the bearer lets it go (checks
+    /// that the server answers only open requests).
+    fn emit(bearer: &mut Bearer, now: u64, outcome: &Outcome, out: Vec<u8>) -> Option<Vec<u8>> {
+        match outcome {
+            Outcome::Reply => match bearer.send(&out, now) {
+                Ok(()) => Some(out),
+                // A closed bearer sends nothing more (Core Vol 3 Part F §3.3.3).
+                Err(BearerError::Closed) => None,
+                Err(e) => panic!("the bearer refuses the server's reply {}: {e}", fmt_hex(&out)),
+            },
+            _ => {
+                assert!(out.is_empty(), "{outcome:?} but the server wrote {}", fmt_hex(&out));
+                None
+            }
+        }
+    }
+
+    /// Sends one PDU on `conn` through its bearer; the PDU sent back, if any: the server's
+    /// response, or the next queued indication after a confirmation. [`Fixture::route`] and
+    /// [`Fixture::outcome`] say what happened.
+    pub fn send(&mut self, conn: ConnId, pdu: &[u8]) -> Option<Vec<u8>> {
+        let now = self.now;
+        let bearer = self.bearers.entry(conn).or_insert_with(|| Bearer::new(self.local_mtu));
+        let busy = bearer.peer_request_pending();
+        let route = bearer.receive(pdu, now);
+        self.route = Some(route);
+        self.outcome = None;
+        match route {
+            Route::Server => {
+                // A request (or unknown non-command opcode) opens a transaction on the bearer.
+                let opened = !busy && bearer.peer_request_pending();
+                let mut out = Vec::new();
+                let outcome = self.server.handle(conn, bearer, pdu, &mut self.access, &mut out);
+                if outcome == Outcome::Silent {
+                    assert!(!opened, "BUG: request {} left without an answer (the bearer waits for one)", fmt_hex(pdu));
+                }
+                let sent = Self::emit(bearer, now, &outcome, out);
+                if let Outcome::Deferred(d) = &outcome {
+                    self.parked.insert(conn, d.clone());
+                }
+                self.outcome = Some(outcome);
+                sent
+            }
+            Route::Confirmation => bearer.poll_indication(now),
+            _ => None,
+        }
+    }
+
+    /// Sends `request`, which the server must park for the application; the question it asks.
+    pub fn send_deferred(&mut self, conn: ConnId, request: &[u8]) -> Deferred {
+        let sent = self.send(conn, request);
+        assert_eq!(sent, None, "a deferred request {} is answered at once", fmt_hex(request));
+        self.last_deferred()
+    }
+
+    /// The question of the last outcome, which must be a deferral.
+    pub fn last_deferred(&self) -> Deferred {
+        match &self.outcome {
+            Some(Outcome::Deferred(d)) => d.clone(),
+            other => panic!("expected a deferred request, got {other:?}"),
+        }
+    }
+
+    /// Brings the application's answer to the request parked under `token` on `conn`; the
+    /// reply sent, if any ([`Fixture::outcome`] says whether the request waits again).
+    pub fn answer(&mut self, conn: ConnId, token: u32, answer: Answer) -> Option<Vec<u8>> {
+        let now = self.now;
+        let mut gone = Bearer::new(self.local_mtu);
+        let bearer = self.bearers.get_mut(&conn).unwrap_or(&mut gone);
+        let mut out = Vec::new();
+        let outcome = self.server.answer(conn, token, answer, bearer, &mut self.access, &mut out);
+        let sent = Self::emit(bearer, now, &outcome, out);
+        match &outcome {
+            Outcome::Deferred(d) => {
+                self.parked.insert(conn, d.clone());
+            }
+            Outcome::Reply => {
+                self.parked.remove(&conn);
+            }
+            Outcome::Silent => {}
+        }
+        self.outcome = Some(outcome);
+        sent
     }
 
     /// Sends `request` and checks the answer (`None`: no response at all).
