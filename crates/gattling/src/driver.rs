@@ -47,7 +47,7 @@ pub(crate) struct Link {
 
 /// The links by handle; also how the GATT server finds bearers.
 #[derive(Default)]
-pub(crate) struct Links(pub(crate) HashMap<ConnHandle, Link>);
+pub(crate) struct Links(pub(crate) HandleMap<Link>);
 
 impl Bearers for Links {
     fn bearer(&mut self, conn: ConnId) -> Option<&mut Bearer> {
@@ -101,6 +101,9 @@ pub(crate) struct Inner {
     pub(crate) replies: Replies,
     pub(crate) scratch: Vec<u8>,
     pub(crate) jobs: Vec<(ConnHandle, AppJob)>,
+    /// ATT PDUs that arrived in the same read as their link's Connection Complete, before the
+    /// link existed here; routed once the event made it.
+    pub(crate) early: Vec<(ConnHandle, Vec<u8>)>,
 }
 
 pub(crate) struct Shared {
@@ -111,21 +114,58 @@ pub(crate) struct Shared {
     /// The transport's write half and the bytes not yet accepted by it. Writes happen inline
     /// from the caller when the transport is ready ([`kick`]), and in the writer task otherwise.
     pub(crate) writer: Mutex<WriterState>,
-    /// Dropped with the host: tells the driver tasks to stop and release the transport.
-    pub(crate) _alive: watch::Sender<()>,
+    /// The driver tasks, stopped when the host is dropped (which releases the transport).
+    pub(crate) tasks: Mutex<Vec<tokio::task::AbortHandle>>,
     pub(crate) notifications: broadcast::Sender<Notification>,
     pub(crate) incoming_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<ConnectionInfo>>,
     pub(crate) description: String,
-    /// Time zero of the microsecond clock the core and the bearers run on.
-    pub(crate) epoch: Instant,
+    /// Time zero of the microsecond clock the core and the bearers run on ([`monotonic_us`]).
+    pub(crate) epoch: u64,
 }
 
 impl Shared {
     /// Microseconds since the host started.
     pub(crate) fn now(&self) -> u64 {
-        self.epoch.elapsed().as_micros() as u64
+        monotonic_us().saturating_sub(self.epoch)
     }
 }
+
+/// A monotonic clock in microseconds for the ATT transaction timers. On Linux it is the coarse
+/// monotonic clock (a few milliseconds of resolution, plenty for 30 s timeouts) because reading
+/// it costs a fraction of a precise clock read, and it is read on every received ATT PDU.
+pub(crate) fn monotonic_us() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec through the valid pointer it is given.
+        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0 {
+            return (ts.tv_sec as u64).saturating_mul(1_000_000).saturating_add(ts.tv_nsec as u64 / 1_000);
+        }
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Hashes connection handles (12-bit numbers chosen by the controller) with one multiply.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct HandleHasher(u64);
+
+impl std::hash::Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by connection handle.
+pub(crate) type HandleMap<V> = HashMap<ConnHandle, V, std::hash::BuildHasherDefault<HandleHasher>>;
 
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
     // Application code never runs under this lock; a poisoned lock means a bug in the driver,
@@ -150,6 +190,7 @@ impl Inner {
             replies: Replies::default(),
             scratch: Vec::with_capacity(600),
             jobs: Vec::new(),
+            early: Vec::new(),
         }
     }
 
@@ -189,23 +230,19 @@ impl Inner {
     }
 }
 
-/// Resolves once the host has been dropped.
-pub(crate) async fn host_dropped(alive: &mut watch::Receiver<()>) {
-    while alive.changed().await.is_ok() {}
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for task in self.tasks.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
 }
 
-pub(crate) async fn read_loop(
-    shared: Weak<Shared>,
-    mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    mut alive: watch::Receiver<()>,
-) {
+pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut buf = vec![0u8; 4096];
     let why = loop {
-        let read = tokio::select! {
-            r = reader.read(&mut buf) => r,
-            _ = host_dropped(&mut alive) => return,
-        };
-        let n = match read {
+        // No select on the host's end here: dropping the host aborts this task.
+        let n = match reader.read(&mut buf).await {
             Ok(0) => break "the controller closed the connection".to_string(),
             Ok(n) => n,
             Err(e) => break format!("read error: {e}"),
@@ -214,30 +251,69 @@ pub(crate) async fn read_loop(
             return;
         };
         let chunk = buf.get(..n).unwrap_or(&[]);
-        let now = shared.now();
-        let transmit = {
-            let mut inner = lock(&shared);
-            let inner = &mut *inner;
+        let mut clock = None;
+        let mut guard = lock(&shared);
+        {
+            let inner = &mut *guard;
             let mut arm = false;
             {
-                let Inner { core, links, gatt, replies, scratch, jobs, .. } = inner;
+                let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
                 core.receive(chunk, &mut |handle, pdu| {
-                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, now);
+                    // Read once per batch, and only when an ATT PDU came.
+                    let now = *clock.get_or_insert_with(|| shared.now());
+                    if links.0.contains_key(&handle) {
+                        arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, now);
+                    } else {
+                        early.push((handle, pdu.to_vec()));
+                    }
                 });
                 replies.flush(core);
             }
             dispatch_events(&shared, inner);
+            if !inner.early.is_empty() {
+                // The links those PDUs belong to exist now (or never will: then they are dropped).
+                let now = *clock.get_or_insert_with(|| shared.now());
+                let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+                for (handle, pdu) in early.drain(..) {
+                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, now);
+                }
+                replies.flush(core);
+            }
             inner.dispatch_jobs();
             if arm && !inner.timer_armed {
                 inner.timer_armed = true;
                 shared.wake_timer.notify_one();
             }
-            inner.core.has_transmit()
-        };
+        }
         // Send only when the controller's input produced something (command credits freed
-        // queued commands, ACL credits freed fragments, ATT replies).
-        if transmit {
-            kick(&shared);
+        // queued commands, ACL credits freed fragments, ATT replies): inline, taking the packets
+        // while the host is still locked, so the hot path locks it once per read.
+        if guard.core.has_transmit() {
+            match shared.writer.try_lock() {
+                Ok(mut w) => {
+                    while let Some(p) = guard.core.poll_transmit() {
+                        w.pending.extend_from_slice(&p);
+                        guard.core.recycle(p);
+                    }
+                    drop(guard);
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    match write_pending(&mut w, &mut cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => {
+                            drop(w);
+                            close(&shared, format!("write error: {e}"));
+                        }
+                        Poll::Pending => shared.wake_writer.notify_one(),
+                    }
+                }
+                // Someone is writing right now; make sure the writer task looks again afterwards.
+                Err(_) => {
+                    drop(guard);
+                    shared.wake_writer.notify_one();
+                }
+            }
+        } else {
+            drop(guard);
         }
     };
     if let Some(shared) = shared.upgrade() {
@@ -344,7 +420,7 @@ fn route_att(
 /// Ends every open ATT transaction that went past 30 s (Core Vol 3 Part F §3.3.3): the bearer
 /// closes and the link is disconnected. Sleeps until the earliest deadline, or until woken
 /// when a transaction opens while nothing was pending.
-pub(crate) async fn timer_loop(shared: Weak<Shared>, mut alive: watch::Receiver<()>) {
+pub(crate) async fn timer_loop(shared: Weak<Shared>) {
     loop {
         let next = {
             let Some(shared) = shared.upgrade() else { return };
@@ -390,10 +466,7 @@ pub(crate) async fn timer_loop(shared: Weak<Shared>, mut alive: watch::Receiver<
                 }
             }
         };
-        tokio::select! {
-            _ = woken => {}
-            _ = host_dropped(&mut alive) => return,
-        }
+        woken.await;
     }
 }
 
@@ -576,17 +649,25 @@ fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()
         if w.pending.is_empty() {
             return Pin::new(&mut w.io).poll_flush(cx);
         }
-        match Pin::new(&mut w.io).poll_write(cx, &w.pending) {
-            Poll::Ready(Ok(0)) => {
+        std::task::ready!(write_pending(w, cx))?;
+    }
+}
+
+/// Writes the buffered bytes until the transport would block, then flushes.
+fn write_pending(w: &mut WriterState, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    while !w.pending.is_empty() {
+        match std::task::ready!(Pin::new(&mut w.io).poll_write(cx, &w.pending)) {
+            Ok(0) => {
                 return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "transport took no bytes")))
             }
-            Poll::Ready(Ok(n)) => {
-                w.pending.drain(..n.min(w.pending.len()));
+            Ok(n) if n >= w.pending.len() => w.pending.clear(),
+            Ok(n) => {
+                w.pending.drain(..n);
             }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
         }
     }
+    Pin::new(&mut w.io).poll_flush(cx)
 }
 
 /// Sends what the core has queued: inline when the transport takes it at once (no task switch
@@ -605,13 +686,10 @@ pub(crate) fn kick(shared: &Shared) {
     }
 }
 
-pub(crate) async fn write_loop(shared: Weak<Shared>, wake: Arc<Notify>, mut alive: watch::Receiver<()>) {
+pub(crate) async fn write_loop(shared: Weak<Shared>, wake: Arc<Notify>) {
     loop {
-        // Wait without holding the host, so dropping it ends this task (and the transport).
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = host_dropped(&mut alive) => return,
-        }
+        // Wait without holding the host; dropping it aborts this task (and releases the transport).
+        wake.notified().await;
         let result = std::future::poll_fn(|cx| match shared.upgrade() {
             Some(s) => pump_writes(&s, cx),
             None => Poll::Ready(Ok(())),

@@ -14,7 +14,7 @@ use gattling_proto::hci::{status, ConnHandle};
 use gattling_proto::host::{self as core, AdvReport, ConnectionInfo, HostConfig};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 /// How long the host waits for the controller to answer a command (Core Vol 4 Part E §4.4 sets none;
 /// real controllers answer in milliseconds).
@@ -236,22 +236,24 @@ impl Host {
     /// Drives an already open transport and initialises the controller behind it.
     pub async fn start(t: Transport, options: HostOptions) -> Result<Host, Error> {
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
-        let (alive_tx, alive_rx) = watch::channel(());
         let local_mtu = if options.att_mtu == 0 { MAX_MTU } else { options.att_mtu };
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner::new(core::Host::new(options.config), incoming_tx, local_mtu)),
             wake_writer: Arc::new(Notify::new()),
             wake_timer: Arc::new(Notify::new()),
             writer: Mutex::new(driver::WriterState { io: t.writer, pending: Vec::new() }),
-            _alive: alive_tx,
+            tasks: Mutex::new(Vec::new()),
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             description: t.description.clone(),
-            epoch: std::time::Instant::now(),
+            epoch: driver::monotonic_us(),
         });
-        tokio::spawn(driver::read_loop(Arc::downgrade(&shared), t.reader, alive_rx.clone()));
-        tokio::spawn(driver::write_loop(Arc::downgrade(&shared), shared.wake_writer.clone(), alive_rx.clone()));
-        tokio::spawn(driver::timer_loop(Arc::downgrade(&shared), alive_rx));
+        let tasks = [
+            tokio::spawn(driver::read_loop(Arc::downgrade(&shared), t.reader)).abort_handle(),
+            tokio::spawn(driver::write_loop(Arc::downgrade(&shared), shared.wake_writer.clone())).abort_handle(),
+            tokio::spawn(driver::timer_loop(Arc::downgrade(&shared))).abort_handle(),
+        ];
+        shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks);
         let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
         Ok(host)

@@ -630,3 +630,91 @@ async fn gattling_client_runs_every_procedure_against_a_bumble_server(rc: Bed) {
 }
 
 on_each_controller!(gattling_client_runs_every_procedure_against_a_bumble_server);
+
+/// One ATT bearer, one ATT_MTU (Core Vol 3 Part F §3.4.2.2): gattling, central and GATT client,
+/// exchanges MTU 247 with a bumble peripheral; bumble then acts as GATT client on the same link,
+/// without an exchange of its own, and reads gattling's 200-byte characteristic with a single
+/// Read Request. The whole value must come back in one Read Response (at ATT_MTU 23 it would be
+/// cut to 22 bytes).
+async fn gattling_client_mtu_is_the_servers_mtu_too(rc: Bed) {
+    use gattling::gatt::{CharacteristicDef, Properties};
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    use gattling::proto::gatt::ServiceDef;
+    use gattling::proto::Uuid;
+    const SERVICE: u128 = 0x6a7b0000_51c3_4e2d_9f10_3c5d7e9fa1b2;
+    const VALUE_200: u128 = 0x6a7b0001_51c3_4e2d_9f10_3c5d7e9fa1b2;
+    let value: Vec<u8> = (0..200u32).map(|i| i as u8).collect();
+    let value_uuid = Uuid::from_be_u128(VALUE_200);
+
+    let transport = rc.transport();
+    let uuid_arg = value_uuid.to_string();
+    let mut periph = Peer::start(
+        "bumble_peripheral_reader.py",
+        &[
+            "--transport",
+            &transport,
+            "--name",
+            "bumble-mtu-reader",
+            "--wait-mtu",
+            "247",
+            "--read",
+            &uuid_arg,
+            "--wait-disconnect",
+            "--timeout",
+            "30",
+        ],
+    );
+    periph.expect("advertising", STEP).await;
+
+    // gattling's GATT server (serves every link of the host), installed before connecting.
+    let host = host_on(&rc).await;
+    let server = host.gatt_server("gattling-mtu", 0x0000);
+    server
+        .add_service(ServiceDef::primary(Uuid::from_be_u128(SERVICE)).characteristic(CharacteristicDef::new(
+            value_uuid,
+            Properties::READ,
+            &value,
+        )))
+        .expect("service with the 200-byte characteristic");
+    let served = server.characteristic(value_uuid).expect("served characteristic");
+    assert_eq!(served.value(), value);
+
+    let report = find_by_name(&host, "bumble-mtu-reader").await;
+    let conn = host.connect(report.address, ConnectOptions::default()).await.expect("connect to bumble");
+    assert_eq!(conn.role(), Role::Central);
+    let handle = conn.handle();
+    periph.expect("connected", STEP).await;
+    assert_eq!(conn.att_mtu(), 23, "no exchange yet");
+
+    // gattling exchanges MTU as client, offering 247; bumble's server answers 517.
+    let client = GattClient::new(conn.clone(), ClientOptions { mtu: Some(247) }).await.expect("client");
+    assert_eq!(client.mtu(), 247);
+    assert_eq!(conn.att_mtu(), 247);
+    assert_eq!(host.att_mtu(handle), Some(247));
+    assert_eq!(server.mtu(handle), 247, "the server role sees the bearer's MTU");
+    // bumble took 247 from our request, on its one bearer too.
+    assert_eq!(periph.expect("mtu", STEP).await["mtu"], 247);
+    assert_eq!(periph.expect("mtu_ready", STEP).await["mtu"], 247);
+
+    // bumble, as client on the same link, reads our 200-byte value with ONE Read Request.
+    let read = periph.expect("read", STEP).await;
+    assert_eq!(read["uuid"], uuid_arg.as_str(), "{read}");
+    assert_eq!(read["handle"], served.value_handle(), "{read}");
+    assert_eq!(read["mtu"], 247, "{read}");
+    assert_eq!(read["length"], 200, "the whole value in one Read Response at ATT_MTU 247: {read}");
+    assert_eq!(read["value"], hexs(&value), "{read}");
+    periph.expect("done", STEP).await;
+
+    // The bearer still serves gattling's client afterwards, at the same MTU.
+    let name = client.read_by_uuid(1, 0xFFFF, Uuid::U16(0x2A00)).await.expect("read bumble's device name");
+    assert_eq!(name.len(), 1, "{name:?}");
+    assert_eq!(name[0].1, b"bumble-mtu-reader");
+    assert_eq!((client.mtu(), server.mtu(handle)), (247, 247));
+
+    assert_eq!(client.disconnect().await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
+    let d = periph.expect("disconnected", STEP).await;
+    assert_eq!((d["reason"].as_u64(), d["by"].as_str()), (Some(status::REMOTE_USER_TERMINATED as u64), Some("remote")));
+    periph.finish().await;
+}
+
+on_each_controller!(gattling_client_mtu_is_the_servers_mtu_too);

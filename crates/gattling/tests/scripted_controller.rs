@@ -206,3 +206,59 @@ async fn garbage_from_the_controller_is_survived() {
         ctrl_w.send(out).expect("host reading");
     }
 }
+
+/// A Connection Complete and the peer's first ATT request in one read: the request is
+/// answered (the link must exist before its first PDU is routed).
+#[tokio::test]
+async fn an_att_request_in_the_same_read_as_its_connection_is_answered() {
+    let (host_io, ctrl_io) = tokio::io::duplex(4096);
+    let (mut ctrl_rx, mut ctrl_tx) = tokio::io::split(ctrl_io);
+    let (connect_tx, mut connect_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (acl_tx, mut acl_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let mut framer = H4Framer::default();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = tokio::select! {
+                r = ctrl_rx.read(&mut buf) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
+                Some(()) = connect_rx.recv() => {
+                    // LE Connection Complete (peripheral, handle 0x0040) then ACL carrying the
+                    // ATT Read Request 0a 03 00, written as one chunk.
+                    let mut bytes = vec![0x04, 0x3E, 0x13, 0x01, 0x00, 0x40, 0x00, 0x01, 0x00];
+                    bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 0x18, 0x00, 0x00, 0x00, 0x48, 0x00, 0x00]);
+                    bytes.extend_from_slice(&[0x02, 0x40, 0x20, 0x07, 0x00, 0x03, 0x00, 0x04, 0x00, 0x0A, 0x03, 0x00]);
+                    if ctrl_tx.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            framer.push(&buf[..n]);
+            let mut replies = Vec::new();
+            while let Some(Ok(p)) = framer.next_packet() {
+                match p.kind {
+                    PacketType::Command => {
+                        let cmd = Command::decode(p.body).expect("well-formed command");
+                        if let Some(ret) = standard(&cmd) {
+                            Event::CommandComplete { num_packets: 1, opcode: cmd.opcode(), return_params: &ret }
+                                .encode_h4(&mut replies);
+                        }
+                    }
+                    PacketType::Acl => {
+                        let _ = acl_tx.send(p.body.to_vec());
+                    }
+                    _ => {}
+                }
+            }
+            if ctrl_tx.write_all(&replies).await.is_err() {
+                return;
+            }
+        }
+    });
+    let host = Host::start(Transport::from_stream(host_io, "scripted"), HostOptions::default()).await.expect("host");
+    let _server = host.gatt_server("early", 0);
+    connect_tx.send(()).expect("controller alive");
+    let acl = tokio::time::timeout(Duration::from_secs(5), acl_rx.recv()).await.expect("answered in time");
+    // ACL header (4), L2CAP header (4), then the Read Response with the Device Name.
+    assert_eq!(acl.expect("ACL").get(8..), Some(&b"\x0bearly"[..]));
+}
