@@ -360,7 +360,7 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
                 println!("connected: handle {:#05x} peer {} role {:?}", info.handle, info.peer, info.role)
             }
             Ok(Notification::Disconnected { handle, reason }) => {
-                println!("disconnected: handle {handle:#05x} reason {reason:#04x} ({})", status::name(reason));
+                println!("disconnected: handle {handle:#05x} reason {:#04x} ({})", reason.code(), reason.name());
                 if connectable {
                     host.advertise(&opts).await?;
                 }
@@ -427,9 +427,9 @@ async fn demo() -> Result<(), gattling::Error> {
     step(format!("bob read handle 0x0003 over ATT: {:?}", String::from_utf8_lossy(rsp.get(1..).unwrap_or(&[]))));
     let served = server.await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
     let reason = conn.disconnect(status::REMOTE_USER_TERMINATED).await?;
-    step(format!("bob disconnected: {}", status::name(reason)));
+    step(format!("bob disconnected: {}", reason.name()));
     if let gattling::LinkEnd::Disconnected(r) = served.closed().await {
-        step(format!("alice saw the disconnection: {}", status::name(r)));
+        step(format!("alice saw the disconnection: {}", r.name()));
     }
     Ok(())
 }
@@ -492,7 +492,7 @@ async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
                     println!("connected: handle {:#05x} peer {}", info.handle, info.peer)
                 }
                 Ok(Notification::Disconnected { handle, reason }) => {
-                    println!("disconnected: handle {handle:#05x} reason {reason:#04x} ({})", status::name(reason));
+                    println!("disconnected: handle {handle:#05x} reason {:#04x} ({})", reason.code(), reason.name());
                     host.advertise(&opts).await?;
                 }
                 Ok(Notification::HardwareError(code)) => {

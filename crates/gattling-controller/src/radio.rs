@@ -520,7 +520,7 @@ impl Radio {
         let base = ConnectionComplete {
             status: 0,
             handle: ch,
-            role: 0,
+            role: gattling_proto::host::ROLE_CENTRAL,
             peer_address_type: adv_addr.1,
             peer_address: adv_addr.0,
             local_rpa: BdAddr::default(),
@@ -534,7 +534,7 @@ impl Radio {
         self.emit_connection_complete(init, base);
         let peripheral = ConnectionComplete {
             handle: ph,
-            role: 1,
+            role: gattling_proto::host::ROLE_PERIPHERAL,
             peer_address_type: init_addr.1,
             peer_address: init_addr.0,
             ..base
@@ -741,7 +741,7 @@ impl Failed for ConnectionComplete {
         ConnectionComplete {
             status: status::UNKNOWN_CONNECTION_ID,
             handle: 0,
-            role: 0,
+            role: gattling_proto::host::ROLE_CENTRAL,
             peer_address_type: 0,
             peer_address: BdAddr::default(),
             local_rpa: BdAddr::default(),

@@ -4,11 +4,56 @@ use crate::error::Error;
 use crate::host::{Host, LinkEnd, LinkEvent, COMMAND_TIMEOUT};
 use gattling_proto::gap::Address;
 use gattling_proto::hci::command::{Command, ConnParams, Opcode};
-use gattling_proto::hci::{status, ConnHandle};
+use gattling_proto::hci::{status, ConnHandle, Reason};
 use gattling_proto::host::{ConnectionInfo, Role};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
+
+/// An LE PHY in use on a link (Core Vol 4 Part E §7.7.65.12).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Phy {
+    /// LE 1M.
+    Le1M,
+    /// LE 2M.
+    Le2M,
+    /// LE Coded.
+    LeCoded,
+    /// A code this host does not know.
+    Other(u8),
+}
+
+impl Phy {
+    /// The PHY of an HCI PHY code (1, 2, 3).
+    pub fn from_code(code: u8) -> Phy {
+        match code {
+            1 => Phy::Le1M,
+            2 => Phy::Le2M,
+            3 => Phy::LeCoded,
+            other => Phy::Other(other),
+        }
+    }
+}
+
+/// A set of PHYs a host prefers (the bit field of LE Set PHY, Core Vol 4 Part E §7.8.49).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct PhySet(pub u8);
+
+impl PhySet {
+    /// LE 1M.
+    pub const LE_1M: PhySet = PhySet(0b001);
+    /// LE 2M.
+    pub const LE_2M: PhySet = PhySet(0b010);
+    /// LE Coded.
+    pub const LE_CODED: PhySet = PhySet(0b100);
+}
+
+impl std::ops::BitOr for PhySet {
+    type Output = PhySet;
+    fn bitor(self, o: PhySet) -> PhySet {
+        PhySet(self.0 | o.0)
+    }
+}
 
 /// One LE connection, in either role. Cheap to clone; every clone and every
 /// [`Host::connection`] for the same link share its raw ATT queue.
@@ -33,7 +78,7 @@ impl Connection {
         let inner = host.lock();
         let Some(link) = inner.links.0.get(&info.handle) else {
             // Already gone again (disconnected before we got here).
-            return Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID });
+            return Err(Error::Disconnected { reason: gattling_proto::hci::Reason(status::UNKNOWN_CONNECTION_ID) });
         };
         let conn = Connection {
             host: host.clone(),
@@ -137,7 +182,7 @@ impl Connection {
 
     /// Disconnects with `reason` (usually 0x13) and waits for Disconnection Complete; returns the
     /// reason the controller reported (0x16 Connection Terminated By Local Host).
-    pub async fn disconnect(&self, reason: u8) -> Result<u8, Error> {
+    pub async fn disconnect(&self, reason: u8) -> Result<Reason, Error> {
         if let Some(e) = self.end_error() {
             return Err(e);
         }
@@ -230,15 +275,15 @@ impl Connection {
         .await
     }
 
-    /// Requests PHYs (bit0 1M, bit1 2M, bit2 Coded) and waits for LE PHY Update Complete
-    /// (Core Vol 4 Part E §7.8.49); returns the (TX, RX) PHYs in use.
-    pub async fn set_phy(&self, tx_phys: u8, rx_phys: u8) -> Result<(u8, u8), Error> {
-        let rx = self.events.subscribe();
-        self.host
-            .command(Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys, rx_phys, phy_options: 0 })
-            .await?;
-        let (status, tx, rxp) = self
-            .wait_link_event(rx, "LE PHY Update Complete", |e| match *e {
+    /// Requests PHYs and waits for LE PHY Update Complete (Core Vol 4 Part E §7.8.49,
+    /// §7.7.65.12); returns the (TX, RX) PHYs in use.
+    pub async fn set_phy(&self, tx: PhySet, rx: PhySet) -> Result<(Phy, Phy), Error> {
+        let events = self.events.subscribe();
+        let cmd =
+            Command::LeSetPhy { handle: self.info.handle, all_phys: 0, tx_phys: tx.0, rx_phys: rx.0, phy_options: 0 };
+        self.host.command(cmd).await?;
+        let (status, tx, rx) = self
+            .wait_link_event(events, "LE PHY Update Complete", |e| match *e {
                 LinkEvent::Phy { status, tx_phy, rx_phy } => Some((status, tx_phy, rx_phy)),
                 _ => None,
             })
@@ -246,6 +291,6 @@ impl Connection {
         if status != 0 {
             return Err(Error::Command { opcode: Opcode::LE_SET_PHY, name: "LE Set PHY", status });
         }
-        Ok((tx, rxp))
+        Ok((Phy::from_code(tx), Phy::from_code(rx)))
     }
 }

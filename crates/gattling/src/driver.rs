@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
@@ -119,31 +119,16 @@ pub(crate) struct Shared {
     pub(crate) notifications: broadcast::Sender<Notification>,
     pub(crate) incoming_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<ConnectionInfo>>,
     pub(crate) description: String,
-    /// Time zero of the microsecond clock the core and the bearers run on ([`monotonic_us`]).
-    pub(crate) epoch: u64,
+    /// Time zero of the microsecond clock the bearers run on: tokio's clock, so the
+    /// transaction timers follow a paused test clock too.
+    pub(crate) epoch: tokio::time::Instant,
 }
 
 impl Shared {
     /// Microseconds since the host started.
     pub(crate) fn now(&self) -> u64 {
-        monotonic_us().saturating_sub(self.epoch)
+        self.epoch.elapsed().as_micros() as u64
     }
-}
-
-/// A monotonic clock in microseconds for the ATT transaction timers. On Linux it is the coarse
-/// monotonic clock (a few milliseconds of resolution, plenty for 30 s timeouts) because reading
-/// it costs a fraction of a precise clock read, and it is read on every received ATT PDU.
-pub(crate) fn monotonic_us() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes one timespec through the valid pointer it is given.
-        if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } == 0 {
-            return (ts.tv_sec as u64).saturating_mul(1_000_000).saturating_add(ts.tv_nsec as u64 / 1_000);
-        }
-    }
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_micros() as u64
 }
 
 /// Hashes connection handles (12-bit numbers chosen by the controller) with one multiply.
@@ -196,8 +181,11 @@ impl Inner {
 
     /// Sends one ATT PDU on a link through its bearer (which checks the transaction rules).
     pub(crate) fn send_att(&mut self, handle: ConnHandle, pdu: &[u8], now: u64) -> Result<(), Error> {
-        let link =
-            self.links.0.get_mut(&handle).ok_or(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID })?;
+        let link = self
+            .links
+            .0
+            .get_mut(&handle)
+            .ok_or(Error::Disconnected { reason: gattling_proto::hci::Reason(status::UNKNOWN_CONNECTION_ID) })?;
         link.bearer.send(pdu, now)?;
         self.core.send_att(handle, pdu)?;
         Ok(())
@@ -548,13 +536,9 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                     let _ = tx.send(Err(err));
                 }
             }
-            HostEvent::Disconnected { handle, reason } => {
-                tracing::info!(
-                    handle,
-                    reason = format_args!("{reason:#04x}"),
-                    "disconnected: {}",
-                    status::name(reason)
-                );
+            HostEvent::Disconnected { handle, reason: code } => {
+                let reason = gattling_proto::hci::Reason(code);
+                tracing::info!(handle, %reason, "disconnected");
                 if let Some(g) = inner.gatt.as_mut() {
                     g.server.disconnect(ConnId(handle));
                 }

@@ -32,10 +32,10 @@ pub enum Error {
     #[error("cancelled: {0}")]
     Cancelled(&'static str),
     /// The connection ended.
-    #[error("disconnected: {} (reason {reason:#04x})", status::name(*reason))]
+    #[error("disconnected: {reason}")]
     Disconnected {
-        /// HCI reason code.
-        reason: u8,
+        /// Why (an HCI error code, Core Vol 1 Part F).
+        reason: gattling_proto::hci::Reason,
     },
     /// Another operation of the same kind is already running.
     #[error("busy: {0} already in progress")]

@@ -400,11 +400,25 @@ fn new_state(db: Database) -> GattState {
 }
 
 impl Host {
+    /// Installs the GATT server built by `make` unless one is installed; existing connections
+    /// are served from now on.
+    fn install_gatt(&self, make: impl FnOnce() -> GattState) {
+        let mut inner = self.lock();
+        if inner.gatt.is_some() {
+            return;
+        }
+        let mut state = make();
+        for h in inner.links.0.keys() {
+            state.server.connect(gattling_proto::gatt::ConnId(*h));
+        }
+        inner.gatt = Some(state);
+    }
+
     /// Installs (once) and returns this host's GATT server, with the GAP service (Device Name
     /// `device_name`, Appearance) and the GATT service (Service Changed, Client Supported
     /// Features, Database Hash) (Core Vol 3 Part G §7).
     pub fn gatt_server(&self, device_name: &str, appearance: u16) -> GattServer {
-        self.with_gatt_install(|| {
+        self.install_gatt(|| {
             let mut db = Database::new();
             for s in builtin_services(device_name, appearance) {
                 // The built-ins fit an empty database.
@@ -420,7 +434,7 @@ impl Host {
     /// ([`GattServer::replace_database`]).
     pub fn gatt_server_with(&self, db: Database) -> GattServer {
         let mut db = Some(db);
-        self.with_gatt_install(|| new_state(db.take().unwrap_or_default()));
+        self.install_gatt(|| new_state(db.take().unwrap_or_default()));
         let server = GattServer { host: self.clone() };
         if let Some(db) = db {
             server.replace_database(db);

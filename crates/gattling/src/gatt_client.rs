@@ -20,7 +20,7 @@ use gattling_proto::gatt::uuids;
 use gattling_proto::Uuid;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use gattling_proto::att::bearer::TRANSACTION_TIMEOUT_US;
 
@@ -33,8 +33,60 @@ type Callback = Arc<dyn Fn(u8, &[u8]) + Send + Sync>;
 type AnyCallback = Arc<dyn Fn(ValueEvent) + Send + Sync>;
 /// Where the answer to the outstanding request (or the reason there is none) goes.
 type AnswerSender = oneshot::Sender<Result<Vec<u8>, Error>>;
-/// Where a subscription's (event, value) pairs go.
-type ValueSender = mpsc::UnboundedSender<(u8, Vec<u8>)>;
+/// Values queued for one reader: the bytes of every value back to back in one ring buffer, so
+/// a steady stream of notifications is queued and taken without allocating.
+#[derive(Default)]
+pub(crate) struct ValueQueue {
+    state: Mutex<QueueState>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    bytes: std::collections::VecDeque<u8>,
+    /// (handle, event, length) of each queued value.
+    items: std::collections::VecDeque<(u16, u8, usize)>,
+    closed: bool,
+}
+
+impl ValueQueue {
+    fn push(&self, handle: u16, event: u8, value: &[u8]) {
+        let mut st = lock(&self.state);
+        st.bytes.extend(value);
+        st.items.push_back((handle, event, value.len()));
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.ready.notify_one();
+    }
+
+    /// The next value into `buf` (replacing its contents): its (handle, event), or `None` once
+    /// the queue is closed and empty.
+    async fn pop_into(&self, buf: &mut Vec<u8>) -> Option<(u16, u8)> {
+        loop {
+            {
+                let mut st = lock(&self.state);
+                if let Some((handle, event, len)) = st.items.pop_front() {
+                    buf.clear();
+                    let len = len.min(st.bytes.len());
+                    buf.extend(st.bytes.drain(..len));
+                    return Some((handle, event));
+                }
+                if st.closed {
+                    return None;
+                }
+            }
+            // A notify_one sent since the check is kept as a permit: no wake-up is lost.
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// Where a subscription's values go; the reader holds the other reference.
+type ValueSender = Arc<ValueQueue>;
 
 /// One notification or indication as the catch-all stream reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +108,7 @@ pub(crate) struct ClientLink {
     /// Subscribers per value handle.
     streams: Mutex<HashMap<u16, Vec<ValueSender>>>,
     /// Subscribers to every value, whatever enabled it.
-    all: Mutex<Vec<mpsc::UnboundedSender<ValueEvent>>>,
+    all: Mutex<Vec<ValueSender>>,
     /// Callbacks per value handle, run on the link's application task.
     callbacks: Mutex<HashMap<u16, Vec<Callback>>>,
     /// Callbacks for every value.
@@ -103,10 +155,17 @@ impl ClientLink {
         let mut streams = lock(&self.streams);
         let mut all = lock(&self.all);
         values(pdu, |handle, event, value| {
+            // A queue only this link holds has lost its reader: forget it.
             if let Some(subs) = streams.get_mut(&handle) {
-                subs.retain(|tx| tx.send((event, value.to_vec())).is_ok());
+                subs.retain(|q| Arc::strong_count(q) > 1);
+                for q in subs.iter() {
+                    q.push(handle, event, value);
+                }
             }
-            all.retain(|tx| tx.send(ValueEvent { handle, event, value: value.to_vec() }).is_ok());
+            all.retain(|q| Arc::strong_count(q) > 1);
+            for q in all.iter() {
+                q.push(handle, event, value);
+            }
         });
         !lock(&self.callbacks).is_empty() || !lock(&self.any_callbacks).is_empty()
     }
@@ -130,8 +189,12 @@ impl ClientLink {
         if let Some(tx) = lock(&self.pending).take() {
             let _ = tx.send(Err(error.clone()));
         }
-        lock(&self.streams).clear();
-        lock(&self.all).clear();
+        for q in lock(&self.streams).drain().flat_map(|(_, subs)| subs) {
+            q.close();
+        }
+        for q in lock(&self.all).drain(..) {
+            q.close();
+        }
         *lock(&self.failed) = Some(error);
     }
 }
@@ -172,9 +235,9 @@ impl GattClient {
         let link = {
             let mut inner = conn.host().lock();
             let Some(l) = inner.links.0.get_mut(&conn.handle()) else {
-                return Err(conn
-                    .end_error()
-                    .unwrap_or(Error::Disconnected { reason: gattling_proto::hci::status::UNKNOWN_CONNECTION_ID }));
+                return Err(conn.end_error().unwrap_or(Error::Disconnected {
+                    reason: gattling_proto::hci::Reason(gattling_proto::hci::status::UNKNOWN_CONNECTION_ID),
+                }));
             };
             if let Some(mtu) = options.mtu {
                 l.bearer.set_local_mtu(mtu);
@@ -200,7 +263,7 @@ impl GattClient {
     }
 
     /// Disconnects (reason 0x13) and returns the reason the controller reported.
-    pub async fn disconnect(&self) -> Result<u8, Error> {
+    pub async fn disconnect(&self) -> Result<gattling_proto::hci::Reason, Error> {
         self.conn.disconnect(gattling_proto::hci::status::REMOTE_USER_TERMINATED).await
     }
 
@@ -241,9 +304,9 @@ impl GattClient {
     /// CCCD written by [`GattClient::subscribe`], by a raw [`GattClient::write`], or by the
     /// server's own choice). Indications are confirmed automatically.
     pub fn notifications(&self) -> Notifications {
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.link.all).push(tx);
-        Notifications { rx }
+        let queue = Arc::new(ValueQueue::default());
+        lock(&self.link.all).push(queue.clone());
+        Notifications { queue, buf: Vec::new() }
     }
 
     /// Calls `handler` for every notification and indication on this link, on the link's
@@ -339,10 +402,10 @@ impl GattClient {
     /// values arrive on the returned [`Subscription`] (indications are confirmed automatically).
     pub async fn subscribe(&self, ch: &CharacteristicInfo, indicate: bool) -> Result<Subscription, Error> {
         let cccd = self.cccd_of(ch).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        lock(&self.link.streams).entry(ch.value_handle).or_default().push(tx);
+        let queue = Arc::new(ValueQueue::default());
+        lock(&self.link.streams).entry(ch.value_handle).or_default().push(queue.clone());
         self.write(cccd, &(if indicate { CCCD_INDICATE } else { CCCD_NOTIFY }).to_le_bytes()).await?;
-        Ok(Subscription { rx })
+        Ok(Subscription { queue })
     }
 
     /// Turns notifications and indications off (CCCD 0) and ends the subscriptions.
@@ -402,33 +465,59 @@ impl GattClient {
 }
 
 /// Values from one subscription, in the order they arrived.
-#[derive(Debug)]
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<(u8, Vec<u8>)>,
+    queue: Arc<ValueQueue>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
     /// The next value, or `None` once the link ended or the subscription was dropped.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
-        self.rx.recv().await.map(|(_, v)| v)
+        self.next_event().await.map(|(_, v)| v)
     }
 
     /// The next value with its event (0x20 notification, 0x40 indication).
     pub async fn next_event(&mut self) -> Option<(u8, Vec<u8>)> {
-        self.rx.recv().await
+        let mut v = Vec::new();
+        let (_, event) = self.queue.pop_into(&mut v).await?;
+        Some((event, v))
+    }
+
+    /// The next value into `buf` (its contents replaced; no allocation once `buf` is large
+    /// enough); returns the event, or `None` once the link ended.
+    pub async fn next_into(&mut self, buf: &mut Vec<u8>) -> Option<u8> {
+        self.queue.pop_into(buf).await.map(|(_, event)| event)
     }
 }
 
 /// Every notification and indication of a link ([`GattClient::notifications`]).
-#[derive(Debug)]
 pub struct Notifications {
-    rx: mpsc::UnboundedReceiver<ValueEvent>,
+    queue: Arc<ValueQueue>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications").finish_non_exhaustive()
+    }
 }
 
 impl Notifications {
     /// The next value; `None` once the link ended.
     pub async fn next(&mut self) -> Option<ValueEvent> {
-        self.rx.recv().await
+        let (handle, event) = self.queue.pop_into(&mut self.buf).await?;
+        Some(ValueEvent { handle, event, value: self.buf.clone() })
+    }
+
+    /// The next value into `buf` (no allocation once `buf` is large enough): its (handle,
+    /// event), or `None` once the link ended.
+    pub async fn next_into(&mut self, buf: &mut Vec<u8>) -> Option<(u16, u8)> {
+        self.queue.pop_into(buf).await
     }
 }
 

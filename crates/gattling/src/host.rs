@@ -10,7 +10,7 @@ use gattling_proto::att::bearer::MAX_MTU;
 use gattling_proto::gap::{Address, AddressType, BdAddr};
 use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection, Opcode};
 use gattling_proto::hci::event::ret;
-use gattling_proto::hci::{status, ConnHandle};
+use gattling_proto::hci::{status, ConnHandle, Reason};
 use gattling_proto::host::{self as core, AdvReport, ConnectionInfo, HostConfig};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,8 +34,8 @@ pub struct HostOptions {
 /// How a connection ended, as seen by a [`Connection`].
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum LinkEnd {
-    /// Disconnection Complete with this HCI reason.
-    Disconnected(u8),
+    /// Disconnection Complete with this reason.
+    Disconnected(Reason),
     /// The transport to the controller closed.
     TransportClosed,
 }
@@ -68,8 +68,8 @@ pub enum Notification {
     Disconnected {
         /// Handle.
         handle: ConnHandle,
-        /// HCI reason.
-        reason: u8,
+        /// Why (an HCI error code).
+        reason: Reason,
     },
     /// The controller reported a hardware error.
     HardwareError(u8),
@@ -246,7 +246,7 @@ impl Host {
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),
             description: t.description.clone(),
-            epoch: driver::monotonic_us(),
+            epoch: tokio::time::Instant::now(),
         });
         let tasks = [
             tokio::spawn(driver::read_loop(Arc::downgrade(&shared), t.reader)).abort_handle(),
@@ -334,20 +334,6 @@ impl Host {
         Some(self.supported_commands.get(octet).is_some_and(|b| b & (1 << bit) != 0))
     }
 
-    /// Installs the GATT server built by `make` unless one is installed; existing connections
-    /// are served from now on.
-    pub(crate) fn with_gatt_install(&self, make: impl FnOnce() -> crate::gatt::GattState) {
-        let mut inner = self.lock();
-        if inner.gatt.is_some() {
-            return;
-        }
-        let mut state = make();
-        for h in inner.links.0.keys() {
-            state.server.connect(gattling_proto::gatt::ConnId(*h));
-        }
-        inner.gatt = Some(state);
-    }
-
     /// The links that are up, in no particular order.
     pub fn connections(&self) -> Vec<ConnectionInfo> {
         self.lock().links.0.values().map(|l| l.info).collect()
@@ -358,7 +344,7 @@ impl Host {
         let info = self.lock().links.0.get(&handle).map(|l| l.info);
         match info {
             Some(info) => Connection::new(self, info),
-            None => Err(Error::Disconnected { reason: status::UNKNOWN_CONNECTION_ID }),
+            None => Err(Error::Disconnected { reason: gattling_proto::hci::Reason(status::UNKNOWN_CONNECTION_ID) }),
         }
     }
 

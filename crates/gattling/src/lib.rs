@@ -22,11 +22,12 @@ pub mod gatt_client;
 pub mod host;
 pub mod transport;
 
-pub use connection::Connection;
+pub use connection::{Connection, Phy, PhySet};
 pub use error::Error;
 pub use gatt::{GattServer, ReadRequest, ServerEvent, WriteRequest};
 pub use gatt_client::{ClientOptions, GattClient};
 pub use gattling_proto as proto;
+pub use gattling_proto::hci::Reason;
 pub use host::{
     AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, Notification, ScanOptions, Scanner,
 };

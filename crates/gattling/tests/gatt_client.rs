@@ -192,7 +192,7 @@ async fn concurrent_calls_queue_and_all_complete_and_disconnect_fails_pending() 
     for t in pending {
         match t.await.expect("task") {
             Ok(v) => assert_eq!(v.len(), 512),
-            Err(Error::Disconnected { reason: 0x13 }) => failed += 1,
+            Err(Error::Disconnected { reason: gattling::Reason(0x13) }) => failed += 1,
             Err(e) => panic!("unexpected error {e}"),
         }
     }
@@ -270,12 +270,12 @@ async fn a_silent_server_times_out_after_30_s_and_the_link_is_closed() {
     assert!(t0.elapsed() >= Duration::from_secs(30));
     // No more ATT on this bearer (Core Vol 3 Part F §3.3.3): the client disconnected the link...
     let end = tokio::time::timeout(Duration::from_secs(5), client.connection().closed()).await.expect("link ends");
-    assert_eq!(end, LinkEnd::Disconnected(status::LOCAL_HOST_TERMINATED));
+    assert_eq!(end, LinkEnd::Disconnected(gattling::Reason(status::LOCAL_HOST_TERMINATED)));
     // ...so the scripted peer saw the link go (its receive loop ended)...
     tokio::time::timeout(Duration::from_secs(5), peer).await.expect("peer sees the link end").expect("peer task");
     // ...and a further request fails at once with the link's end, not with another timeout.
     let t1 = tokio::time::Instant::now();
     let r = client.read(3).await;
-    assert!(matches!(r, Err(Error::Disconnected { reason: status::LOCAL_HOST_TERMINATED })), "{r:?}");
+    assert!(matches!(r, Err(Error::Disconnected { reason: gattling::Reason(status::LOCAL_HOST_TERMINATED) })), "{r:?}");
     assert!(t1.elapsed() < Duration::from_secs(1), "fails without waiting: {:?}", t1.elapsed());
 }

@@ -86,7 +86,7 @@ async fn bumble_central_finds_connects_and_disconnects_from_gattling_advertiser(
     let conn = accept(&host).await;
     assert_eq!(conn.role(), Role::Peripheral);
     // (d) a disconnect by the remote side arrives with its reason.
-    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
+    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(gattling::Reason(status::REMOTE_USER_TERMINATED)));
     let d = central.expect("disconnected", STEP).await;
     assert_eq!(d["by"], "local");
     central.finish().await;
@@ -158,13 +158,13 @@ async fn two_gattling_hosts_connect_and_disconnect_both_ways(rc: Bed) {
     let (central, c, periph, p) = connected_pair(&rc, "gattling-pair-c").await;
     // Central disconnects: peripheral sees 0x13.
     assert_eq!(c.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
-    assert_eq!(closed(&p).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
+    assert_eq!(closed(&p).await, LinkEnd::Disconnected(gattling::Reason(status::REMOTE_USER_TERMINATED)));
     // Again, and this time the peripheral disconnects: central sees 0x13.
     advertise_name(&periph, "gattling-pair-c").await;
     let c = central.connect(periph.address(), ConnectOptions::default()).await.expect("reconnect");
     let p = accept(&periph).await;
     assert_eq!(p.disconnect(status::REMOTE_USER_TERMINATED).await.expect("disconnect"), status::LOCAL_HOST_TERMINATED);
-    assert_eq!(closed(&c).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
+    assert_eq!(closed(&c).await, LinkEnd::Disconnected(gattling::Reason(status::REMOTE_USER_TERMINATED)));
 }
 
 async fn a_512_byte_att_exchange_is_fragmented_to_27_byte_acl_packets(rc: Bed) {
@@ -261,7 +261,10 @@ async fn link_layer_procedures_and_controller_crypto_work(rc: Bed) {
     assert!(p.request_parameters(wanted).await.expect("L2CAP parameter request"), "central accepts");
 
     // 2M PHY; LE Set Data Length only where the controller lists it (rootcanal 1.10 does not).
-    assert_eq!(c.set_phy(0b010, 0b010).await.expect("LE Set PHY"), (2, 2));
+    assert_eq!(
+        c.set_phy(gattling::PhySet::LE_2M, gattling::PhySet::LE_2M).await.expect("LE Set PHY"),
+        (gattling::Phy::Le2M, gattling::Phy::Le2M)
+    );
     let dl = c.set_data_length(251, 2120).await;
     match central.supports(gattling::proto::hci::Opcode::LE_SET_DATA_LENGTH) {
         Some(true) => assert!(dl.is_ok(), "{dl:?}"),
@@ -334,7 +337,7 @@ async fn a_public_address_advertiser_is_found_as_public_by_bumble(rc: Bed) {
     central.expect("connected", STEP).await;
     let conn = accept(&host).await;
     assert_eq!(conn.peer().kind, gattling::proto::gap::AddressType::Random);
-    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(status::REMOTE_USER_TERMINATED));
+    assert_eq!(closed(&conn).await, LinkEnd::Disconnected(gattling::Reason(status::REMOTE_USER_TERMINATED)));
     central.finish().await;
 }
 

@@ -74,7 +74,7 @@ async fn two_hosts_meet_on_a_virtual_radio() {
     c.send_att(&[0x0A, 0x01, 0x00]).expect("send");
     assert_eq!(p.recv_att().await.expect("recv"), [0x0A, 0x01, 0x00]);
     assert_eq!(c.disconnect(0x13).await.expect("disconnect"), 0x16);
-    assert_eq!(p.closed().await, LinkEnd::Disconnected(0x13));
+    assert_eq!(p.closed().await, LinkEnd::Disconnected(gattling::Reason(0x13)));
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn supervision_timeout_runs_in_virtual_time() {
     let t0 = tokio::time::Instant::now();
     drop(_p);
     drop(a); // the peripheral's host vanishes: its transport closes and the controller detaches
-    assert_eq!(c.closed().await, LinkEnd::Disconnected(status::CONNECTION_TIMEOUT));
+    assert_eq!(c.closed().await, LinkEnd::Disconnected(gattling::Reason(status::CONNECTION_TIMEOUT)));
     let virtual_elapsed = t0.elapsed();
     assert!(virtual_elapsed >= Duration::from_secs(4), "not before the 4 s timeout: {virtual_elapsed:?}");
     assert!(virtual_elapsed < Duration::from_secs(6), "{virtual_elapsed:?}");
@@ -120,8 +120,8 @@ async fn fault_hooks_drop_links_delay_acl_and_remove_controllers() {
     // Dropped link: both sides see a connection timeout.
     let id = radio.controller_by_address(b.address().addr).expect("b's controller");
     assert!(radio.drop_link(id, c.handle()));
-    assert_eq!(c.closed().await, LinkEnd::Disconnected(status::CONNECTION_TIMEOUT));
-    assert_eq!(p.closed().await, LinkEnd::Disconnected(status::CONNECTION_TIMEOUT));
+    assert_eq!(c.closed().await, LinkEnd::Disconnected(gattling::Reason(status::CONNECTION_TIMEOUT)));
+    assert_eq!(p.closed().await, LinkEnd::Disconnected(gattling::Reason(status::CONNECTION_TIMEOUT)));
 
     // A controller that disappears: its host fails promptly with "transport closed".
     radio.vanish(id);
@@ -146,7 +146,7 @@ async fn peers_of_a_killed_tcp_client_see_the_disconnect() {
     drop(a); // closes the TCP connection mid-stream
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(3), c.closed()).await.expect("in time"),
-        LinkEnd::Disconnected(status::CONNECTION_TIMEOUT)
+        LinkEnd::Disconnected(gattling::Reason(status::CONNECTION_TIMEOUT))
     );
     // The killed client's controller is freed. No wait is needed: the radio times the link out
     // only because that controller was detached (detaching schedules the supervision timeout),

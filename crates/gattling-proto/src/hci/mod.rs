@@ -20,6 +20,41 @@ pub use h4::{H4Framer, H4Packet, PacketType};
 /// A connection handle (12 bits, Core Vol 4 Part E §5.4.2).
 pub type ConnHandle = u16;
 
+/// An HCI error code given as the reason a connection ended (Core Vol 1 Part F), shown with
+/// its spec name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Reason(pub u8);
+
+impl Reason {
+    /// The code.
+    pub const fn code(self) -> u8 {
+        self.0
+    }
+
+    /// The spec name of the code (Core Vol 1 Part F §1.3).
+    pub fn name(self) -> &'static str {
+        status::name(self.0)
+    }
+}
+
+impl PartialEq<u8> for Reason {
+    fn eq(&self, code: &u8) -> bool {
+        self.0 == *code
+    }
+}
+
+impl From<u8> for Reason {
+    fn from(code: u8) -> Self {
+        Reason(code)
+    }
+}
+
+impl core::fmt::Display for Reason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({:#04x})", self.name(), self.0)
+    }
+}
+
 /// HCI error codes the host uses by name (Core Vol 1 Part F §1.3).
 pub mod status {
     /// Success.

@@ -254,6 +254,11 @@ pub struct Host {
     pool: Vec<Vec<u8>>,
 }
 
+/// The Role field of LE Connection Complete: we are the central (Core Vol 4 Part E §7.7.65.1).
+pub const ROLE_CENTRAL: u8 = 0x00;
+/// The Role field of LE Connection Complete: we are the peripheral (Core Vol 4 Part E §7.7.65.1).
+pub const ROLE_PERIPHERAL: u8 = 0x01;
+
 /// Packet buffers [`Host::recycle`] keeps for reuse.
 pub const POOL_BUFFERS: usize = 64;
 
@@ -513,7 +518,7 @@ impl Host {
                 }
                 let info = ConnectionInfo {
                     handle: c.handle,
-                    role: if c.role == 0 { Role::Central } else { Role::Peripheral },
+                    role: if c.role == ROLE_CENTRAL { Role::Central } else { Role::Peripheral },
                     peer: Address {
                         addr: c.peer_address,
                         kind: AddressType::from_code(c.peer_address_type).unwrap_or(AddressType::Random),
