@@ -279,10 +279,7 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
         if guard.core.has_transmit() {
             match shared.writer.try_lock() {
                 Ok(mut w) => {
-                    while let Some(p) = guard.core.poll_transmit() {
-                        w.pending.extend_from_slice(&p);
-                        guard.core.recycle(p);
-                    }
+                    w.take_packets(&mut guard.core);
                     drop(guard);
                     let mut cx = Context::from_waker(std::task::Waker::noop());
                     match write_pending(&mut w, &mut cx) {
@@ -608,10 +605,38 @@ fn link_event(inner: &Inner, handle: ConnHandle, ev: LinkEvent) {
     }
 }
 
-/// The write side: the transport's writer and bytes it has not taken yet.
+/// The write side: the transport's writer and what it has not taken yet.
 pub(crate) struct WriterState {
     pub(crate) io: Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+    /// Byte streams: packets back to back.
     pub(crate) pending: Vec<u8>,
+    /// Packet transports: whole packets, in order.
+    pub(crate) whole: std::collections::VecDeque<Vec<u8>>,
+    /// Written packet buffers to hand back to the core.
+    pub(crate) spent: Vec<Vec<u8>>,
+    pub(crate) packets: bool,
+}
+
+impl WriterState {
+    pub(crate) fn new(io: Box<dyn tokio::io::AsyncWrite + Send + Unpin>, packets: bool) -> Self {
+        WriterState { io, pending: Vec::new(), whole: Default::default(), spent: Vec::new(), packets }
+    }
+
+    /// Takes the core's queued packets (the core is locked by the caller) and gives back the
+    /// buffers already written.
+    fn take_packets(&mut self, core: &mut core::Host) {
+        for done in self.spent.drain(..) {
+            core.recycle(done);
+        }
+        while let Some(p) = core.poll_transmit() {
+            if self.packets {
+                self.whole.push_back(p);
+            } else {
+                self.pending.extend_from_slice(&p);
+                core.recycle(p);
+            }
+        }
+    }
 }
 
 /// Moves queued packets from the core into the transport until it would block. With a no-op
@@ -625,20 +650,32 @@ fn pump_writes(shared: &Shared, cx: &mut Context<'_>) -> Poll<std::io::Result<()
             if inner.closed.is_some() {
                 return Poll::Ready(Ok(()));
             }
-            while let Some(p) = inner.core.poll_transmit() {
-                w.pending.extend_from_slice(&p);
-                inner.core.recycle(p);
-            }
+            w.take_packets(&mut inner.core);
         }
-        if w.pending.is_empty() {
+        if w.pending.is_empty() && w.whole.is_empty() {
             return Pin::new(&mut w.io).poll_flush(cx);
         }
         std::task::ready!(write_pending(w, cx))?;
     }
 }
 
-/// Writes the buffered bytes until the transport would block, then flushes.
+/// Writes the buffered packets until the transport would block, then flushes.
 fn write_pending(w: &mut WriterState, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    // A packet transport gets each packet whole, straight from the core's buffer.
+    while let Some(p) = w.whole.front() {
+        match std::task::ready!(Pin::new(&mut w.io).poll_write(cx, p)) {
+            Ok(n) if n == p.len() => {
+                if let Some(done) = w.whole.pop_front() {
+                    w.spent.push(done);
+                }
+            }
+            Ok(n) => {
+                let msg = format!("packet transport took {n} of a {}-byte packet", p.len());
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::WriteZero, msg)));
+            }
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
     while !w.pending.is_empty() {
         match std::task::ready!(Pin::new(&mut w.io).poll_write(cx, &w.pending)) {
             Ok(0) => {

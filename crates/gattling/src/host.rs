@@ -241,7 +241,7 @@ impl Host {
             inner: Mutex::new(Inner::new(core::Host::new(options.config), incoming_tx, local_mtu)),
             wake_writer: Arc::new(Notify::new()),
             wake_timer: Arc::new(Notify::new()),
-            writer: Mutex::new(driver::WriterState { io: t.writer, pending: Vec::new() }),
+            writer: Mutex::new(driver::WriterState::new(t.writer, t.packets)),
             tasks: Mutex::new(Vec::new()),
             notifications: broadcast::channel(64).0,
             incoming_rx: tokio::sync::Mutex::new(incoming_rx),

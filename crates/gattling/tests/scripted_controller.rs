@@ -262,3 +262,42 @@ async fn an_att_request_in_the_same_read_as_its_connection_is_answered() {
     // ACL header (4), L2CAP header (4), then the Read Response with the Device Name.
     assert_eq!(acl.expect("ACL").get(8..), Some(&b"\x0bearly"[..]));
 }
+
+/// Records each write a packet-oriented transport receives: (bytes, whole single H4 packet?).
+struct PacketCheck<W> {
+    inner: W,
+    writes: Arc<Mutex<Vec<(usize, bool)>>>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for PacketCheck<W> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let whole = gattling::proto::hci::H4Packet::decode(buf).is_ok();
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            this.writes.lock().unwrap().push((n, whole && n == buf.len()));
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_packet_transport_gets_one_whole_packet_per_write() {
+    let (host_io, ctrl_io) = tokio::io::duplex(4096);
+    let seen = controller(ctrl_io, Box::new(standard));
+    let (reader, writer) = tokio::io::split(host_io);
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let checked = PacketCheck { inner: writer, writes: writes.clone() };
+    let t = Transport::new(reader, checked, "packets").packet_oriented();
+    let host = Host::start(t, HostOptions::default()).await.expect("host");
+    host.command(Command::LeRand).await.expect("one more command");
+    let writes = writes.lock().unwrap().clone();
+    assert_eq!(writes.len(), seen.lock().unwrap().len(), "one write per command: {writes:?}");
+    assert!(writes.iter().all(|&(_, whole)| whole), "every write is one whole H4 packet: {writes:?}");
+}

@@ -6,7 +6,7 @@
 //! a discovery that does not advance, or a value longer than 512 bytes end the procedure with a
 //! typed [`ClientError`].
 
-use crate::att::{opcode, AttPdu, ErrorCode};
+use crate::att::{opcode, AttPdu, ErrorCode, ExecuteWriteFlags, HandleList};
 use crate::codec::DecodeError;
 use crate::gatt::db::MAX_VALUE_LEN;
 use crate::gatt::uuids;
@@ -100,14 +100,15 @@ fn op_of(pdu: &[u8]) -> u8 {
     pdu.first().copied().unwrap_or(0)
 }
 
-fn req(op: u8, fields: &[u16], tail: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + 2 * fields.len() + tail.len());
-    v.push(op);
-    for f in fields {
-        v.extend_from_slice(&f.to_le_bytes());
-    }
-    v.extend_from_slice(tail);
-    v
+/// A Read By Type Request for `attribute_type` over `start..=end`, the type in its shortest
+/// wire form (Core Vol 3 Part F §3.4.4.1).
+fn read_by_type(start: u16, end: u16, attribute_type: Uuid) -> Vec<u8> {
+    AttPdu::ReadByTypeReq { start, end, attribute_type: attribute_type.shortest_wire() }.to_vec()
+}
+
+/// An Execute Write Request (Core Vol 3 Part F §3.4.6.3).
+fn execute(flags: ExecuteWriteFlags) -> Vec<u8> {
+    AttPdu::ExecuteWriteReq { flags }.to_vec()
 }
 
 fn in_range(handle: u16, start: u16, end: u16) -> Result<(), ClientError> {
@@ -124,7 +125,7 @@ pub struct ExchangeMtu(pub u16);
 impl Procedure for ExchangeMtu {
     type Output = u16;
     fn start(&mut self) -> Step<u16> {
-        Step::Send(req(opcode::EXCHANGE_MTU_REQ, &[self.0], &[]))
+        Step::Send(AttPdu::ExchangeMtuReq { client_rx_mtu: self.0 }.to_vec())
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<u16>, ClientError> {
         match answer(pdu, opcode::EXCHANGE_MTU_REQ, opcode::EXCHANGE_MTU_RSP)? {
@@ -165,12 +166,14 @@ impl DiscoverServices {
     }
 
     fn request(&self) -> Vec<u8> {
+        let (start, end) = (self.start, 0xFFFF);
         match self.uuid {
-            None => req(opcode::READ_BY_GROUP_TYPE_REQ, &[self.start, 0xFFFF, uuids::PRIMARY_SERVICE], &[]),
+            None => AttPdu::ReadByGroupTypeReq { start, end, group_type: Uuid::U16(uuids::PRIMARY_SERVICE) }.to_vec(),
             Some(u) => {
-                let mut v = req(opcode::FIND_BY_TYPE_VALUE_REQ, &[self.start, 0xFFFF, uuids::PRIMARY_SERVICE], &[]);
-                u.shortest_wire().write_le(&mut v);
-                v
+                let mut value = Vec::with_capacity(16);
+                u.shortest_wire().write_le(&mut value);
+                AttPdu::FindByTypeValueReq { start, end, attribute_type: uuids::PRIMARY_SERVICE, value: &value }
+                    .to_vec()
             }
         }
     }
@@ -255,13 +258,13 @@ impl FindIncludedServices {
 
     fn next_step(&mut self) -> Step<Vec<IncludeInfo>> {
         if !self.scanned {
-            return Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::INCLUDE], &[]));
+            return Step::Send(read_by_type(self.next, self.end, Uuid::U16(uuids::INCLUDE)));
         }
         // Then read the UUID of each include that arrived without one (128-bit services).
         if let Some((i, f)) = self.found.iter().enumerate().find(|(_, f)| f.uuid == Uuid::U16(0)) {
             let start = f.start;
             self.reading = Some(i);
-            return Step::Send(req(opcode::READ_REQ, &[start], &[]));
+            return Step::Send(AttPdu::ReadReq { handle: start }.to_vec());
         }
         Step::Done(core::mem::take(&mut self.found))
     }
@@ -381,7 +384,7 @@ impl Procedure for DiscoverCharacteristics {
         if self.next > self.end {
             return self.done();
         }
-        Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::CHARACTERISTIC], &[]))
+        Step::Send(read_by_type(self.next, self.end, Uuid::U16(uuids::CHARACTERISTIC)))
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
         match answer(pdu, opcode::READ_BY_TYPE_REQ, opcode::READ_BY_TYPE_RSP) {
@@ -417,7 +420,7 @@ impl Procedure for DiscoverCharacteristics {
                     return Ok(self.done());
                 }
                 self.next = last + 1;
-                Ok(Step::Send(req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end, uuids::CHARACTERISTIC], &[])))
+                Ok(Step::Send(read_by_type(self.next, self.end, Uuid::U16(uuids::CHARACTERISTIC))))
             }
             Ok(_) => Err(ClientError::Unexpected { request: opcode::READ_BY_TYPE_REQ, got: op_of(pdu) }),
         }
@@ -454,7 +457,7 @@ impl Procedure for DiscoverDescriptors {
         if self.next > self.end || self.next == 0 {
             return Step::Done(Vec::new());
         }
-        Step::Send(req(opcode::FIND_INFORMATION_REQ, &[self.next, self.end], &[]))
+        Step::Send(AttPdu::FindInformationReq { start: self.next, end: self.end }.to_vec())
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
         match answer(pdu, opcode::FIND_INFORMATION_REQ, opcode::FIND_INFORMATION_RSP) {
@@ -476,7 +479,7 @@ impl Procedure for DiscoverDescriptors {
                     return Ok(Step::Done(core::mem::take(&mut self.found)));
                 }
                 self.next = last + 1;
-                Ok(Step::Send(req(opcode::FIND_INFORMATION_REQ, &[self.next, self.end], &[])))
+                Ok(Step::Send(AttPdu::FindInformationReq { start: self.next, end: self.end }.to_vec()))
             }
             Ok(_) => Err(ClientError::Unexpected { request: opcode::FIND_INFORMATION_REQ, got: op_of(pdu) }),
         }
@@ -503,7 +506,7 @@ impl Read {
 impl Procedure for Read {
     type Output = Vec<u8>;
     fn start(&mut self) -> Step<Vec<u8>> {
-        Step::Send(req(opcode::READ_REQ, &[self.handle], &[]))
+        Step::Send(AttPdu::ReadReq { handle: self.handle }.to_vec())
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Vec<u8>>, ClientError> {
         let blob = !self.value.is_empty();
@@ -525,7 +528,7 @@ impl Procedure for Read {
         let full = part.len() == self.mtu as usize - 1;
         if self.long && full && !part.is_empty() && self.value.len() < MAX_VALUE_LEN {
             let offset = self.value.len() as u16;
-            return Ok(Step::Send(req(opcode::READ_BLOB_REQ, &[self.handle, offset], &[])));
+            return Ok(Step::Send(AttPdu::ReadBlobReq { handle: self.handle, offset }.to_vec()));
         }
         Ok(Step::Done(core::mem::take(&mut self.value)))
     }
@@ -550,9 +553,7 @@ impl ReadByUuid {
     }
 
     fn request(&self) -> Vec<u8> {
-        let mut v = req(opcode::READ_BY_TYPE_REQ, &[self.next, self.end], &[]);
-        self.uuid.shortest_wire().write_le(&mut v);
-        v
+        read_by_type(self.next, self.end, self.uuid)
     }
 }
 
@@ -607,8 +608,17 @@ impl Procedure for ReadMultiple {
     /// The values: one concatenation for Read Multiple, one value each for the variable form.
     type Output = Vec<Vec<u8>>;
     fn start(&mut self) -> Step<Self::Output> {
-        let op = if self.variable { opcode::READ_MULTIPLE_VARIABLE_REQ } else { opcode::READ_MULTIPLE_REQ };
-        Step::Send(req(op, &self.handles, &[]))
+        let bytes: Vec<u8> = self.handles.iter().flat_map(|h| h.to_le_bytes()).collect();
+        match HandleList::new(&bytes) {
+            Ok(handles) if self.variable => Step::Send(AttPdu::ReadMultipleVariableReq { handles }.to_vec()),
+            Ok(handles) => Step::Send(AttPdu::ReadMultipleReq { handles }.to_vec()),
+            // Fewer than two handles is no valid request, and the codec builds none; it is sent
+            // as given all the same, for the server to refuse (Invalid PDU) as it always was.
+            Err(_) => {
+                let op = if self.variable { opcode::READ_MULTIPLE_VARIABLE_REQ } else { opcode::READ_MULTIPLE_REQ };
+                Step::Send(core::iter::once(op).chain(bytes).collect())
+            }
+        }
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<Self::Output>, ClientError> {
         if self.variable {
@@ -642,7 +652,7 @@ impl Write {
 impl Procedure for Write {
     type Output = ();
     fn start(&mut self) -> Step<()> {
-        Step::Send(req(opcode::WRITE_REQ, &[self.handle], &self.value))
+        Step::Send(AttPdu::WriteReq { handle: self.handle, value: &self.value }.to_vec())
     }
     fn on_response(&mut self, pdu: &[u8]) -> Result<Step<()>, ClientError> {
         answer(pdu, opcode::WRITE_REQ, opcode::WRITE_RSP).map(|_| Step::Done(()))
@@ -675,8 +685,8 @@ impl WriteLong {
     }
 
     fn prepare(&self, i: usize) -> Option<Vec<u8>> {
-        let (h, o, v) = self.chunks.get(i)?;
-        Some(req(opcode::PREPARE_WRITE_REQ, &[*h, *o], v))
+        let (handle, offset, value) = self.chunks.get(i)?;
+        Some(AttPdu::PrepareWriteReq { handle: *handle, offset: *offset, value }.to_vec())
     }
 }
 
@@ -706,19 +716,19 @@ impl Procedure for WriteLong {
                 // Anything queued so far is cancelled.
                 self.sent = self.chunks.len();
                 self.failed = Some(e);
-                return Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x00]));
+                return Ok(Step::Send(execute(ExecuteWriteFlags::Cancel)));
             }
         };
         if !echo_ok {
             let (handle, offset, _) = self.chunks.get(self.sent).cloned().unwrap_or_default();
             self.sent = self.chunks.len();
             self.failed = Some(ClientError::EchoMismatch { handle, offset });
-            return Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x00]));
+            return Ok(Step::Send(execute(ExecuteWriteFlags::Cancel)));
         }
         self.sent += 1;
         match self.prepare(self.sent) {
             Some(p) => Ok(Step::Send(p)),
-            None => Ok(Step::Send(alloc::vec![opcode::EXECUTE_WRITE_REQ, 0x01])),
+            None => Ok(Step::Send(execute(ExecuteWriteFlags::Write))),
         }
     }
 }

@@ -13,7 +13,7 @@
 use super::db::{AttrKind, Attribute, CharId, Database, DbError, ServiceDef};
 use super::{events, uuids, Permissions, Properties};
 use crate::att::bearer::Bearer;
-use crate::att::{opcode, AttPdu, ErrorCode, ExecuteWriteFlags};
+use crate::att::{opcode, AttPdu, ErrorCode, ExecuteWriteFlags, ListBuilder, ListKind};
 use crate::uuid::{self, Uuid};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -202,11 +202,10 @@ pub struct Server {
     next_token: u32,
 }
 
+/// Replaces whatever `out` holds with an Error Response (Core Vol 3 Part F §3.4.1.1).
 fn error(out: &mut Vec<u8>, request: u8, handle: u16, code: ErrorCode) {
     out.clear();
-    out.extend_from_slice(&[opcode::ERROR_RSP, request]);
-    out.extend_from_slice(&handle.to_le_bytes());
-    out.push(code.0);
+    AttPdu::ErrorRsp { request_opcode: request, handle, error: code }.encode(out);
 }
 
 /// The built-in GAP (0x1800) and GATT (0x1801) services (Core Vol 3 Part C §12, Part G §7).
@@ -301,9 +300,9 @@ impl Server {
             st.prepare.clear();
             st.prepare_bytes = 0;
             if let Some(p) = st.parked.take() {
-                let mut pdu = Vec::with_capacity(5);
-                error(&mut pdu, p.pdu.first().copied().unwrap_or(0), p.ch.0, ErrorCode::UNLIKELY_ERROR);
-                out.push((*conn, pdu));
+                let request_opcode = p.pdu.first().copied().unwrap_or(0);
+                let pdu = AttPdu::ErrorRsp { request_opcode, handle: p.ch.0, error: ErrorCode::UNLIKELY_ERROR };
+                out.push((*conn, pdu.to_vec()));
             }
         }
         self.refresh_builtins();
@@ -391,7 +390,8 @@ impl Server {
         if bearer.is_closed() || self.cccd(conn, ch) & CCCD_NOTIFY == 0 {
             return None;
         }
-        Some(value_pdu(opcode::HANDLE_VALUE_NTF, ch.0, value, bearer.mtu()))
+        let value = value_within(value, bearer.mtu());
+        Some(AttPdu::HandleValueNtf { handle: ch.0, value }.to_vec())
     }
 
     /// A Handle Value Indication PDU for `conn` if it enabled indications (value truncated to
@@ -400,7 +400,8 @@ impl Server {
         if bearer.is_closed() || self.cccd(conn, ch) & CCCD_INDICATE == 0 {
             return None;
         }
-        Some(value_pdu(opcode::HANDLE_VALUE_IND, ch.0, value, bearer.mtu()))
+        let value = value_within(value, bearer.mtu());
+        Some(AttPdu::HandleValueInd { handle: ch.0, value }.to_vec())
     }
 
     /// Notifications of several characteristics for `conn`: one Multiple Handle Value
@@ -411,27 +412,32 @@ impl Server {
         if bearer.is_closed() {
             return Vec::new();
         }
-        let mtu = bearer.mtu() as usize;
         let subscribed: Vec<&(CharId, &[u8])> =
             items.iter().filter(|(c, _)| self.cccd(conn, *c) & CCCD_NOTIFY != 0).collect();
         if st.client_features & FEATURE_MULTIPLE_NOTIFICATIONS == 0 || subscribed.len() < 2 {
             return subscribed.iter().filter_map(|(c, v)| self.notification(bearer, conn, *c, v)).collect();
         }
+        // Whole tuples go in while they fit; one that does not starts the next PDU, where a
+        // value too long for an empty PDU is cut to fit it (ATT_MTU - 5 bytes).
         let mut pdus = Vec::new();
-        let mut pdu = alloc::vec![opcode::MULTIPLE_HANDLE_VALUE_NTF];
-        for (c, v) in subscribed {
-            let need = 4 + v.len();
-            if pdu.len() > 1 && pdu.len() + need > mtu {
-                pdus.push(core::mem::replace(&mut pdu, alloc::vec![opcode::MULTIPLE_HANDLE_VALUE_NTF]));
+        let mut items = subscribed.into_iter().peekable();
+        while items.peek().is_some() {
+            let mut pdu = Vec::new();
+            let mut b = ListBuilder::new(ListKind::MultipleHandleValueNtf, bearer.mtu(), &mut pdu);
+            while let Some(&&(c, v)) = items.peek() {
+                if !b.push_handle_value(c.0, v) {
+                    if !b.is_empty() {
+                        break;
+                    }
+                    let room = b.remaining().saturating_sub(4);
+                    // Only refused when the ATT_MTU cannot hold a tuple at all: the item is dropped.
+                    let _ = b.push_handle_value(c.0, v.get(..room).unwrap_or(v));
+                }
+                items.next();
             }
-            let room = mtu.saturating_sub(pdu.len() + 4);
-            let v = v.get(..v.len().min(room)).unwrap_or(&[]);
-            pdu.extend_from_slice(&c.0.to_le_bytes());
-            pdu.extend_from_slice(&(v.len() as u16).to_le_bytes());
-            pdu.extend_from_slice(v);
-        }
-        if pdu.len() > 1 {
-            pdus.push(pdu);
+            if b.finish().is_some() {
+                pdus.push(pdu);
+            }
         }
         pdus
     }
@@ -522,7 +528,8 @@ impl Server {
     ) -> bool {
         out.clear();
         let Some(&op) = pdu.first() else { return false };
-        let mtu = bearer.mtu() as usize;
+        let att_mtu = bearer.mtu();
+        let mtu = usize::from(att_mtu);
         let decoded = match AttPdu::decode(pdu) {
             Ok(p) => p,
             Err(_) => {
@@ -549,31 +556,30 @@ impl Server {
         match decoded {
             AttPdu::ExchangeMtuReq { .. } => {
                 // The bearer took the client's MTU when it routed the request.
-                out.push(opcode::EXCHANGE_MTU_RSP);
-                out.extend_from_slice(&bearer.local_mtu().to_le_bytes());
+                AttPdu::ExchangeMtuRsp { server_rx_mtu: bearer.local_mtu() }.encode(out);
                 true
             }
-            AttPdu::FindInformationReq { start, end } => self.find_information(mtu, start, end, out),
+            AttPdu::FindInformationReq { start, end } => self.find_information(att_mtu, start, end, out),
             AttPdu::FindByTypeValueReq { start, end, attribute_type, value } => {
-                self.find_by_type_value(mtu, start, end, attribute_type, value, out)
+                self.find_by_type_value(att_mtu, start, end, attribute_type, value, out)
             }
             AttPdu::ReadByTypeReq { start, end, attribute_type } => {
-                self.read_by_type(conn, mtu, start, end, attribute_type, access, out)
+                self.read_by_type(conn, att_mtu, start, end, attribute_type, access, out)
             }
             AttPdu::ReadReq { handle } => self.read(conn, mtu, op, handle, 0, access, out),
             AttPdu::ReadBlobReq { handle, offset } => self.read(conn, mtu, op, handle, offset, access, out),
             AttPdu::ReadMultipleReq { handles } => {
-                self.read_multiple(conn, mtu, op, handles.iter(), false, access, out)
+                self.read_multiple(conn, att_mtu, op, handles.iter(), false, access, out)
             }
             AttPdu::ReadMultipleVariableReq { handles } => {
-                self.read_multiple(conn, mtu, op, handles.iter(), true, access, out)
+                self.read_multiple(conn, att_mtu, op, handles.iter(), true, access, out)
             }
             AttPdu::ReadByGroupTypeReq { start, end, group_type } => {
-                self.read_by_group_type(mtu, start, end, group_type, out)
+                self.read_by_group_type(att_mtu, start, end, group_type, out)
             }
             AttPdu::WriteReq { handle, value } => match self.write(conn, handle, value, true, access) {
                 Ok(()) => {
-                    out.push(opcode::WRITE_RSP);
+                    AttPdu::WriteRsp.encode(out);
                     true
                 }
                 Err(code) => {
@@ -729,9 +735,12 @@ impl Server {
             }
         }
         let part = value.get(offset..).unwrap_or(&[]);
-        let n = part.len().min(mtu - 1);
-        out.push(op + 1);
-        out.extend_from_slice(part.get(..n).unwrap_or(&[]));
+        let value = part.get(..mtu.saturating_sub(1)).unwrap_or(part);
+        if op == opcode::READ_BLOB_REQ {
+            AttPdu::ReadBlobRsp { value }.encode(out);
+        } else {
+            AttPdu::ReadRsp { value }.encode(out);
+        }
         true
     }
 
@@ -743,50 +752,30 @@ impl Server {
         true
     }
 
-    fn find_information(&mut self, mtu: usize, start: u16, end: u16, out: &mut Vec<u8>) -> bool {
+    fn find_information(&mut self, mtu: u16, start: u16, end: u16, out: &mut Vec<u8>) -> bool {
         let op = opcode::FIND_INFORMATION_REQ;
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        let mut format = 0u8;
+        // The list stops at the ATT_MTU or at the first UUID of the other format (§3.4.3.2).
+        let mut b = ListBuilder::new(ListKind::FindInformationRsp, mtu, out);
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
-            if a.handle > end {
+            if a.handle > end || !b.push_information(a.handle, a.uuid) {
                 break;
             }
-            let f = if matches!(a.uuid, Uuid::U16(_)) { 1 } else { 2 };
-            if format == 0 {
-                format = f;
-                out.extend_from_slice(&[opcode::FIND_INFORMATION_RSP, f]);
-            } else if f != format {
-                break;
-            }
-            let rec = 2 + a.uuid.wire_len();
-            if out.len() + rec > mtu {
-                break;
-            }
-            out.extend_from_slice(&a.handle.to_le_bytes());
-            a.uuid.write_le(out);
         }
-        if format == 0 {
+        if b.finish().is_none() {
             error(out, op, start, ErrorCode::ATTRIBUTE_NOT_FOUND);
         }
         true
     }
 
-    fn find_by_type_value(
-        &mut self,
-        mtu: usize,
-        start: u16,
-        end: u16,
-        ty: u16,
-        value: &[u8],
-        out: &mut Vec<u8>,
-    ) -> bool {
+    fn find_by_type_value(&mut self, mtu: u16, start: u16, end: u16, ty: u16, value: &[u8], out: &mut Vec<u8>) -> bool {
         let op = opcode::FIND_BY_TYPE_VALUE_REQ;
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        out.push(opcode::FIND_BY_TYPE_VALUE_RSP);
+        let mut b = ListBuilder::new(ListKind::FindByTypeValueRsp, mtu, out);
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
             if a.handle > end {
                 break;
@@ -794,14 +783,12 @@ impl Server {
             if a.uuid != Uuid::U16(ty) || self.db.value(a) != value {
                 continue;
             }
-            if out.len() + 4 > mtu {
+            let group_end = if a.group_end != 0 { a.group_end } else { a.handle };
+            if !b.push_handles_information(a.handle, group_end) {
                 break;
             }
-            let group_end = if a.group_end != 0 { a.group_end } else { a.handle };
-            out.extend_from_slice(&a.handle.to_le_bytes());
-            out.extend_from_slice(&group_end.to_le_bytes());
         }
-        if out.len() == 1 {
+        if b.finish().is_none() {
             error(out, op, start, ErrorCode::ATTRIBUTE_NOT_FOUND);
         }
         true
@@ -811,7 +798,7 @@ impl Server {
     fn read_by_type(
         &mut self,
         conn: ConnId,
-        mtu: usize,
+        mtu: u16,
         start: u16,
         end: u16,
         ty: Uuid,
@@ -822,8 +809,10 @@ impl Server {
         if !Self::range_ok(op, start, end, out) {
             return true;
         }
-        let max_value = (mtu - 4).min(253);
-        let mut each = None;
+        // Values are cut to min(ATT_MTU - 4, 253) bytes; the list stops at the ATT_MTU or at
+        // the first value whose (cut) length differs from the first one's (§3.4.4.2). An
+        // attribute that cannot be read ends the list, or fails the request if it comes first.
+        let mut b = ListBuilder::new(ListKind::ReadByTypeRsp, mtu, out);
         let mut index = self.db.lower_bound(start);
         let mut scratch = Vec::new();
         while let Some(a) = self.db.attributes().get(index) {
@@ -836,7 +825,7 @@ impl Server {
             }
             let handle = a.handle;
             if let Err(code) = self.check(conn, a, false, access) {
-                if each.is_none() {
+                if b.is_empty() {
                     error(out, op, handle, code);
                     return true;
                 }
@@ -844,35 +833,24 @@ impl Server {
             }
             let value = match self.value_of(conn, index, access, &mut scratch) {
                 Ok(v) => v,
-                Err(code) if each.is_none() => {
+                Err(code) if b.is_empty() => {
                     error(out, op, handle, code);
                     return true;
                 }
                 Err(_) => break,
             };
-            let n = value.len().min(max_value);
-            match each {
-                None => {
-                    each = Some(n);
-                    out.extend_from_slice(&[opcode::READ_BY_TYPE_RSP, (n + 2) as u8]);
-                }
-                Some(len) if len != n => break,
-                Some(_) => {}
-            }
-            if out.len() + 2 + n > mtu {
+            if !b.push_attribute(handle, value) {
                 break;
             }
-            out.extend_from_slice(&handle.to_le_bytes());
-            out.extend_from_slice(value.get(..n).unwrap_or(&[]));
             index += 1;
         }
-        if each.is_none() {
+        if b.finish().is_none() {
             error(out, op, start, ErrorCode::ATTRIBUTE_NOT_FOUND);
         }
         true
     }
 
-    fn read_by_group_type(&mut self, mtu: usize, start: u16, end: u16, ty: Uuid, out: &mut Vec<u8>) -> bool {
+    fn read_by_group_type(&mut self, mtu: u16, start: u16, end: u16, ty: Uuid, out: &mut Vec<u8>) -> bool {
         let op = opcode::READ_BY_GROUP_TYPE_REQ;
         if !Self::range_ok(op, start, end, out) {
             return true;
@@ -885,7 +863,9 @@ impl Server {
                 return true;
             }
         };
-        let mut each = None;
+        // Values are cut to min(ATT_MTU - 6, 251) bytes; the list stops at the ATT_MTU or at
+        // the first value whose (cut) length differs from the first one's (§3.4.4.10).
+        let mut b = ListBuilder::new(ListKind::ReadByGroupTypeRsp, mtu, out);
         for a in self.db.attributes().get(self.db.lower_bound(start)..).unwrap_or(&[]) {
             if a.handle > end {
                 break;
@@ -893,41 +873,35 @@ impl Server {
             if a.kind != kind {
                 continue;
             }
-            let n = a.value.len().min((mtu - 6).min(251));
-            match each {
-                None => {
-                    each = Some(n);
-                    out.extend_from_slice(&[opcode::READ_BY_GROUP_TYPE_RSP, (n + 4) as u8]);
-                }
-                Some(len) if len != n => break,
-                Some(_) => {}
-            }
-            if out.len() + 4 + n > mtu {
+            if !b.push_group(a.handle, a.group_end, &a.value) {
                 break;
             }
-            out.extend_from_slice(&a.handle.to_le_bytes());
-            out.extend_from_slice(&a.group_end.to_le_bytes());
-            out.extend_from_slice(a.value.get(..n).unwrap_or(&[]));
         }
-        if each.is_none() {
+        if b.finish().is_none() {
             error(out, op, start, ErrorCode::ATTRIBUTE_NOT_FOUND);
         }
         true
     }
 
+    /// Read Multiple (Variable) Request: every handle is read (any failure answers with an
+    /// error), and the response is cut at ATT_MTU - 1 bytes of parameters, mid-value or
+    /// mid-tuple (Core Vol 3 Part F §3.4.4.8, §3.4.4.12).
     #[allow(clippy::too_many_arguments)]
     fn read_multiple(
         &mut self,
         conn: ConnId,
-        mtu: usize,
+        mtu: u16,
         op: u8,
         handles: impl Iterator<Item = u16>,
         variable: bool,
         access: &mut dyn Access,
         out: &mut Vec<u8>,
     ) -> bool {
-        out.push(op + 1);
         let mut scratch = Vec::new();
+        // Read Multiple: the values concatenated, up to ATT_MTU - 1 bytes.
+        let room = usize::from(mtu).saturating_sub(1);
+        let mut values = Vec::new();
+        let mut b = variable.then(|| ListBuilder::new(ListKind::ReadMultipleVariableRsp, mtu, &mut *out));
         for handle in handles {
             let Some(index) = self.db.index_of(handle) else {
                 error(out, op, handle, ErrorCode::INVALID_HANDLE);
@@ -945,14 +919,25 @@ impl Server {
                     return true;
                 }
             };
-            if variable {
-                let len = (value.len() as u16).to_le_bytes();
-                out.extend_from_slice(&len);
+            match b.as_mut() {
+                // Once the list is cut the rest is only checked.
+                Some(b) => {
+                    let _ = b.push_value(value);
+                }
+                None => {
+                    let take = room.saturating_sub(values.len());
+                    values.extend_from_slice(value.get(..take).unwrap_or(value));
+                }
             }
-            out.extend_from_slice(value);
         }
-        out.truncate(mtu - 1 + 1);
-        true
+        match b {
+            // A Read Multiple Variable Request names at least two handles: never empty.
+            Some(b) => b.finish().is_some(),
+            None => {
+                AttPdu::ReadMultipleRsp { values: &values }.encode(out);
+                true
+            }
+        }
     }
 
     /// Checks a write (Write Request, Write Command or one staged by Execute Write) without
@@ -1095,10 +1080,7 @@ impl Server {
         }
         st.prepare.push((handle, offset, value.to_vec()));
         st.prepare_bytes += value.len();
-        out.push(opcode::PREPARE_WRITE_RSP);
-        out.extend_from_slice(&handle.to_le_bytes());
-        out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(value);
+        AttPdu::PrepareWriteRsp { handle, offset, value }.encode(out);
         true
     }
 
@@ -1114,7 +1096,7 @@ impl Server {
         if flags == ExecuteWriteFlags::Cancel {
             st.prepare.clear();
             st.prepare_bytes = 0;
-            out.push(opcode::EXECUTE_WRITE_RSP);
+            AttPdu::ExecuteWriteRsp.encode(out);
             return true;
         }
         // The queue stays until the request is answered: a deferred hook re-runs it.
@@ -1174,7 +1156,7 @@ impl Server {
         for (handle, v) in &staged {
             self.apply_write(conn, *handle, v, access);
         }
-        out.push(opcode::EXECUTE_WRITE_RSP);
+        AttPdu::ExecuteWriteRsp.encode(out);
         true
     }
 
@@ -1191,15 +1173,10 @@ impl Server {
     }
 }
 
-/// A Handle Value Notification or Indication PDU, the value truncated to ATT_MTU-3
-/// (Core Vol 3 Part F §3.4.7.1-2).
-fn value_pdu(op: u8, handle: u16, value: &[u8], mtu: u16) -> Vec<u8> {
-    let n = value.len().min((mtu as usize).saturating_sub(3));
-    let mut pdu = Vec::with_capacity(3 + n);
-    pdu.push(op);
-    pdu.extend_from_slice(&handle.to_le_bytes());
-    pdu.extend_from_slice(value.get(..n).unwrap_or(&[]));
-    pdu
+/// The part of a notified or indicated value that fits: ATT_MTU-3 bytes (Core Vol 3 Part F
+/// §3.4.7.1-2).
+fn value_within(value: &[u8], mtu: u16) -> &[u8] {
+    value.get(..usize::from(mtu).saturating_sub(3)).unwrap_or(value)
 }
 
 impl Database {

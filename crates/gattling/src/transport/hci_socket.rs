@@ -56,7 +56,7 @@ pub(super) fn open(index: u16) -> Result<Transport, TransportError> {
     let fd = Arc::new(fd);
     let reader = HciReader::new(Arc::clone(&fd), index);
     let writer = HciWriter { fd, pending: Vec::new() };
-    Ok(Transport::new(reader, writer, name))
+    Ok(Transport::new(reader, writer, name).packet_oriented())
 }
 
 /// Registers the socket with the tokio reactor (requires a runtime).

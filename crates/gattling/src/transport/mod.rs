@@ -259,6 +259,9 @@ pub struct Transport {
     pub writer: Box<dyn AsyncWrite + Send + Unpin>,
     /// Human-readable description for logs (the spec plus details such as addresses).
     pub description: String,
+    /// Packet-oriented: every write must carry exactly one whole H4 packet (the Linux HCI
+    /// socket). Byte streams (TCP, UART) take packets back to back in one write.
+    pub packets: bool,
 }
 
 impl Transport {
@@ -268,7 +271,18 @@ impl Transport {
         writer: impl AsyncWrite + Send + Unpin + 'static,
         description: impl Into<String>,
     ) -> Self {
-        Transport { reader: Box::new(reader), writer: Box::new(writer), description: description.into() }
+        Transport {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+            description: description.into(),
+            packets: false,
+        }
+    }
+
+    /// Marks the transport packet-oriented: the host writes one whole H4 packet per write.
+    pub fn packet_oriented(mut self) -> Self {
+        self.packets = true;
+        self
     }
 
     /// Builds a transport from one bidirectional stream (e.g. one end of `tokio::io::duplex`).
