@@ -1,7 +1,8 @@
 //! Proves the GATT server answers a Read Request without touching the heap: the request goes
 //! through the link's ATT bearer to the server as in a host, and the response is written into a
-//! caller-owned buffer with room for an ATT_MTU and accounted by the bearer. A counting global allocator counts
-//! allocations on this thread only while a thread-local flag is set; the file holds one test.
+//! caller-owned buffer with room for an ATT_MTU and accounted by the bearer; and it notifies a
+//! subscribed client without touching the heap either. A counting global allocator counts
+//! allocations on this thread only while a thread-local flag is set.
 
 use gattling_proto::att::{Bearer, Route};
 use gattling_proto::gatt::db::CharacteristicDef;
@@ -89,4 +90,47 @@ fn read_request_is_answered_without_allocating() {
     });
     assert_eq!(out.len(), 21);
     assert_eq!(n, 0, "allocations while answering 10,000 Read Requests");
+}
+
+#[test]
+fn notifications_are_built_without_allocating() {
+    let mut db = Database::new();
+    let def = ServiceDef::primary(0x180Du16).characteristic(CharacteristicDef::new(
+        0x2A37u16,
+        Properties::READ | Properties::NOTIFY,
+        &[0; 20],
+    ));
+    db.add_service(def).expect("service");
+    let ch = db.find_characteristic(0x2A37u16.into()).expect("char");
+    let cccd = ch.0 + 1;
+    let mut server = Server::new(db, ServerConfig::default());
+    let conn = ConnId(0x40);
+    let mut bearers = std::collections::BTreeMap::new();
+    bearers.insert(conn, Bearer::new(517));
+    // The client enables notifications through the CCCD.
+    let req = [0x12, cccd as u8, (cccd >> 8) as u8, 0x01, 0x00];
+    let mut out = Vec::with_capacity(517);
+    let bearer = bearers.get_mut(&conn).expect("bearer");
+    assert_eq!(bearer.receive(&req, 0), Route::Server);
+    assert!(server.handle(conn, bearer, &req, &mut (), &mut out).is_reply());
+    assert_eq!(out, [0x13]);
+    bearer.send(&out, 0).expect("write response");
+    let value = [0xA5; 20];
+    let mut sent = 0usize;
+    let mut notify = |server: &mut Server, bearers: &mut std::collections::BTreeMap<ConnId, Bearer>| {
+        server.set_value_with(ch, &value, 0, bearers, &mut |c, pdu| {
+            assert_eq!((c, pdu.len(), pdu.first()), (conn, 23, Some(&0x1B)));
+            sent += 1;
+        });
+    };
+    for _ in 0..10 {
+        notify(&mut server, &mut bearers);
+    }
+    let n = allocations(|| {
+        for _ in 0..10_000 {
+            notify(&mut server, &mut bearers);
+        }
+    });
+    assert_eq!(sent, 10_010, "every notification was handed over");
+    assert_eq!(n, 0, "allocations while building 10,000 notifications");
 }

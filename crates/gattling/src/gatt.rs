@@ -617,7 +617,24 @@ impl Characteristic {
     /// Stores a value and notifies or indicates every client subscribed to it (Pycom `value(v)`,
     /// but only to subscribed clients, as the CCCD says).
     pub fn set_value(&self, value: &[u8]) {
-        self.server.with(|g, links, now| ((), g.server.set_value(self.id, value, now, links)));
+        let host = &self.server.host;
+        let now = host.now();
+        {
+            let mut guard = host.lock();
+            let inner = &mut *guard;
+            let crate::driver::Inner { gatt, links, core, .. } = inner;
+            let Some(g) = gatt.as_mut() else { return };
+            // Each PDU goes to the core as it is built: no allocation per notification.
+            let mut indicated = false;
+            g.server.set_value_with(self.id, value, now, links, &mut |conn, pdu| {
+                indicated |= pdu.first() == Some(&gattling_proto::att::opcode::HANDLE_VALUE_IND);
+                let _ = core.send_att(conn.0, pdu);
+            });
+            if indicated {
+                crate::driver::arm_timer(host.shared(), inner);
+            }
+        }
+        host.kick();
     }
 
     /// Notifies `value` to `conn` if it enabled notifications (Core Vol 3 Part F §3.4.7.1);

@@ -195,6 +195,8 @@ pub struct Server {
     service_changed: Option<CharId>,
     hash_char: Option<CharId>,
     features_char: Option<CharId>,
+    /// The buffer notifications and indications are built in.
+    push_buf: Vec<u8>,
     /// Answers for the request being re-run after a deferral.
     answers: Vec<(CharId, Answer)>,
     /// Set when a hook deferred during the current request.
@@ -231,6 +233,7 @@ impl Server {
             service_changed: None,
             hash_char: None,
             features_char: None,
+            push_buf: Vec::new(),
             answers: Vec::new(),
             deferred: None,
             next_token: 0,
@@ -367,21 +370,64 @@ impl Server {
     /// Notifies or indicates `value` of `ch` to every connection whose CCCD asks for it.
     pub fn push(&mut self, ch: CharId, value: &[u8], now: u64, bearers: &mut dyn Bearers) -> Outgoing {
         let mut out = Vec::new();
-        for (&conn, _) in self.conns.iter() {
+        self.push_with(ch, value, now, bearers, &mut |conn, pdu| out.push((conn, pdu.to_vec())));
+        out
+    }
+
+    /// Like [`Server::set_value`], handing each PDU to `send` as it is built, in a buffer the
+    /// server reuses: no allocation per notification (an indication that must wait behind an
+    /// unconfirmed one is queued in its bearer).
+    pub fn set_value_with(
+        &mut self,
+        ch: CharId,
+        value: &[u8],
+        now: u64,
+        bearers: &mut dyn Bearers,
+        send: &mut dyn FnMut(ConnId, &[u8]),
+    ) {
+        let Some(c) = self.db.characteristic_mut(ch) else { return };
+        c.value.clear();
+        c.value.extend_from_slice(value.get(..value.len().min(super::db::MAX_VALUE_LEN)).unwrap_or(value));
+        self.push_with(ch, value, now, bearers, send)
+    }
+
+    /// Like [`Server::push`], handing each PDU to `send` as it is built (see
+    /// [`Server::set_value_with`]). Indications released now count as outstanding in their
+    /// bearer (Core Vol 3 Part F §3.4.7.2).
+    pub fn push_with(
+        &mut self,
+        ch: CharId,
+        value: &[u8],
+        now: u64,
+        bearers: &mut dyn Bearers,
+        send: &mut dyn FnMut(ConnId, &[u8]),
+    ) {
+        let mut buf = core::mem::take(&mut self.push_buf);
+        for &conn in self.conns.keys() {
             let Some(bearer) = bearers.bearer(conn) else { continue };
+            if bearer.is_closed() {
+                continue;
+            }
             let cccd = self.cccd(conn, ch);
+            let handle = ch.0;
+            let value = value_within(value, bearer.mtu());
+            buf.clear();
             if cccd & CCCD_INDICATE != 0 {
-                if let Some(p) = self.indication(bearer, conn, ch, value) {
-                    bearer.queue_indication(p);
+                AttPdu::HandleValueInd { handle, value }.encode(&mut buf);
+                if bearer.indication_pending() || bearer.queued_indications() > 0 {
+                    bearer.queue_indication(buf.clone());
+                    if let Some(p) = bearer.poll_indication(now) {
+                        send(conn, &p);
+                    }
+                } else if bearer.send(&buf, now).is_ok() {
+                    send(conn, &buf);
                 }
-                if let Some(p) = bearer.poll_indication(now) {
-                    out.push((conn, p));
-                }
-            } else if let Some(p) = self.notification(bearer, conn, ch, value) {
-                out.push((conn, p));
+            } else if cccd & CCCD_NOTIFY != 0 {
+                AttPdu::HandleValueNtf { handle, value }.encode(&mut buf);
+                send(conn, &buf);
             }
         }
-        out
+        self.push_buf = buf;
     }
 
     /// A Handle Value Notification PDU for `conn` if it enabled notifications (value truncated
