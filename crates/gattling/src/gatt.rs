@@ -16,7 +16,7 @@ use crate::driver::{lock, Shared};
 use crate::error::Error;
 use crate::host::Host;
 use gattling_proto::gatt::server::{builtin_services, Answer, ConnId, Deferred, DeferredKind, ReadAccess, WriteAccess};
-use gattling_proto::gatt::{Access, CharId, Database, ServerConfig};
+use gattling_proto::gatt::{Access, CharId, ServerConfig};
 use gattling_proto::hci::ConnHandle;
 use gattling_proto::Uuid;
 use std::collections::HashMap;
@@ -24,7 +24,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
-pub use gattling_proto::gatt::db::{AttrKind, Attribute, DbError, DescriptorDef};
+pub use gattling_proto::gatt::db::{
+    AttrKind, Attribute, AttributeRecord, DbError, DescriptorDef, TableError, TableErrorKind,
+};
+pub use gattling_proto::gatt::Database;
 pub use gattling_proto::gatt::{events, CharacteristicDef, Permissions, Properties, ServiceDef};
 
 type ReadHook = Arc<dyn Fn(ReadRequest) + Send + Sync>;
@@ -498,6 +501,19 @@ impl GattServer {
     /// Removes a service; clients that enabled Service Changed indications are told.
     pub fn remove_service(&self, service: &Service) -> Result<(), Error> {
         self.with(|g, links, now| match g.server.remove_service(service.handle, now, links) {
+            Ok(out) => (Ok(()), out),
+            Err(e) => (Err(e), Vec::new()),
+        })
+        .ok_or_else(Self::no_server)??;
+        Ok(())
+    }
+
+    /// Inserts a raw attribute table at its own handles (declarations as given, validated:
+    /// see [`Database::insert_records`]). An invalid table is refused with the handle and the
+    /// reason, and the database stays as it was; otherwise clients subscribed to Service
+    /// Changed are told.
+    pub fn insert_records(&self, records: &[AttributeRecord]) -> Result<(), Error> {
+        self.with(|g, links, now| match g.server.insert_records(records, now, links) {
             Ok(out) => (Ok(()), out),
             Err(e) => (Err(e), Vec::new()),
         })

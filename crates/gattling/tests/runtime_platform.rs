@@ -290,4 +290,23 @@ async fn a_raw_table_is_served_with_its_own_handles() {
     // Read back as records: the table as served.
     let back: Vec<u16> = server.attributes().iter().map(|a| a.handle).collect();
     assert_eq!(back, [0x10, 0x11, 0x12, 0x13, 0x14]);
+    // A bad table (a declaration that points elsewhere) is refused with the handle and the
+    // reason; the server keeps its database.
+    let bad = [
+        rec(0x0020, 0x2800, &[0xE2, 0xFF], r),
+        rec(0x0021, 0x2803, &[0x02, 0x30, 0x00, 0xE3, 0xFF], r),
+        rec(0x0022, 0xFFE3, b"x", r),
+    ];
+    let err = server.insert_records(&bad).expect_err("declaration points elsewhere");
+    assert!(err.to_string().contains("0x0021"), "{err}");
+    assert_eq!(server.attributes().len(), 5, "nothing of the bad table was kept");
+    assert_eq!(request(&c, &[0x0A, 0x12, 0x00]).await, b"\x0bn", "still served");
+    // A good one is added at its own handles and served.
+    let good = [
+        rec(0x0020, 0x2800, &[0xE2, 0xFF], r),
+        rec(0x0021, 0x2803, &[0x02, 0x22, 0x00, 0xE3, 0xFF], r),
+        rec(0x0022, 0xFFE3, b"x", r),
+    ];
+    server.insert_records(&good).expect("valid table");
+    assert_eq!(request(&c, &[0x0A, 0x22, 0x00]).await, b"\x0bx");
 }

@@ -327,6 +327,21 @@ impl Server {
         Ok((h, self.service_changed_indications(h, end, now, bearers)))
     }
 
+    /// Inserts a raw attribute table at its own handles ([`Database::insert_records`]); on an
+    /// invalid table nothing changes. Subscribed clients get Service Changed for the handles
+    /// the table covers (Core Vol 3 Part G §7.1).
+    pub fn insert_records(
+        &mut self,
+        records: &[super::db::AttributeRecord],
+        now: u64,
+        bearers: &mut dyn Bearers,
+    ) -> Result<Outgoing, DbError> {
+        self.db.insert_records(records)?;
+        let (Some(first), Some(last)) = (records.first(), records.last()) else { return Ok(Vec::new()) };
+        self.refresh_builtins();
+        Ok(self.service_changed_indications(first.handle, last.handle, now, bearers))
+    }
+
     /// Removes a service at run time; like [`Server::add_service`] for the indications.
     pub fn remove_service(
         &mut self,
