@@ -443,6 +443,53 @@ mod tests {
         assert_eq!(b.poll_timeout(), Some(8 + TRANSACTION_TIMEOUT_US));
     }
 
+    proptest::proptest! {
+        /// Any interleaving of received and sent PDUs and passing time keeps the bearer's
+        /// invariants: the MTU stays within 23..=local, a timeout is due exactly while a
+        /// transaction is open, and a closed bearer neither routes nor sends.
+        #[test]
+        fn any_sequence_keeps_the_invariants(
+            local in 23u16..=600,
+            ops in proptest::collection::vec(
+                (0u8..4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..6), 0u64..20_000_000),
+                0..60,
+            ),
+        ) {
+            let mut b = Bearer::new(local);
+            let mut now = 0u64;
+            for (what, pdu, dt) in ops {
+                now += dt;
+                match what {
+                    0 => {
+                        let route = b.receive(&pdu, now);
+                        if b.is_closed() {
+                            proptest::prop_assert!(matches!(route, Route::Dropped(_)));
+                        }
+                    }
+                    1 => {
+                        let closed = b.is_closed();
+                        let r = b.send(&pdu, now);
+                        if closed {
+                            proptest::prop_assert!(r.is_err());
+                        }
+                    }
+                    2 => {
+                        b.queue_indication(pdu);
+                        let _ = b.poll_indication(now);
+                    }
+                    _ => {
+                        let due = b.poll_timeout();
+                        let fired = b.handle_timeout(now);
+                        proptest::prop_assert_eq!(fired.is_some(), due.is_some_and(|d| now >= d));
+                    }
+                }
+                proptest::prop_assert!((DEFAULT_MTU..=local.min(MAX_MTU)).contains(&b.mtu()));
+                let open = b.request_pending() || b.peer_request_pending() || b.indication_pending();
+                proptest::prop_assert_eq!(b.poll_timeout().is_some(), open && !b.is_closed());
+            }
+        }
+    }
+
     #[test]
     fn a_transaction_timeout_closes_the_bearer() {
         let mut b = Bearer::new(23);
