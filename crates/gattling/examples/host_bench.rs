@@ -2,7 +2,8 @@
 //! `shared/perf-anchors/trouble-bench` measures trouble-host 0.8 (`full read`), so the two
 //! `RESULT` lines can be put side by side (`scripts/bench-vs-trouble.sh`).
 //!
-//! A fake controller lives in this process as the host's [`Transport`]: its own
+//! A fake controller (`tests/fake_controller/mod.rs`, shared with `tests/no_alloc.rs`) lives in
+//! this process as the host's [`gattling::Transport`]: its own
 //! `AsyncRead`/`AsyncWrite` pair over shared state, no sockets, no radio, no controller
 //! emulation. It answers every HCI command with Command Complete (status 0, plausible return
 //! parameters; zero-filled ones of the right length for the rest), reports one LE Connection
@@ -34,16 +35,10 @@
 
 use gattling::gatt::{CharacteristicDef, Properties, Service};
 use gattling::proto::gatt::{AttrKind, Database, ServiceDef};
-use gattling::{AdvertisingOptions, Host, HostOptions, Transport};
+use gattling::{AdvertisingOptions, Host, HostOptions};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::VecDeque;
-use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 // ------------------------------------------------------------------ allocation counter
 
@@ -82,314 +77,12 @@ fn allocs() -> u64 {
 
 // ------------------------------------------------------------------ fake controller
 
-const CONN_HANDLE: u16 = 0x0040;
-const ACL_LEN: u16 = 251;
-const ACL_NUM: u8 = 8;
+#[path = "../tests/fake_controller/mod.rs"]
+mod fake_controller;
+
+use fake_controller::{Fake, ACL_NUM};
+
 static VALUE20: [u8; 20] = *b"0123456789abcdefghij";
-
-#[derive(Default)]
-struct State {
-    /// Command Complete / Status events not yet read by the host, one packet per read.
-    control: VecDeque<Vec<u8>>,
-    adv_enabled: bool,
-    conn_sent: bool,
-    pending_nocp: u16,
-    /// The ATT request handed to the host (3 bytes).
-    request: [u8; 3],
-    to_send: u64,
-    window: u32,
-    /// Hand the host every packet that is ready in one read (a byte stream such as a UART or
-    /// TCP delivers them so), instead of one packet per read as trouble-bench does.
-    coalesce: bool,
-    outstanding: u32,
-    responses: u64,
-    target: u64,
-    /// ACL packets from the host that were not ATT Read Responses.
-    other_tx: u64,
-    /// The first Read Response seen while `capture` is set.
-    capture: bool,
-    captured: Option<Vec<u8>>,
-    /// Bytes of a packet the host wrote only partly (kept across writes).
-    carry: Vec<u8>,
-    /// `poll_read` calls that returned a packet; `poll_write` calls.
-    reads: u64,
-    writes: u64,
-    rx_waker: Option<Waker>,
-    done_waker: Option<Waker>,
-}
-
-#[derive(Default)]
-struct Fake {
-    st: Mutex<State>,
-}
-
-fn register(slot: &mut Option<Waker>, cx: &Context<'_>) {
-    match slot {
-        Some(w) if w.will_wake(cx.waker()) => {}
-        _ => *slot = Some(cx.waker().clone()),
-    }
-}
-
-impl Fake {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.st.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Hands `n` more requests to the host.
-    fn arm(&self, n: u64) {
-        let waker = {
-            let mut s = self.lock();
-            s.to_send = n;
-            s.target = s.responses + n;
-            s.rx_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Resolves once every armed request has been answered.
-    async fn wait_done(&self) {
-        std::future::poll_fn(|cx| {
-            let mut s = self.lock();
-            if s.to_send == 0 && s.responses >= s.target {
-                Poll::Ready(())
-            } else {
-                register(&mut s.done_waker, cx);
-                Poll::Pending
-            }
-        })
-        .await
-    }
-
-    async fn wait_connected(&self) {
-        std::future::poll_fn(|cx| {
-            let mut s = self.lock();
-            if s.conn_sent {
-                Poll::Ready(())
-            } else {
-                register(&mut s.done_waker, cx);
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
-
-/// Return parameters after the status octet, by opcode (Core Vol 4 Part E §7); commands not
-/// listed get none.
-fn return_params(opcode: u16) -> Vec<u8> {
-    match opcode {
-        // Read Local Version Information: HCI 5.4 (0x0d), revision, LMP 5.4, company 0xFFFF, subversion.
-        0x1001 => vec![0x0d, 0x01, 0x00, 0x0d, 0xff, 0xff, 0x01, 0x00],
-        // Read Local Supported Commands: 64 octets; octet 41 bit 5 (LE Read Buffer Size v2) clear,
-        // so the host asks v1, as trouble-bench's fake answers it.
-        0x1002 => {
-            let mut v = vec![0xff; 64];
-            v[41] &= !0x20;
-            v
-        }
-        // Read Local Supported Features: LE Supported (Controller), BR/EDR Not Supported.
-        0x1003 => vec![0, 0, 0, 0, 0x60, 0, 0, 0],
-        // Read Buffer Size.
-        0x1005 => vec![0x1b, 0x00, 0, 8, 0],
-        // Read BD_ADDR.
-        0x1009 => vec![0x01, 0x02, 0x03, 0x04, 0x05, 0xc0],
-        // LE Read Buffer Size v1: 251 x 8, as trouble-bench's fake.
-        0x2002 => {
-            let l = ACL_LEN.to_le_bytes();
-            vec![l[0], l[1], ACL_NUM]
-        }
-        // LE Read Local Supported Features, LE Rand.
-        0x2003 | 0x2018 => vec![0; 8],
-        // LE Read Advertising Physical Channel Tx Power.
-        0x2007 => vec![0],
-        // LE Encrypt.
-        0x2017 => vec![0; 16],
-        // LE Set Data Length: the handle.
-        0x2022 => CONN_HANDLE.to_le_bytes().to_vec(),
-        // LE Read Buffer Size v2.
-        0x2060 => {
-            let l = ACL_LEN.to_le_bytes();
-            vec![l[0], l[1], ACL_NUM, 0, 0, 0]
-        }
-        _ => Vec::new(),
-    }
-}
-
-/// Commands answered with Command Status (Core Vol 4 Part E §7: the asynchronous ones).
-fn answered_with_status(opcode: u16) -> bool {
-    matches!(opcode, 0x0406 | 0x200d | 0x2013 | 0x2016 | 0x2032)
-}
-
-impl State {
-    /// Takes one complete H4 packet the host wrote.
-    fn host_packet(&mut self, p: &[u8]) {
-        match p[0] {
-            0x01 => {
-                let opcode = u16::from_le_bytes([p[1], p[2]]);
-                let params = &p[4..];
-                if opcode == 0x200a && params.first() == Some(&1) {
-                    self.adv_enabled = true;
-                }
-                let o = opcode.to_le_bytes();
-                let ev = if answered_with_status(opcode) {
-                    vec![0x04, 0x0f, 4, 0x00, 1, o[0], o[1]]
-                } else {
-                    let ret = return_params(opcode);
-                    let mut ev = vec![0x04, 0x0e, (4 + ret.len()) as u8, 1, o[0], o[1], 0x00];
-                    ev.extend_from_slice(&ret);
-                    ev
-                };
-                self.control.push_back(ev);
-            }
-            0x02 => {
-                self.pending_nocp += 1;
-                // H4 type, handle (2), length (2), L2CAP length (2), CID (2), ATT PDU.
-                let cid = u16::from_le_bytes([p[7], p[8]]);
-                let att = &p[9..];
-                if cid == 0x0004 && att.first() == Some(&0x0b) {
-                    if self.capture && self.captured.is_none() {
-                        self.captured = Some(att.to_vec());
-                    }
-                    self.responses += 1;
-                    self.outstanding = self.outstanding.saturating_sub(1);
-                } else {
-                    self.other_tx += 1;
-                }
-            }
-            other => panic!("fake controller: unexpected H4 packet type {other:#04x}"),
-        }
-    }
-
-    /// Splits `bytes` into H4 packets; returns how many bytes form complete packets.
-    fn host_bytes(&mut self, bytes: &[u8]) -> usize {
-        let mut at = 0;
-        loop {
-            let rest = &bytes[at..];
-            let len = match rest.first() {
-                Some(0x01) if rest.len() >= 4 => 4 + rest[3] as usize,
-                Some(0x02) if rest.len() >= 5 => 5 + u16::from_le_bytes([rest[3], rest[4]]) as usize,
-                Some(0x01 | 0x02) | None => return at,
-                Some(other) => panic!("fake controller: unexpected H4 packet type {other:#04x}"),
-            };
-            if rest.len() < len {
-                return at;
-            }
-            self.host_packet(&rest[..len]);
-            at += len;
-        }
-    }
-
-    /// The next packet for the host, written into `b`; its length, or 0 if there is none.
-    fn next_packet(&mut self, b: &mut [u8]) -> usize {
-        if let Some(ev) = self.control.pop_front() {
-            b[..ev.len()].copy_from_slice(&ev);
-            return ev.len();
-        }
-        if self.adv_enabled && !self.conn_sent {
-            self.conn_sent = true;
-            if let Some(w) = self.done_waker.take() {
-                w.wake();
-            }
-            // LE Meta, LE Connection Complete: status 0, handle, role peripheral, peer public
-            // 06:05:04:03:02:01, interval 0x18, latency 0, timeout 0x1f4, accuracy 0
-            // (the bytes trouble-bench's fake sends).
-            let h = CONN_HANDLE.to_le_bytes();
-            let ev = [
-                0x04, 0x3e, 19, 0x01, 0x00, h[0], h[1], 0x01, 0x00, 1, 2, 3, 4, 5, 6, 0x18, 0x00, 0x00, 0x00, 0xf4,
-                0x01, 0x00,
-            ];
-            b[..ev.len()].copy_from_slice(&ev);
-            return ev.len();
-        }
-        if self.pending_nocp > 0 {
-            let c = self.pending_nocp.to_le_bytes();
-            self.pending_nocp = 0;
-            let h = CONN_HANDLE.to_le_bytes();
-            let ev = [0x04, 0x13, 5, 1, h[0], h[1], c[0], c[1]];
-            b[..ev.len()].copy_from_slice(&ev);
-            return ev.len();
-        }
-        if self.to_send > 0 && self.outstanding < self.window {
-            self.to_send -= 1;
-            self.outstanding += 1;
-            // PB = 0b10, first automatically flushable packet.
-            let h = (CONN_HANDLE | (0b10 << 12)).to_le_bytes();
-            let r = self.request;
-            let pkt = [0x02, h[0], h[1], 7, 0, 3, 0, 0x04, 0x00, r[0], r[1], r[2]];
-            b[..pkt.len()].copy_from_slice(&pkt);
-            return pkt.len();
-        }
-        0
-    }
-}
-
-struct FakeReader(Arc<Fake>);
-struct FakeWriter(Arc<Fake>);
-
-impl AsyncRead for FakeReader {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.0.lock();
-        // The packet is written straight into the host's buffer (4096 bytes, already
-        // initialised by the host, so this costs no memset); every packet here is shorter than
-        // 300 bytes.
-        let out = buf.initialize_unfilled();
-        assert!(out.len() >= 300, "host read buffer too small for the fake controller");
-        let mut n = s.next_packet(out);
-        while s.coalesce && n > 0 && out.len() - n >= 300 {
-            match s.next_packet(&mut out[n..]) {
-                0 => break,
-                more => n += more,
-            }
-        }
-        if n == 0 {
-            register(&mut s.rx_waker, cx);
-            return Poll::Pending;
-        }
-        s.reads += 1;
-        buf.advance(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for FakeWriter {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
-        let (rx, done) = {
-            let mut s = self.0.lock();
-            let s = &mut *s;
-            s.writes += 1;
-            if s.carry.is_empty() {
-                let used = s.host_bytes(bytes);
-                s.carry.extend_from_slice(&bytes[used..]);
-            } else {
-                let mut carry = std::mem::take(&mut s.carry);
-                carry.extend_from_slice(bytes);
-                let used = s.host_bytes(&carry);
-                carry.drain(..used);
-                s.carry = carry;
-            }
-            let done = if s.to_send == 0 && s.responses >= s.target { s.done_waker.take() } else { None };
-            (s.rx_waker.take(), done)
-        };
-        // Wake outside the lock (the woken task may run on another worker at once).
-        if let Some(w) = rx {
-            w.wake();
-        }
-        if let Some(w) = done {
-            w.wake();
-        }
-        Poll::Ready(Ok(bytes.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 // ------------------------------------------------------------------ arguments and report
 
@@ -534,32 +227,23 @@ fn build_database(host: &Host, layout: DbLayout) -> Result<u16, gattling::Error>
 }
 
 async fn bench(args: &Args) -> Result<Measured, gattling::Error> {
-    let fake = Arc::new(Fake::default());
-    {
-        let mut s = fake.lock();
-        s.window = args.window;
-        s.coalesce = args.coalesce;
-        s.carry = Vec::with_capacity(1024);
-    }
-    let transport = Transport::new(FakeReader(fake.clone()), FakeWriter(fake.clone()), "fake in-process controller");
-    let host = Host::start(transport, HostOptions::default()).await?;
+    let fake = Fake::new();
+    fake.set_window(args.window);
+    fake.set_coalesce(args.coalesce);
+    let host = Host::start(fake.transport(), HostOptions::default()).await?;
     let value_handle = build_database(&host, args.layout)?;
     let h = value_handle.to_le_bytes();
     let request = [0x0a, h[0], h[1]];
-    fake.lock().request = request;
+    fake.set_request(&request);
     host.advertise(&AdvertisingOptions { data: vec![0x02, 0x01, 0x06], ..Default::default() }).await?;
     fake.wait_connected().await;
     let _conn = host.accept().await?;
 
-    // Correctness: one request, its response captured.
-    fake.lock().capture = true;
+    // Correctness: one request; its response is the last ATT PDU the host wrote.
     fake.arm(1);
     fake.wait_done().await;
-    let response = {
-        let mut s = fake.lock();
-        s.capture = false;
-        s.captured.take().unwrap_or_default()
-    };
+    let mut response = Vec::new();
+    fake.last_att(&mut response);
     let mut expected = vec![0x0b];
     expected.extend_from_slice(&VALUE20);
     if response != expected {
@@ -569,10 +253,7 @@ async fn bench(args: &Args) -> Result<Measured, gattling::Error> {
     fake.arm(args.requests / 2);
     fake.wait_done().await;
 
-    let (r0, w0) = {
-        let s = fake.lock();
-        (s.reads, s.writes)
-    };
+    let c0 = fake.counters();
     let mut rates = Vec::with_capacity(args.runs);
     let mut total_allocs = 0u64;
     let cpu0 = process_cpu();
@@ -587,7 +268,7 @@ async fn bench(args: &Args) -> Result<Measured, gattling::Error> {
     }
     let cpu = process_cpu().saturating_sub(cpu0);
     let total = (args.requests * args.runs as u64) as f64;
-    let s = fake.lock();
+    let c = fake.counters();
     Ok(Measured {
         value_handle,
         request,
@@ -595,9 +276,9 @@ async fn bench(args: &Args) -> Result<Measured, gattling::Error> {
         rates,
         allocs_per_req: total_allocs as f64 / total,
         cpu_us_per_req: cpu.as_secs_f64() * 1e6 / total,
-        reads_per_req: (s.reads - r0) as f64 / total,
-        writes_per_req: (s.writes - w0) as f64 / total,
-        other_tx: s.other_tx,
+        reads_per_req: (c.reads - c0.reads) as f64 / total,
+        writes_per_req: (c.writes - c0.writes) as f64 / total,
+        other_tx: c.other_tx,
     })
 }
 
