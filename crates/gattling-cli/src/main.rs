@@ -82,6 +82,24 @@ enum Cmd {
         #[command(subcommand)]
         command: GattCmd,
     },
+    /// Answer u-blox u-connectXpress AT commands like a NORA-W36 module (stdin/stdout by default).
+    At {
+        /// Serve one TCP client at a time on this address instead of stdin/stdout.
+        #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["pty", "serial"])]
+        listen: Option<std::net::SocketAddr>,
+        /// Create a pseudo-terminal (raw mode) and a symbolic link to its device at LINK.
+        #[arg(long, value_name = "LINK", conflicts_with = "serial")]
+        pty: Option<std::path::PathBuf>,
+        /// Serve on a serial port: DEVICE[,BAUD] (default 115200).
+        #[arg(long, value_name = "DEVICE[,BAUD]")]
+        serial: Option<String>,
+        /// Where AT&W stores the settings.
+        #[arg(long, value_name = "FILE")]
+        settings: Option<std::path::PathBuf>,
+        /// The default local name (AT+UBTLN before one is set).
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Advertise a name until interrupted, logging connections and disconnections.
     Advertise {
         /// The local name to advertise.
@@ -253,6 +271,23 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                 r = serve(&host, &name) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
+        }
+        Cmd::At { listen, pty, serial, settings, name } => {
+            if let Some(a) = cli.global.random_address {
+                if !a.is_static_random() {
+                    return Err(gattling::Error::InvalidArgument(format!(
+                        "{a} is not a static random address: its two most significant bits must be 1 (e.g. C0:...)"
+                    )));
+                }
+            }
+            let options = gattling_at::exec::Options {
+                transport: cli.global.transport.clone(),
+                host: HostOptions { random_address: cli.global.random_address, ..HostOptions::default() },
+                settings,
+                device_name: name,
+                urc_bytes_per_sec: None,
+            };
+            at::run(options, listen, pty, serial).await
         }
         Cmd::Advertise { name, connectable } => {
             let host = open(&cli.global).await?;
@@ -680,4 +715,193 @@ fn property_names(p: u8) -> String {
     let names =
         ["broadcast", "read", "write-without-response", "write", "notify", "indicate", "signed-write", "extended"];
     names.iter().enumerate().filter(|(i, _)| p & (1 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+}
+
+/// The I/O front-ends of `gattling at`: stdin/stdout, TCP, a pseudo-terminal, a serial port.
+mod at {
+    use gattling::transport::TransportError;
+    use gattling_at::exec::{serve, Options};
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    fn io_error(context: String, source: std::io::Error) -> gattling::Error {
+        TransportError::Io { context, source }.into()
+    }
+
+    pub async fn run(
+        options: Options,
+        listen: Option<std::net::SocketAddr>,
+        pty: Option<PathBuf>,
+        serial: Option<String>,
+    ) -> Result<(), gattling::Error> {
+        if let Some(addr) = listen {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| io_error(format!("cannot listen on {addr}"), e))?;
+            eprintln!("gattling at: listening on {addr}");
+            loop {
+                let (stream, peer) = tokio::select! {
+                    r = listener.accept() => r.map_err(|e| io_error("accept".into(), e))?,
+                    _ = stop_signal() => return Ok(()),
+                };
+                eprintln!("gattling at: client {peer}");
+                let (r, w) = stream.into_split();
+                tokio::select! {
+                    r = serve(r, w, options.clone()) => {
+                        if let Err(e) = r {
+                            eprintln!("gattling at: session ended: {e}");
+                        }
+                    }
+                    _ = stop_signal() => return Ok(()),
+                }
+            }
+        }
+        if let Some(link) = pty {
+            let (master, slave, device) =
+                open_pty().map_err(|e| io_error("cannot open a pseudo-terminal".into(), e))?;
+            if std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+                let _ = std::fs::remove_file(&link);
+            }
+            std::os::unix::fs::symlink(&device, &link)
+                .map_err(|e| io_error(format!("cannot link {} to {}", link.display(), device.display()), e))?;
+            eprintln!("gattling at: pseudo-terminal {} linked at {}", device.display(), link.display());
+            let reader = master.try_clone().map_err(|e| io_error("pty".into(), e))?;
+            let stream = bridge(reader, master, None);
+            let (r, w) = tokio::io::split(stream);
+            // A client reading at UART speed (115200 baud) loses nothing.
+            let options = Options { urc_bytes_per_sec: options.urc_bytes_per_sec.or(Some(11_520)), ..options };
+            let result = tokio::select! {
+                r = serve(r, w, options) => r,
+                _ = stop_signal() => Ok(()),
+            };
+            drop(slave);
+            remove_link(&link);
+            return result;
+        }
+        if let Some(spec) = serial {
+            let (device, baud) = match spec.split_once(',') {
+                Some((d, b)) => (
+                    d.to_string(),
+                    b.parse::<u32>()
+                        .map_err(|_| gattling::Error::InvalidArgument(format!("--serial {spec}: bad baud rate")))?,
+                ),
+                None => (spec.clone(), 115_200),
+            };
+            let port = serialport::new(&device, baud)
+                .timeout(std::time::Duration::from_millis(100))
+                .open()
+                .map_err(|e| io_error(format!("cannot open {device}"), std::io::Error::other(e)))?;
+            let reader = port.try_clone().map_err(|e| io_error(device.clone(), std::io::Error::other(e)))?;
+            let stream = bridge(reader, port, None);
+            let (r, w) = tokio::io::split(stream);
+            let options = Options { urc_bytes_per_sec: options.urc_bytes_per_sec.or(Some(baud / 10)), ..options };
+            return tokio::select! {
+                r = serve(r, w, options) => r,
+                _ = stop_signal() => Ok(()),
+            };
+        }
+        tokio::select! {
+            r = serve(tokio::io::stdin(), tokio::io::stdout(), options) => r,
+            _ = stop_signal() => Ok(()),
+        }
+    }
+
+    async fn stop_signal() {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+
+    fn remove_link(link: &Path) {
+        if std::fs::symlink_metadata(link).is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(link);
+        }
+    }
+
+    /// Joins a blocking byte stream to an async one with two threads.
+    fn bridge<R, W>(mut reader: R, mut writer: W, _unused: Option<()>) -> DuplexStream
+    where
+        R: Read + Send + 'static,
+        W: Write + Send + 'static,
+    {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let (mut rd, mut wr) = tokio::io::split(ours);
+        let rt = tokio::runtime::Handle::current();
+        let rt2 = rt.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if rt.block_on(wr.write_all(&buf[..n])).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        // No one has the pseudo-terminal open: wait for a client.
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            loop {
+                let n = match rt2.block_on(rd.read(&mut buf)) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if writer.write_all(&buf[..n]).and_then(|_| writer.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        theirs
+    }
+
+    /// Opens a pseudo-terminal: the master, the slave (kept open, in raw mode) and the slave's path.
+    fn open_pty() -> std::io::Result<(std::fs::File, std::fs::File, PathBuf)> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor this function owns; every result is checked.
+        unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let master = std::fs::File::from_raw_fd(fd);
+            if libc::grantpt(fd) != 0 || libc::unlockpt(fd) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut name = [0 as libc::c_char; 128];
+            if libc::ptsname_r(fd, name.as_mut_ptr(), name.len()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let path = PathBuf::from(std::ffi::CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned());
+            let slave = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&path)?;
+            let sfd = std::os::fd::AsRawFd::as_raw_fd(&slave);
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(sfd, &mut t) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::cfmakeraw(&mut t);
+            if libc::tcsetattr(sfd, libc::TCSANOW, &t) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok((master, slave, path))
+        }
+    }
+
+    use std::os::unix::fs::OpenOptionsExt;
 }

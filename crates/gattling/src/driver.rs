@@ -338,13 +338,14 @@ fn route_att(
                 }
                 link.bearer.peer_request_pending()
             }
-            None if link.client.is_none() => {
+            None if link.client.is_none() && pdu.first() != Some(&opcode::EXCHANGE_MTU_REQ) => {
                 let _ = link.raw_tx.send(pdu.to_vec());
                 link.bearer.peer_request_pending()
             }
             None => {
-                // A GATT client but no server on this host: the MTU is still the bearer's to
-                // exchange; every other request is unsupported (Core Vol 3 Part F §3.4.1.1).
+                // No GATT server on this host: the MTU is still the bearer's to exchange (an ATT
+                // procedure, answered even for raw users); with a GATT client attached, every
+                // other request is unsupported (Core Vol 3 Part F §3.4.1.1).
                 let Some(&op) = pdu.first() else { return false };
                 scratch.clear();
                 if op == opcode::EXCHANGE_MTU_REQ {

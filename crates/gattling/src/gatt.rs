@@ -15,6 +15,7 @@
 use crate::driver::{lock, Shared};
 use crate::error::Error;
 use crate::host::Host;
+pub use gattling_proto::gatt::server::WriteKind;
 use gattling_proto::gatt::server::{builtin_services, Answer, ConnId, Deferred, DeferredKind, ReadAccess, WriteAccess};
 use gattling_proto::gatt::{Access, CharId, ServerConfig};
 use gattling_proto::hci::ConnHandle;
@@ -59,6 +60,9 @@ pub enum ServerEvent {
         value_handle: u16,
         /// The value stored.
         value: Vec<u8>,
+        /// How the client wrote it: Write Command, Write Request, or prepared (long or
+        /// reliable) writes applied by Execute Write.
+        kind: WriteKind,
     },
     /// A client wrote a characteristic's CCCD (bit 0 notify, bit 1 indicate).
     Subscribed {
@@ -82,7 +86,7 @@ pub(crate) enum AppJob {
     /// A parked read or write waits for its handler.
     Deferred(Deferred),
     /// A value was stored.
-    Written(CharId, Vec<u8>),
+    Written(CharId, Vec<u8>, WriteKind),
     /// A CCCD was written.
     Subscribed(CharId, u16),
     /// An indication was confirmed.
@@ -122,9 +126,9 @@ impl Access for Recorder<'_> {
         }
     }
 
-    fn written(&mut self, _conn: ConnId, ch: CharId, value: &[u8]) {
+    fn written(&mut self, _conn: ConnId, ch: CharId, value: &[u8], kind: WriteKind) {
         if self.hooks.written.contains_key(&ch) || !self.hooks.listeners.is_empty() {
-            self.jobs.push((self.handle, AppJob::Written(ch, value.to_vec())));
+            self.jobs.push((self.handle, AppJob::Written(ch, value.to_vec(), kind)));
         }
     }
 
@@ -314,7 +318,7 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                     _ => {}
                 }
             }
-            AppJob::Written(ch, value) => {
+            AppJob::Written(ch, value, kind) => {
                 let (hook, listeners) = match lock(&s).gatt.as_mut() {
                     Some(g) => {
                         g.hooks.listeners.retain(|l| !l.is_closed());
@@ -324,7 +328,7 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 };
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone() });
+                    let _ = l.send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone(), kind });
                 }
                 if let Some(f) = hook {
                     guarded("write", || f(conn, &value));
@@ -651,6 +655,18 @@ impl Characteristic {
             }
         }
         host.kick();
+    }
+
+    /// Stores a value without notifying or indicating anyone (u-connectXpress `AT+UBTGAV`;
+    /// `AT+UBTGNS` notifies one connection and updates the stored value this way).
+    pub fn store_value(&self, value: &[u8]) {
+        self.server.with(|g, _, _| {
+            if let Some(c) = g.server.db_mut().characteristic_mut(self.id) {
+                c.value.clear();
+                c.value.extend_from_slice(value);
+            }
+            ((), Vec::new())
+        });
     }
 
     /// Notifies `value` to `conn` if it enabled notifications (Core Vol 3 Part F §3.4.7.1);

@@ -78,6 +78,17 @@ pub enum WriteAccess {
     Later,
 }
 
+/// How a client wrote a characteristic value (Core Vol 3 Part F §3.4.5, §3.4.6).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum WriteKind {
+    /// Write Command (Write Without Response): no answer.
+    Command,
+    /// Write Request: answered with Write Response.
+    Request,
+    /// Prepare Write Requests applied by Execute Write (long or reliable writes).
+    Prepared,
+}
+
 /// Application hooks the server calls while answering requests.
 pub trait Access {
     /// A client reads a characteristic value.
@@ -88,8 +99,8 @@ pub trait Access {
     fn write(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8]) -> WriteAccess {
         WriteAccess::Accept
     }
-    /// A characteristic value was stored by a client's write.
-    fn written(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8]) {}
+    /// A characteristic value was stored by a client's write of this kind.
+    fn written(&mut self, _conn: ConnId, _ch: CharId, _value: &[u8], _kind: WriteKind) {}
     /// A client changed a characteristic's CCCD.
     fn subscribed(&mut self, _conn: ConnId, _ch: CharId, _cccd: u16) {}
     /// Authorization for attributes with an AUTHORIZED permission.
@@ -1065,7 +1076,7 @@ impl Server {
     }
 
     /// Stores a checked write and tells the application.
-    fn apply_write(&mut self, conn: ConnId, handle: u16, value: &[u8], access: &mut dyn Access) {
+    fn apply_write(&mut self, conn: ConnId, handle: u16, value: &[u8], kind: WriteKind, access: &mut dyn Access) {
         let Some(index) = self.db.index_of(handle) else { return };
         let Some(attr) = self.db.attributes().get(index) else { return };
         match (attr.kind, attr.characteristic) {
@@ -1093,7 +1104,7 @@ impl Server {
                     c.value.extend_from_slice(value);
                     c.events |= events::CHAR_WRITE_EVENT;
                 }
-                access.written(conn, id, value);
+                access.written(conn, id, value, kind);
             }
             (AttrKind::Descriptor, _) => self.db.set_descriptor(index, value),
             _ => {}
@@ -1110,7 +1121,8 @@ impl Server {
         access: &mut dyn Access,
     ) -> Result<(), ErrorCode> {
         self.check_write(conn, handle, value, request, access)?;
-        self.apply_write(conn, handle, value, access);
+        let kind = if request { WriteKind::Request } else { WriteKind::Command };
+        self.apply_write(conn, handle, value, kind, access);
         Ok(())
     }
 
@@ -1215,7 +1227,7 @@ impl Server {
             }
         }
         for (handle, v) in &staged {
-            self.apply_write(conn, *handle, v, access);
+            self.apply_write(conn, *handle, v, WriteKind::Prepared, access);
         }
         AttPdu::ExecuteWriteRsp.encode(out);
         true

@@ -217,7 +217,7 @@ impl Access for TestAccess {
         WriteAccess::Accept
     }
 
-    fn written(&mut self, conn: ConnId, ch: CharId, value: &[u8]) {
+    fn written(&mut self, conn: ConnId, ch: CharId, value: &[u8], _kind: gattling_proto::gatt::server::WriteKind) {
         self.written.push((conn, ch, value.to_vec()));
     }
 
