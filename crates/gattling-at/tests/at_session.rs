@@ -233,6 +233,12 @@ async fn the_user_guide_heart_rate_flow_and_every_client_command() {
     assert_eq!(at.cmd("AT+UBTCL", &mut urcs).await, [format!("+UBTCL:0,{addr}"), "OK".into()]);
     assert_eq!(at.cmd("AT+UBTCST=0,3", &mut urcs).await, ["+UBTCST:3,247", "OK"]);
     assert_eq!(at.cmd("AT+UBTCST=0,7", &mut urcs).await, ["+UBTCST:7,1", "OK"]);
+    // LE defaults until the controller reports a change: 27-octet payloads, no DLE, LE 1M.
+    assert_eq!(at.cmd("AT+UBTCST=0,4", &mut urcs).await, ["+UBTCST:4,27", "OK"]);
+    assert_eq!(at.cmd("AT+UBTCST=0,8", &mut urcs).await, ["+UBTCST:8,1", "OK"]);
+    // The virtual radio hears every link at -40 dBm (HCI Read RSSI).
+    assert_eq!(at.cmd("AT+UBTRSS=0", &mut urcs).await, ["+UBTRSS:-40", "OK"]);
+    assert_eq!(at.cmd("AT+UBTRSS=5", &mut urcs).await, ["ERROR:16"]);
 
     let services = at.cmd("AT+UBTGPSD=0", &mut urcs).await;
     let line = services.iter().find(|l| l.ends_with(",180D")).expect("180D listed").clone();

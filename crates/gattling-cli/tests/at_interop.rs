@@ -638,6 +638,10 @@ async fn heart_rate_flow_from_the_user_guide(bed: Bed) {
     ensure!(m, (23..=517).contains(&mtu), "MTU {mtu} outside 23..517");
     let role = m.one(&format!("AT+UBTCST={h},7"), "+UBTCST").await;
     ensure!(m, role == ["7", "1"], "AT+UBTCST={h},7: expected +UBTCST:7,1 (central), got {role:?}");
+    let rssi = m.one(&format!("AT+UBTRSS={h}"), "+UBTRSS").await;
+    ensure!(m, rssi.len() == 1, "AT+UBTRSS={h}: expected +UBTRSS:<rssi>, got {rssi:?}");
+    let rssi: Option<i64> = rssi[0].parse().ok();
+    ensure!(m, rssi.is_some_and(|r| (-127..=20).contains(&r)), "RSSI {rssi:?} not a dBm value in -127..20");
 
     let all = services(&mut m, h).await;
     for uuid in ["1800", "1801", HR_SERVICE, TEST_SERVICE] {

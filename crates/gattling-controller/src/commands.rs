@@ -27,6 +27,7 @@ const SUPPORTED: &[(usize, u8)] = &[
     (25, 2), // LE Read Local Supported Features
     (25, 4), // LE Set Random Address
     (25, 5), // LE Set Advertising Parameters
+    (15, 5), // Read RSSI
     (25, 6), // LE Read Advertising Physical Channel Tx Power
     (25, 7), // LE Set Advertising Data
     (26, 0), // LE Set Scan Response Data
@@ -62,6 +63,9 @@ const SUPPORTED: &[(usize, u8)] = &[
 /// LE features: Encryption, Connection Parameters Request, Data Packet Length Extension, 2M PHY
 /// (Core Vol 6 Part B §4.6).
 const LE_FEATURES: [u8; 8] = [0x23, 0x01, 0, 0, 0, 0, 0, 0];
+
+/// The RSSI the simulated radio reports for every packet, in dBm.
+pub(crate) const LINK_RSSI: i8 = -40;
 
 fn supported_commands() -> [u8; 64] {
     let mut m = [0u8; 64];
@@ -339,6 +343,15 @@ impl Radio {
                 let mut ret = [0u8; 17];
                 ret[1..].copy_from_slice(&aes128_hci(key, plaintext));
                 self.complete(id, opcode, &ret);
+            }
+            Command::ReadRssi { handle } => {
+                // Every link of the simulated radio is heard as strongly as an advertiser.
+                let (st, rssi) = match self.peer_of(id, handle) {
+                    Some(_) => (0, LINK_RSSI),
+                    None => (status::UNKNOWN_CONNECTION_ID, 0),
+                };
+                let h = handle.to_le_bytes();
+                self.complete(id, opcode, &[st, h[0], h[1], rssi as u8]);
             }
             Command::LeRand => {
                 let r = self.random_u64().to_le_bytes();

@@ -452,7 +452,13 @@ impl Radio {
         if ctrl.scan.filter_duplicates && !ctrl.scan.seen.insert((addr, addr_type, event_type == 4)) {
             return;
         }
-        let report = AdvertisingReport { event_type, address_type: addr_type, address: addr, data, rssi: -40 };
+        let report = AdvertisingReport {
+            event_type,
+            address_type: addr_type,
+            address: addr,
+            data,
+            rssi: crate::commands::LINK_RSSI,
+        };
         let mut params = Vec::with_capacity(12 + data.len());
         AdvertisingReports::encode(&[report], &mut params);
         let ev = Event::Le(LeEvent::Unknown {

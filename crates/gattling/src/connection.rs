@@ -119,6 +119,13 @@ impl Connection {
         self.end().map(|e| e.error(&self.host))
     }
 
+    /// The received signal strength of the link in dBm (HCI Read RSSI, Core Vol 4 Part E §7.5.4).
+    pub async fn rssi(&self) -> Result<i8, Error> {
+        let r = self.host.command(Command::ReadRssi { handle: self.info.handle }).await?;
+        let (_, rssi) = gattling_proto::hci::event::ret::read_rssi(&r).map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok(rssi)
+    }
+
     /// The ATT_MTU of the link's bearer (Core Vol 3 Part F §3.4.2.2).
     pub fn att_mtu(&self) -> u16 {
         self.host.att_mtu(self.info.handle).unwrap_or(gattling_proto::att::bearer::DEFAULT_MTU)

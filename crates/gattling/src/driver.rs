@@ -43,6 +43,10 @@ pub(crate) struct Link {
     pub(crate) events: broadcast::Sender<LinkEvent>,
     /// The link's application task: callbacks run there, in order, outside the lock.
     pub(crate) app: mpsc::UnboundedSender<AppJob>,
+    /// Maximum (TX, RX) payload octets, from LE Data Length Change.
+    pub(crate) data_length: (u16, u16),
+    /// (TX, RX) PHY codes, from LE PHY Update Complete.
+    pub(crate) phy: (u8, u8),
 }
 
 /// The links by handle; also how the GATT server finds bearers.
@@ -338,14 +342,14 @@ fn route_att(
                 }
                 link.bearer.peer_request_pending()
             }
-            None if link.client.is_none() && pdu.first() != Some(&opcode::EXCHANGE_MTU_REQ) => {
+            None if link.client.is_none() => {
                 let _ = link.raw_tx.send(pdu.to_vec());
                 link.bearer.peer_request_pending()
             }
             None => {
-                // No GATT server on this host: the MTU is still the bearer's to exchange (an ATT
-                // procedure, answered even for raw users); with a GATT client attached, every
-                // other request is unsupported (Core Vol 3 Part F §3.4.1.1).
+                // A GATT client but no server on this host: the MTU is still the bearer's to
+                // exchange; every other request is unsupported (Core Vol 3 Part F §3.4.1.1). With
+                // neither, the PDUs go to the raw queue: the application speaks ATT itself.
                 let Some(&op) = pdu.first() else { return false };
                 scratch.clear();
                 if op == opcode::EXCHANGE_MTU_REQ {
@@ -554,6 +558,10 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 }
             }
             HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
+                if let (status::SUCCESS, Some(l)) = (status, inner.links.0.get_mut(&handle)) {
+                    (l.info.interval, l.info.latency, l.info.supervision_timeout) =
+                        (interval, latency, supervision_timeout);
+                }
                 link_event(inner, handle, LinkEvent::Updated { status, interval, latency, supervision_timeout })
             }
             HostEvent::ConnectionParameterUpdateAnswered { handle, accepted } => {
@@ -561,9 +569,15 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
             }
             HostEvent::DataLengthChanged { handle, max_tx_octets, max_rx_octets } => {
                 tracing::debug!(handle, max_tx_octets, max_rx_octets, "data length changed");
+                if let Some(l) = inner.links.0.get_mut(&handle) {
+                    l.data_length = (max_tx_octets, max_rx_octets);
+                }
                 link_event(inner, handle, LinkEvent::DataLength { max_tx_octets, max_rx_octets })
             }
             HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy } => {
+                if let (status::SUCCESS, Some(l)) = (status, inner.links.0.get_mut(&handle)) {
+                    l.phy = (tx_phy, rx_phy);
+                }
                 link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
             }
             HostEvent::EncryptionChanged { handle, status, enabled } => {
@@ -597,6 +611,9 @@ fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link 
         end_tx,
         events: broadcast::channel(16).0,
         app,
+        // The defaults until the controller reports a change (Core Vol 6 Part B §4.5.10, §5.1.10).
+        data_length: (27, 27),
+        phy: (1, 1),
     }
 }
 

@@ -59,6 +59,19 @@ pub(crate) enum LinkEvent {
     ParamAnswer { accepted: bool },
 }
 
+/// A link as the host knows it now ([`Host::link_state`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LinkState {
+    /// Handle, role, peer and the connection parameters as last updated.
+    pub info: ConnectionInfo,
+    /// The bearer's ATT_MTU.
+    pub att_mtu: u16,
+    /// Maximum (TX, RX) link-layer payload octets (27 until a Data Length Change).
+    pub data_length: (u16, u16),
+    /// (TX, RX) PHYs (LE 1M until a PHY Update Complete).
+    pub phy: (crate::Phy, crate::Phy),
+}
+
 /// Host-level notifications for logging and front-ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notification {
@@ -198,6 +211,7 @@ fn command_name(op: Opcode) -> &'static str {
         Opcode::READ_LOCAL_SUPPORTED_FEATURES => "Read Local Supported Features",
         Opcode::READ_BUFFER_SIZE => "Read Buffer Size",
         Opcode::READ_BD_ADDR => "Read BD_ADDR",
+        Opcode::READ_RSSI => "Read RSSI",
         Opcode::LE_SET_EVENT_MASK => "LE Set Event Mask",
         Opcode::LE_READ_BUFFER_SIZE | Opcode::LE_READ_BUFFER_SIZE_V2 => "LE Read Buffer Size",
         Opcode::LE_READ_LOCAL_SUPPORTED_FEATURES => "LE Read Local Supported Features",
@@ -346,6 +360,19 @@ impl Host {
             Some(info) => Connection::new(self, info),
             None => Err(Error::Disconnected { reason: gattling_proto::hci::Reason(status::UNKNOWN_CONNECTION_ID) }),
         }
+    }
+
+    /// What is known now about a link: its parameters as last updated, the ATT_MTU, the data
+    /// length and the PHYs (Core Vol 4 Part E §7.7.65.3, §7.7.65.7, §7.7.65.12).
+    pub fn link_state(&self, handle: ConnHandle) -> Option<LinkState> {
+        let inner = self.lock();
+        let l = inner.links.0.get(&handle)?;
+        Some(LinkState {
+            info: l.info,
+            att_mtu: l.bearer.mtu(),
+            data_length: l.data_length,
+            phy: (crate::Phy::from_code(l.phy.0), crate::Phy::from_code(l.phy.1)),
+        })
     }
 
     /// The link to `peer`, if one is up.

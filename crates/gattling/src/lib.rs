@@ -29,6 +29,7 @@ pub use gatt_client::{ClientOptions, GattClient};
 pub use gattling_proto as proto;
 pub use gattling_proto::hci::Reason;
 pub use host::{
-    AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, Notification, ScanOptions, Scanner,
+    AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, LinkState, Notification,
+    ScanOptions, Scanner,
 };
 pub use transport::{Transport, TransportSpec};

@@ -235,6 +235,14 @@ async fn the_registry_lists_links_and_hands_out_connections() {
     assert_eq!(again.peer(), client_host.address());
     assert!(server_host.connection_to(client_host.address()).is_some());
     assert!(server_host.connection(0x0EFF).is_err());
+    // The link's state follows the controller's reports: PHY, RSSI.
+    let st = client_host.link_state(c.handle()).expect("link state");
+    assert_eq!((st.att_mtu, st.data_length, st.phy), (23, (27, 27), (gattling::Phy::Le1M, gattling::Phy::Le1M)));
+    let phys = c.set_phy(gattling::PhySet::LE_2M, gattling::PhySet::LE_2M).await.expect("PHY update");
+    assert_eq!(phys, (gattling::Phy::Le2M, gattling::Phy::Le2M));
+    let st = client_host.link_state(c.handle()).expect("link state");
+    assert_eq!(st.phy, (gattling::Phy::Le2M, gattling::Phy::Le2M));
+    assert_eq!(c.rssi().await.expect("Read RSSI"), -40);
     c.disconnect(0x13).await.expect("disconnect");
     let ended = tokio::time::timeout(STEP, async {
         loop {

@@ -117,13 +117,7 @@ impl Session {
                 Ok(())
             }
             ("+UBTCST", Form::Set) => self.status(params),
-            ("+UBTRSS", Form::Set) => (|| {
-                let a = Args::parse(params)?;
-                a.count(1, 1)?;
-                self.conn(a.int(0, 0, 255)?)?;
-                // The runtime cannot read a link's RSSI (no LE Read RSSI yet).
-                Err(AtError::NOT_SUPPORTED)
-            })(),
+            ("+UBTRSS", Form::Set) => self.rssi(params).await,
             ("+UBTADL", Form::Set) => {
                 let r = (|| {
                     let a = Args::parse(params)?;
@@ -331,24 +325,41 @@ impl Session {
         self.host.command(cmd).await.map(drop).map_err(|e| at_error(&e))
     }
 
+    async fn rssi(&mut self, params: &str) -> Result<(), AtError> {
+        let a = Args::parse(params)?;
+        a.count(1, 1)?;
+        let conn = self.conn(a.int(0, 0, 255)?)?;
+        let rssi = conn.rssi().await.map_err(|e| at_error(&e))?;
+        self.info("+UBTRSS", &[Field::Int(rssi.into())]);
+        Ok(())
+    }
+
     fn status(&mut self, params: &str) -> Result<(), AtError> {
         let a = Args::parse(params)?;
         a.count(1, 2)?;
         let conn = self.conn(a.int(0, 0, 255)?)?;
         let prop = if a.has(1) { Some(a.enumerator(1, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9])?) } else { None };
-        let info = self.host.connections().into_iter().find(|i| i.handle == conn.handle()).unwrap_or(*conn.info());
-        let mtu = self.host.att_mtu(conn.handle()).unwrap_or(23);
+        let st = self.host.link_state(conn.handle()).ok_or(AtError::NOT_CONNECTED)?;
+        let info = st.info;
+        // PHY bits as AT+UBTCS and LE Set PHY write them: 1 LE 1M, 2 LE 2M, 4 LE Coded.
+        let phy_bit = |p: gattling::Phy| match p {
+            gattling::Phy::Le1M => 1,
+            gattling::Phy::Le2M => 2,
+            gattling::Phy::LeCoded => 4,
+            gattling::Phy::Other(_) => 0,
+        };
         let values: [i64; 10] = [
             info.interval as i64,
             info.latency as i64,
             info.supervision_timeout as i64 * 10,
-            mtu as i64,
-            27,
-            27,
-            0,
+            st.att_mtu as i64,
+            st.data_length.0 as i64,
+            st.data_length.1 as i64,
+            // Data length extension in use: larger than the 27-octet default either way.
+            i64::from(st.data_length.0 > 27 || st.data_length.1 > 27),
             if info.role == Role::Central { 1 } else { 2 },
-            1,
-            1,
+            phy_bit(st.phy.0),
+            phy_bit(st.phy.1),
         ];
         for (i, v) in values.iter().enumerate() {
             if prop.map_or(true, |p| p == i as i64) {

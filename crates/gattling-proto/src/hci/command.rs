@@ -61,6 +61,8 @@ impl Opcode {
     pub const LE_ENCRYPT: Opcode = Opcode::new(0x08, 0x0017);
     /// LE Rand (§7.8.23).
     pub const LE_RAND: Opcode = Opcode::new(0x08, 0x0018);
+    /// Read RSSI (Core Vol 4 Part E §7.5.4).
+    pub const READ_RSSI: Opcode = Opcode::new(0x05, 0x0005);
     /// LE Remote Connection Parameter Request Reply (§7.8.31).
     pub const LE_REMOTE_CONN_PARAM_REQ_REPLY: Opcode = Opcode::new(0x08, 0x0020);
     /// LE Remote Connection Parameter Request Negative Reply (§7.8.32).
@@ -257,6 +259,11 @@ pub enum Command {
     ReadBufferSize,
     /// Read BD_ADDR (§7.4.6).
     ReadBdAddr,
+    /// Read RSSI of a connection (§7.5.4).
+    ReadRssi {
+        /// Connection handle.
+        handle: u16,
+    },
     /// LE Set Event Mask (§7.8.1).
     LeSetEventMask(u64),
     /// LE Read Buffer Size v1 (§7.8.2).
@@ -380,6 +387,7 @@ impl Command {
             Command::ReadLocalSupportedFeatures => Opcode::READ_LOCAL_SUPPORTED_FEATURES,
             Command::ReadBufferSize => Opcode::READ_BUFFER_SIZE,
             Command::ReadBdAddr => Opcode::READ_BD_ADDR,
+            Command::ReadRssi { .. } => Opcode::READ_RSSI,
             Command::LeSetEventMask(_) => Opcode::LE_SET_EVENT_MASK,
             Command::LeReadBufferSize => Opcode::LE_READ_BUFFER_SIZE,
             Command::LeReadBufferSizeV2 => Opcode::LE_READ_BUFFER_SIZE_V2,
@@ -412,6 +420,7 @@ impl Command {
                 out.put_u8(*reason);
             }
             Command::SetEventMask(m) | Command::LeSetEventMask(m) => out.put(&m.to_le_bytes()),
+            Command::ReadRssi { handle } => out.put_u16(*handle),
             Command::Reset
             | Command::ReadLocalVersion
             | Command::ReadLocalSupportedCommands
@@ -514,6 +523,7 @@ impl Command {
             Opcode::READ_LOCAL_SUPPORTED_FEATURES => Command::ReadLocalSupportedFeatures,
             Opcode::READ_BUFFER_SIZE => Command::ReadBufferSize,
             Opcode::READ_BD_ADDR => Command::ReadBdAddr,
+            Opcode::READ_RSSI => Command::ReadRssi { handle: p.u16()? },
             Opcode::LE_SET_EVENT_MASK => Command::LeSetEventMask(p.u64()?),
             Opcode::LE_READ_BUFFER_SIZE => Command::LeReadBufferSize,
             Opcode::LE_READ_BUFFER_SIZE_V2 => Command::LeReadBufferSizeV2,
@@ -639,6 +649,7 @@ mod tests {
             Just(Command::Reset),
             Just(Command::ReadLocalVersion),
             Just(Command::ReadBdAddr),
+            (0u16..0x0F00).prop_map(|handle| Command::ReadRssi { handle }),
             Just(Command::LeReadBufferSizeV2),
             any::<u64>().prop_map(Command::LeSetEventMask),
             addr.clone().prop_map(Command::LeSetRandomAddress),

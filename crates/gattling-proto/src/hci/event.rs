@@ -648,6 +648,12 @@ pub mod ret {
         Reader::new(p, "LE Rand").u64()
     }
 
+    /// Read RSSI (§7.5.4): the connection handle and the RSSI in dBm.
+    pub fn read_rssi(p: &[u8]) -> Result<(u16, i8), DecodeError> {
+        let mut r = Reader::new(p, "Read RSSI");
+        Ok((r.u16()?, r.u8()? as i8))
+    }
+
     /// LE Encrypt (§7.8.22): the 16-octet ciphertext.
     pub fn le_encrypt(p: &[u8]) -> Result<[u8; 16], DecodeError> {
         Reader::new(p, "LE Encrypt").array()
