@@ -23,6 +23,8 @@ impl AtError {
     pub const NOT_SUPPORTED: AtError = AtError(4);
     /// Common: device error.
     pub const DEVICE_ERROR: AtError = AtError(10);
+    /// Common: not configured (e.g. a role the Bluetooth mode does not enable).
+    pub const NOT_CONFIGURED: AtError = AtError(20);
     /// Common: unknown.
     pub const UNKNOWN: AtError = AtError(22);
     /// AT: command not implemented.

@@ -181,6 +181,14 @@ async fn settings_survive_a_restart_after_at_w() {
     at.exchange("AT+UBTLN?\r", "\r\n+UBTLN:\"stored\"\r\n\r\nOK\r\n").await;
     let text = std::fs::read_to_string(&path).expect("settings file");
     assert!(text.contains("echo=0") && text.contains("local_name=\"stored\""), "{text}");
+    // The Bluetooth mode takes effect after AT&W and a restart: peripheral only cannot scan.
+    at.exchange("AT+UBTM=2\r", "\r\nOK\r\n").await;
+    at.exchange("AT+UBTD=0,1,100\r", "\r\nOK\r\n").await;
+    at.exchange("AT&W\r", "\r\nOK\r\n").await;
+    at.exchange("AT+CPWROFF\r", "\r\nOK\r\n\r\n+STARTUP\r\n").await;
+    at.exchange("AT+UBTM?\r", "\r\n+UBTM:2\r\n\r\nOK\r\n").await;
+    at.exchange("AT+UBTD=0,1,100\r", "\r\nERROR:20\r\n").await;
+    at.exchange("AT+UBTAL\r", "\r\nOK\r\n").await;
     // Factory restore takes effect at the next restart.
     at.exchange("AT+USYFR\r", "\r\nOK\r\n").await;
     at.exchange("AT+CPWROFF\r", "\r\nOK\r\n\r\n+STARTUP\r\n").await;
@@ -324,7 +332,7 @@ async fn an_at_built_server_is_read_written_and_notifies() {
     assert_eq!(at.cmd("AT+UBTGC=2A37,1A,1,1,0048", &mut urcs).await, [format!("+UBTGC:{hrm},{cccd}"), "OK".into()]);
     let hcc = cccd + 2;
     assert_eq!(at.cmd("AT+UBTGHCC=2A38,02,1,1", &mut urcs).await, [format!("+UBTGHCC:{hcc},0"), "OK".into()]);
-    assert_eq!(at.cmd("AT+UBTGD=2901,1,1,6869", &mut urcs).await, [format!("+UBTGD:{}", hcc + 1), "OK".into()]);
+    assert_eq!(at.cmd("AT+UBTGD=2901,1,1,6869,4", &mut urcs).await, [format!("+UBTGD:{}", hcc + 1), "OK".into()]);
     assert_eq!(at.cmd("AT+UBTGSA", &mut urcs).await, ["OK"]);
     assert_eq!(at.cmd("AT+UBTAL", &mut urcs).await, ["OK"]);
 
@@ -375,6 +383,12 @@ async fn an_at_built_server_is_read_written_and_notifies() {
     assert_eq!(at.cmd("AT+UBTGRRRE=0,81", &mut urcs).await, ["OK"]);
     let err = read.await.expect("task").expect_err("rejected");
     assert!(err.to_string().contains("129") || err.to_string().contains("0x81"), "{err}");
+
+    // The descriptor takes writes up to its max_len (4), no longer.
+    client.write(hcc + 1, b"abcd").await.expect("4 bytes fit");
+    assert_eq!(client.read(hcc + 1).await.expect("read back"), b"abcd");
+    let err = client.write(hcc + 1, b"abcde").await.expect_err("5 bytes do not");
+    assert!(err.to_string().contains("Invalid Attribute Value Length"), "{err}");
 
     // AT+UBTGAV sets the value silently.
     assert_eq!(at.cmd(&format!("AT+UBTGAV={hrm},07"), &mut urcs).await, ["OK"]);

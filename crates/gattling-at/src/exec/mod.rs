@@ -239,6 +239,9 @@ pub(crate) struct Session {
     background: Option<Background>,
     gatt: server::Builder,
     advertising: bool,
+    /// The Bluetooth mode this power cycle runs in (AT+UBTM takes effect after AT&W and a
+    /// restart): 0 off, 1 central, 2 peripheral, 3 both.
+    mode: u8,
 }
 
 impl Drop for Session {
@@ -280,9 +283,11 @@ impl Session {
             background: None,
             gatt: server::Builder::default(),
             advertising: false,
+            mode: 3,
         };
+        s.mode = s.settings.bt_mode;
         s.tasks.push(tokio::spawn(pump(shared, host, server, notes, events)));
-        if s.settings.advertising {
+        if s.settings.advertising && s.mode & 2 != 0 {
             if let Err(e) = s.start_advertising().await {
                 tracing::warn!(error = %e, "cannot start stored advertising");
             }
@@ -465,11 +470,26 @@ impl Session {
                     None => Err(AtError::INVALID_COMMAND),
                 }
             }
+            _ if name.starts_with("+UBT") && !self.role_enabled(name) => Err(AtError::NOT_CONFIGURED),
             _ if name.starts_with("+UBT") => match self.exec_gap(name, form, &cmd.params).await {
                 Some(r) => r,
                 None => Err(AtError::INVALID_COMMAND),
             },
             _ => Err(AtError::INVALID_COMMAND),
+        }
+    }
+
+    /// Whether the Bluetooth mode of this power cycle allows the command: scanning and
+    /// connecting need the central role, advertising the peripheral role, and with Bluetooth
+    /// off only AT+UBTM itself works.
+    fn role_enabled(&self, name: &str) -> bool {
+        const CENTRAL: u8 = 1;
+        const PERIPHERAL: u8 = 2;
+        match name {
+            "+UBTM" => true,
+            "+UBTD" | "+UBTBGD" | "+UBTC" => self.mode & CENTRAL != 0,
+            "+UBTAL" => self.mode & PERIPHERAL != 0,
+            _ => self.mode != 0,
         }
     }
 

@@ -145,11 +145,9 @@ impl Session {
                 let read_sec = a.enumerator(1, &[1, 2, 3])?;
                 let write_sec = a.enumerator(2, &[1, 2, 3])?;
                 let value = a.bytes(3, 0, 23)?;
-                if a.has(4) {
-                    let max = a.int(4, 1, 23)? as usize;
-                    if value.len() > max {
-                        return Err(AtError::BYTE_ARRAY_LENGTH);
-                    }
+                let max = if a.has(4) { a.int(4, 1, 23)? as usize } else { 23 };
+                if value.len() > max {
+                    return Err(AtError::BYTE_ARRAY_LENGTH);
                 }
                 let Some(s) = self.gatt.pending.as_mut() else { return Err(AtError::NOT_FOUND) };
                 let handle = s.next;
@@ -157,7 +155,7 @@ impl Session {
                 let Some(c) = s.chars.last_mut() else { return Err(AtError::NOT_FOUND) };
                 let perms = permissions(Properties::empty(), read_sec, write_sec, true);
                 c.def = std::mem::replace(&mut c.def, CharacteristicDef::new(Uuid::U16(0), Properties::empty(), &[]))
-                    .descriptor(uuid, &value, perms);
+                    .descriptor_max(uuid, &value, perms, max);
                 s.next = next;
                 self.info(name, &[Field::Int(handle as i64)]);
                 Ok(())

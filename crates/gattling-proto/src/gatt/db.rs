@@ -83,6 +83,8 @@ pub struct DescriptorDef {
     pub value: Vec<u8>,
     /// Permissions.
     pub permissions: Permissions,
+    /// Longest value a client may write (at most 512).
+    pub max_len: usize,
 }
 
 /// Builder input for a characteristic.
@@ -142,8 +144,20 @@ impl CharacteristicDef {
     }
 
     /// Adds a descriptor.
-    pub fn descriptor(mut self, uuid: impl Into<Uuid>, value: &[u8], permissions: Permissions) -> Self {
-        self.descriptors.push(DescriptorDef { uuid: uuid.into(), value: value.to_vec(), permissions });
+    pub fn descriptor(self, uuid: impl Into<Uuid>, value: &[u8], permissions: Permissions) -> Self {
+        self.descriptor_max(uuid, value, permissions, MAX_VALUE_LEN)
+    }
+
+    /// Adds a descriptor that takes writes of at most `max_len` bytes (capped at 512).
+    pub fn descriptor_max(
+        mut self,
+        uuid: impl Into<Uuid>,
+        value: &[u8],
+        permissions: Permissions,
+        max_len: usize,
+    ) -> Self {
+        let max_len = max_len.min(MAX_VALUE_LEN);
+        self.descriptors.push(DescriptorDef { uuid: uuid.into(), value: value.to_vec(), permissions, max_len });
         self
     }
 
@@ -548,7 +562,7 @@ impl Database {
                     handle,
                     uuid: d.uuid.shortest_wire(),
                     kind: AttrKind::Descriptor,
-                    max_len: MAX_VALUE_LEN,
+                    max_len: d.max_len,
                     value: d.value,
                     permissions: d.permissions,
                     characteristic: Some(id),
