@@ -27,6 +27,7 @@
 //! `GATTLING_AT_TEST_TRANSCRIPT=1` prints every test's PTY exchange, passing or not.
 
 #[path = "../../gattling/tests/support/mod.rs"]
+#[macro_use]
 mod support;
 
 use std::collections::VecDeque;
@@ -1018,28 +1019,6 @@ async fn at_built_gatt_server_serves_a_bumble_central(bed: Bed) {
     central.expect("disconnected", STEP).await;
     central.finish().await;
     m.err(&format!("AT+UBTGNS={h},{vh},01"), 16).await;
-}
-
-macro_rules! on_each_controller {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rootcanal() {
-                if super::skipped() {
-                    return;
-                }
-                super::$name(super::Bed::rootcanal()).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn gattling_controller() {
-                if super::skipped() {
-                    return;
-                }
-                super::$name(super::Bed::gattling().await).await
-            }
-        }
-    )*};
 }
 
 on_each_controller!(

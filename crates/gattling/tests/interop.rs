@@ -6,6 +6,7 @@
 //! served over TCP (with rootcanal's 27 x 20 buffers), so the two controllers are held to the
 //! same observable behaviour.
 
+#[macro_use]
 mod support;
 
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
@@ -339,29 +340,6 @@ async fn a_public_address_advertiser_is_found_as_public_by_bumble(rc: Bed) {
     assert_eq!(conn.peer().kind, gattling::proto::gap::AddressType::Random);
     assert_eq!(closed(&conn).await, LinkEnd::Disconnected(gattling::Reason(status::REMOTE_USER_TERMINATED)));
     central.finish().await;
-}
-
-/// Runs each listed test on rootcanal and on gattling's controller server.
-macro_rules! on_each_controller {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rootcanal() {
-                if super::skipped() {
-                    return;
-                }
-                super::$name(super::Bed::rootcanal()).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn gattling_controller() {
-                if super::skipped() {
-                    return;
-                }
-                super::$name(super::Bed::gattling().await).await
-            }
-        }
-    )*};
 }
 
 on_each_controller!(

@@ -270,3 +270,28 @@ impl Bed {
         }
     }
 }
+
+/// Runs each listed test on rootcanal and on gattling's controller server (the file needs
+/// `skipped` and `Bed` in scope).
+#[allow(unused_macros)]
+macro_rules! on_each_controller {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rootcanal() {
+                if super::skipped() {
+                    return;
+                }
+                super::$name(super::Bed::rootcanal()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn gattling_controller() {
+                if super::skipped() {
+                    return;
+                }
+                super::$name(super::Bed::gattling().await).await
+            }
+        }
+    )*};
+}
