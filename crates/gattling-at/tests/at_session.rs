@@ -308,6 +308,14 @@ async fn the_user_guide_heart_rate_flow_and_every_client_command() {
         at.cmd(&format!("AT+UBTGR=0,{rw}"), &mut urcs).await,
         [format!("+UBTGR:0,{rw},{}", hex(&long)), "OK".into()]
     );
+    // A write from an offset: the peer (a gattling server) keeps the bytes before it and ends
+    // the variable-length value after the written part.
+    assert_eq!(at.cmd(&format!("AT+UBTGWL=0,{rw},AABB,0,0,10"), &mut urcs).await, ["OK"]);
+    let expected: Vec<u8> = long[..10].iter().copied().chain([0xAA, 0xBB]).collect();
+    assert_eq!(
+        at.cmd(&format!("AT+UBTGR=0,{rw}"), &mut urcs).await,
+        [format!("+UBTGR:0,{rw},{}", hex(&expected)), "OK".into()]
+    );
     // ATT errors: Read Not Permitted (0x02) -> 92, Invalid Handle (0x01) -> 91.
     assert_eq!(at.cmd(&format!("AT+UBTGR=0,{secret}"), &mut urcs).await, ["ERROR:92"]);
     assert_eq!(at.cmd("AT+UBTGR=0,65000", &mut urcs).await, ["ERROR:91"]);

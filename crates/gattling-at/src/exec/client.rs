@@ -165,8 +165,9 @@ impl Session {
         }
     }
 
-    /// AT+UBTGWL: parts are gathered per link (flag 1) and written with Prepare Write / Execute
-    /// Write on the final part (flag 0); flag 2 drops what was gathered.
+    /// AT+UBTGWL: parts are gathered per link (flag 1) from the first part's offset on and
+    /// written with Prepare Write / Execute Write on the final part (flag 0), at their offsets;
+    /// flag 2 drops what was gathered.
     async fn write_long(&mut self, a: &Args) -> Result<(), AtError> {
         a.count(6, 6)?;
         let h = a.int(0, 0, 0xFFFF)?;
@@ -183,13 +184,20 @@ impl Session {
                 link.prepared = None;
                 return Ok(());
             }
-            let p = link.prepared.get_or_insert_with(|| Prepared { handle: vh, reliable, value: Vec::new() });
-            if p.handle != vh || offset > p.value.len() || offset + data.len() > MAX_VALUE {
+            let p = link.prepared.get_or_insert_with(|| Prepared {
+                handle: vh,
+                reliable,
+                start: offset,
+                value: Vec::new(),
+            });
+            // Parts continue (or rewrite the end of) what was gathered from the first offset on.
+            let end = p.start + p.value.len();
+            if p.handle != vh || offset < p.start || offset > end || offset + data.len() > MAX_VALUE {
                 link.prepared = None;
                 return Err(AtError::INVALID_PARAMETER);
             }
             p.reliable |= reliable;
-            p.value.truncate(offset);
+            p.value.truncate(offset - p.start);
             p.value.extend_from_slice(&data);
             if flag == 1 {
                 return Ok(());
@@ -199,6 +207,7 @@ impl Session {
         let Some(p) = pending else { return Ok(()) };
         let c = self.client(h).await?;
         let mtu = c.mtu();
-        gatt(c.run(WriteLong::new(&[(p.handle, &p.value)], mtu))).await
+        let start = u16::try_from(p.start).map_err(|_| AtError::INVALID_PARAMETER)?;
+        gatt(c.run(WriteLong::at_offsets(&[(p.handle, start, &p.value)], mtu))).await
     }
 }

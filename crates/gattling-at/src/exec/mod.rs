@@ -110,6 +110,8 @@ impl Urc {
 pub(crate) struct Prepared {
     handle: u16,
     reliable: bool,
+    /// Where the gathered bytes go in the attribute.
+    start: usize,
     value: Vec<u8>,
 }
 

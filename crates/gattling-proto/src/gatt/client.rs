@@ -671,14 +671,23 @@ pub struct WriteLong {
 impl WriteLong {
     /// Writes (handle, value) pairs atomically at ATT_MTU `mtu`.
     pub fn new(writes: &[(u16, &[u8])], mtu: u16) -> Self {
+        let at_zero: Vec<(u16, u16, &[u8])> = writes.iter().map(|(h, v)| (*h, 0, *v)).collect();
+        Self::at_offsets(&at_zero, mtu)
+    }
+
+    /// Writes (handle, offset, value) parts atomically at ATT_MTU `mtu`: each value goes into
+    /// its attribute from `offset` on (Core Vol 3 Part F §3.4.6.1), the rest of the attribute
+    /// as the server keeps it.
+    pub fn at_offsets(writes: &[(u16, u16, &[u8])], mtu: u16) -> Self {
         let size = (mtu.max(23) - 5) as usize;
         let mut chunks = Vec::new();
-        for (handle, value) in writes {
+        for (handle, offset, value) in writes {
             if value.is_empty() {
-                chunks.push((*handle, 0, Vec::new()));
+                chunks.push((*handle, *offset, Vec::new()));
             }
             for (i, c) in value.chunks(size).enumerate() {
-                chunks.push((*handle, (i * size) as u16, c.to_vec()));
+                let at = usize::from(*offset).saturating_add(i * size).min(usize::from(u16::MAX)) as u16;
+                chunks.push((*handle, at, c.to_vec()));
             }
         }
         Self { chunks, sent: 0, failed: None }
@@ -737,6 +746,19 @@ impl Procedure for WriteLong {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn write_long_at_an_offset_prepares_from_that_offset() {
+        let mut w = WriteLong::at_offsets(&[(0x0010, 100, &[7u8; 30][..])], 23);
+        // 18 bytes per Prepare Write at ATT_MTU 23: offsets 100 and 118.
+        assert_eq!(
+            w.start(),
+            Step::Send(AttPdu::PrepareWriteReq { handle: 0x10, offset: 100, value: &[7; 18] }.to_vec())
+        );
+        let echo = AttPdu::PrepareWriteRsp { handle: 0x10, offset: 100, value: &[7; 18] }.to_vec();
+        let next = AttPdu::PrepareWriteReq { handle: 0x10, offset: 118, value: &[7; 12] }.to_vec();
+        assert_eq!(w.on_response(&echo), Ok(Step::Send(next)));
+    }
 
     /// Drives a procedure with scripted answers; returns the result or None if it wants more.
     fn drive<P: Procedure>(mut p: P, answers: &[Vec<u8>]) -> Option<Result<P::Output, ClientError>> {
