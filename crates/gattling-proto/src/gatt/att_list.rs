@@ -39,8 +39,8 @@
 //! so: a value whose write limit is at most 255 bytes is dumped padded with zeros to that limit
 //! (its buffer); a value whose limit is larger (the API's default 512) is dumped as its current
 //! bytes, which become its buffer on loading; permissions are dropped (loading applies the rule
-//! above). Values longer than 255 bytes, handle gaps and tables the loader would refuse are
-//! errors ([`DumpError`]).
+//! above). Values longer than 255 bytes (unless cut by [`AttList::from_database_truncating`]),
+//! handle gaps and tables the loader would refuse are errors ([`DumpError`]).
 
 use super::db::{AttrKind, AttributeRecord, Database, TableErrorKind, MAX_VALUE_LEN};
 use super::{uuids, CharacteristicDef, Permissions, Properties, ServiceDef};
@@ -518,6 +518,18 @@ impl AttList {
     /// table; see the module documentation for what the format cannot hold. The result is
     /// checked by parsing it back.
     pub fn from_database(db: &Database, first: u16) -> Result<AttList, DumpError> {
+        Self::dump(db, first, false).map(|(list, _)| list)
+    }
+
+    /// As [`AttList::from_database`], but values longer than 255 bytes are cut to their first
+    /// 255 bytes instead of refused; returns the table and the (handle, original length) of
+    /// every value cut.
+    pub fn from_database_truncating(db: &Database, first: u16) -> Result<(AttList, Vec<(u16, usize)>), DumpError> {
+        Self::dump(db, first, true)
+    }
+
+    fn dump(db: &Database, first: u16, truncate: bool) -> Result<(AttList, Vec<(u16, usize)>), DumpError> {
+        let mut cut = Vec::new();
         let mut bytes = Vec::new();
         let mut previous: Option<u16> = None;
         for a in db.attributes().iter().filter(|a| a.handle >= first) {
@@ -539,6 +551,11 @@ impl AttList {
                 }
                 _ => a.value.clone(),
             };
+            let mut value = value;
+            if truncate && value.len() > 255 {
+                cut.push((a.handle, value.len()));
+                value.truncate(255);
+            }
             let vl = u8::try_from(value.len())
                 .map_err(|_| DumpError::ValueTooLong { handle: a.handle, len: value.len() })?;
             bytes.extend_from_slice(&a.handle.to_le_bytes());
@@ -549,7 +566,7 @@ impl AttList {
             bytes.extend_from_slice(&value);
         }
         bytes.extend_from_slice(&[0, 0]);
-        AttList::parse(&bytes).map_err(DumpError::Invalid)
+        AttList::parse(&bytes).map(|list| (list, cut)).map_err(DumpError::Invalid)
     }
 }
 
