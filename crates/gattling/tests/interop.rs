@@ -760,14 +760,13 @@ async fn bumble_discovers(rc: &Bed, name: &str, extra: &[&str]) -> (Peer, Vec<se
     (client, services)
 }
 
+/// An expected characteristic: UUID, declaration handle, value handle, properties, descriptors
+/// (UUID, handle).
+type WantChar<'a> = (&'a str, u64, u64, u64, &'a [(&'a str, u64)]);
+
 /// The table's service as bumble discovered it: exact handles, UUID, characteristics with their
 /// declaration and value handles, properties and descriptors.
-fn assert_service(
-    services: &[serde_json::Value],
-    uuid: &str,
-    end: u64,
-    chars: &[(&str, u64, u64, u64, &[(&str, u64)])],
-) {
+fn assert_service(services: &[serde_json::Value], uuid: &str, end: u64, chars: &[WantChar<'_>]) {
     let s =
         services.iter().find(|s| s["start"] == 0x0C).unwrap_or_else(|| panic!("no service at 0x000C: {services:?}"));
     assert_eq!(s["uuid"], uuid, "{s}");
@@ -843,18 +842,16 @@ async fn the_seed_att_list_examples_are_served_exactly(rc: Bed) {
     let (mut client, services) = bumble_discovers(&rc, "attl-ex5", &["--indicate", "FEC7:1"]).await;
     assert_service(&services, "FEE7", 0x0F, &[("FEC7", 0x0D, 0x0E, 0x20, &[("2902", 0x0F)])]);
     assert_eq!(client.expect("subscribed", STEP).await["mode"], "indicate");
-    let conn = loop {
-        match tokio::time::timeout(STEP, events.next()).await.expect("subscription in time").expect("event") {
-            ServerEvent::Subscribed { conn, value_handle: 0x0E, cccd: 2 } => break conn,
-            other => panic!("unexpected {other:?}"),
-        }
+    let conn = match tokio::time::timeout(STEP, events.next()).await.expect("subscription in time").expect("event") {
+        ServerEvent::Subscribed { conn, value_handle: 0x0E, cccd: 2 } => conn,
+        other => panic!("unexpected {other:?}"),
     };
     let ch = server.characteristic_at(0x0E).expect("FEC7");
     assert!(ch.indicate(conn, b"indicated"), "the indication is sent");
     let ind = client.expect("indication", STEP).await;
     assert_eq!((ind["handle"].as_u64(), ind["value"].as_str()), (Some(0x0E), Some(hex(b"indicated").as_str())));
-    let confirmed = tokio::time::timeout(STEP, events.next()).await.expect("confirmation in time").expect("event");
-    assert!(matches!(confirmed, ServerEvent::Confirmed { .. }), "{confirmed:?}");
+    // (No assertion on the Confirmed event: the client disconnects right after its last value,
+    // which may race its confirmation.)
     client.expect("done", STEP).await;
     client.finish().await;
 }

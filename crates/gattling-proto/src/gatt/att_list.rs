@@ -167,8 +167,7 @@ impl fmt::Display for AttListError {
     }
 }
 
-#[cfg(feature = "std")]
-impl std::error::Error for AttListError {}
+impl core::error::Error for AttListError {}
 
 /// Why a database could not be dumped as an ATT_LIST table.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
