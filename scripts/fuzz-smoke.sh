@@ -144,6 +144,14 @@ write_seeds() {
         05 02 41 20 09 00 \
         09 05 00 04 00 12 03 00 aa bb \
         07 04 05 04 00 41 00 13
+    # att_list: the seed's examples 1 + 5 (binary) and example 1 + 4 (as hex text).
+    seed att_list indicate \
+        0c 00 02 00 28 02 e7 fe  0d 00 02 03 28 01 20 \
+        0e 00 02 c7 fe 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+        0f 00 02 02 29 02 00 00  00 00
+    mkdir -p "$FUZZ/corpus/att_list"
+    printf '0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 0c\n0e 00 10 ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 04 01 02 03 04\n00 00\n' \
+        >"$FUZZ/corpus/att_list/seed-hex"
 }
 
 cd "$FUZZ"

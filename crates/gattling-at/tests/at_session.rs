@@ -475,3 +475,42 @@ async fn indications_are_confirmed_with_uebtgic_and_garbage_resynchronises() {
     assert_eq!(at.urc("+UEBTDC:", &mut urcs).await, "+UEBTDC:0");
     assert_eq!(at.cmd(&format!("AT+UBTGIS=0,{vh},AB"), &mut urcs).await, ["ERROR:16"]);
 }
+
+#[tokio::test]
+async fn an_att_list_table_loaded_by_at_ubtgattl_is_served() {
+    let mut at = At::on("at-att-list").await;
+    let mut urcs = Vec::new();
+    at.exchange("ATE0\r", "ATE0\r\r\nOK\r\n").await;
+    assert_eq!(at.cmd("AT+USYEE=1", &mut urcs).await, ["OK"]);
+    // The seed's example 1 + example 3 (the FEC7 write channel), in two parts.
+    let part1 = "0C0002002802E7FE0D0002032801 0C";
+    let part2 = "0E0002C7FE140000000000000000000000000000000000000000 0000";
+    // A bad table (the value record is missing) is refused and explained by the read form.
+    assert_eq!(at.cmd("AT+UBTGATTL=0C0002002802E7FE0D00020328010C0000", &mut urcs).await, ["ERROR:5"]);
+    assert_eq!(
+        at.cmd("AT+UBTGATTL?", &mut urcs).await,
+        ["+UBTGATTL:8,13,\"characteristic declaration is not followed by its value record\"", "OK"]
+    );
+    assert_eq!(at.cmd("AT+UBTGATTL=0C0", &mut urcs).await, ["ERROR:43"]);
+    assert_eq!(at.cmd(&format!("AT+UBTGATTL={},1", part1.replace(' ', "")), &mut urcs).await, ["OK"]);
+    assert_eq!(at.cmd(&format!("AT+UBTGATTL={}", part2.replace(' ', "")), &mut urcs).await, ["OK"]);
+    assert_eq!(at.cmd("AT+UBTGATTL?", &mut urcs).await, ["+UBTGATTL:-1,0,\"\"", "OK"]);
+    assert_eq!(at.cmd("AT+UBTAL", &mut urcs).await, ["OK"]);
+
+    let central = Host::open("virtual:at-att-list").await.expect("central");
+    let _own = central.gatt_server("central", 0);
+    let mut scan = central.scan(gattling::ScanOptions::default()).await.expect("scan");
+    let report = tokio::time::timeout(DEADLINE, scan.next()).await.expect("adv").expect("report");
+    drop(scan);
+    let conn = central.connect(report.address, ConnectOptions::default()).await.expect("connect");
+    let client = GattClient::new(conn, ClientOptions::default()).await.expect("client");
+    let services = client.discover_services().await.expect("services");
+    let fee7 = services.iter().find(|s| s.uuid == Uuid::U16(0xFEE7)).expect("FEE7");
+    assert_eq!((fee7.start, fee7.end), (0x0C, 0x0E));
+    let chars = client.discover_characteristics(0x0C, 0x0E, None).await.expect("chars");
+    assert_eq!((chars[0].handle, chars[0].value_handle, chars[0].uuid), (0x0D, 0x0E, Uuid::U16(0xFEC7)));
+    assert_eq!(chars[0].properties, 0x0C);
+    client.write(0x0E, b"hello").await.expect("write");
+    assert_eq!(at.urc("+UEBTGCW:", &mut urcs).await, "+UEBTGCW:0,14,68656C6C6F,1");
+    assert_eq!(client.read(0x0E).await.expect("read"), b"hello");
+}

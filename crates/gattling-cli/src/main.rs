@@ -58,13 +58,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Advertise connectable and serve the demo GATT database until interrupted, logging reads,
-    /// writes and subscriptions.
+    /// Advertise connectable and serve the demo GATT database (or an ATT_LIST table) until
+    /// interrupted, logging reads, writes and subscriptions.
     Serve {
         /// The local name to advertise (also the GAP Device Name).
         #[arg(long, default_value = "gattling")]
         name: String,
+        /// Serve this ATT_LIST table (binary or hex text; `-` reads standard input) at its own
+        /// handles instead of the demo database.
+        #[arg(long, value_name = "FILE")]
+        att_list: Option<std::path::PathBuf>,
     },
+    /// ATT_LIST service tables: validate one, or dump a database in the format.
+    #[command(subcommand)]
+    AttList(AttListCmd),
     /// Connect to a GATT server (found by scanning) and run one GATT command.
     Gatt {
         /// The peer's address (its type is taken from its advertisement).
@@ -108,6 +115,31 @@ enum Cmd {
         /// Accept connections (ADV_IND); without it the advertising is non-connectable.
         #[arg(long)]
         connectable: bool,
+    },
+}
+
+/// A command of `gattling att-list`.
+#[derive(Subcommand, Debug)]
+enum AttListCmd {
+    /// Validate a table (binary or hex text; `-` reads standard input) and print the services and
+    /// characteristics it defines; an invalid table prints `FILE: offset N (handle 0xHHHH):
+    /// reason` on stderr and exits with status 2.
+    Check {
+        /// The table.
+        file: std::path::PathBuf,
+    },
+    /// Write a database as an ATT_LIST table: hex text, one record per line (or binary).
+    Dump {
+        /// Dump this table (loaded and validated).
+        #[arg(long, value_name = "FILE", conflicts_with = "demo", required_unless_present = "demo")]
+        att_list: Option<std::path::PathBuf>,
+        /// Dump the demo database of `gattling serve` (with its built-in services; values over
+        /// 255 bytes are cut to 255 with a warning, as value_len is one byte).
+        #[arg(long)]
+        demo: bool,
+        /// Write the binary table instead of hex text.
+        #[arg(long)]
+        binary: bool,
     },
 }
 
@@ -190,6 +222,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Cmd::AttList(cmd) = &cli.command {
+        return att_list::run(cmd);
+    }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -265,10 +300,21 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             let host = open(&cli.global).await?;
             gatt(&host, address, name, json, scan_timeout, command).await
         }
-        Cmd::Serve { name } => {
+        Cmd::AttList(_) => Ok(()),
+        Cmd::Serve { name, att_list } => {
+            // Read and validate the table before touching the controller.
+            let table = match &att_list {
+                Some(path) => {
+                    let bytes = att_list::read(path)?;
+                    let list = gattling::gatt::AttList::decode(&bytes)
+                        .map_err(|e| gattling::Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+                    Some(list)
+                }
+                None => None,
+            };
             let host = open(&cli.global).await?;
             tokio::select! {
-                r = serve(&host, &name) => r,
+                r = serve(&host, &name, table) => r,
                 _ = tokio::signal::ctrl_c() => Ok(()),
             }
         }
@@ -469,12 +515,28 @@ async fn demo() -> Result<(), gattling::Error> {
     Ok(())
 }
 
-/// `gattling serve`: the demo database, advertised under `name`, with every access logged.
-async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
-    let server = host.gatt_server(name, 0);
-    for def in gattling::gatt::demo_services() {
-        let service = server.add_service(def)?;
-        for ch in service.characteristics {
+/// `gattling serve`: the demo database (or an ATT_LIST table), advertised under `name`, with
+/// every access logged.
+async fn serve(host: &Host, name: &str, table: Option<gattling::gatt::AttList>) -> Result<(), gattling::Error> {
+    let (server, chars, what) = match &table {
+        None => {
+            let server = host.gatt_server(name, 0);
+            let mut chars = Vec::new();
+            for def in gattling::gatt::demo_services() {
+                chars.extend(server.add_service(def)?.characteristics);
+            }
+            (server, chars, "the demo database".to_string())
+        }
+        Some(list) => {
+            let server = host.gatt_server_with(list.database(name, 0)?);
+            let first = list.first_handle().unwrap_or(u16::MAX);
+            let chars: Vec<_> = server.characteristics().into_iter().filter(|c| c.value_handle() >= first).collect();
+            let n = list.records().len();
+            (server, chars, format!("an ATT_LIST table of {n} records from handle {first:#06x}"))
+        }
+    };
+    {
+        for ch in chars {
             let (uuid, handle) = (ch.uuid(), ch.value_handle());
             ch.on_read(move |conn| {
                 println!("read: {uuid} (handle {handle:#06x}) by connection {conn:#05x}");
@@ -502,7 +564,7 @@ async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
     let opts = AdvertisingOptions { kind: AdvertisingKind::Connectable, data, ..Default::default() };
     let mut notes = host.notifications();
     host.advertise(&opts).await?;
-    eprintln!("serving the demo database as {name:?} ({}) on {}", host.address(), host.transport_description());
+    eprintln!("serving {what} as {name:?} ({}) on {}", host.address(), host.transport_description());
     let accept_host = host.clone();
     tokio::spawn(async move {
         while let Ok(conn) = accept_host.accept().await {
@@ -511,7 +573,7 @@ async fn serve(host: &Host, name: &str) -> Result<(), gattling::Error> {
             });
         }
     });
-    let counter = server.characteristic(gattling::gatt::demo::COUNTER);
+    let counter = if table.is_none() { server.characteristic(gattling::gatt::demo::COUNTER) } else { None };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n: u8 = 0;
     loop {
@@ -715,6 +777,143 @@ fn property_names(p: u8) -> String {
     let names =
         ["broadcast", "read", "write-without-response", "write", "notify", "indicate", "signed-write", "extended"];
     names.iter().enumerate().filter(|(i, _)| p & (1 << i) != 0).map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+}
+
+/// `gattling att-list`: check and dump ATT_LIST tables.
+mod att_list {
+    use gattling::gatt::{AttList, AttrKind};
+    use std::io::{Read, Write};
+    use std::path::Path;
+    use std::process::ExitCode;
+
+    /// Reads a table file; `-` is standard input.
+    pub fn read(path: &Path) -> Result<Vec<u8>, gattling::Error> {
+        let mut bytes = Vec::new();
+        let r = if path == Path::new("-") {
+            std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+        } else {
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map(|_| ())
+        };
+        r.map_err(|e| gattling::Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        Ok(bytes)
+    }
+
+    fn load(path: &Path) -> Result<AttList, String> {
+        let bytes = read(path).map_err(|e| format!("{e}"))?;
+        AttList::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Runs `gattling att-list ...`; status 2 for an invalid table, 1 for other failures.
+    pub fn run(cmd: &super::AttListCmd) -> ExitCode {
+        match cmd {
+            super::AttListCmd::Check { file } => {
+                let bytes = match read(file) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        eprintln!("gattling: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                match AttList::decode(&bytes) {
+                    Ok(list) => {
+                        print!("{}", tree(&list));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", file.display());
+                        ExitCode::from(2)
+                    }
+                }
+            }
+            super::AttListCmd::Dump { att_list, demo, binary } => {
+                let dumped = match att_list {
+                    Some(path) => match load(path) {
+                        Ok(list) => list
+                            .table_database()
+                            .map_err(|e| format!("{}: {e}", path.display()))
+                            .and_then(|db| {
+                                AttList::from_database(&db, list.first_handle().unwrap_or(1))
+                                    .map_err(|e| format!("{}: {e}", path.display()))
+                            }),
+                        Err(e) => {
+                            eprintln!("{e}");
+                            return ExitCode::from(2);
+                        }
+                    },
+                    // The demo's 512-byte value does not fit value_len: it is cut, with a warning.
+                    None if *demo => demo_database().and_then(|db| {
+                        let (list, cut) = AttList::from_database_truncating(&db, 1).map_err(|e| e.to_string())?;
+                        for (handle, len) in cut {
+                            eprintln!("warning: handle {handle:#06x}: value of {len} bytes cut to 255 (value_len is one byte)");
+                        }
+                        Ok(list)
+                    }),
+                    None => Err("give --att-list FILE or --demo".to_string()),
+                };
+                let list = match dumped {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("gattling: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                let out = if *binary { list.to_bytes() } else { list.to_hex().into_bytes() };
+                let mut stdout = std::io::stdout().lock();
+                match stdout.write_all(&out).and_then(|_| stdout.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("gattling: writing the table: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    }
+
+    /// The database `gattling serve` serves without a table (device name "gattling").
+    fn demo_database() -> Result<gattling::gatt::Database, String> {
+        let mut db = gattling::gatt::Database::new();
+        for s in gattling::proto::gatt::server::builtin_services("gattling", 0) {
+            db.add_service(s).map_err(|e| e.to_string())?;
+        }
+        for s in gattling::gatt::demo_services() {
+            db.add_service(s).map_err(|e| e.to_string())?;
+        }
+        Ok(db)
+    }
+
+    /// The services and characteristics of a table as an indented tree with handles.
+    pub fn tree(list: &AttList) -> String {
+        let mut s = String::new();
+        let mut props = 0u8;
+        for r in list.records() {
+            let uuid = super::uuid_str(&r.uuid);
+            let value_uuid = gattling::proto::Uuid::from_le_bytes(&r.value).map(|u| super::uuid_str(&u));
+            let line = match r.kind {
+                AttrKind::PrimaryService | AttrKind::SecondaryService => {
+                    let kind = if r.kind == AttrKind::PrimaryService { "primary" } else { "secondary" };
+                    format!("{:#06x} {kind} service {}", r.handle, value_uuid.unwrap_or_default())
+                }
+                AttrKind::Include => format!("  {:#06x} include {}", r.handle, super::hex(&r.value)),
+                AttrKind::CharacteristicDecl => {
+                    props = r.value.first().copied().unwrap_or(0);
+                    continue;
+                }
+                AttrKind::Value => format!(
+                    "  {:#06x} characteristic {uuid} [{}] declaration {:#06x}, {} bytes",
+                    r.handle,
+                    super::property_names(props),
+                    r.handle.saturating_sub(1),
+                    r.value.len()
+                ),
+                AttrKind::Cccd => format!("    {:#06x} CCCD", r.handle),
+                AttrKind::Descriptor => format!("    {:#06x} descriptor {uuid}: {}", r.handle, super::hex(&r.value)),
+            };
+            s.push_str(&line);
+            s.push('\n');
+        }
+        s
+    }
 }
 
 /// The I/O front-ends of `gattling at`: stdin/stdout, TCP, a pseudo-terminal, a serial port.

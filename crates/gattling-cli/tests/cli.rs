@@ -323,3 +323,150 @@ async fn gatt_command_discovers_reads_writes_and_subscribes() {
     let _ = serve.kill().await;
     let _ = controller.kill().await;
 }
+
+/// The seed's examples 1, 3 and a CCCD-carrying indicate channel after them, as hex text.
+const ATT_LIST: &str = "0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 0c\n\
+    0e 00 02 c7 fe 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n\
+    0f 00 02 03 28 01 20\n10 00 02 c8 fe 04 00 00 00 00\n11 00 02 02 29 02 00 00\n00 00\n";
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("gattling-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write temp file");
+    path
+}
+
+async fn run_with_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut child = gattling()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gattling");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin).await.expect("write stdin");
+    drop(input);
+    child.wait_with_output().await.expect("output")
+}
+
+#[tokio::test]
+async fn att_list_check_prints_the_tree_or_one_error_line() {
+    let file = temp_file("ok.hex", ATT_LIST.as_bytes());
+    let out = gattling().args(["att-list", "check"]).arg(&file).output().await.expect("check");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0x000c primary service FEE7\n\
+         \x20 0x000e characteristic FEC7 [write-without-response|write] declaration 0x000d, 20 bytes\n\
+         \x20 0x0010 characteristic FEC8 [indicate] declaration 0x000f, 4 bytes\n\
+         \x20   0x0011 CCCD\n"
+    );
+    // Binary from standard input.
+    let bin = gattling::proto::gatt::att_list::hex_to_bytes(ATT_LIST).expect("hex");
+    let out = run_with_stdin(&["att-list", "check", "-"], &bin).await;
+    assert_eq!(out.status.code(), Some(0));
+    // Invalid: a CCCD under the write channel.
+    let bad = "0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 0c\n0e 00 02 c7 fe 01 00\n0f 00 02 02 29 02 00 00\n00 00\n";
+    let file = temp_file("bad.hex", bad.as_bytes());
+    let out = gattling().args(["att-list", "check"]).arg(&file).output().await.expect("check");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}: offset 22 (handle 0x000F): CCCD under a characteristic without notify or indicate (properties 0x0C)\n",
+            file.display()
+        )
+    );
+    let out = run_with_stdin(&["att-list", "check", "-"], b"0c 00 02 00 28 02 e7 fe\n").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "-: offset 8 (handle 0x000C): missing terminator (00 00) at the end of the table\n"
+    );
+}
+
+#[tokio::test]
+async fn att_list_dump_gives_the_table_back_and_dumps_the_demo() {
+    let file = temp_file("dump.hex", ATT_LIST.as_bytes());
+    let out = gattling().args(["att-list", "dump", "--att-list"]).arg(&file).output().await.expect("dump");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), ATT_LIST, "load -> dump is identical");
+    let out = gattling().args(["att-list", "dump", "--binary", "--att-list"]).arg(&file).output().await.expect("dump");
+    assert_eq!(out.stdout, gattling::proto::gatt::att_list::hex_to_bytes(ATT_LIST).expect("hex"));
+    // The demo database, built-ins included; its 512-byte value is cut with a warning.
+    let out = gattling().args(["att-list", "dump", "--demo"]).output().await.expect("dump");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("01 00 02 00 28 02 00 18\n"), "{text}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("value of 512 bytes cut to 255"));
+    let out = run_with_stdin(&["att-list", "check", "-"], text.as_bytes()).await;
+    assert_eq!(out.status.code(), Some(0), "the demo dump is a valid table");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0x0001 primary service 1800"));
+    // Neither source: a usage error.
+    let out = gattling().args(["att-list", "dump"]).output().await.expect("dump");
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_att_list_serves_the_table_and_logs_each_access() {
+    use tokio::io::AsyncWriteExt;
+    let (mut controller, transport) = controller_server().await;
+    let mut serve = gattling()
+        .args(["--transport", &transport, "serve", "--name", "cli-gatt", "--att-list", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let mut input = serve.stdin.take().expect("stdin");
+    input.write_all(ATT_LIST.as_bytes()).await.expect("table on stdin");
+    drop(input);
+    wait_for_stderr(&mut serve, "serving an ATT_LIST table of 6 records from handle 0x000c as \"cli-gatt\"").await;
+
+    let out = gatt_cli(&transport, &["--json", "discover"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let services = doc["services"].as_array().expect("services");
+    let uuids: Vec<&str> = services.iter().filter_map(|s| s["uuid"].as_str()).collect();
+    assert_eq!(uuids, ["1800", "1801", "FEE7"]);
+    let fee7 = &services[2];
+    let chars = fee7["characteristics"].as_array().expect("characteristics");
+    assert_eq!((chars[0]["uuid"].as_str(), chars[0]["value_handle"].as_u64()), (Some("FEC7"), Some(0x0E)));
+    assert_eq!(chars[0]["properties"], 0x0C);
+    assert_eq!((chars[1]["uuid"].as_str(), chars[1]["properties"].as_u64()), (Some("FEC8"), Some(0x20)));
+
+    let out = gatt_cli(&transport, &["write", "0x0e", "0102030405"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gatt_cli(&transport, &["--json", "read", "0x0e"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["value"], "0102030405");
+    // Longer than the 20-byte buffer: Invalid Attribute Value Length.
+    let out = gatt_cli(&transport, &["write", "0x0e", &"ab".repeat(21)]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid Attribute Value Length"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The log: the write, the read, each connection's end.
+    let mut stdout = BufReader::new(serve.stdout.take().expect("stdout")).lines();
+    let mut log = Vec::new();
+    tokio::time::timeout(STEP, async {
+        while let Some(l) = stdout.next_line().await.expect("stdout") {
+            log.push(l);
+            if log.iter().any(|l| l.starts_with("read: FEC7")) && log.iter().any(|l| l.starts_with("write: FEC7")) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("read and write logged: {log:?}"));
+    assert!(log.iter().any(|l| l.starts_with("write: FEC7 (handle 0x000e)") && l.ends_with("0102030405")), "{log:?}");
+    let _ = serve.kill().await;
+    let _ = controller.kill().await;
+}

@@ -59,6 +59,9 @@ pub enum Error {
     /// The GATT database refused a change.
     #[error("GATT database: {0}")]
     Database(#[from] gattling_proto::gatt::DbError),
+    /// An ATT_LIST service table was refused (`gattling_proto::gatt::att_list`).
+    #[error("ATT_LIST table: {0}")]
+    AttList(#[from] gattling_proto::gatt::AttListError),
     /// Advertising data could not be built.
     #[error("advertising data: {0}")]
     AdvertisingData(#[from] gattling_proto::gap::ad::AdBuildError),

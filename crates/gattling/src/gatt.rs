@@ -25,9 +25,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Weak};
 use tokio::sync::mpsc;
 
+pub use gattling_proto::gatt::att_list::{AttList, AttListError, AttListErrorKind};
 pub use gattling_proto::gatt::db::{
     AttrKind, Attribute, AttributeRecord, DbError, DescriptorDef, TableError, TableErrorKind,
 };
+use gattling_proto::gatt::uuids;
 pub use gattling_proto::gatt::Database;
 pub use gattling_proto::gatt::{events, CharacteristicDef, Permissions, Properties, ServiceDef};
 
@@ -529,6 +531,32 @@ impl GattServer {
     /// (Core Vol 3 Part G §7.1) and their subscriptions end.
     pub fn replace_database(&self, db: Database) {
         self.with(|g, links, now| ((), g.server.replace_database(db, now, links)));
+    }
+
+    /// Loads an ATT_LIST service table (binary or hex text, see
+    /// [`gattling_proto::gatt::att_list`]) in place of the whole database: the table at its own
+    /// handles, the built-in services compacted below its first handle (keeping the current
+    /// Device Name and Appearance). An invalid table is refused with its offset, handle and
+    /// reason and the database stays as it was; otherwise as [`GattServer::replace_database`].
+    pub fn load_att_list(&self, table: &[u8]) -> Result<AttList, Error> {
+        let list = AttList::decode(table)?;
+        let (name, appearance) = self
+            .read(|g| {
+                let db = g.server.db();
+                let value = |u: u16| {
+                    db.find_characteristic(Uuid::U16(u)).and_then(|id| db.characteristic(id)).map(|c| c.value.clone())
+                };
+                let name = value(uuids::DEVICE_NAME).unwrap_or_default();
+                let appearance = match value(uuids::APPEARANCE).as_deref() {
+                    Some(&[a, b]) => u16::from_le_bytes([a, b]),
+                    _ => 0,
+                };
+                (String::from_utf8_lossy(&name).into_owned(), appearance)
+            })
+            .ok_or_else(Self::no_server)?;
+        let db = list.database(&name, appearance)?;
+        self.replace_database(db);
+        Ok(list)
     }
 
     /// The whole database as attributes, in handle order (Core Vol 3 Part F §3.2).

@@ -699,3 +699,139 @@ async fn gattling_client_mtu_is_the_servers_mtu_too(rc: Bed) {
 }
 
 on_each_controller!(gattling_client_mtu_is_the_servers_mtu_too);
+
+/// The seed's five ATT_LIST examples, verbatim (`../shared/seeds/004_73ba63f8e15c7bc6.txt`):
+/// 16-bit service FEE7, 128-bit service, the FEC7 write channel, the 128-bit write channel, the
+/// indicate channel with its CCCD (the seed calls it "notify" but its byte 0x20 is Indicate).
+mod seed {
+    pub const EX1: &str = "0c 00 02 00 28 02 e7 fe";
+    pub const EX2: &str = "0c 00 02 00 28 10 0f 0e 0d 0c 0b 0a 09 08 07 06 05 04 03 02 01 00";
+    pub const EX3: &str =
+        "0d 00 02 03 28 01 0c\n0e 00 02 c7 fe 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00";
+    pub const EX4: &str = "0d 00 02 03 28 01 0c\n0e 00 10 ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00";
+    pub const EX5: &str = "0d 00 02 03 28 01 20\n0e 00 02 c7 fe 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n0f 00 02 02 29 02 00 00";
+    pub const SERVICE_128: &str = "00010203-0405-0607-0809-0A0B0C0D0E0F";
+    pub const CHAR_128: &str = "00112233-4455-6677-8899-AABBCCDDEEFF";
+}
+
+/// A gattling host serving an ATT_LIST table (the seed's examples composed with the terminator)
+/// and advertising `name`.
+async fn att_list_host(rc: &Bed, name: &str, parts: &[&str]) -> (Host, gattling::gatt::GattServer) {
+    let text = format!("{}\n00 00\n", parts.join("\n"));
+    let list = gattling::gatt::AttList::parse_hex(&text).unwrap_or_else(|e| panic!("{parts:?}: {e}"));
+    let host = host_on(rc).await;
+    let server = host.gatt_server_with(list.database(name, 0).expect("database"));
+    advertise_name(&host, name).await;
+    (host, server)
+}
+
+/// Runs bumble_gatt_client.py against `name` with `extra` options; returns the client after its
+/// discovery event and that event's services.
+async fn bumble_discovers(rc: &Bed, name: &str, extra: &[&str]) -> (Peer, Vec<serde_json::Value>) {
+    let transport = rc.transport();
+    let mut args = vec!["--transport", transport.as_str(), "--name", name, "--timeout", "30"];
+    args.extend_from_slice(extra);
+    let mut client = Peer::start("bumble_gatt_client.py", &args);
+    client.expect("connected", STEP).await;
+    let disc = client.expect("discovery", STEP).await;
+    let services = disc["services"].as_array().expect("services").clone();
+    (client, services)
+}
+
+/// An expected characteristic: UUID, declaration handle, value handle, properties, descriptors
+/// (UUID, handle).
+type WantChar<'a> = (&'a str, u64, u64, u64, &'a [(&'a str, u64)]);
+
+/// The table's service as bumble discovered it: exact handles, UUID, characteristics with their
+/// declaration and value handles, properties and descriptors.
+fn assert_service(services: &[serde_json::Value], uuid: &str, end: u64, chars: &[WantChar<'_>]) {
+    let s =
+        services.iter().find(|s| s["start"] == 0x0C).unwrap_or_else(|| panic!("no service at 0x000C: {services:?}"));
+    assert_eq!(s["uuid"], uuid, "{s}");
+    assert_eq!(s["end"], end, "{s}");
+    assert_eq!(s["primary"], true, "{s}");
+    let got = s["characteristics"].as_array().expect("characteristics");
+    assert_eq!(got.len(), chars.len(), "{s}");
+    for (c, (cu, handle, value_handle, props, descs)) in got.iter().zip(chars) {
+        assert_eq!(c["uuid"], *cu, "{c}");
+        assert_eq!(c["handle"], *handle, "{c}");
+        assert_eq!(c["value_handle"], *value_handle, "{c}");
+        assert_eq!(c["properties"], *props, "{c}");
+        let d: Vec<(String, u64)> = c["descriptors"]
+            .as_array()
+            .expect("descriptors")
+            .iter()
+            .map(|d| (d["uuid"].as_str().unwrap_or_default().to_string(), d["handle"].as_u64().unwrap_or(0)))
+            .collect();
+        let want: Vec<(String, u64)> = descs.iter().map(|(u, h)| (u.to_string(), *h)).collect();
+        assert_eq!(d, want, "{c}");
+    }
+    // The built-ins sit below the table: GAP and GATT, nothing between them and 0x000C.
+    let below: Vec<&str> =
+        services.iter().filter(|s| s["start"].as_u64() < Some(0x0C)).filter_map(|s| s["uuid"].as_str()).collect();
+    assert_eq!(below, ["1800", "1801"]);
+}
+
+async fn the_seed_att_list_examples_are_served_exactly(rc: Bed) {
+    use gattling::gatt::ServerEvent;
+    // Examples 1 and 2: the services alone.
+    for (name, part, uuid) in [("attl-ex1", seed::EX1, "FEE7"), ("attl-ex2", seed::EX2, seed::SERVICE_128)] {
+        let (_host, _server) = att_list_host(&rc, name, &[part]).await;
+        let (client, services) = bumble_discovers(&rc, name, &[]).await;
+        assert_service(&services, uuid, 0x0C, &[]);
+        client.finish().await;
+    }
+    // Example 4: the 128-bit write channel under example 2's service.
+    let (_host, _server) = att_list_host(&rc, "attl-ex4", &[seed::EX2, seed::EX4]).await;
+    let (client, services) = bumble_discovers(&rc, "attl-ex4", &[]).await;
+    assert_service(&services, seed::SERVICE_128, 0x0E, &[(seed::CHAR_128, 0x0D, 0x0E, 0x0C, &[])]);
+    client.finish().await;
+
+    // Example 3: the FEC7 write channel; a write is stored and read back by a second connection.
+    let (host, server) = att_list_host(&rc, "attl-ex3", &[seed::EX1, seed::EX3]).await;
+    let mut events = server.events();
+    let mut notes = host.notifications();
+    let (mut client, services) = bumble_discovers(&rc, "attl-ex3", &["--write", "FEC7=c0ffee0102"]).await;
+    assert_service(&services, "FEE7", 0x0E, &[("FEC7", 0x0D, 0x0E, 0x0C, &[])]);
+    assert_eq!(client.expect("write", STEP).await["handle"], 0x0E);
+    let written = tokio::time::timeout(STEP, events.next()).await.expect("write event in time").expect("event");
+    assert!(
+        matches!(&written, ServerEvent::Written { value_handle: 0x0E, value, .. } if value == &[0xc0, 0xff, 0xee, 1, 2]),
+        "{written:?}"
+    );
+    client.expect("done", STEP).await;
+    client.finish().await;
+    // Advertising stopped with the connection: advertise again once the link is down.
+    tokio::time::timeout(STEP, async {
+        while !matches!(notes.recv().await, Ok(gattling::Notification::Disconnected { .. })) {}
+    })
+    .await
+    .expect("disconnection seen");
+    advertise_name(&host, "attl-ex3").await;
+    let (mut client, _) = bumble_discovers(&rc, "attl-ex3", &["--read", "FEC7"]).await;
+    let r = client.expect("read", STEP).await;
+    assert_eq!((r["handle"].as_u64(), r["value"].as_str()), (Some(0x0E), Some("c0ffee0102")));
+    client.expect("done", STEP).await;
+    client.finish().await;
+
+    // Example 5: the indicate channel; the client subscribes and receives the server's indication.
+    let (_host, server) = att_list_host(&rc, "attl-ex5", &[seed::EX1, seed::EX5]).await;
+    let mut events = server.events();
+    let (mut client, services) = bumble_discovers(&rc, "attl-ex5", &["--indicate", "FEC7:1"]).await;
+    assert_service(&services, "FEE7", 0x0F, &[("FEC7", 0x0D, 0x0E, 0x20, &[("2902", 0x0F)])]);
+    assert_eq!(client.expect("subscribed", STEP).await["mode"], "indicate");
+    let conn = match tokio::time::timeout(STEP, events.next()).await.expect("subscription in time").expect("event") {
+        ServerEvent::Subscribed { conn, value_handle: 0x0E, cccd: 2 } => conn,
+        other => panic!("unexpected {other:?}"),
+    };
+    let ch = server.characteristic_at(0x0E).expect("FEC7");
+    assert!(ch.indicate(conn, b"indicated"), "the indication is sent");
+    let ind = client.expect("indication", STEP).await;
+    assert_eq!((ind["handle"].as_u64(), ind["value"].as_str()), (Some(0x0E), Some(hex(b"indicated").as_str())));
+    // (No assertion on the Confirmed event: the client disconnects right after its last value,
+    // which may race its confirmation.)
+    client.expect("done", STEP).await;
+    client.finish().await;
+}
+
+on_each_controller!(the_seed_att_list_examples_are_served_exactly);

@@ -318,3 +318,36 @@ async fn a_raw_table_is_served_with_its_own_handles() {
     server.insert_records(&good).expect("valid table");
     assert_eq!(request(&c, &[0x0A, 0x22, 0x00]).await, b"\x0bx");
 }
+
+#[tokio::test]
+async fn an_att_list_table_is_served_and_a_bad_one_leaves_the_database_unchanged() {
+    let (server_host, _s, _client_host, c) = link("rp-att-list").await;
+    let server = server_host.gatt_server("attl", 0);
+    // The seed's example 1 + example 5 (the indicate channel), as hex text.
+    let table = "0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 20\n\
+                 0e 00 02 c7 fe 14 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00\n\
+                 0f 00 02 02 29 02 00 00\n00 00\n";
+    server.load_att_list(table.as_bytes()).expect("valid table");
+    let handles: Vec<u16> = server.attributes().iter().map(|a| a.handle).collect();
+    assert_eq!(handles, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x0C, 0x0D, 0x0E, 0x0F]);
+    assert_eq!(request(&c, &[0x0A, 0x03, 0x00]).await, b"\x0battl", "Device Name kept");
+    assert_eq!(request(&c, &[0x0A, 0x0D, 0x00]).await, [0x0B, 0x20, 0x0E, 0x00, 0xC7, 0xFE]);
+    let before = server.database().records();
+    // Each bad table is refused with offset, handle and reason; nothing is half-applied.
+    for (bad, want) in [
+        (
+            "0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 0c\n00 00",
+            "offset 8 (handle 0x000D): characteristic declaration is not followed by its value record",
+        ),
+        (
+            "0c 00 02 00 28 02 e7 fe\n0e 00 02 03 28 01 0c\n00 00",
+            "offset 8 (handle 0x000E): handle is not the previous one plus one (expected 0x000D)",
+        ),
+        ("0c 00 02 00 28 02 e7 fe", "offset 8 (handle 0x000C): missing terminator (00 00) at the end of the table"),
+    ] {
+        let err = server.load_att_list(bad.as_bytes()).expect_err("bad table");
+        assert_eq!(err.to_string(), format!("ATT_LIST table: {want}"));
+        assert_eq!(server.database().records(), before, "database unchanged after {bad:?}");
+    }
+    assert_eq!(request(&c, &[0x0A, 0x0E, 0x00]).await, [&[0x0Bu8][..], &[0; 20]].concat(), "still served");
+}

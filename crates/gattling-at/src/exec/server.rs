@@ -1,5 +1,16 @@
 //! GATT server commands (NORA-W36 3.4.0 §7): AT+UBTGS, AT+UBTGC, AT+UBTGHCC, AT+UBTGD,
-//! AT+UBTGSA, AT+UBTGRRR, AT+UBTGRRRE, AT+UBTGNS, AT+UBTGIS, AT+UBTGAV, AT+UBTGSCI.
+//! AT+UBTGSA, AT+UBTGRRR, AT+UBTGRRRE, AT+UBTGNS, AT+UBTGIS, AT+UBTGAV, AT+UBTGSCI; and
+//! gattling's own extension AT+UBTGATTL (not a u-blox command):
+//!
+//! - `AT+UBTGATTL=<table>[,<more>]`: loads an ATT_LIST service table
+//!   (`gattling::proto::gatt::att_list`) given as a byte_array (hex), replacing the whole GATT
+//!   database: the table at its own handles, the built-in GAP/GATT services compacted below its
+//!   first handle. A table too long for one line is sent in parts with `<more>` = 1 on every part
+//!   but the last (at most 512 bytes a part, 16384 in all). Replies `OK`, or `ERROR:5` (invalid
+//!   parameter) for an invalid table, which leaves the database as it was; `ERROR:43`/`44` for
+//!   bad hex; `ERROR:17` when the parts exceed 16384 bytes.
+//! - `AT+UBTGATTL?`: `+UBTGATTL:<offset>,<handle>,"<reason>"` for the last refused table (byte
+//!   offset, handle or 0, reason), `+UBTGATTL:-1,0,""` when the last table loaded.
 //!
 //! A service is gathered by AT+UBTGS / AT+UBTGC / AT+UBTGHCC / AT+UBTGD with its handles
 //! allocated at once (declaration, value, CCCD, descriptors, in the order the runtime lays them
@@ -25,7 +36,13 @@ pub(super) const COMMANDS: &[&str] = &[
     "+UBTGIS",
     "+UBTGAV",
     "+UBTGSCI",
+    "+UBTGATTL",
 ];
+
+/// Largest part of an AT+UBTGATTL table.
+const MAX_ATT_LIST_PART: usize = 512;
+/// Largest AT+UBTGATTL table.
+const MAX_ATT_LIST: usize = 16384;
 
 /// Largest characteristic value (DEFAULT_BLE_CHARACTERISTICS_LENGTH).
 const MAX_CHAR: usize = 244;
@@ -47,6 +64,10 @@ struct PendingService {
 #[derive(Default)]
 pub(crate) struct Builder {
     pending: Option<PendingService>,
+    /// AT+UBTGATTL parts gathered so far.
+    att_list: Vec<u8>,
+    /// Why the last AT+UBTGATTL table was refused.
+    att_list_error: Option<gattling::gatt::AttListError>,
 }
 
 fn permissions(props: Properties, read_sec: i64, write_sec: i64, always: bool) -> Permissions {
@@ -76,6 +97,14 @@ impl Session {
     pub(super) async fn exec_server(&mut self, name: &str, form: Form, params: &str) -> Option<Result<(), AtError>> {
         let r = match (name, form) {
             ("+UBTGSA", Form::Action) => self.activate(),
+            ("+UBTGATTL", Form::Read) => {
+                let (offset, handle, reason) = match &self.gatt.att_list_error {
+                    Some(e) => (e.offset as i64, i64::from(e.handle.unwrap_or(0)), e.reason.to_string()),
+                    None => (-1, 0, String::new()),
+                };
+                self.info(name, &[Field::Int(offset), Field::Int(handle), Field::Str(&reason)]);
+                Ok(())
+            }
             (_, Form::Set) if COMMANDS.contains(&name) => match Args::parse(params) {
                 Ok(a) => self.server_command(name, &a),
                 Err(e) => Err(e),
@@ -236,6 +265,36 @@ impl Session {
                     Ok(())
                 } else {
                     Err(AtError::CCCD_IMPROPER)
+                }
+            }
+            "+UBTGATTL" => {
+                a.count(1, 2)?;
+                let part = a.bytes(0, 1, MAX_ATT_LIST_PART)?;
+                let more = if a.has(1) { a.enumerator(1, &[0, 1])? == 1 } else { false };
+                if self.gatt.att_list.len() + part.len() > MAX_ATT_LIST {
+                    self.gatt.att_list.clear();
+                    return Err(AtError::LIMIT_REACHED);
+                }
+                self.gatt.att_list.extend_from_slice(&part);
+                if more {
+                    return Ok(());
+                }
+                let table = std::mem::take(&mut self.gatt.att_list);
+                match self.server.load_att_list(&table) {
+                    Ok(_) => {
+                        self.gatt.pending = None;
+                        self.gatt.att_list_error = None;
+                        Ok(())
+                    }
+                    Err(gattling::Error::AttList(e)) => {
+                        tracing::warn!(error = %e, "AT+UBTGATTL: table refused");
+                        self.gatt.att_list_error = Some(e);
+                        Err(AtError::INVALID_PARAMETER)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "AT+UBTGATTL: table not loaded");
+                        Err(AtError::DEVICE_ERROR)
+                    }
                 }
             }
             _ => Err(AtError::INVALID_COMMAND),

@@ -1,9 +1,11 @@
 //! Generic Attribute Profile (Core Vol 3 Part G): the attribute database and the server.
 
+pub mod att_list;
 pub mod client;
 pub mod db;
 pub mod server;
 
+pub use att_list::{AttList, AttListError, AttListErrorKind, DumpError, ListRecord};
 pub use db::{
     AttrKind, Attribute, AttributeRecord, CharId, Characteristic, CharacteristicDef, Database, DbError, ServiceDef,
     TableError, TableErrorKind,
