@@ -11,6 +11,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod capture;
+mod shutdown;
+
 /// A Bluetooth LE host stack that turns any HCI controller into a GATT module.
 #[derive(Parser, Debug)]
 #[command(name = "gattling", version, about)]
@@ -30,6 +33,13 @@ struct Global {
     /// Use this static random address (e.g. C0:11:22:33:44:55) instead of the controller's public one.
     #[arg(long, global = true, value_name = "ADDR")]
     random_address: Option<BdAddr>,
+    /// Write all HCI traffic of the host to FILE in btsnoop format (open it in Wireshark);
+    /// for `gattling controller`, a directory that gets one file per attached host.
+    #[arg(long, global = true, value_name = "FILE")]
+    btsnoop: Option<std::path::PathBuf>,
+    /// The open capture file (from --btsnoop), shared by every host the command opens.
+    #[arg(skip)]
+    capture: Option<std::sync::Arc<gattling::btsnoop::Btsnoop>>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +195,7 @@ fn parse_hex(s: &str) -> Result<HexBytes, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    shutdown::install();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
@@ -194,13 +205,21 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("gattling: {e}");
-            ExitCode::FAILURE
+            match e {
+                // Bad usage or input: exit 2, like clap's own usage errors.
+                gattling::Error::InvalidArgument(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
 
 async fn open(global: &Global) -> Result<Host, gattling::Error> {
-    let options = HostOptions { random_address: global.random_address, ..HostOptions::default() };
+    let options = HostOptions {
+        random_address: global.random_address,
+        btsnoop: global.capture.clone(),
+        ..HostOptions::default()
+    };
     if let Some(a) = global.random_address {
         if !a.is_static_random() {
             return Err(gattling::Error::InvalidArgument(format!(
@@ -220,9 +239,29 @@ fn parse_acl(s: &str) -> Result<(u16, u8), String> {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), gattling::Error> {
-    match cli.command {
-        Cmd::Demo => demo().await,
+async fn run(mut cli: Cli) -> Result<(), gattling::Error> {
+    let capture_dir = match (&cli.global.btsnoop, &cli.command) {
+        (Some(dir), Cmd::Controller { .. }) => Some(capture::check_dir(dir)?),
+        (Some(file), _) => {
+            cli.global.capture = Some(capture::open_file(file)?);
+            None
+        }
+        (None, _) => None,
+    };
+    let result = run_command(cli.command, &cli.global, capture_dir).await;
+    if let Some(c) = &cli.global.capture {
+        c.close();
+    }
+    result
+}
+
+async fn run_command(
+    command: Cmd,
+    global: &Global,
+    capture_dir: Option<std::path::PathBuf>,
+) -> Result<(), gattling::Error> {
+    match command {
+        Cmd::Demo => demo(global.capture.clone()).await,
         Cmd::Controller { listen, acl } => {
             let mut config = gattling::controller::ControllerConfig::default();
             if let Some((len, num)) = acl {
@@ -238,14 +277,14 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             );
             let radio = gattling::controller::VirtualRadio::new(listen.to_string());
             tokio::select! {
-                r = gattling::controller::serve(listener, radio, config) => {
+                r = gattling::controller::serve_capturing(listener, radio, config, capture_dir) => {
                     r.map_err(|source| TransportError::Io { context: format!("controller server on {listen}"), source }.into())
                 }
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
         Cmd::Scan { duration, passive, json } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             let scan = scan(&host, passive, json);
             match duration {
                 Some(s) if s.is_finite() && s > 0.0 => {
@@ -257,23 +296,23 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                 ))),
                 None => tokio::select! {
                     r = scan => r,
-                    _ = tokio::signal::ctrl_c() => Ok(()),
+                    _ = shutdown::requested() => Ok(()),
                 },
             }
         }
         Cmd::Gatt { address, name, json, scan_timeout, command } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             gatt(&host, address, name, json, scan_timeout, command).await
         }
         Cmd::Serve { name } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             tokio::select! {
                 r = serve(&host, &name) => r,
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
         Cmd::At { listen, pty, serial, settings, name } => {
-            if let Some(a) = cli.global.random_address {
+            if let Some(a) = global.random_address {
                 if !a.is_static_random() {
                     return Err(gattling::Error::InvalidArgument(format!(
                         "{a} is not a static random address: its two most significant bits must be 1 (e.g. C0:...)"
@@ -281,8 +320,12 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                 }
             }
             let options = gattling_at::exec::Options {
-                transport: cli.global.transport.clone(),
-                host: HostOptions { random_address: cli.global.random_address, ..HostOptions::default() },
+                transport: global.transport.clone(),
+                host: HostOptions {
+                    random_address: global.random_address,
+                    btsnoop: global.capture.clone(),
+                    ..HostOptions::default()
+                },
                 settings,
                 device_name: name,
                 urc_bytes_per_sec: None,
@@ -290,10 +333,10 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             at::run(options, listen, pty, serial).await
         }
         Cmd::Advertise { name, connectable } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             tokio::select! {
                 r = advertise(&host, &name, connectable) => r,
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
     }
@@ -413,12 +456,13 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
 
 /// Two hosts on one in-process radio: one advertises, the other scans, connects, reads a value
 /// over ATT and disconnects.
-async fn demo() -> Result<(), gattling::Error> {
+async fn demo(capture: Option<std::sync::Arc<gattling::btsnoop::Btsnoop>>) -> Result<(), gattling::Error> {
     let t0 = std::time::Instant::now();
     let step = |what: String| println!("[{:>6.1} ms] {what}", t0.elapsed().as_secs_f64() * 1e3);
     let radio = format!("virtual:demo-{}", std::process::id());
     let alice = Host::open(&radio).await?;
-    let bob = Host::open(&radio).await?;
+    // The capture (--btsnoop) records bob, the central.
+    let bob = Host::open_with(&radio, HostOptions { btsnoop: capture, ..HostOptions::default() }).await?;
     step(format!("two hosts on the virtual radio: alice {} and bob {}", alice.address(), bob.address()));
     let data = AdvDataBuilder::new()
         .flags(flags::LE_GENERAL_ONLY)
@@ -588,7 +632,11 @@ async fn gatt(
     eprintln!("found {want} at {}", found.address);
     let conn = host.connect(found.address, gattling::ConnectOptions::default()).await?;
     let client = GattClient::new(conn, ClientOptions::default()).await?;
-    let result = run_gatt(&client, json, command).await;
+    // Ctrl-C ends the command (e.g. an endless subscribe) and still disconnects cleanly.
+    let result = tokio::select! {
+        r = run_gatt(&client, json, command) => r,
+        _ = shutdown::requested() => Ok(()),
+    };
     let _ = client.disconnect().await;
     result
 }
