@@ -3,16 +3,18 @@
 use clap::{Args, Parser, Subcommand};
 use gattling::host::Notification;
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
-use gattling::proto::gap::{AddressType, BdAddr};
+use gattling::proto::gap::BdAddr;
 use gattling::proto::hci::status;
 use gattling::transport::TransportError;
 use gattling::{AdvertisingKind, AdvertisingOptions, Host, HostOptions, ScanOptions};
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
 mod capture;
+mod names;
+mod scan;
 mod shutdown;
+mod tree;
 
 /// A Bluetooth LE host stack that turns any HCI controller into a GATT module.
 #[derive(Parser, Debug)]
@@ -64,9 +66,15 @@ enum Cmd {
         /// Passive scanning (no scan requests, so no scan responses).
         #[arg(long)]
         passive: bool,
-        /// One JSON object per line instead of text.
+        /// One JSON object per line instead of text (no summary).
         #[arg(long)]
         json: bool,
+        /// Only devices whose name contains this (case-insensitive).
+        #[arg(long, value_name = "SUBSTR")]
+        filter_name: Option<String>,
+        /// Only devices advertising this service UUID (hex or a SIG name).
+        #[arg(long, value_name = "UUID", value_parser = names::parse_uuid)]
+        filter_service: Option<gattling::proto::Uuid>,
     },
     /// Advertise connectable and serve the demo GATT database until interrupted, logging reads,
     /// writes and subscriptions.
@@ -125,12 +133,17 @@ enum Cmd {
 #[derive(Subcommand, Debug)]
 enum GattCmd {
     /// The whole tree: services, included services, characteristics with properties, descriptors.
-    Discover,
+    Discover {
+        /// Also read every readable characteristic value and descriptor.
+        #[arg(long)]
+        read: bool,
+    },
     /// Read a value (long reads included).
     Read {
-        /// Attribute handle (decimal or 0x-hex).
-        #[arg(value_parser = parse_handle)]
-        handle: u16,
+        /// Attribute handle (decimal or 0x-hex), or a characteristic UUID (2A19, the 128-bit form,
+        /// a SIG name such as "Battery Level", or uuid:2902 for an all-digit UUID).
+        #[arg(value_parser = parse_target, value_name = "HANDLE|UUID")]
+        handle: Target,
     },
     /// Write a value given in hex.
     Write {
@@ -152,9 +165,9 @@ enum GattCmd {
     },
     /// Subscribe to a characteristic's value handle and print each value as it arrives.
     Subscribe {
-        /// The characteristic's value handle (decimal or 0x-hex).
-        #[arg(value_parser = parse_handle)]
-        handle: u16,
+        /// The characteristic's value handle (decimal or 0x-hex), or its UUID.
+        #[arg(value_parser = parse_target, value_name = "HANDLE|UUID")]
+        handle: Target,
         /// Indications instead of notifications.
         #[arg(long)]
         indicate: bool,
@@ -162,6 +175,25 @@ enum GattCmd {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+/// A handle, or a UUID to find (the value handle of the one characteristic with that UUID).
+#[derive(Clone, Debug)]
+enum Target {
+    Handle(u16),
+    Uuid(gattling::proto::Uuid),
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    if let Some(u) = s.strip_prefix("uuid:") {
+        return names::parse_uuid(u).map(Target::Uuid);
+    }
+    let is_handle = s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with("0x") || s.starts_with("0X");
+    if is_handle {
+        parse_handle(s).map(Target::Handle)
+    } else {
+        names::parse_uuid(s).map(Target::Uuid)
+    }
 }
 
 /// Bytes parsed from hex on the command line.
@@ -283,22 +315,18 @@ async fn run_command(
                 _ = shutdown::requested() => Ok(()),
             }
         }
-        Cmd::Scan { duration, passive, json } => {
-            let host = open(global).await?;
-            let scan = scan(&host, passive, json);
-            match duration {
-                Some(s) if s.is_finite() && s > 0.0 => {
-                    let _ = tokio::time::timeout(Duration::from_secs_f64(s), scan).await;
-                    Ok(())
+        Cmd::Scan { duration, passive, json, filter_name, filter_service } => {
+            let duration = match duration {
+                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => {
+                    return Err(gattling::Error::InvalidArgument(format!(
+                        "--duration {s}: must be a positive number of seconds"
+                    )))
                 }
-                Some(s) => Err(gattling::Error::InvalidArgument(format!(
-                    "--duration {s}: must be a positive number of seconds"
-                ))),
-                None => tokio::select! {
-                    r = scan => r,
-                    _ = shutdown::requested() => Ok(()),
-                },
-            }
+                None => None,
+            };
+            let host = open(global).await?;
+            scan::run(&host, scan::Options { passive, json, duration, filter_name, filter_service }).await
         }
         Cmd::Gatt { address, name, json, scan_timeout, command } => {
             let host = open(global).await?;
@@ -340,67 +368,6 @@ async fn run_command(
             }
         }
     }
-}
-
-/// What a scan has learned about one device, merged from advertising and scan-response data.
-#[derive(Default)]
-struct Seen {
-    name: Option<String>,
-    services: Vec<String>,
-    connectable: bool,
-}
-
-async fn scan(host: &Host, passive: bool, json: bool) -> Result<(), gattling::Error> {
-    let mut scanner = host.scan(ScanOptions { active: !passive, ..ScanOptions::default() }).await?;
-    let mut seen: HashMap<(BdAddr, bool), Seen> = HashMap::new();
-    while let Some(r) = scanner.next().await {
-        let random = matches!(r.address.kind, AddressType::Random | AddressType::RandomIdentity);
-        let key = (r.address.addr, random);
-        let data = AdvData::parse_lenient(&r.data);
-        let new = !seen.contains_key(&key);
-        let entry = seen.entry(key).or_default();
-        let mut changed = new;
-        if let Some(n) = data.name_lossy() {
-            if entry.name.as_deref() != Some(n.as_str()) {
-                entry.name = Some(n);
-                changed = true;
-            }
-        }
-        for u in data.service_uuids() {
-            let u = u.to_string();
-            if !entry.services.contains(&u) {
-                entry.services.push(u);
-                changed = true;
-            }
-        }
-        entry.connectable |= matches!(r.event_type, 0 | 1);
-        if !changed {
-            continue;
-        }
-        let kind = if random { "random" } else { "public" };
-        if json {
-            let line = serde_json::json!({
-                "address": r.address.addr.to_string(),
-                "address_type": kind,
-                "rssi": r.rssi,
-                "name": entry.name,
-                "services": entry.services,
-                "connectable": entry.connectable,
-                "flags": data.flags(),
-                "tx_power": data.tx_power(),
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{} ({kind}) rssi {:>4} dBm  name {:?}  services [{}]",
-                r.address.addr,
-                r.rssi,
-                entry.name.as_deref().unwrap_or(""),
-                entry.services.join(", ")
-            );
-        }
-    }
-    Ok(())
 }
 
 async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gattling::Error> {
@@ -647,7 +614,7 @@ async fn run_gatt(
     command: GattCmd,
 ) -> Result<(), gattling::Error> {
     match command {
-        GattCmd::Discover => {
+        GattCmd::Discover { read } => {
             let mut services = Vec::new();
             for s in client.discover_services().await? {
                 let includes = client.find_included_services(&s).await?;
@@ -658,45 +625,26 @@ async fn run_gatt(
                 }
                 services.push((s, includes, chars));
             }
+            let values = if read { tree::read_values(client, &services).await } else { Default::default() };
             if json {
                 let doc = serde_json::json!({ "services": services.iter().map(|(s, inc, chars)| serde_json::json!({
-                    "uuid": uuid_str(&s.uuid), "start": s.start, "end": s.end,
+                    "uuid": uuid_str(&s.uuid), "name": names::uuid(&s.uuid), "start": s.start, "end": s.end,
                     "includes": inc.iter().map(|i| serde_json::json!({"handle": i.handle, "start": i.start, "end": i.end, "uuid": uuid_str(&i.uuid)})).collect::<Vec<_>>(),
                     "characteristics": chars.iter().map(|(c, d)| serde_json::json!({
                         "uuid": uuid_str(&c.uuid), "handle": c.handle, "value_handle": c.value_handle,
                         "properties": c.properties, "end_handle": c.end_handle,
-                        "descriptors": d.iter().map(|d| serde_json::json!({"handle": d.handle, "uuid": uuid_str(&d.uuid)})).collect::<Vec<_>>(),
+                        "name": names::uuid(&c.uuid),
+                        "value": values.get(&c.value_handle).map(tree::value_json),
+                        "descriptors": d.iter().map(|d| serde_json::json!({"handle": d.handle, "uuid": uuid_str(&d.uuid), "name": names::uuid(&d.uuid), "value": values.get(&d.handle).map(tree::value_json)})).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>() });
                 println!("{doc}");
             } else {
-                for (s, inc, chars) in &services {
-                    println!("service {} handles {:#06x}-{:#06x}", uuid_str(&s.uuid), s.start, s.end);
-                    for i in inc {
-                        println!(
-                            "  include {} handles {:#06x}-{:#06x} (at {:#06x})",
-                            uuid_str(&i.uuid),
-                            i.start,
-                            i.end,
-                            i.handle
-                        );
-                    }
-                    for (c, descs) in chars {
-                        println!(
-                            "  characteristic {} value {:#06x} properties {:#04x} ({})",
-                            uuid_str(&c.uuid),
-                            c.value_handle,
-                            c.properties,
-                            property_names(c.properties)
-                        );
-                        for d in descs {
-                            println!("    descriptor {} at {:#06x}", uuid_str(&d.uuid), d.handle);
-                        }
-                    }
-                }
+                tree::print(&services, &values);
             }
         }
         GattCmd::Read { handle } => {
+            let handle = resolve(client, &handle).await?.value_handle;
             let value = client.read_long(handle).await?;
             if json {
                 println!("{}", serde_json::json!({"handle": handle, "value": hex(&value)}));
@@ -722,7 +670,8 @@ async fn run_gatt(
             }
         }
         GattCmd::Subscribe { handle, indicate, count } => {
-            let ch = find_characteristic(client, handle).await?;
+            let ch = resolve(client, &handle).await?;
+            let handle = ch.value_handle;
             let mut sub = client.subscribe(&ch, indicate).await?;
             let mut n = 0u64;
             while count.is_none_or(|c| n < c) {
@@ -737,6 +686,51 @@ async fn run_gatt(
         }
     }
     Ok(())
+}
+
+/// The characteristic a command line target names: by value handle, or the one with a UUID
+/// (several matches are an error that lists them).
+async fn resolve(
+    client: &gattling::gatt_client::GattClient,
+    target: &Target,
+) -> Result<gattling::proto::gatt::client::CharacteristicInfo, gattling::Error> {
+    let uuid = match target {
+        Target::Handle(h) => {
+            return match find_characteristic(client, *h).await {
+                Ok(c) => Ok(c),
+                // A plain attribute (a descriptor, a declaration): read it by handle.
+                Err(_) => Ok(gattling::proto::gatt::client::CharacteristicInfo {
+                    handle: h.saturating_sub(1),
+                    properties: 0,
+                    value_handle: *h,
+                    uuid: gattling::proto::Uuid::U16(0),
+                    end_handle: *h,
+                }),
+            };
+        }
+        Target::Uuid(u) => u,
+    };
+    let mut found = Vec::new();
+    for s in client.discover_services().await? {
+        for c in client.discover_characteristics(s.start, s.end, None).await? {
+            if gattling::proto::uuid::same(&c.uuid, uuid) {
+                found.push(c);
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(gattling::Error::InvalidArgument(format!(
+            "no characteristic has UUID {}; try `gattling gatt ... discover`",
+            names::uuid_label(uuid)
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(gattling::Error::InvalidArgument(format!(
+            "{} characteristics have UUID {} (value handles {}); give a handle instead",
+            found.len(),
+            names::uuid_label(uuid),
+            found.iter().map(|c| format!("{:#06x}", c.value_handle)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 async fn find_characteristic(
