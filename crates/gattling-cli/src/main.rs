@@ -11,8 +11,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod capture;
+mod db_toml;
 mod names;
 mod scan;
+mod serve_db;
 mod shutdown;
 mod tree;
 
@@ -82,6 +84,13 @@ enum Cmd {
         /// The local name to advertise (also the GAP Device Name).
         #[arg(long, default_value = "gattling")]
         name: String,
+        /// Serve this database (TOML; see examples/sensor.toml) instead of the demo database.
+        #[arg(long, value_name = "FILE.toml")]
+        db: Option<std::path::PathBuf>,
+        /// With --db: every MS milliseconds count CHAR (a UUID or SIG name) up by one and notify
+        /// or indicate it to subscribers.
+        #[arg(long, num_args = 2, value_names = ["MS", "CHAR"], requires = "db")]
+        notify_every: Option<Vec<String>>,
     },
     /// Connect to a GATT server (found by scanning) and run one GATT command.
     Gatt {
@@ -332,7 +341,20 @@ async fn run_command(
             let host = open(global).await?;
             gatt(&host, address, name, json, scan_timeout, command).await
         }
-        Cmd::Serve { name } => {
+        Cmd::Serve { name, db: Some(file), notify_every } => {
+            // The whole file (and --notify-every) is validated before the host starts.
+            let db = db_toml::load(&file).map_err(gattling::Error::InvalidArgument)?;
+            let notify = match &notify_every {
+                Some(args) => Some(serve_db::parse_notify_every(&db, args)?),
+                None => None,
+            };
+            let host = open(global).await?;
+            tokio::select! {
+                r = serve_db::run(&host, &name, db, notify) => r,
+                _ = shutdown::requested() => Ok(()),
+            }
+        }
+        Cmd::Serve { name, .. } => {
             let host = open(global).await?;
             tokio::select! {
                 r = serve(&host, &name) => r,

@@ -38,7 +38,7 @@ pub fn value_text(v: &[u8]) -> String {
     }
     let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
     match std::str::from_utf8(v) {
-        Ok(s) if !s.is_empty() && s.chars().all(|c| !c.is_control()) => format!("{hex} {s:?}"),
+        Ok(s) if s.len() >= 2 && s.chars().all(|c| !c.is_control()) => format!("{hex} {s:?}"),
         _ => hex,
     }
 }
