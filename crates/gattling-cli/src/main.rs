@@ -4,7 +4,6 @@ use clap::{Args, Parser, Subcommand};
 use gattling::host::Notification;
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
 use gattling::proto::gap::BdAddr;
-use gattling::proto::hci::status;
 use gattling::transport::TransportError;
 use gattling::{AdvertisingKind, AdvertisingOptions, Host, HostOptions, ScanOptions};
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use std::time::Duration;
 
 mod capture;
 mod db_toml;
+mod demo;
 mod names;
 mod scan;
 mod serve_db;
@@ -48,7 +48,8 @@ struct Global {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show two hosts on the in-process virtual radio finding, connecting and talking to each other.
+    /// Show two hosts finding, connecting and talking to each other: scan, connect, discover,
+    /// read, write, subscribe (on the in-process radio, or --transport with room for two hosts).
     Demo,
     /// Serve virtual controllers over TCP: every client gets a fresh controller on one shared
     /// radio and speaks H4, like rootcanal's HCI port.
@@ -302,7 +303,7 @@ async fn run_command(
     capture_dir: Option<std::path::PathBuf>,
 ) -> Result<(), gattling::Error> {
     match command {
-        Cmd::Demo => demo(global.capture.clone()).await,
+        Cmd::Demo => demo::run(&global.transport, global.capture.clone()).await,
         Cmd::Controller { listen, acl } => {
             let mut config = gattling::controller::ControllerConfig::default();
             if let Some((len, num)) = acl {
@@ -441,65 +442,6 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
             }
         }
     }
-}
-
-/// Two hosts on one in-process radio: one advertises, the other scans, connects, reads a value
-/// over ATT and disconnects.
-async fn demo(capture: Option<std::sync::Arc<gattling::btsnoop::Btsnoop>>) -> Result<(), gattling::Error> {
-    let t0 = std::time::Instant::now();
-    let step = |what: String| println!("[{:>6.1} ms] {what}", t0.elapsed().as_secs_f64() * 1e3);
-    let radio = format!("virtual:demo-{}", std::process::id());
-    let alice = Host::open(&radio).await?;
-    // The capture (--btsnoop) records bob, the central.
-    let bob = Host::open_with(&radio, HostOptions { btsnoop: capture, ..HostOptions::default() }).await?;
-    step(format!("two hosts on the virtual radio: alice {} and bob {}", alice.address(), bob.address()));
-    let data = AdvDataBuilder::new()
-        .flags(flags::LE_GENERAL_ONLY)
-        .name("alice")
-        .build()
-        .map_err(|e| gattling::Error::InvalidArgument(e.to_string()))?;
-    alice.advertise(&AdvertisingOptions { data, ..Default::default() }).await?;
-    step("alice advertises as \"alice\"".into());
-    let mut scan = bob.scan(ScanOptions::default()).await?;
-    let found = loop {
-        let Some(r) = scan.next().await else {
-            return Err(gattling::Error::Protocol("scan ended".into()));
-        };
-        if let Some(name) = AdvData::parse_lenient(&r.data).local_name() {
-            step(format!("bob found {name:?} at {} (rssi {} dBm)", r.address, r.rssi));
-            if name == "alice" {
-                break r;
-            }
-        }
-    };
-    scan.stop().await?;
-    let conn = bob.connect(found.address, gattling::ConnectOptions::default()).await?;
-    let served = alice.accept().await?;
-    step(format!(
-        "connected: bob is central on handle {:#05x}, alice peripheral on {:#05x}",
-        conn.handle(),
-        served.handle()
-    ));
-    let server = tokio::spawn(async move {
-        // Answer one ATT Read Request with a Read Response (Core Vol 3 Part F §3.4.4.3-4).
-        let req = served.recv_att().await?;
-        if req.first() == Some(&0x0A) {
-            let mut rsp = vec![0x0B];
-            rsp.extend_from_slice(b"hello from alice");
-            served.send_att(&rsp)?;
-        }
-        Ok::<_, gattling::Error>(served)
-    });
-    conn.send_att(&[0x0A, 0x03, 0x00])?;
-    let rsp = conn.recv_att().await?;
-    step(format!("bob read handle 0x0003 over ATT: {:?}", String::from_utf8_lossy(rsp.get(1..).unwrap_or(&[]))));
-    let served = server.await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
-    let reason = conn.disconnect(status::REMOTE_USER_TERMINATED).await?;
-    step(format!("bob disconnected: {}", reason.name()));
-    if let gattling::LinkEnd::Disconnected(r) = served.closed().await {
-        step(format!("alice saw the disconnection: {}", r.name()));
-    }
-    Ok(())
 }
 
 /// `gattling serve`: the demo database, advertised under `name`, with every access logged.
