@@ -26,7 +26,7 @@ fn check(out: &std::process::Output) {
     // The answer changes after exactly two reads.
     assert_eq!(text.matches("bob read 11D7 at 0x0014: 1234").count(), 2, "{text}");
     // Every step is timed; the last one within a second.
-    let last = text.lines().filter_map(|l| l.strip_prefix('[')?.split_once(" ms]")).last().expect("timed steps").0;
+    let last = text.lines().filter_map(|l| l.strip_prefix('[')?.split_once(" ms]")).next_back().expect("timed steps").0;
     let ms: f64 = last.trim().parse().expect("milliseconds");
     assert!(ms < 1000.0, "the demo took {ms} ms:\n{text}");
 }
