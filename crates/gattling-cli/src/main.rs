@@ -13,6 +13,7 @@ mod capture;
 mod db_toml;
 mod demo;
 mod names;
+mod report;
 mod scan;
 mod serve_db;
 mod shutdown;
@@ -41,6 +42,9 @@ struct Global {
     /// for `gattling controller`, a directory that gets one file per attached host.
     #[arg(long, global = true, value_name = "FILE")]
     btsnoop: Option<std::path::PathBuf>,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (without it, RUST_LOG decides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     /// The open capture file (from --btsnoop), shared by every host the command opens.
     #[arg(skip)]
     capture: Option<std::sync::Arc<gattling::btsnoop::Btsnoop>>,
@@ -238,21 +242,10 @@ fn parse_hex(s: &str) -> Result<HexBytes, String> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     shutdown::install();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    report::init_logging(cli.global.verbose);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gattling: {e}");
-            match e {
-                // Bad usage or input: exit 2, like clap's own usage errors.
-                gattling::Error::InvalidArgument(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
+        Err(e) => report::fail(&e),
     }
 }
 
