@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod capture;
+mod completions;
 mod db_toml;
 mod demo;
 mod names;
@@ -132,6 +133,13 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Print a shell completion script: `gattling completions bash > /etc/bash_completion.d/gattling`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `gattling man | man -l -`.
+    Man,
     /// Advertise a name until interrupted, logging connections and disconnections.
     Advertise {
         /// The local name to advertise.
@@ -296,6 +304,11 @@ async fn run_command(
     capture_dir: Option<std::path::PathBuf>,
 ) -> Result<(), gattling::Error> {
     match command {
+        Cmd::Completions { shell } => {
+            completions::completions(shell);
+            Ok(())
+        }
+        Cmd::Man => completions::man(),
         Cmd::Demo => demo::run(&global.transport, global.capture.clone()).await,
         Cmd::Controller { listen, acl } => {
             let mut config = gattling::controller::ControllerConfig::default();
