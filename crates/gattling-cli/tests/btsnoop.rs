@@ -99,6 +99,21 @@ async fn ctrl_c_leaves_a_complete_capture() {
     assert!(status.success(), "{status:?}");
     let adv = tshark(&file, "bthci_cmd.opcode == 0x200a", &["bthci_cmd.le_advts_enable"]);
     assert_eq!(adv, vec!["0x01"]);
+
+    // Killed outright (SIGKILL, no chance to close): every packet is already in the file.
+    let file = dir.join("killed.btsnoop");
+    let mut serve = gattling()
+        .args(["--btsnoop", file.to_str().expect("utf-8"), "serve", "--name", "int"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    wait_for_stderr(&mut serve, "serving").await;
+    let _ = serve.kill().await;
+    let adv = tshark(&file, "bthci_cmd.opcode == 0x200a", &["bthci_cmd.le_advts_enable"]);
+    assert_eq!(adv, vec!["0x01"]);
+    let done = tshark(&file, "bthci_evt.opcode == 0x200a", &["bthci_evt.status"]);
+    assert_eq!(done, vec!["0x00"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -109,3 +109,22 @@ async fn bad_database_files_fail_before_anything_starts() {
     assert!(text(&out.stderr).contains("2A38 (Body Sensor Location) has neither notify nor indicate"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uuid_several_characteristics_share_is_an_error_listing_them() {
+    let dir = temp_dir("db-twice");
+    let file = dir.join("twice.toml");
+    let body = "[[service]]\nuuid = \"180F\"\n[[service.characteristic]]\nuuid = \"2A19\"\nproperties = [\"read\"]\nvalue = 1\n\
+                [[service]]\nuuid = \"180F\"\n[[service.characteristic]]\nuuid = \"2A19\"\nproperties = [\"read\"]\nvalue = 2\n";
+    std::fs::write(&file, body).expect("write");
+    let (mut controller, transport) = controller_server(&[]).await;
+    let mut serve = serve(&transport, &["--name", "cli-db", "--db", file.to_str().expect("utf-8")]).await;
+    let out = gatt(&transport, &["read", "Battery Level"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("2 characteristics have UUID 2A19 (Battery Level) (value handles 0x"), "{err}");
+    assert!(err.contains("give a handle instead"), "{err}");
+    let _ = serve.kill().await;
+    let _ = controller.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
