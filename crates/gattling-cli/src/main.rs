@@ -3,13 +3,22 @@
 use clap::{Args, Parser, Subcommand};
 use gattling::host::Notification;
 use gattling::proto::gap::ad::{flags, AdvData, AdvDataBuilder};
-use gattling::proto::gap::{AddressType, BdAddr};
-use gattling::proto::hci::status;
+use gattling::proto::gap::BdAddr;
 use gattling::transport::TransportError;
 use gattling::{AdvertisingKind, AdvertisingOptions, Host, HostOptions, ScanOptions};
-use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
+
+mod capture;
+mod completions;
+mod db_toml;
+mod demo;
+mod names;
+mod report;
+mod scan;
+mod serve_db;
+mod shutdown;
+mod tree;
 
 /// A Bluetooth LE host stack that turns any HCI controller into a GATT module.
 #[derive(Parser, Debug)]
@@ -30,11 +39,22 @@ struct Global {
     /// Use this static random address (e.g. C0:11:22:33:44:55) instead of the controller's public one.
     #[arg(long, global = true, value_name = "ADDR")]
     random_address: Option<BdAddr>,
+    /// Write all HCI traffic of the host to FILE in btsnoop format (open it in Wireshark);
+    /// for `gattling controller`, a directory that gets one file per attached host.
+    #[arg(long, global = true, value_name = "FILE")]
+    btsnoop: Option<std::path::PathBuf>,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (without it, RUST_LOG decides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// The open capture file (from --btsnoop), shared by every host the command opens.
+    #[arg(skip)]
+    capture: Option<std::sync::Arc<gattling::btsnoop::Btsnoop>>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show two hosts on the in-process virtual radio finding, connecting and talking to each other.
+    /// Show two hosts finding, connecting and talking to each other: scan, connect, discover,
+    /// read, write, subscribe (on the in-process radio, or --transport with room for two hosts).
     Demo,
     /// Serve virtual controllers over TCP: every client gets a fresh controller on one shared
     /// radio and speaks H4, like rootcanal's HCI port.
@@ -54,9 +74,15 @@ enum Cmd {
         /// Passive scanning (no scan requests, so no scan responses).
         #[arg(long)]
         passive: bool,
-        /// One JSON object per line instead of text.
+        /// One JSON object per line instead of text (no summary).
         #[arg(long)]
         json: bool,
+        /// Only devices whose name contains this (case-insensitive).
+        #[arg(long, value_name = "SUBSTR")]
+        filter_name: Option<String>,
+        /// Only devices advertising this service UUID (hex or a SIG name).
+        #[arg(long, value_name = "UUID", value_parser = names::parse_uuid)]
+        filter_service: Option<gattling::proto::Uuid>,
     },
     /// Advertise connectable and serve the demo GATT database (or an ATT_LIST table) until
     /// interrupted, logging reads, writes and subscriptions.
@@ -66,8 +92,15 @@ enum Cmd {
         name: String,
         /// Serve this ATT_LIST table (binary or hex text; `-` reads standard input) at its own
         /// handles instead of the demo database.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "db")]
         att_list: Option<std::path::PathBuf>,
+        /// Serve this database (TOML; see examples/sensor.toml) instead of the demo database.
+        #[arg(long, value_name = "FILE.toml")]
+        db: Option<std::path::PathBuf>,
+        /// With --db: every MS milliseconds count CHAR (a UUID or SIG name) up by one and notify
+        /// or indicate it to subscribers.
+        #[arg(long, num_args = 2, value_names = ["MS", "CHAR"], requires = "db")]
+        notify_every: Option<Vec<String>>,
     },
     /// ATT_LIST service tables: validate one, or dump a database in the format.
     #[command(subcommand)]
@@ -107,6 +140,13 @@ enum Cmd {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Print a shell completion script: `gattling completions bash > /etc/bash_completion.d/gattling`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `gattling man | man -l -`.
+    Man,
     /// Advertise a name until interrupted, logging connections and disconnections.
     Advertise {
         /// The local name to advertise.
@@ -147,12 +187,17 @@ enum AttListCmd {
 #[derive(Subcommand, Debug)]
 enum GattCmd {
     /// The whole tree: services, included services, characteristics with properties, descriptors.
-    Discover,
+    Discover {
+        /// Also read every readable characteristic value and descriptor.
+        #[arg(long)]
+        read: bool,
+    },
     /// Read a value (long reads included).
     Read {
-        /// Attribute handle (decimal or 0x-hex).
-        #[arg(value_parser = parse_handle)]
-        handle: u16,
+        /// Attribute handle (decimal or 0x-hex), or a characteristic UUID (2A19, the 128-bit form,
+        /// a SIG name such as "Battery Level", or uuid:2902 for an all-digit UUID).
+        #[arg(value_parser = parse_target, value_name = "HANDLE|UUID")]
+        handle: Target,
     },
     /// Write a value given in hex.
     Write {
@@ -174,9 +219,9 @@ enum GattCmd {
     },
     /// Subscribe to a characteristic's value handle and print each value as it arrives.
     Subscribe {
-        /// The characteristic's value handle (decimal or 0x-hex).
-        #[arg(value_parser = parse_handle)]
-        handle: u16,
+        /// The characteristic's value handle (decimal or 0x-hex), or its UUID.
+        #[arg(value_parser = parse_target, value_name = "HANDLE|UUID")]
+        handle: Target,
         /// Indications instead of notifications.
         #[arg(long)]
         indicate: bool,
@@ -184,6 +229,25 @@ enum GattCmd {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+/// A handle, or a UUID to find (the value handle of the one characteristic with that UUID).
+#[derive(Clone, Debug)]
+enum Target {
+    Handle(u16),
+    Uuid(gattling::proto::Uuid),
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    if let Some(u) = s.strip_prefix("uuid:") {
+        return names::parse_uuid(u).map(Target::Uuid);
+    }
+    let is_handle = s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with("0x") || s.starts_with("0X");
+    if is_handle {
+        parse_handle(s).map(Target::Handle)
+    } else {
+        names::parse_uuid(s).map(Target::Uuid)
+    }
 }
 
 /// Bytes parsed from hex on the command line.
@@ -217,25 +281,23 @@ fn parse_hex(s: &str) -> Result<HexBytes, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    shutdown::install();
+    report::init_logging(cli.global.verbose);
     if let Cmd::AttList(cmd) = &cli.command {
         return att_list::run(cmd);
     }
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("gattling: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report::fail(&e),
     }
 }
 
 async fn open(global: &Global) -> Result<Host, gattling::Error> {
-    let options = HostOptions { random_address: global.random_address, ..HostOptions::default() };
+    let options = HostOptions {
+        random_address: global.random_address,
+        btsnoop: global.capture.clone(),
+        ..HostOptions::default()
+    };
     if let Some(a) = global.random_address {
         if !a.is_static_random() {
             return Err(gattling::Error::InvalidArgument(format!(
@@ -255,9 +317,34 @@ fn parse_acl(s: &str) -> Result<(u16, u8), String> {
     }
 }
 
-async fn run(cli: Cli) -> Result<(), gattling::Error> {
-    match cli.command {
-        Cmd::Demo => demo().await,
+async fn run(mut cli: Cli) -> Result<(), gattling::Error> {
+    let capture_dir = match (&cli.global.btsnoop, &cli.command) {
+        (Some(dir), Cmd::Controller { .. }) => Some(capture::check_dir(dir)?),
+        (Some(file), _) => {
+            cli.global.capture = Some(capture::open_file(file)?);
+            None
+        }
+        (None, _) => None,
+    };
+    let result = run_command(cli.command, &cli.global, capture_dir).await;
+    if let Some(c) = &cli.global.capture {
+        c.close();
+    }
+    result
+}
+
+async fn run_command(
+    command: Cmd,
+    global: &Global,
+    capture_dir: Option<std::path::PathBuf>,
+) -> Result<(), gattling::Error> {
+    match command {
+        Cmd::Completions { shell } => {
+            completions::completions(shell);
+            Ok(())
+        }
+        Cmd::Man => completions::man(),
+        Cmd::Demo => demo::run(&global.transport, global.capture.clone()).await,
         Cmd::Controller { listen, acl } => {
             let mut config = gattling::controller::ControllerConfig::default();
             if let Some((len, num)) = acl {
@@ -273,35 +360,44 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             );
             let radio = gattling::controller::VirtualRadio::new(listen.to_string());
             tokio::select! {
-                r = gattling::controller::serve(listener, radio, config) => {
+                r = gattling::controller::serve_capturing(listener, radio, config, capture_dir) => {
                     r.map_err(|source| TransportError::Io { context: format!("controller server on {listen}"), source }.into())
                 }
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
-        Cmd::Scan { duration, passive, json } => {
-            let host = open(&cli.global).await?;
-            let scan = scan(&host, passive, json);
-            match duration {
-                Some(s) if s.is_finite() && s > 0.0 => {
-                    let _ = tokio::time::timeout(Duration::from_secs_f64(s), scan).await;
-                    Ok(())
+        Cmd::Scan { duration, passive, json, filter_name, filter_service } => {
+            let duration = match duration {
+                Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+                Some(s) => {
+                    return Err(gattling::Error::InvalidArgument(format!(
+                        "--duration {s}: must be a positive number of seconds"
+                    )))
                 }
-                Some(s) => Err(gattling::Error::InvalidArgument(format!(
-                    "--duration {s}: must be a positive number of seconds"
-                ))),
-                None => tokio::select! {
-                    r = scan => r,
-                    _ = tokio::signal::ctrl_c() => Ok(()),
-                },
-            }
+                None => None,
+            };
+            let host = open(global).await?;
+            scan::run(&host, scan::Options { passive, json, duration, filter_name, filter_service }).await
         }
         Cmd::Gatt { address, name, json, scan_timeout, command } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             gatt(&host, address, name, json, scan_timeout, command).await
         }
         Cmd::AttList(_) => Ok(()),
-        Cmd::Serve { name, att_list } => {
+        Cmd::Serve { name, db: Some(file), notify_every, .. } => {
+            // The whole file (and --notify-every) is validated before the host starts.
+            let db = db_toml::load(&file).map_err(gattling::Error::InvalidArgument)?;
+            let notify = match &notify_every {
+                Some(args) => Some(serve_db::parse_notify_every(&db, args)?),
+                None => None,
+            };
+            let host = open(global).await?;
+            tokio::select! {
+                r = serve_db::run(&host, &name, db, notify) => r,
+                _ = shutdown::requested() => Ok(()),
+            }
+        }
+        Cmd::Serve { name, att_list, .. } => {
             // Read and validate the table before touching the controller.
             let table = match &att_list {
                 Some(path) => {
@@ -312,14 +408,14 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                 }
                 None => None,
             };
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             tokio::select! {
                 r = serve(&host, &name, table) => r,
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
         Cmd::At { listen, pty, serial, settings, name } => {
-            if let Some(a) = cli.global.random_address {
+            if let Some(a) = global.random_address {
                 if !a.is_static_random() {
                     return Err(gattling::Error::InvalidArgument(format!(
                         "{a} is not a static random address: its two most significant bits must be 1 (e.g. C0:...)"
@@ -327,8 +423,12 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
                 }
             }
             let options = gattling_at::exec::Options {
-                transport: cli.global.transport.clone(),
-                host: HostOptions { random_address: cli.global.random_address, ..HostOptions::default() },
+                transport: global.transport.clone(),
+                host: HostOptions {
+                    random_address: global.random_address,
+                    btsnoop: global.capture.clone(),
+                    ..HostOptions::default()
+                },
                 settings,
                 device_name: name,
                 urc_bytes_per_sec: None,
@@ -336,74 +436,13 @@ async fn run(cli: Cli) -> Result<(), gattling::Error> {
             at::run(options, listen, pty, serial).await
         }
         Cmd::Advertise { name, connectable } => {
-            let host = open(&cli.global).await?;
+            let host = open(global).await?;
             tokio::select! {
                 r = advertise(&host, &name, connectable) => r,
-                _ = tokio::signal::ctrl_c() => Ok(()),
+                _ = shutdown::requested() => Ok(()),
             }
         }
     }
-}
-
-/// What a scan has learned about one device, merged from advertising and scan-response data.
-#[derive(Default)]
-struct Seen {
-    name: Option<String>,
-    services: Vec<String>,
-    connectable: bool,
-}
-
-async fn scan(host: &Host, passive: bool, json: bool) -> Result<(), gattling::Error> {
-    let mut scanner = host.scan(ScanOptions { active: !passive, ..ScanOptions::default() }).await?;
-    let mut seen: HashMap<(BdAddr, bool), Seen> = HashMap::new();
-    while let Some(r) = scanner.next().await {
-        let random = matches!(r.address.kind, AddressType::Random | AddressType::RandomIdentity);
-        let key = (r.address.addr, random);
-        let data = AdvData::parse_lenient(&r.data);
-        let new = !seen.contains_key(&key);
-        let entry = seen.entry(key).or_default();
-        let mut changed = new;
-        if let Some(n) = data.name_lossy() {
-            if entry.name.as_deref() != Some(n.as_str()) {
-                entry.name = Some(n);
-                changed = true;
-            }
-        }
-        for u in data.service_uuids() {
-            let u = u.to_string();
-            if !entry.services.contains(&u) {
-                entry.services.push(u);
-                changed = true;
-            }
-        }
-        entry.connectable |= matches!(r.event_type, 0 | 1);
-        if !changed {
-            continue;
-        }
-        let kind = if random { "random" } else { "public" };
-        if json {
-            let line = serde_json::json!({
-                "address": r.address.addr.to_string(),
-                "address_type": kind,
-                "rssi": r.rssi,
-                "name": entry.name,
-                "services": entry.services,
-                "connectable": entry.connectable,
-                "flags": data.flags(),
-                "tx_power": data.tx_power(),
-            });
-            println!("{line}");
-        } else {
-            println!(
-                "{} ({kind}) rssi {:>4} dBm  name {:?}  services [{}]",
-                r.address.addr,
-                r.rssi,
-                entry.name.as_deref().unwrap_or(""),
-                entry.services.join(", ")
-            );
-        }
-    }
-    Ok(())
 }
 
 async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gattling::Error> {
@@ -455,64 +494,6 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
             }
         }
     }
-}
-
-/// Two hosts on one in-process radio: one advertises, the other scans, connects, reads a value
-/// over ATT and disconnects.
-async fn demo() -> Result<(), gattling::Error> {
-    let t0 = std::time::Instant::now();
-    let step = |what: String| println!("[{:>6.1} ms] {what}", t0.elapsed().as_secs_f64() * 1e3);
-    let radio = format!("virtual:demo-{}", std::process::id());
-    let alice = Host::open(&radio).await?;
-    let bob = Host::open(&radio).await?;
-    step(format!("two hosts on the virtual radio: alice {} and bob {}", alice.address(), bob.address()));
-    let data = AdvDataBuilder::new()
-        .flags(flags::LE_GENERAL_ONLY)
-        .name("alice")
-        .build()
-        .map_err(|e| gattling::Error::InvalidArgument(e.to_string()))?;
-    alice.advertise(&AdvertisingOptions { data, ..Default::default() }).await?;
-    step("alice advertises as \"alice\"".into());
-    let mut scan = bob.scan(ScanOptions::default()).await?;
-    let found = loop {
-        let Some(r) = scan.next().await else {
-            return Err(gattling::Error::Protocol("scan ended".into()));
-        };
-        if let Some(name) = AdvData::parse_lenient(&r.data).local_name() {
-            step(format!("bob found {name:?} at {} (rssi {} dBm)", r.address, r.rssi));
-            if name == "alice" {
-                break r;
-            }
-        }
-    };
-    scan.stop().await?;
-    let conn = bob.connect(found.address, gattling::ConnectOptions::default()).await?;
-    let served = alice.accept().await?;
-    step(format!(
-        "connected: bob is central on handle {:#05x}, alice peripheral on {:#05x}",
-        conn.handle(),
-        served.handle()
-    ));
-    let server = tokio::spawn(async move {
-        // Answer one ATT Read Request with a Read Response (Core Vol 3 Part F §3.4.4.3-4).
-        let req = served.recv_att().await?;
-        if req.first() == Some(&0x0A) {
-            let mut rsp = vec![0x0B];
-            rsp.extend_from_slice(b"hello from alice");
-            served.send_att(&rsp)?;
-        }
-        Ok::<_, gattling::Error>(served)
-    });
-    conn.send_att(&[0x0A, 0x03, 0x00])?;
-    let rsp = conn.recv_att().await?;
-    step(format!("bob read handle 0x0003 over ATT: {:?}", String::from_utf8_lossy(rsp.get(1..).unwrap_or(&[]))));
-    let served = server.await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
-    let reason = conn.disconnect(status::REMOTE_USER_TERMINATED).await?;
-    step(format!("bob disconnected: {}", reason.name()));
-    if let gattling::LinkEnd::Disconnected(r) = served.closed().await {
-        step(format!("alice saw the disconnection: {}", r.name()));
-    }
-    Ok(())
 }
 
 /// `gattling serve`: the demo database (or an ATT_LIST table), advertised under `name`, with
@@ -650,7 +631,11 @@ async fn gatt(
     eprintln!("found {want} at {}", found.address);
     let conn = host.connect(found.address, gattling::ConnectOptions::default()).await?;
     let client = GattClient::new(conn, ClientOptions::default()).await?;
-    let result = run_gatt(&client, json, command).await;
+    // Ctrl-C ends the command (e.g. an endless subscribe) and still disconnects cleanly.
+    let result = tokio::select! {
+        r = run_gatt(&client, json, command) => r,
+        _ = shutdown::requested() => Ok(()),
+    };
     let _ = client.disconnect().await;
     result
 }
@@ -661,7 +646,7 @@ async fn run_gatt(
     command: GattCmd,
 ) -> Result<(), gattling::Error> {
     match command {
-        GattCmd::Discover => {
+        GattCmd::Discover { read } => {
             let mut services = Vec::new();
             for s in client.discover_services().await? {
                 let includes = client.find_included_services(&s).await?;
@@ -672,45 +657,26 @@ async fn run_gatt(
                 }
                 services.push((s, includes, chars));
             }
+            let values = if read { tree::read_values(client, &services).await } else { Default::default() };
             if json {
                 let doc = serde_json::json!({ "services": services.iter().map(|(s, inc, chars)| serde_json::json!({
-                    "uuid": uuid_str(&s.uuid), "start": s.start, "end": s.end,
+                    "uuid": uuid_str(&s.uuid), "name": names::uuid(&s.uuid), "start": s.start, "end": s.end,
                     "includes": inc.iter().map(|i| serde_json::json!({"handle": i.handle, "start": i.start, "end": i.end, "uuid": uuid_str(&i.uuid)})).collect::<Vec<_>>(),
                     "characteristics": chars.iter().map(|(c, d)| serde_json::json!({
                         "uuid": uuid_str(&c.uuid), "handle": c.handle, "value_handle": c.value_handle,
                         "properties": c.properties, "end_handle": c.end_handle,
-                        "descriptors": d.iter().map(|d| serde_json::json!({"handle": d.handle, "uuid": uuid_str(&d.uuid)})).collect::<Vec<_>>(),
+                        "name": names::uuid(&c.uuid),
+                        "value": values.get(&c.value_handle).map(tree::value_json),
+                        "descriptors": d.iter().map(|d| serde_json::json!({"handle": d.handle, "uuid": uuid_str(&d.uuid), "name": names::uuid(&d.uuid), "value": values.get(&d.handle).map(tree::value_json)})).collect::<Vec<_>>(),
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>() });
                 println!("{doc}");
             } else {
-                for (s, inc, chars) in &services {
-                    println!("service {} handles {:#06x}-{:#06x}", uuid_str(&s.uuid), s.start, s.end);
-                    for i in inc {
-                        println!(
-                            "  include {} handles {:#06x}-{:#06x} (at {:#06x})",
-                            uuid_str(&i.uuid),
-                            i.start,
-                            i.end,
-                            i.handle
-                        );
-                    }
-                    for (c, descs) in chars {
-                        println!(
-                            "  characteristic {} value {:#06x} properties {:#04x} ({})",
-                            uuid_str(&c.uuid),
-                            c.value_handle,
-                            c.properties,
-                            property_names(c.properties)
-                        );
-                        for d in descs {
-                            println!("    descriptor {} at {:#06x}", uuid_str(&d.uuid), d.handle);
-                        }
-                    }
-                }
+                tree::print(&services, &values);
             }
         }
         GattCmd::Read { handle } => {
+            let handle = resolve(client, &handle).await?.value_handle;
             let value = client.read_long(handle).await?;
             if json {
                 println!("{}", serde_json::json!({"handle": handle, "value": hex(&value)}));
@@ -736,7 +702,8 @@ async fn run_gatt(
             }
         }
         GattCmd::Subscribe { handle, indicate, count } => {
-            let ch = find_characteristic(client, handle).await?;
+            let ch = resolve(client, &handle).await?;
+            let handle = ch.value_handle;
             let mut sub = client.subscribe(&ch, indicate).await?;
             let mut n = 0u64;
             while count.is_none_or(|c| n < c) {
@@ -751,6 +718,51 @@ async fn run_gatt(
         }
     }
     Ok(())
+}
+
+/// The characteristic a command line target names: by value handle, or the one with a UUID
+/// (several matches are an error that lists them).
+async fn resolve(
+    client: &gattling::gatt_client::GattClient,
+    target: &Target,
+) -> Result<gattling::proto::gatt::client::CharacteristicInfo, gattling::Error> {
+    let uuid = match target {
+        Target::Handle(h) => {
+            return match find_characteristic(client, *h).await {
+                Ok(c) => Ok(c),
+                // A plain attribute (a descriptor, a declaration): read it by handle.
+                Err(_) => Ok(gattling::proto::gatt::client::CharacteristicInfo {
+                    handle: h.saturating_sub(1),
+                    properties: 0,
+                    value_handle: *h,
+                    uuid: gattling::proto::Uuid::U16(0),
+                    end_handle: *h,
+                }),
+            };
+        }
+        Target::Uuid(u) => u,
+    };
+    let mut found = Vec::new();
+    for s in client.discover_services().await? {
+        for c in client.discover_characteristics(s.start, s.end, None).await? {
+            if gattling::proto::uuid::same(&c.uuid, uuid) {
+                found.push(c);
+            }
+        }
+    }
+    match found.len() {
+        0 => Err(gattling::Error::InvalidArgument(format!(
+            "no characteristic has UUID {}; try `gattling gatt ... discover`",
+            names::uuid_label(uuid)
+        ))),
+        1 => Ok(found.remove(0)),
+        _ => Err(gattling::Error::InvalidArgument(format!(
+            "{} characteristics have UUID {} (value handles {}); give a handle instead",
+            found.len(),
+            names::uuid_label(uuid),
+            found.iter().map(|c| format!("{:#06x}", c.value_handle)).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 async fn find_characteristic(

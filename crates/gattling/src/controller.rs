@@ -293,21 +293,64 @@ impl AsyncWrite for VirtualController {
 /// Serves virtual controllers over TCP: every client that connects gets a fresh controller on
 /// one shared radio and speaks H4 to it, like rootcanal's HCI port. Runs until the listener fails.
 pub async fn serve(listener: TcpListener, radio: Arc<VirtualRadio>, config: ControllerConfig) -> io::Result<()> {
+    serve_capturing(listener, radio, config, None).await
+}
+
+/// Like [`serve`], writing the HCI traffic of each attached host to its own btsnoop file in
+/// `btsnoop_dir` (`host-N.btsnoop`, N counting from 1 in the order hosts attach).
+pub async fn serve_capturing(
+    listener: TcpListener,
+    radio: Arc<VirtualRadio>,
+    config: ControllerConfig,
+    btsnoop_dir: Option<std::path::PathBuf>,
+) -> io::Result<()> {
+    use crate::btsnoop::{Btsnoop, CaptureRead, Direction};
+    let mut attached = 0u32;
     loop {
         let (stream, peer) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        attached += 1;
+        let snoop = match &btsnoop_dir {
+            Some(dir) => {
+                let path = dir.join(format!("host-{attached}.btsnoop"));
+                match Btsnoop::create(&path) {
+                    Ok(s) => {
+                        tracing::info!(%peer, path = %path.display(), "capturing");
+                        Some(s)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%peer, "cannot create {}: {e}", path.display());
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let ctrl = radio.attach(config);
         tracing::info!(%peer, controller = ctrl.id().0, "host connected to a virtual controller");
         tokio::spawn(async move {
             let id = ctrl.id().0;
-            let (mut ctrl_r, mut ctrl_w) = tokio::io::split(ctrl);
-            let (mut sock_r, mut sock_w) = stream.into_split();
-            let up = tokio::io::copy(&mut sock_r, &mut ctrl_w);
-            let down = tokio::io::copy(&mut ctrl_r, &mut sock_w);
+            let (ctrl_r, mut ctrl_w) = tokio::io::split(ctrl);
+            let (sock_r, mut sock_w) = stream.into_split();
+            let (mut from_host, mut from_ctrl): (
+                Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            ) = match &snoop {
+                Some(s) => (
+                    Box::new(CaptureRead::new(sock_r, s.clone(), Direction::Sent)),
+                    Box::new(CaptureRead::new(ctrl_r, s.clone(), Direction::Received)),
+                ),
+                None => (Box::new(sock_r), Box::new(ctrl_r)),
+            };
+            let up = tokio::io::copy(&mut from_host, &mut ctrl_w);
+            let down = tokio::io::copy(&mut from_ctrl, &mut sock_w);
             // Either direction ending means the host is gone: drop the controller.
             tokio::select! {
                 r = up => tracing::info!(%peer, controller = id, "host disconnected ({r:?})"),
                 r = down => tracing::info!(%peer, controller = id, "controller closed ({r:?})"),
+            }
+            if let Some(s) = snoop {
+                s.close();
             }
         });
     }

@@ -29,6 +29,8 @@ pub struct HostOptions {
     pub random_address: Option<BdAddr>,
     /// The receive MTU every ATT bearer offers in Exchange MTU (23..=517; 0 means 517).
     pub att_mtu: u16,
+    /// Record every HCI packet in this btsnoop file ([`crate::btsnoop`]).
+    pub btsnoop: Option<Arc<crate::btsnoop::Btsnoop>>,
 }
 
 /// How a connection ended, as seen by a [`Connection`].
@@ -249,6 +251,10 @@ impl Host {
 
     /// Drives an already open transport and initialises the controller behind it.
     pub async fn start(t: Transport, options: HostOptions) -> Result<Host, Error> {
+        let t = match &options.btsnoop {
+            Some(snoop) => t.capture(snoop.clone()),
+            None => t,
+        };
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let local_mtu = if options.att_mtu == 0 { MAX_MTU } else { options.att_mtu };
         let shared = Arc::new(Shared {

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod btsnoop;
 pub mod connection;
 pub mod controller;
 mod driver;

@@ -1,0 +1,39 @@
+//! `gattling completions SHELL` and `gattling man` come from the clap definition.
+
+mod common;
+
+use common::*;
+
+#[tokio::test]
+async fn completions_for_every_shell_know_the_commands_and_flags() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = gattling().args(["completions", shell]).output().await.expect("run");
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["scan", "serve", "gatt", "btsnoop", "filter-service", "notify-every"] {
+            assert!(script.contains(word), "{shell} completion lacks {word:?}");
+        }
+    }
+    if std::process::Command::new("bash").arg("--version").output().is_ok() {
+        // The bash script at least parses.
+        let out = gattling().args(["completions", "bash"]).output().await.expect("run");
+        let check = std::process::Command::new("bash")
+            .args(["-n", "-c", &String::from_utf8_lossy(&out.stdout)])
+            .status()
+            .expect("bash");
+        assert!(check.success());
+    }
+    let out = gattling().args(["completions", "tcsh"]).output().await.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn man_page_is_roff_with_the_options() {
+    let out = gattling().arg("man").output().await.expect("run");
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(page.contains(".TH gattling 1"), "{page}");
+    for word in [".SH SYNOPSIS", ".SH OPTIONS", "btsnoop", "completions", "serve"] {
+        assert!(page.contains(word), "man page lacks {word:?}");
+    }
+}
