@@ -571,7 +571,8 @@ impl Bluetooth {
         let data = adv.build().map_err(too_long)?;
         let scan_response = sr.build().map_err(too_long)?;
         self.apply_advertisement(py, Some(data), Some(scan_response))?;
-        if let Some(server) = lock(state()).server.clone() {
+        let server = lock(state()).server.clone();
+        if let Some(server) = server {
             if let Some(c) = server.characteristic(Uuid::U16(0x2A00)) {
                 c.store_value(device_name.as_bytes());
             }
@@ -1064,7 +1065,9 @@ fn install_hooks(cs: &Arc<Mutex<CharState>>, live: &Characteristic) {
         }
         let value = value.to_vec();
         dispatch(Box::new(move |py| {
-            if let Some((handler, arg, two)) = handler_for(py, &lock(&cs).callback, CHAR_WRITE_EVENT) {
+            // The lock guard must not live across the handler (it calls back into the object).
+            let found = handler_for(py, &lock(&cs).callback, CHAR_WRITE_EVENT);
+            if let Some((handler, arg, two)) = found {
                 call_handler(py, &handler, two, &arg, CHAR_WRITE_EVENT, Some(value));
             }
         }));
@@ -1075,7 +1078,8 @@ fn install_hooks(cs: &Arc<Mutex<CharState>>, live: &Characteristic) {
             return;
         }
         dispatch(Box::new(move |py| {
-            if let Some((handler, arg, two)) = handler_for(py, &lock(&cs).callback, CHAR_SUBSCRIBE_EVENT) {
+            let found = handler_for(py, &lock(&cs).callback, CHAR_SUBSCRIBE_EVENT);
+            if let Some((handler, arg, two)) = found {
                 call_handler(py, &handler, two, &arg, CHAR_SUBSCRIBE_EVENT, None);
             }
         }));
@@ -1445,7 +1449,8 @@ impl GATTCCharacteristic {
                 let value = value.to_vec();
                 let handler = handler.clone();
                 dispatch(Box::new(move |py| {
-                    if let Some((h, arg, two)) = handler_for(py, &lock(&handler), CHAR_NOTIFY_EVENT) {
+                    let found = handler_for(py, &lock(&handler), CHAR_NOTIFY_EVENT);
+                    if let Some((h, arg, two)) = found {
                         call_handler(py, &h, two, &arg, u32::from(event), Some(value));
                     }
                 }));
