@@ -3,6 +3,10 @@
 //! The Python package `gattling` (and its alias `network`) wraps this module; the behaviour and
 //! its deviations from the Pycom firmware are described in `python/gattling/network.py`.
 
+// PyO3 0.22's #[pymethods] expansion converts PyErr into PyErr, which clippy flags at every
+// method's return type (PyO3/pyo3#4327).
+#![allow(clippy::useless_conversion)]
+
 mod conv;
 mod rt;
 
@@ -209,7 +213,7 @@ fn stop_scan_now(py: Python<'_>) -> PyResult<()> {
         if let Some(stop) = ctl.stop.take() {
             let _ = stop.send(());
         }
-        let _ = block_on(py, async move { ctl.task.await })?;
+        let _ = block_on(py, ctl.task)?;
     }
     Ok(())
 }
