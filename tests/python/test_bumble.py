@@ -90,3 +90,36 @@ def test_python_client_reads_bumble_peripheral(controller, interop_python):
     finally:
         peripheral.kill()
         bt.deinit()
+
+
+def test_bumble_central_subscribes_to_python_server(controller, interop_python):
+    import sys
+
+    from conftest import HERE, SEEDS, python_env
+
+    server = Proc([sys.executable, "-u", SEEDS / "run.py", HERE / "peers" / "py_server.py", "--stay"],
+                  env=python_env(controller), name="py_server.py")
+    central = None
+    try:
+        server.expect("== script done", 30)
+        central = Proc([interop_python, PEERS / "bumble_gatt_client.py", "--transport", controller,
+                        "--name", "PyServer", "--read", "FEE1", "--write", "FEE1=6869", "--subscribe", "FEE1:1"],
+                       name="bumble_gatt_client.py", stdin=None)
+        server.expect("connected")
+        assert central.event("read")["value"] == b"from-handler".hex()
+        server.expect("read")
+        assert central.event("write")["value"] == "6869"
+        line = server.expect("write ")
+        assert "write {}".format(b"hi") in line and "stored={}".format(b"hi") in line, line
+        assert int(line.split("events=")[1].split()[0]) & Bluetooth.CHAR_WRITE_EVENT, line
+        central.event("subscribed")
+        assert server.expect("subscribed") == "subscribed config=1 mtu=200"
+        assert central.event("notification")["value"] == b"notified".hex()
+        central.event("disconnected")
+        server.expect("disconnected")
+        assert central.finish() == 0
+        assert not any("Traceback" in line for line in server.seen), "\n".join(server.seen)
+    finally:
+        server.kill()
+        if central:
+            central.kill()
