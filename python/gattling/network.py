@@ -49,9 +49,9 @@ this stack differs
    structures. Data that does not fit 31 bytes raises ValueError.
 6. ``set_advertisement_raw`` accepts up to 31 bytes (the firmware truncates 31 to 30) and
    raises ValueError above.
-7. ``set_advertisement_params``: validated; ``adv_int_min`` sets the interval and ``adv_type``
-   the PDU type (directed types 1 and 4 raise ValueError); ``adv_int_max``, ``own_addr_type``,
-   ``channel_map`` and ``adv_filter_policy`` are accepted but not applied.
+7. ``set_advertisement_params``: validated and applied (interval range, PDU type, channel map,
+   filter policy), except ``own_addr_type``: the own address is the controller's (or the
+   host's static random one). The directed types (1 and 4) raise ValueError.
 8. Security is not implemented: ``pin``, ``privacy``, ``secure_connections``, ``set_pin`` and
    ``nvram_erase`` validate their arguments and otherwise do nothing; encrypted permissions
    are enforced by the GATT server (a read then fails with Insufficient Authentication).

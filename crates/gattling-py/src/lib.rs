@@ -72,11 +72,26 @@ struct AdvEntry {
     data: Vec<u8>,
 }
 
+/// `set_advertisement_params` as given (Pycom's defaults until then).
+#[derive(Clone, Copy)]
+struct AdvParams {
+    interval_min: u16,
+    interval_max: u16,
+    adv_type: u8,
+    channel_map: u8,
+    filter_policy: u8,
+}
+
+impl Default for AdvParams {
+    fn default() -> Self {
+        AdvParams { interval_min: 0x20, interval_max: 0x40, adv_type: 0, channel_map: 7, filter_policy: 0 }
+    }
+}
+
 struct AdvConfig {
     data: Vec<u8>,
     scan_response: Vec<u8>,
-    interval: u16,
-    adv_type: u8,
+    params: AdvParams,
     enabled: bool,
 }
 
@@ -97,7 +112,7 @@ struct BtState {
     events: u32,
     callback: Option<Handler>,
     adv: Option<AdvConfig>,
-    adv_params: (u16, u8),
+    adv_params: AdvParams,
     server_conn: Option<u16>,
     next_handle: u16,
     tasks: Vec<AbortHandle>,
@@ -107,8 +122,7 @@ struct BtState {
 
 fn state() -> &'static Arc<Mutex<BtState>> {
     static STATE: OnceLock<Arc<Mutex<BtState>>> = OnceLock::new();
-    STATE
-        .get_or_init(|| Arc::new(Mutex::new(BtState { mtu: DEFAULT_MTU, adv_params: (0x20, 0), ..Default::default() })))
+    STATE.get_or_init(|| Arc::new(Mutex::new(BtState { mtu: DEFAULT_MTU, ..Default::default() })))
 }
 
 fn not_initialised() -> PyErr {
@@ -131,7 +145,7 @@ fn fire_bt_event(bit: u32) {
 }
 
 fn advertising_options(cfg: &AdvConfig) -> AdvertisingOptions {
-    let kind = match cfg.adv_type {
+    let kind = match cfg.params.adv_type {
         2 => AdvertisingKind::Scannable,
         3 => AdvertisingKind::NonConnectable,
         _ => AdvertisingKind::Connectable,
@@ -140,7 +154,10 @@ fn advertising_options(cfg: &AdvConfig) -> AdvertisingOptions {
         kind,
         data: cfg.data.clone(),
         scan_response: cfg.scan_response.clone(),
-        interval: cfg.interval,
+        interval: cfg.params.interval_min,
+        interval_max: cfg.params.interval_max,
+        channel_map: cfg.params.channel_map,
+        filter_policy: cfg.params.filter_policy,
         auto_restart: false,
     }
 }
@@ -624,11 +641,21 @@ impl Bluetooth {
         }
         {
             let mut st = lock(state());
+            let p = &mut st.adv_params;
             if let Some(v) = adv_int_min {
-                st.adv_params.0 = v as u16;
+                p.interval_min = v as u16;
+            }
+            if let Some(v) = adv_int_max {
+                p.interval_max = v as u16;
             }
             if let Some(v) = adv_type {
-                st.adv_params.1 = v as u8;
+                p.adv_type = v as u8;
+            }
+            if let Some(v) = channel_map {
+                p.channel_map = v as u8;
+            }
+            if let Some(v) = adv_filter_policy {
+                p.filter_policy = v as u8;
             }
         }
         self.apply_advertisement(py, None, None)
@@ -639,12 +666,11 @@ impl Bluetooth {
         let host = host()?;
         let opts = {
             let mut st = lock(state());
-            let (interval, adv_type) = st.adv_params;
+            let params = st.adv_params;
             let cfg = st.adv.get_or_insert_with(|| AdvConfig {
                 data: vec![0x02, 0x01, 0x06],
                 scan_response: Vec::new(),
-                interval,
-                adv_type,
+                params,
                 enabled: false,
             });
             cfg.enabled = enable;
@@ -950,12 +976,11 @@ impl Bluetooth {
     ) -> PyResult<()> {
         let (host, opts) = {
             let mut st = lock(state());
-            let (interval, adv_type) = st.adv_params;
+            let params = st.adv_params;
             let cfg = st.adv.get_or_insert_with(|| AdvConfig {
                 data: vec![0x02, 0x01, 0x06],
                 scan_response: Vec::new(),
-                interval,
-                adv_type,
+                params,
                 enabled: false,
             });
             if let Some(d) = data {
@@ -964,8 +989,7 @@ impl Bluetooth {
             if let Some(s) = scan_response {
                 cfg.scan_response = s;
             }
-            cfg.interval = interval;
-            cfg.adv_type = adv_type;
+            cfg.params = params;
             let live = cfg.enabled && st.server_conn.is_none();
             let opts = advertising_options(st.adv.as_ref().expect("set above"));
             (st.host.clone(), live.then_some(opts))

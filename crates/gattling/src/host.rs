@@ -126,8 +126,15 @@ pub struct AdvertisingOptions {
     pub data: Vec<u8>,
     /// Scan response data (at most 31 bytes).
     pub scan_response: Vec<u8>,
-    /// Interval in units of 0.625 ms (0 = 100 ms default).
+    /// Interval in units of 0.625 ms (0 = 100 ms default): the minimum of the range.
     pub interval: u16,
+    /// Maximum interval of the range (units of 0.625 ms; 0 = the same as `interval`).
+    pub interval_max: u16,
+    /// Advertising channels: bit 0 channel 37, bit 1 channel 38, bit 2 channel 39 (0 = all).
+    pub channel_map: u8,
+    /// Advertising filter policy (Core Vol 4 Part E §7.8.5): 0 any scanner and initiator, 1 scan
+    /// requests from the Filter Accept List only, 2 connections from it only, 3 both.
+    pub filter_policy: u8,
     /// Connectable advertising starts again after each connection is made, so more centrals
     /// can connect (the controller stops it at connection, Core Vol 6 Part B §4.4.2).
     pub auto_restart: bool,
@@ -464,9 +471,11 @@ impl Host {
         };
         let params = AdvParams {
             interval_min: interval,
-            interval_max: interval,
+            interval_max: if opts.interval_max == 0 { interval } else { opts.interval_max.max(interval) },
             adv_type,
             own_address_type: self.address.kind.peer_code(),
+            channel_map: if opts.channel_map & 0x07 == 0 { 0x07 } else { opts.channel_map & 0x07 },
+            filter_policy: opts.filter_policy,
             ..AdvParams::default()
         };
         self.command(Command::LeSetAdvertisingParameters(params)).await?;
