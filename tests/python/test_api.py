@@ -422,3 +422,24 @@ def test_gattc_connection(client):
     with pytest.raises(OSError, match="connection already closed"):
         svc1.characteristics()
     assert conn.disconnect() is None
+
+
+def test_adv_fifo_holds_16_and_keeps_the_oldest(client):
+    b, _, _ = client
+    seen = []
+    enough = threading.Event()
+
+    def on_adv(bt_o):
+        seen.append(1)
+        if len(seen) >= 40:
+            enough.set()
+
+    b.get_advertisements()
+    b.callback(trigger=Bluetooth.NEW_ADV_EVENT, handler=on_adv)
+    assert enough.wait(20), "the server's advertisements stopped"
+    b.callback(trigger=Bluetooth.NEW_ADV_EVENT, handler=None)
+    advs = b.get_advertisements()
+    assert len(advs) == 16
+    assert all(type(a).__name__ == "adv" for a in advs)
+    assert b.get_adv() is None
+    assert b.events() & Bluetooth.NEW_ADV_EVENT
