@@ -500,17 +500,9 @@ impl Bluetooth {
             let client = GattClient::new(conn.clone(), ClientOptions { mtu: Some(mtu) }).await?;
             Ok::<_, gattling::Error>((conn, client))
         });
-        let result = match attempt {
-            Ok(r) => r,
-            Err(interrupted) => {
-                // Ctrl-C: the attempt was dropped; cancel it at the controller too.
-                let h = host.clone();
-                rt::runtime()?.spawn(async move {
-                    let _ = h.cancel_connect().await;
-                });
-                return Err(interrupted);
-            }
-        };
+        // On Ctrl-C the attempt's future is dropped, which cancels it at the controller (the
+        // runtime's connect is cancellation-safe; the next connect waits for that to settle).
+        let result = attempt?;
         match result {
             Ok((conn, client)) => Ok(GATTCConnection { conn, client }),
             Err(gattling::Error::Timeout(_)) => Err(PyTimeoutError::new_err("timed out")),

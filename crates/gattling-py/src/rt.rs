@@ -88,7 +88,15 @@ where
             Ok(v) => return Ok(v),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Err(e) = py.check_signals() {
+                    // Cancel the operation and wait (briefly, without the GIL) until its future
+                    // is dropped: the runtime's cancellation (e.g. of a connection attempt)
+                    // has then started before the next call.
                     task.abort();
+                    py.allow_threads(|| {
+                        rt.block_on(async move {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+                        })
+                    });
                     return Err(e);
                 }
             }

@@ -208,6 +208,50 @@ impl Drop for Scanner {
     }
 }
 
+/// Cancels a connection attempt whose [`Host::connect`] future was dropped before it finished.
+struct AbandonedAttempt {
+    host: Option<Host>,
+}
+
+impl Drop for AbandonedAttempt {
+    fn drop(&mut self) {
+        let Some(host) = self.host.take() else { return };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = host.lock();
+            if inner.connecting.is_none() {
+                return; // it settled already
+            }
+            // The dropped future's receiver is gone: the outcome comes here instead.
+            inner.connecting = Some(tx);
+            inner.connect_abandoned = true;
+        }
+        let settle = |host: &Host, timed_out: bool| {
+            let mut inner = host.lock();
+            if timed_out {
+                inner.connecting = None;
+            }
+            inner.connect_abandoned = false;
+            inner.connect_settled.send_modify(|g| *g += 1);
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            settle(&host, true);
+            return;
+        };
+        rt.spawn(async move {
+            let _ = host.command(Command::LeCreateConnectionCancel).await;
+            let outcome = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
+            if let Ok(Ok(Ok(info))) = &outcome {
+                // It connected before the cancel took effect; nobody wants the link.
+                if let Ok(c) = Connection::new(&host, *info) {
+                    let _ = c.disconnect(status::REMOTE_USER_TERMINATED).await;
+                }
+            }
+            settle(&host, outcome.is_err());
+        });
+    }
+}
+
 fn command_name(op: Opcode) -> &'static str {
     match op {
         Opcode::RESET => "Reset",
@@ -527,15 +571,41 @@ impl Host {
     }
 
     /// Connects as central to `peer`, cancelling after `opts.timeout` (Core Vol 4 Part E §7.8.12-13).
+    ///
+    /// Cancellation-safe: dropping the future (e.g. a caller's own timeout or Ctrl-C) cancels the
+    /// attempt at the controller, and a later `connect` waits for that cancellation to settle
+    /// instead of failing as busy; a connection that completed meanwhile is disconnected.
     pub async fn connect(&self, peer: Address, opts: ConnectOptions) -> Result<Connection, Error> {
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut inner = self.lock();
-            if inner.connecting.is_some() {
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        loop {
+            let mut settled = {
+                let mut inner = self.lock();
+                if inner.connecting.is_none() {
+                    inner.connecting = tx.take();
+                    break;
+                }
+                if !inner.connect_abandoned {
+                    return Err(Error::Busy("a connection attempt"));
+                }
+                inner.connect_settled.subscribe()
+            };
+            if tokio::time::timeout(COMMAND_TIMEOUT * 2, settled.changed()).await.is_err() {
                 return Err(Error::Busy("a connection attempt"));
             }
-            inner.connecting = Some(tx);
         }
+        let mut guard = AbandonedAttempt { host: Some(self.clone()) };
+        let result = self.connect_pending(peer, opts, rx).await;
+        guard.host = None;
+        result
+    }
+
+    async fn connect_pending(
+        &self,
+        peer: Address,
+        opts: ConnectOptions,
+        mut rx: oneshot::Receiver<Result<ConnectionInfo, Error>>,
+    ) -> Result<Connection, Error> {
         let create = Command::LeCreateConnection(CreateConnection {
             scan_interval: 0x60,
             scan_window: 0x60,
