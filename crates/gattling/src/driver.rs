@@ -91,6 +91,11 @@ pub(crate) struct Inner {
     pub(crate) commands: HashMap<CommandId, (CommandWaiter, &'static str)>,
     pub(crate) links: Links,
     pub(crate) connecting: Option<oneshot::Sender<Result<ConnectionInfo, Error>>>,
+    /// The pending attempt in `connecting` was abandoned (its `Host::connect` future dropped)
+    /// and is being cancelled at the controller.
+    pub(crate) connect_abandoned: bool,
+    /// Bumped when an abandoned attempt has settled; later `connect` calls wait for it.
+    pub(crate) connect_settled: tokio::sync::watch::Sender<u64>,
     pub(crate) incoming: mpsc::UnboundedSender<ConnectionInfo>,
     pub(crate) scan: Option<mpsc::UnboundedSender<AdvReport>>,
     pub(crate) closed: Option<String>,
@@ -169,6 +174,8 @@ impl Inner {
             commands: HashMap::new(),
             links: Links::default(),
             connecting: None,
+            connect_abandoned: false,
+            connect_settled: tokio::sync::watch::channel(0).0,
             incoming,
             scan: None,
             closed: None,

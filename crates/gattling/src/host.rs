@@ -128,8 +128,15 @@ pub struct AdvertisingOptions {
     pub data: Vec<u8>,
     /// Scan response data (at most 31 bytes).
     pub scan_response: Vec<u8>,
-    /// Interval in units of 0.625 ms (0 = 100 ms default).
+    /// Interval in units of 0.625 ms (0 = 100 ms default): the minimum of the range.
     pub interval: u16,
+    /// Maximum interval of the range (units of 0.625 ms; 0 = the same as `interval`).
+    pub interval_max: u16,
+    /// Advertising channels: bit 0 channel 37, bit 1 channel 38, bit 2 channel 39 (0 = all).
+    pub channel_map: u8,
+    /// Advertising filter policy (Core Vol 4 Part E §7.8.5): 0 any scanner and initiator, 1 scan
+    /// requests from the Filter Accept List only, 2 connections from it only, 3 both.
+    pub filter_policy: u8,
     /// Connectable advertising starts again after each connection is made, so more centrals
     /// can connect (the controller stops it at connection, Core Vol 6 Part B §4.4.2).
     pub auto_restart: bool,
@@ -200,6 +207,50 @@ impl Drop for Scanner {
                 });
             }
         }
+    }
+}
+
+/// Cancels a connection attempt whose [`Host::connect`] future was dropped before it finished.
+struct AbandonedAttempt {
+    host: Option<Host>,
+}
+
+impl Drop for AbandonedAttempt {
+    fn drop(&mut self) {
+        let Some(host) = self.host.take() else { return };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut inner = host.lock();
+            if inner.connecting.is_none() {
+                return; // it settled already
+            }
+            // The dropped future's receiver is gone: the outcome comes here instead.
+            inner.connecting = Some(tx);
+            inner.connect_abandoned = true;
+        }
+        let settle = |host: &Host, timed_out: bool| {
+            let mut inner = host.lock();
+            if timed_out {
+                inner.connecting = None;
+            }
+            inner.connect_abandoned = false;
+            inner.connect_settled.send_modify(|g| *g += 1);
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            settle(&host, true);
+            return;
+        };
+        rt.spawn(async move {
+            let _ = host.command(Command::LeCreateConnectionCancel).await;
+            let outcome = tokio::time::timeout(COMMAND_TIMEOUT, rx).await;
+            if let Ok(Ok(Ok(info))) = &outcome {
+                // It connected before the cancel took effect; nobody wants the link.
+                if let Ok(c) = Connection::new(&host, *info) {
+                    let _ = c.disconnect(status::REMOTE_USER_TERMINATED).await;
+                }
+            }
+            settle(&host, outcome.is_err());
+        });
     }
 }
 
@@ -470,9 +521,11 @@ impl Host {
         };
         let params = AdvParams {
             interval_min: interval,
-            interval_max: interval,
+            interval_max: if opts.interval_max == 0 { interval } else { opts.interval_max.max(interval) },
             adv_type,
             own_address_type: self.address.kind.peer_code(),
+            channel_map: if opts.channel_map & 0x07 == 0 { 0x07 } else { opts.channel_map & 0x07 },
+            filter_policy: opts.filter_policy,
             ..AdvParams::default()
         };
         self.command(Command::LeSetAdvertisingParameters(params)).await?;
@@ -524,15 +577,41 @@ impl Host {
     }
 
     /// Connects as central to `peer`, cancelling after `opts.timeout` (Core Vol 4 Part E §7.8.12-13).
+    ///
+    /// Cancellation-safe: dropping the future (e.g. a caller's own timeout or Ctrl-C) cancels the
+    /// attempt at the controller, and a later `connect` waits for that cancellation to settle
+    /// instead of failing as busy; a connection that completed meanwhile is disconnected.
     pub async fn connect(&self, peer: Address, opts: ConnectOptions) -> Result<Connection, Error> {
-        let (tx, mut rx) = oneshot::channel();
-        {
-            let mut inner = self.lock();
-            if inner.connecting.is_some() {
+        let (tx, rx) = oneshot::channel();
+        let mut tx = Some(tx);
+        loop {
+            let mut settled = {
+                let mut inner = self.lock();
+                if inner.connecting.is_none() {
+                    inner.connecting = tx.take();
+                    break;
+                }
+                if !inner.connect_abandoned {
+                    return Err(Error::Busy("a connection attempt"));
+                }
+                inner.connect_settled.subscribe()
+            };
+            if tokio::time::timeout(COMMAND_TIMEOUT * 2, settled.changed()).await.is_err() {
                 return Err(Error::Busy("a connection attempt"));
             }
-            inner.connecting = Some(tx);
         }
+        let mut guard = AbandonedAttempt { host: Some(self.clone()) };
+        let result = self.connect_pending(peer, opts, rx).await;
+        guard.host = None;
+        result
+    }
+
+    async fn connect_pending(
+        &self,
+        peer: Address,
+        opts: ConnectOptions,
+        mut rx: oneshot::Receiver<Result<ConnectionInfo, Error>>,
+    ) -> Result<Connection, Error> {
         let create = Command::LeCreateConnection(CreateConnection {
             scan_interval: 0x60,
             scan_window: 0x60,

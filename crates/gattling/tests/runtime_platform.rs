@@ -351,3 +351,29 @@ async fn an_att_list_table_is_served_and_a_bad_one_leaves_the_database_unchanged
     }
     assert_eq!(request(&c, &[0x0A, 0x0E, 0x00]).await, [&[0x0Bu8][..], &[0; 20]].concat(), "still served");
 }
+
+#[tokio::test]
+async fn a_dropped_connect_is_cancelled_and_the_next_one_runs() {
+    let central = Host::open("virtual:rp-drop-connect").await.expect("central");
+    let peripheral = Host::open("virtual:rp-drop-connect").await.expect("peripheral");
+    let absent = gattling::proto::gap::Address {
+        addr: gattling::proto::gap::BdAddr([1, 2, 3, 4, 5, 6]),
+        kind: gattling::proto::gap::AddressType::Public,
+    };
+    let long = ConnectOptions { timeout: Duration::from_secs(3600), ..ConnectOptions::default() };
+    // The caller gives up (its own timeout drops the future) while the controller still tries.
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), central.connect(absent, long)).await;
+    assert!(gave_up.is_err(), "nothing answers at that address");
+    // Not "busy": the next attempt waits for the cancellation, then runs (and times out).
+    let short = ConnectOptions { timeout: Duration::from_millis(100), ..ConnectOptions::default() };
+    match central.connect(absent, short).await {
+        Err(gattling::Error::Timeout(_)) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // And a real one connects.
+    peripheral.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let c = central.connect(peripheral.address(), ConnectOptions::default()).await.expect("connect");
+    peripheral.accept().await.expect("accept");
+    assert_eq!(central.connections().len(), 1, "only the wanted link is up: {:?}", central.connections());
+    c.disconnect(0x13).await.expect("disconnect");
+}

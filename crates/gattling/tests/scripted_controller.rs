@@ -103,6 +103,36 @@ async fn br_edr_buffer_size_is_read_when_le_reports_zero() {
 }
 
 #[tokio::test]
+async fn advertising_parameters_carry_the_interval_range_channels_and_filter_policy() {
+    let (host, seen) = host_with(Box::new(standard)).await;
+    let host = host.expect("init");
+    let opts = gattling::AdvertisingOptions {
+        interval: 0x30,
+        interval_max: 0x40,
+        channel_map: 0x05,
+        filter_policy: 2,
+        ..Default::default()
+    };
+    host.advertise(&opts).await.expect("advertise");
+    host.advertise(&gattling::AdvertisingOptions::default()).await.expect("advertise with defaults");
+    let params: Vec<_> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|c| match c {
+            Command::LeSetAdvertisingParameters(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(params.len(), 2);
+    assert_eq!((params[0].interval_min, params[0].interval_max), (0x30, 0x40));
+    assert_eq!((params[0].channel_map, params[0].filter_policy), (0x05, 2));
+    // Defaults: 100 ms, one interval, every channel, no filter.
+    assert_eq!((params[1].interval_min, params[1].interval_max), (0xA0, 0xA0));
+    assert_eq!((params[1].channel_map, params[1].filter_policy), (0x07, 0));
+}
+
+#[tokio::test]
 async fn a_failed_command_names_the_command_and_status() {
     let (host, _) = host_with(Box::new(|cmd| match cmd {
         Command::LeSetAdvertisingEnable(true) => Some(vec![0x12]),

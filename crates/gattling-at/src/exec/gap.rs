@@ -398,6 +398,7 @@ impl Session {
             scan_response: self.scan_response(),
             interval: self.settings.adv_min,
             auto_restart: true,
+            ..AdvertisingOptions::default()
         }
     }
 
