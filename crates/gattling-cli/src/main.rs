@@ -17,6 +17,7 @@ mod names;
 mod report;
 mod scan;
 mod serve_db;
+mod serving;
 mod shutdown;
 mod tree;
 
@@ -516,73 +517,14 @@ async fn serve(host: &Host, name: &str, table: Option<gattling::gatt::AttList>) 
             (server, chars, format!("an ATT_LIST table of {n} records from handle {first:#06x}"))
         }
     };
-    {
-        for ch in chars {
-            let (uuid, handle) = (ch.uuid(), ch.value_handle());
-            ch.on_read(move |conn| {
-                println!("read: {uuid} (handle {handle:#06x}) by connection {conn:#05x}");
-                None
-            });
-            ch.on_written(move |conn, value| {
-                println!("write: {uuid} (handle {handle:#06x}) by connection {conn:#05x}: {}", hex(value));
-            });
-            ch.on_subscribe(move |conn, cccd| {
-                let what = match cccd & 3 {
-                    0 => "unsubscribed",
-                    1 => "notifications",
-                    2 => "indications",
-                    _ => "notifications and indications",
-                };
-                println!("subscribe: {uuid} (handle {handle:#06x}) by connection {conn:#05x}: {what}");
-            });
-        }
+    for ch in &chars {
+        serving::log_accesses(ch, ch.uuid().to_string());
     }
-    let data = AdvDataBuilder::new()
-        .flags(flags::LE_GENERAL_ONLY)
-        .name(name)
-        .build()
-        .map_err(|e| gattling::Error::InvalidArgument(format!("--name {name:?}: {e}")))?;
-    let opts = AdvertisingOptions { kind: AdvertisingKind::Connectable, data, ..Default::default() };
-    let mut notes = host.notifications();
-    host.advertise(&opts).await?;
-    eprintln!("serving {what} as {name:?} ({}) on {}", host.address(), host.transport_description());
-    let accept_host = host.clone();
-    tokio::spawn(async move {
-        while let Ok(conn) = accept_host.accept().await {
-            tokio::spawn(async move {
-                let _ = conn.closed().await;
-            });
-        }
-    });
-    let counter = if table.is_none() { server.characteristic(gattling::gatt::demo::COUNTER) } else { None };
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n: u8 = 0;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                n = n.wrapping_add(1);
-                if let Some(c) = &counter {
-                    c.set_value(&[n]);
-                }
-            }
-            note = notes.recv() => match note {
-                Ok(Notification::Connected(info)) => {
-                    println!("connected: handle {:#05x} peer {}", info.handle, info.peer)
-                }
-                Ok(Notification::Disconnected { handle, reason }) => {
-                    println!("disconnected: handle {handle:#05x} reason {:#04x} ({})", reason.code(), reason.name());
-                    host.advertise(&opts).await?;
-                }
-                Ok(Notification::HardwareError(code)) => {
-                    return Err(gattling::Error::Protocol(format!("controller hardware error {code:#04x}")))
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Err(gattling::Error::TransportClosed("the host stopped".into()))
-                }
-            },
-        }
-    }
+    let counter = match table {
+        None => server.characteristic(gattling::gatt::demo::COUNTER).map(|c| (c, Duration::from_secs(1))),
+        Some(_) => None,
+    };
+    serving::advertise_and_serve(host, name, &what, counter).await
 }
 
 fn hex(b: &[u8]) -> String {
