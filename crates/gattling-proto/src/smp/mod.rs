@@ -45,3 +45,5 @@ mod tests {
         assert_eq!(reply_without_pairing(&[0x33]), Some([0x05, 0x07]));
     }
 }
+
+pub mod crypto;
