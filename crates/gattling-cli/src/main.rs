@@ -340,10 +340,7 @@ async fn run_command(
     capture_dir: Option<std::path::PathBuf>,
 ) -> Result<(), gattling::Error> {
     match command {
-        Cmd::Completions { shell } => {
-            completions::completions(shell);
-            Ok(())
-        }
+        Cmd::Completions { shell } => completions::completions(shell),
         Cmd::Man => completions::man(),
         Cmd::Demo => demo::run(&global.transport, global.capture.clone()).await,
         Cmd::Controller { listen, acl } => {

@@ -37,3 +37,21 @@ async fn man_page_is_roff_with_the_options() {
         assert!(page.contains(word), "man page lacks {word:?}");
     }
 }
+
+#[tokio::test]
+async fn a_reader_that_closes_the_pipe_early_is_not_a_failure() {
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        let mut child = gattling()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run");
+        // Close the reading end before the output is written, as `| head -c0` would.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().await.expect("exit");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
