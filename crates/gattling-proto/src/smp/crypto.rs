@@ -284,7 +284,8 @@ impl KeyPair {
         let point = secret.public_key().to_encoded_point(false);
         let mut public = [0u8; 64];
         // Uncompressed SEC1 encoding: 0x04 || X || Y, both big-endian.
-        let (x, y) = (point.x().expect("not identity"), point.y().expect("uncompressed"));
+        // A secret in 1..n never gives the identity point, so both coordinates are present.
+        let (Some(x), Some(y)) = (point.x(), point.y()) else { return Err(KeyError::InvalidSecret) };
         for i in 0..32 {
             public[i] = x[31 - i];
             public[32 + i] = y[31 - i];
