@@ -57,6 +57,23 @@ impl Handler {
     fn new(py: Python<'_>, trigger: u32, handler: &Bound<'_, PyAny>, arg: PyObject) -> Handler {
         Handler { trigger, handler: handler.clone().unbind(), arg, two_args: takes_two_args(py, handler) }
     }
+
+    /// What a `callback(trigger, handler, arg)` call registers: nothing for a `None` handler, the
+    /// handler with `arg` (by default the object itself, `owner`) otherwise; TypeError when it
+    /// cannot be called.
+    fn register(
+        py: Python<'_>,
+        trigger: u32,
+        handler: Option<&Bound<'_, PyAny>>,
+        arg: Option<PyObject>,
+        owner: impl FnOnce() -> PyObject,
+    ) -> PyResult<Option<Handler>> {
+        match handler.filter(|h| !h.is_none()) {
+            None => Ok(None),
+            Some(h) if h.is_callable() => Ok(Some(Handler::new(py, trigger, h, arg.unwrap_or_else(owner)))),
+            Some(_) => Err(pyo3::exceptions::PyTypeError::new_err("handler must be callable")),
+        }
+    }
 }
 
 /// The handler of `slot` for `bit`, cloned under the GIL.
@@ -524,13 +541,7 @@ impl Bluetooth {
         if trigger & !(NEW_ADV_EVENT | CLIENT_CONNECTED | CLIENT_DISCONNECTED) != 0 {
             return Err(PyValueError::new_err("invalid trigger"));
         }
-        let h = match handler.filter(|h| !h.is_none()) {
-            None => None,
-            Some(h) if h.is_callable() => {
-                Some(Handler::new(py, trigger, h, arg.unwrap_or_else(|| slf.clone().into_any().unbind())))
-            }
-            Some(_) => return Err(pyo3::exceptions::PyTypeError::new_err("handler must be callable")),
-        };
+        let h = Handler::register(py, trigger, handler, arg, || slf.clone().into_any().unbind())?;
         lock(state()).callback = h;
         Ok(())
     }
@@ -1229,13 +1240,7 @@ impl GATTSCharacteristic {
         if trigger & !(CHAR_READ_EVENT | CHAR_WRITE_EVENT | CHAR_SUBSCRIBE_EVENT) != 0 {
             return Err(PyValueError::new_err("invalid trigger"));
         }
-        let h = match handler.filter(|h| !h.is_none()) {
-            None => None,
-            Some(h) if h.is_callable() => {
-                Some(Handler::new(py, trigger, h, arg.unwrap_or_else(|| slf.clone().into_any().unbind())))
-            }
-            Some(_) => return Err(pyo3::exceptions::PyTypeError::new_err("handler must be callable")),
-        };
+        let h = Handler::register(py, trigger, handler, arg, || slf.clone().into_any().unbind())?;
         lock(&slf.borrow().cs).callback = h;
         Ok(())
     }
@@ -1447,13 +1452,7 @@ impl GATTCCharacteristic {
             return Err(PyValueError::new_err("invalid trigger"));
         }
         let this = slf.borrow();
-        let h = match handler.filter(|h| !h.is_none()) {
-            None => None,
-            Some(h) if h.is_callable() => {
-                Some(Handler::new(py, trigger, h, arg.unwrap_or_else(|| slf.clone().into_any().unbind())))
-            }
-            Some(_) => return Err(pyo3::exceptions::PyTypeError::new_err("handler must be callable")),
-        };
+        let h = Handler::register(py, trigger, handler, arg, || slf.clone().into_any().unbind())?;
         *lock(&this.handler) = h;
         let mut subscribed = lock(&this.subscribed);
         if *subscribed {
