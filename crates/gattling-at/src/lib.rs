@@ -4,7 +4,7 @@
 //!   a bounded line buffer, resynchronisation at the next terminator after garbage.
 //! - [`params`]: the manual's parameter types (integer, enumerator, quoted string with escapes,
 //!   byte_array hex, bd_addr with `p`/`r`) with the manual's error code for each mistake.
-//! - [`format`]: response, final result and URC lines, byte-exact.
+//! - [`format`](mod@format): response, final result and URC lines, byte-exact.
 //! - [`codes`]: the error codes of `error_codes.yaml` 3.4.0.
 //! - `exec` (feature `runtime`): the command executor on gattling's tokio runtime.
 //!

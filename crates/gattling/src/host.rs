@@ -1,4 +1,4 @@
-//! The async host API: one controller, driven by the tasks of [`crate::driver`] around the
+//! The async host API: one controller, driven by the driver tasks (reader, writer, timer) around the
 //! sans-IO [`gattling_proto::host::Host`]; advertising, scanning, connecting and the registry of
 //! links.
 
