@@ -265,15 +265,16 @@ async fn the_user_guide_heart_rate_flow_and_every_client_command() {
         at.cmd(&format!("AT+UBTGCDD=0,{hrm_vh},{}", rw - 2), &mut urcs).await,
         [format!("+UBTGCDD:0,{},{cccd},2902", hrm_vh - 1), "OK".into()]
     );
+    // The peer learns of the subscription (its subscribe handler), then notifies.
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::unbounded_channel();
+    hrm.on_subscribe(move |_, cccd| {
+        let _ = subscribed_tx.send(cccd);
+    });
     assert_eq!(at.cmd(&format!("AT+UBTGCCW=0,{cccd},1"), &mut urcs).await, ["OK"]);
-    // The peer learns of the subscription, then notifies.
+    let cccd_value = tokio::time::timeout(DEADLINE, subscribed.recv()).await.expect("subscription seen in time");
+    assert_eq!(cccd_value, Some(1));
     let peer_conn = peer.connections()[0].handle;
-    for _ in 0..100 {
-        if hrm.cccd(peer_conn) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert_eq!(hrm.cccd(peer_conn), 1);
     for bpm in [60u8, 61, 62] {
         assert!(hrm.notify(peer_conn, &[0x00, bpm]));
     }
