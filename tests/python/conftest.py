@@ -144,16 +144,13 @@ def start_rootcanal(interop_python):
         ports = [free_port() for _ in range(4)]
         p = Proc([interop_python, "-m", "rootcanal", "--hci_port", ports[0], "--test_port", ports[1],
                   "--link_port", ports[2], "--link_ble_port", ports[3]], name="rootcanal", stdin=subprocess.DEVNULL)
-        # As tests/support in the Rust tests: readiness is the HCI port accepting a connection.
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and p.p.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", ports[0]), timeout=1).close()
-                time.sleep(0.1)  # that probe took rootcanal's single backlog slot
-                return p, f"tcp-client:127.0.0.1:{ports[0]}"
-            except OSError:
-                time.sleep(0.05)
-        p.kill()
+        # Readiness is rootcanal's own log line for the HCI port (a probe connection would take
+        # the port's one HCI slot). A port taken meanwhile makes it exit: try other ports.
+        try:
+            p.expect(f"Listening on: {ports[0]} ", 15)
+            return p, f"tcp-client:127.0.0.1:{ports[0]}"
+        except AssertionError:
+            p.kill()
     pytest.fail("rootcanal did not start listening")
 
 

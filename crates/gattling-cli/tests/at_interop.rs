@@ -165,29 +165,36 @@ impl Module {
             .env("RUST_LOG", std::env::var("GATTLING_AT_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(logfile.try_clone().expect("log"))
-            .stderr(logfile)
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start gattling at");
 
-        // The link appears once the PTY exists; wait for it (or for gattling to give up).
-        let deadline = Instant::now() + STEP;
-        let pty = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "gattling at exited ({status}) before creating {}:\n{}",
-                    link.display(),
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+        // gattling reports the link once it exists: wait for that line (copying its log to the
+        // log file as it comes), or for gattling to end first.
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (ready_tx, ready) = tokio::sync::oneshot::channel::<()>();
+        let mut logfile = logfile;
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut ready_tx = Some(ready_tx);
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(logfile, "{line}");
+                if line.contains("linked at") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
             }
-            if link.exists() {
-                break std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .custom_flags(libc::O_NOCTTY)
-                    .open(&link)
-                    .unwrap_or_else(|e| panic!("open {}: {e}", link.display()));
-            }
-            if Instant::now() > deadline {
+        });
+        match tokio::time::timeout(STEP, ready).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => panic!(
+                "gattling at exited ({:?}) before creating {}:\n{}",
+                child.wait(),
+                link.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+            Err(_) => {
                 let _ = child.kill();
                 panic!(
                     "gattling at did not create {} within {STEP:?}:\n{}",
@@ -195,8 +202,13 @@ impl Module {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        }
+        let pty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&link)
+            .unwrap_or_else(|e| panic!("open {}: {e}", link.display()));
         let fd = pty.as_raw_fd();
 
         // The greeting, as the module wrote it, before this side changes any mode.
