@@ -124,38 +124,38 @@ async fn a_deferred_read_is_answered_later_while_another_link_is_served() {
     server_host.accept().await.expect("accept fast");
     assert_eq!(server_host.connections().len(), 2);
 
-    // The read handler answers 200 ms later from a task of its own.
-    a.on_read_request(|req| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            req.respond(b"late");
-        });
+    // The read handler hands the request to the test, which answers it when it chooses.
+    let (reads_tx, mut reads) = tokio::sync::mpsc::unbounded_channel();
+    a.on_read_request(move |req| {
+        let _ = reads_tx.send(req);
     });
     let (ha, hb) = (le(a.value_handle()), le(b.value_handle()));
     c_slow.send_att(&[0x0A, ha[0], ha[1]]).expect("slow read");
-    let started = tokio::time::Instant::now();
-    // Meanwhile the other link is served at once, and the same link's other role too.
+    let parked = tokio::time::timeout(STEP, reads.recv()).await.expect("handler ran").expect("request");
+    // While that read is open (its answer is in the test's hand), the other link is served.
     assert_eq!(request(&c_fast, &[0x0A, hb[0], hb[1]]).await, b"\x0bb");
-    let fast_done = started.elapsed();
+    parked.respond(b"late");
     let slow_rsp = tokio::time::timeout(STEP, c_slow.recv_att()).await.expect("in time").expect("answer");
-    let slow_done = started.elapsed();
     assert_eq!(slow_rsp, b"\x0blate");
-    assert!(fast_done < Duration::from_millis(200), "the fast link waited for the slow one: {fast_done:?}");
-    assert!(slow_done >= Duration::from_millis(200), "answered before the handler did: {slow_done:?}");
-    // A deferred write: accepted later, stored only then.
-    b.on_write_request(|req| {
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            if req.value() == b"ok" {
-                req.accept()
-            } else {
-                req.reject(0x80)
-            }
-        });
+    // A deferred write: accepted or refused later, stored only when accepted.
+    let (writes_tx, mut writes) = tokio::sync::mpsc::unbounded_channel();
+    b.on_write_request(move |req| {
+        let _ = writes_tx.send(req);
     });
-    assert_eq!(request(&c_fast, &[0x12, hb[0], hb[1], b'n', b'o']).await, [0x01, 0x12, hb[0], hb[1], 0x80]);
-    assert_eq!(b.value(), b"b");
-    assert_eq!(request(&c_fast, &[0x12, hb[0], hb[1], b'o', b'k']).await, [0x13]);
+    for (value, accept) in [(&b"no"[..], false), (&b"ok"[..], true)] {
+        c_fast.send_att(&[&[0x12, hb[0], hb[1]][..], value].concat()).expect("write");
+        let req = tokio::time::timeout(STEP, writes.recv()).await.expect("handler ran").expect("request");
+        assert_eq!(req.value(), value);
+        assert_eq!(b.value(), b"b", "nothing stored before the answer");
+        if accept {
+            req.accept();
+        } else {
+            req.reject(0x80);
+        }
+        let rsp = tokio::time::timeout(STEP, c_fast.recv_att()).await.expect("in time").expect("answer");
+        let want = if accept { vec![0x13] } else { vec![0x01, 0x12, hb[0], hb[1], 0x80] };
+        assert_eq!(rsp, want);
+    }
     assert_eq!(b.value(), b"ok");
 }
 
