@@ -4,36 +4,12 @@
 #[path = "../../gattling/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::{gattling, wait_for_stderr, STEP};
 use std::process::Stdio;
-use std::time::Duration;
 use support::{skipped, Peer, RootCanal};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-const STEP: Duration = Duration::from_secs(15);
-
-fn gattling() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gattling"));
-    c.env_remove("GATTLING_TRANSPORT").env("RUST_LOG", "warn").kill_on_drop(true);
-    c
-}
-
-/// Waits until the child prints a stderr line containing `text`, then keeps draining its stderr
-/// in the background so that later writes never meet a closed pipe.
-async fn wait_for_stderr(child: &mut tokio::process::Child, text: &str) {
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    tokio::time::timeout(STEP, async {
-        while let Some(l) = stderr.next_line().await.expect("stderr") {
-            if l.contains(text) {
-                return;
-            }
-        }
-        panic!("the program exited before printing {text:?}");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {text:?} within {STEP:?}"));
-    tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-}
 
 /// The child's stdout lines up to and including the first "disconnected:" line.
 async fn stdout_until_disconnected(child: &mut tokio::process::Child) -> Vec<String> {
