@@ -221,6 +221,9 @@ impl Inner {
 
     /// Hands queued application jobs to their links' tasks.
     pub(crate) fn dispatch_jobs(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
         for (handle, job) in self.jobs.drain(..) {
             if let Some(link) = self.links.0.get(&handle) {
                 let _ = link.app.send(job);
@@ -257,11 +260,12 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
             let mut arm = false;
             {
                 let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+                // The clock is read at most once per batch, and only when a PDU leaves a
+                // transaction open (requests answered at once need no time stamp).
+                let mut now = || *clock.get_or_insert_with(|| shared.now());
                 core.receive(chunk, &mut |handle, pdu| {
-                    // Read once per batch, and only when an ATT PDU came.
-                    let now = *clock.get_or_insert_with(|| shared.now());
                     if links.0.contains_key(&handle) {
-                        arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, now);
+                        arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, &mut now);
                     } else {
                         early.push((handle, pdu.to_vec()));
                     }
@@ -271,10 +275,10 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
             dispatch_events(&shared, inner);
             if !inner.early.is_empty() {
                 // The links those PDUs belong to exist now (or never will: then they are dropped).
-                let now = *clock.get_or_insert_with(|| shared.now());
+                let mut now = || *clock.get_or_insert_with(|| shared.now());
                 let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
                 for (handle, pdu) in early.drain(..) {
-                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, now);
+                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, &mut now);
                 }
                 replies.flush(core);
             }
@@ -319,7 +323,8 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
 }
 
 /// Routes one received ATT PDU through its link's bearer; returns true when it opened a
-/// transaction (the timer task must be armed).
+/// transaction (the timer task must be armed). `now` is called only when a transaction stays
+/// open and needs its time stamp.
 #[allow(clippy::too_many_arguments)]
 fn route_att(
     links: &mut Links,
@@ -329,10 +334,11 @@ fn route_att(
     jobs: &mut Vec<(ConnHandle, AppJob)>,
     handle: ConnHandle,
     pdu: &[u8],
-    now: u64,
+    now: &mut dyn FnMut() -> u64,
 ) -> bool {
     let Some(link) = links.0.get_mut(&handle) else { return false };
-    let route = link.bearer.receive(pdu, now);
+    // Stamped below, and only if the request is still open after the server had it.
+    let route = link.bearer.receive(pdu, 0);
     match route {
         Route::Server => match gatt.as_mut() {
             Some(g) => {
@@ -340,18 +346,18 @@ fn route_att(
                 let mut access = Recorder::new(&g.hooks, jobs, handle);
                 match g.server.handle(conn, &link.bearer, pdu, &mut access, scratch) {
                     Outcome::Reply => {
-                        if link.bearer.send(scratch, now).is_ok() {
+                        if link.bearer.send(scratch, 0).is_ok() {
                             replies.push(handle, scratch);
                         }
                     }
                     Outcome::Deferred(d) => jobs.push((handle, AppJob::Deferred(d))),
                     Outcome::Silent => {}
                 }
-                link.bearer.peer_request_pending()
+                stamp_if_open(&mut link.bearer, now)
             }
             None if link.client.is_none() => {
                 let _ = link.raw_tx.send(pdu.to_vec());
-                link.bearer.peer_request_pending()
+                stamp_if_open(&mut link.bearer, now)
             }
             None => {
                 // A GATT client but no server on this host: the MTU is still the bearer's to
@@ -367,14 +373,15 @@ fn route_att(
                 } else {
                     return false;
                 }
-                if link.bearer.send(scratch, now).is_ok() {
+                if link.bearer.send(scratch, 0).is_ok() {
                     replies.push(handle, scratch);
                 }
                 false
             }
         },
         Route::Confirmation => {
-            if let Some(next) = link.bearer.poll_indication(now) {
+            let next = if link.bearer.queued_indications() > 0 { link.bearer.poll_indication(now()) } else { None };
+            if let Some(next) = next {
                 replies.push(handle, &next);
             }
             if gatt.as_ref().is_some_and(|g| g.wants_confirmations()) {
@@ -397,7 +404,7 @@ fn route_att(
                     if client.deliver(pdu) {
                         jobs.push((handle, AppJob::Notified(pdu.to_vec())));
                     }
-                    if route == Route::Indication && link.bearer.send(&[opcode::HANDLE_VALUE_CFM], now).is_ok() {
+                    if route == Route::Indication && link.bearer.send(&[opcode::HANDLE_VALUE_CFM], 0).is_ok() {
                         replies.push(handle, &[opcode::HANDLE_VALUE_CFM]);
                     }
                 }
@@ -412,6 +419,16 @@ fn route_att(
             false
         }
     }
+}
+
+/// Stamps the peer's request with the time if it is still open (answered later, or by the
+/// application); true when it is, so the timer task must be armed.
+fn stamp_if_open(bearer: &mut Bearer, now: &mut dyn FnMut() -> u64) -> bool {
+    let open = bearer.peer_request_pending();
+    if open {
+        bearer.stamp_peer_request(now());
+    }
+    open
 }
 
 /// Ends every open ATT transaction that went past 30 s (Core Vol 3 Part F §3.3.3): the bearer

@@ -377,3 +377,27 @@ async fn a_dropped_connect_is_cancelled_and_the_next_one_runs() {
     assert_eq!(central.connections().len(), 1, "only the wanted link is up: {:?}", central.connections());
     c.disconnect(0x13).await.expect("disconnect");
 }
+
+/// A read the application never answers closes the bearer 30 s after the request arrived, not
+/// before (Core Vol 3 Part F §3.3.3): the runtime time-stamps only the requests it leaves open.
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_deferred_read_times_out_thirty_seconds_after_it_arrived() {
+    let (server_host, s, client, c) = link("rp-never").await;
+    let server = server_host.gatt_server("gattling", 0);
+    let (a, _) = two_chars(&server);
+    let (reads_tx, mut reads) = tokio::sync::mpsc::unbounded_channel();
+    a.on_read_request(move |req| {
+        let _ = reads_tx.send(req);
+    });
+    // Time passes before the request, so a stamp of 0 would expire it early.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let ha = le(a.value_handle());
+    c.send_att(&[0x0A, ha[0], ha[1]]).expect("read");
+    let t0 = tokio::time::Instant::now();
+    let _parked = reads.recv().await.expect("the handler got the request");
+    let end = s.closed().await;
+    let waited = t0.elapsed();
+    assert!(waited >= Duration::from_secs(30), "closed after {waited:?}: {end:?}");
+    assert!(waited < Duration::from_secs(31), "closed after {waited:?}");
+    drop((client, server_host));
+}

@@ -246,6 +246,15 @@ impl Bearer {
         }
     }
 
+    /// Re-stamps the peer's open request with the time it arrived. A caller that answers most
+    /// requests at once may pass any `now` to [`Bearer::receive`] and stamp only the requests it
+    /// leaves open (the 30 s timeout counts from this stamp, Core Vol 3 Part F §3.3.3).
+    pub fn stamp_peer_request(&mut self, now: u64) {
+        if let Some((_, at)) = self.peer_request.as_mut() {
+            *at = now;
+        }
+    }
+
     /// Accounts for one PDU about to be sent at `now`: a request opens our transaction, a
     /// response (or Error Response) closes the peer's, an indication needs the previous one
     /// confirmed. On error nothing changes and the PDU must not be sent.
@@ -363,6 +372,20 @@ mod tests {
         assert_eq!(b.receive(&[opcode::MULTIPLE_HANDLE_VALUE_NTF, 3, 0, 1, 0, 1], 0), Route::Notification);
         assert_eq!(b.receive(&[opcode::HANDLE_VALUE_IND, 3, 0, 1], 0), Route::Indication);
         assert_eq!(b.receive(&[], 0), Route::Dropped(DropReason::Empty));
+    }
+
+    #[test]
+    fn a_restamped_request_times_out_from_its_new_stamp() {
+        let mut b = Bearer::new(23);
+        b.receive(&[opcode::READ_REQ, 3, 0], 0);
+        b.stamp_peer_request(5_000_000);
+        assert_eq!(b.poll_timeout(), Some(5_000_000 + TRANSACTION_TIMEOUT_US));
+        assert_eq!(b.handle_timeout(TRANSACTION_TIMEOUT_US + 4_999_999), None);
+        assert_eq!(b.handle_timeout(TRANSACTION_TIMEOUT_US + 5_000_000), Some(Timeout::Response));
+        // With nothing open, a stamp changes nothing.
+        let mut b = Bearer::new(23);
+        b.stamp_peer_request(7);
+        assert_eq!(b.poll_timeout(), None);
     }
 
     #[test]
