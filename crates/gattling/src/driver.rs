@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 
 /// Where a command's return parameters (or its failure) are delivered.
@@ -240,85 +240,118 @@ impl Drop for Shared {
     }
 }
 
+/// Input chunks taken in one batch before the replies are written and the task yields.
+const READ_BATCH: usize = 32;
+
 pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut buf = vec![0u8; 4096];
-    let why = loop {
-        // No select on the host's end here: dropping the host aborts this task.
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => break "the controller closed the connection".to_string(),
-            Ok(n) => n,
-            Err(e) => break format!("read error: {e}"),
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let chunk = buf.get(..n).unwrap_or(&[]);
-        let mut clock = None;
-        let mut guard = lock(&shared);
-        {
-            let inner = &mut *guard;
-            let mut arm = false;
-            {
-                let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
-                // The clock is read at most once per batch, and only when a PDU leaves a
-                // transaction open (requests answered at once need no time stamp).
-                let mut now = || *clock.get_or_insert_with(|| shared.now());
-                core.receive(chunk, &mut |handle, pdu| {
-                    if links.0.contains_key(&handle) {
-                        arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, &mut now);
-                    } else {
-                        early.push((handle, pdu.to_vec()));
-                    }
-                });
-                replies.flush(core);
-            }
-            dispatch_events(&shared, inner);
-            if !inner.early.is_empty() {
-                // The links those PDUs belong to exist now (or never will: then they are dropped).
-                let mut now = || *clock.get_or_insert_with(|| shared.now());
-                let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
-                for (handle, pdu) in early.drain(..) {
-                    arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, &mut now);
+    // Everything the transport has ready is taken before anything is written, so a window of
+    // requests is answered with one write and one lock of the writer.
+    let why = std::future::poll_fn(|cx| {
+        // Upgraded for this poll only: the task must not keep the host alive while it waits.
+        let Some(shared) = shared.upgrade() else { return Poll::Ready(None) };
+        let mut guard: Option<MutexGuard<'_, Inner>> = None;
+        let mut chunks = 0;
+        let end = loop {
+            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+            match Pin::new(&mut reader).poll_read(cx, &mut rb) {
+                Poll::Pending => match guard.take() {
+                    // The replies go out now; they may make the controller answer at once
+                    // (credits, the next request), so look again before sleeping.
+                    Some(g) if g.core.has_transmit() => send_taken(&shared, g),
+                    _ => break Poll::Pending,
+                },
+                Poll::Ready(Err(e)) => break Poll::Ready(Some(format!("read error: {e}"))),
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                    break Poll::Ready(Some("the controller closed the connection".to_string()))
                 }
-                replies.flush(core);
-            }
-            inner.dispatch_jobs();
-            if arm && !inner.timer_armed {
-                inner.timer_armed = true;
-                shared.wake_timer.notify_one();
-            }
-        }
-        // Send only when the controller's input produced something (command credits freed
-        // queued commands, ACL credits freed fragments, ATT replies): inline, taking the packets
-        // while the host is still locked, so the hot path locks it once per read.
-        if guard.core.has_transmit() {
-            match shared.writer.try_lock() {
-                Ok(mut w) => {
-                    w.take_packets(&mut guard.core);
-                    drop(guard);
-                    let mut cx = Context::from_waker(std::task::Waker::noop());
-                    match write_pending(&mut w, &mut cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => {
-                            drop(w);
-                            close(&shared, format!("write error: {e}"));
-                        }
-                        Poll::Pending => shared.wake_writer.notify_one(),
+                Poll::Ready(Ok(())) => {
+                    // No select on the host's end here: dropping the host aborts this task.
+                    let inner = guard.get_or_insert_with(|| lock(&shared));
+                    take_input(&shared, inner, rb.filled());
+                    chunks += 1;
+                    if chunks == READ_BATCH {
+                        // Let other tasks run; come back at once.
+                        cx.waker().wake_by_ref();
+                        break Poll::Pending;
                     }
                 }
-                // Someone is writing right now; make sure the writer task looks again afterwards.
-                Err(_) => {
-                    drop(guard);
-                    shared.wake_writer.notify_one();
-                }
             }
-        } else {
-            drop(guard);
+        };
+        if let Some(guard) = guard {
+            send_taken(&shared, guard);
         }
-    };
-    if let Some(shared) = shared.upgrade() {
+        end
+    })
+    .await;
+    if let (Some(why), Some(shared)) = (why, shared.upgrade()) {
         tracing::warn!(transport = %shared.description, "transport closed: {why}");
         close(&shared, why);
+    }
+}
+
+/// Feeds one chunk of controller input to the core: ATT PDUs through their bearers, events to
+/// their waiters, application jobs to their links' tasks.
+fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
+    let mut clock = None;
+    let mut arm = false;
+    {
+        let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+        // The clock is read at most once per chunk, and only when a PDU leaves a transaction
+        // open (requests answered at once need no time stamp).
+        let mut now = || *clock.get_or_insert_with(|| shared.now());
+        core.receive(chunk, &mut |handle, pdu| {
+            if links.0.contains_key(&handle) {
+                arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, &mut now);
+            } else {
+                early.push((handle, pdu.to_vec()));
+            }
+        });
+        replies.flush(core);
+    }
+    dispatch_events(shared, inner);
+    if !inner.early.is_empty() {
+        // The links those PDUs belong to exist now (or never will: then they are dropped).
+        let mut now = || *clock.get_or_insert_with(|| shared.now());
+        let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+        for (handle, pdu) in early.drain(..) {
+            arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, &mut now);
+        }
+        replies.flush(core);
+    }
+    inner.dispatch_jobs();
+    if arm && !inner.timer_armed {
+        inner.timer_armed = true;
+        shared.wake_timer.notify_one();
+    }
+}
+
+/// Sends what the controller's input produced (command credits freed queued commands, ACL
+/// credits freed fragments, ATT replies): inline, taking the packets while the host is still
+/// locked, so the hot path locks it once per batch.
+fn send_taken(shared: &Shared, mut guard: MutexGuard<'_, Inner>) {
+    if !guard.core.has_transmit() {
+        return;
+    }
+    match shared.writer.try_lock() {
+        Ok(mut w) => {
+            w.take_packets(&mut guard.core);
+            drop(guard);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match write_pending(&mut w, &mut cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => {
+                    drop(w);
+                    close(shared, format!("write error: {e}"));
+                }
+                Poll::Pending => shared.wake_writer.notify_one(),
+            }
+        }
+        // Someone is writing right now; make sure the writer task looks again afterwards.
+        Err(_) => {
+            drop(guard);
+            shared.wake_writer.notify_one();
+        }
     }
 }
 
