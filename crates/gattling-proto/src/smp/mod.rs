@@ -47,3 +47,4 @@ mod tests {
 }
 
 pub mod crypto;
+pub mod pdu;
