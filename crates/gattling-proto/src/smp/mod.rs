@@ -47,4 +47,5 @@ mod tests {
 }
 
 pub mod crypto;
+pub mod pairing;
 pub mod pdu;

@@ -339,7 +339,8 @@ impl PairingParams {
         [self.io_capability.to_u8(), u8::from(self.oob_data_present), self.auth_req.0]
     }
 
-    fn encode_into(&self, code: u8) -> [u8; 7] {
+    /// The 7-octet PDU with command `code`, as `c1` takes it (Core Vol 3 Part H §2.2.3).
+    pub(super) fn encode_into(&self, code: u8) -> [u8; 7] {
         [
             code,
             self.io_capability.to_u8(),
