@@ -1560,3 +1560,6 @@ fn sc_passkey_bit(ctx: &Ctx) -> Result<u8, Reason> {
     let bit = (passkey >> (ctx.round & 31)) & 1;
     Ok(0x80 | bit as u8)
 }
+
+#[cfg(test)]
+mod tests;
