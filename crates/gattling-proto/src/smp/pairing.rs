@@ -402,7 +402,8 @@ pub struct Smp {
     timed_out: bool,
     retry_interval: u64,
     blocked_until: Option<u64>,
-    local_oob: Option<(KeyPair, [u8; 16])>,
+    keypair: Option<KeyPair>,
+    local_oob: Option<[u8; 16]>,
     peer_oob: Option<OobData>,
     legacy_oob_tk: Option<[u8; 16]>,
 }
@@ -506,6 +507,7 @@ impl Smp {
             timed_out: false,
             retry_interval,
             blocked_until: None,
+            keypair: None,
             local_oob: None,
             peer_oob: None,
             legacy_oob_tk: None,
@@ -527,6 +529,13 @@ impl Smp {
         self.timed_out
     }
 
+    /// Uses `keypair` for the following Secure Connections pairings instead of a fresh one per
+    /// pairing (Core Vol 3 Part H §2.3.5.6.1); forgets local OOB data made with another key.
+    pub fn set_key_pair(&mut self, keypair: KeyPair) {
+        self.keypair = Some(keypair);
+        self.local_oob = None;
+    }
+
     /// Makes this device's LE Secure Connections OOB data `r` and `C` (Core Vol 3 Part H
     /// §2.3.5.6.4); the key pair made here is the one used by the next pairing.
     pub fn generate_local_oob(&mut self, rng: &mut dyn SecureRandom) -> OobData {
@@ -534,7 +543,8 @@ impl Smp {
         let random = random16(rng);
         let x = keypair.public_x();
         let confirm = crypto::f4(&x, &x, &random, 0);
-        self.local_oob = Some((keypair, random));
+        self.keypair = Some(keypair);
+        self.local_oob = Some(random);
         OobData { random, confirm }
     }
 
@@ -979,8 +989,8 @@ impl Smp {
         }
         self.negotiate(req, rsp)?;
         if self.ctx()?.sc {
-            let keypair = match self.local_oob.as_ref() {
-                Some((kp, _)) => kp.clone(),
+            let keypair = match self.keypair.as_ref() {
+                Some(kp) => kp.clone(),
                 None => KeyPair::generate(rng),
             };
             let pk = *keypair.public_key();
@@ -1157,8 +1167,8 @@ impl Smp {
     fn on_public_key(&mut self, pk: [u8; 64], now: u64, rng: &mut dyn SecureRandom) -> Flow {
         let allow_debug = self.config.allow_debug_key;
         if self.role == LinkRole::Peripheral {
-            let keypair = match self.local_oob.as_ref() {
-                Some((kp, _)) => kp.clone(),
+            let keypair = match self.keypair.as_ref() {
+                Some(kp) => kp.clone(),
                 None => KeyPair::generate(rng),
             };
             self.ctx()?.keypair = Some(keypair);
@@ -1343,7 +1353,7 @@ impl Smp {
                     _ => [0; 16],
                 };
                 let in_peer = match (peer_flag, self.local_oob.as_ref()) {
-                    (true, Some((_, r))) => *r,
+                    (true, Some(r)) => *r,
                     _ => [0; 16],
                 };
                 (in_ours, in_peer)

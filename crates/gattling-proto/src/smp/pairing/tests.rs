@@ -855,3 +855,91 @@ proptest! {
         }
     }
 }
+
+/// Plays back given bytes first, then falls back to a generator.
+struct ScriptedRng(Vec<u8>, TestRng);
+
+impl SecureRandom for ScriptedRng {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = if self.0.is_empty() { next_byte(&mut self.1) } else { self.0.remove(0) };
+        }
+    }
+}
+
+fn next_byte(rng: &mut TestRng) -> u8 {
+    let mut b = [0u8];
+    rng.fill_bytes(&mut b);
+    b[0]
+}
+
+/// Hex as written in the spec (most significant octet first) into little-endian order.
+fn le<const N: usize>(spec: &str) -> [u8; N] {
+    let digits: Vec<u8> = spec.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(core::str::from_utf8(&digits[2 * i..2 * i + 2]).unwrap(), 16).unwrap();
+    }
+    out.reverse();
+    out
+}
+
+/// SC Just Works end to end with the Appendix D keys, nonces and addresses: both sides derive
+/// the `f5` sample LTK (Core Vol 3 Part H Appendix D.3), having exchanged the sample public keys
+/// and the `f4` commitment over the nonce N2.
+#[test]
+fn sc_exchange_matches_appendix_d() {
+    let private_a = le::<32>("3f49f6d4 a3c55f38 74c9b3e3 d2103f50 4aff607b eb40b799 5899b8a6 cd3c1abd");
+    let private_b = le::<32>("55188b3d 32f6bb9a 900afcfb eed4e72a 59cb9ac2 f19d7cfb 6b4fdd49 f47fc5fd");
+    let n1 = le::<16>("d5cb8454 d177733e ffffb2ec 712baeab");
+    let n2 = le::<16>("a6e8e7cc 25a75f6e 216583f7 ff3dc4cf");
+    let a1 = le::<7>("00561237 37bfce");
+    let a2 = le::<7>("00a71370 2dcfc1");
+    let addr = |a: [u8; 7]| SmpAddress { addr_type: a[6], address: [a[0], a[1], a[2], a[3], a[4], a[5]] };
+    let (ia, ra) = (addr(a1), addr(a2));
+    assert_eq!(ia.to_f5(), a1);
+
+    let cfg = SmpConfig { allow_debug_key: true, ..config(IoCapability::NoInputNoOutput, false, true) };
+    let mut link = Link::new(cfg.clone(), cfg);
+    link.c = Smp::new(
+        LinkRole::Central,
+        link.c.config.clone(),
+        LinkAddresses { local: ia, peer: ra },
+        identity(0x11, CENTRAL_ADDR),
+    );
+    link.p = Smp::new(
+        LinkRole::Peripheral,
+        link.p.config.clone(),
+        LinkAddresses { local: ra, peer: ia },
+        identity(0x22, PERIPHERAL_ADDR),
+    );
+    let key_a = KeyPair::from_secret(&private_a).unwrap();
+    let key_b = KeyPair::from_secret(&private_b).unwrap();
+    let (pka, pkb) = (*key_a.public_key(), *key_b.public_key());
+    link.c.set_key_pair(key_a);
+    link.p.set_key_pair(key_b);
+    // The first random octets each side draws are its nonce (Na = N1, Nb = N2).
+    let mut c_rng = ScriptedRng(n1.to_vec(), TestRng(3));
+    link.c.start(link.now, &mut c_rng).unwrap();
+    link.p_rng = TestRng(4);
+    let mut p_rng = ScriptedRng(n2.to_vec(), TestRng(4));
+    let preq = link.c.poll_transmit().unwrap();
+    link.p.receive(&preq, link.now, &mut p_rng);
+    link.air.push((true, preq));
+    link.pump();
+
+    let (c, p) = link.complete();
+    let ltk = le::<16>("69867911 69d7cd23 980522b5 94750a38");
+    assert_eq!(c.ltk, Some(ltk));
+    assert_eq!(p.ltk, Some(ltk));
+    // What went over the air: the sample public keys, Cb = f4(PKbx, PKax, N2, 0), then N1 and N2.
+    let sent = |code: u8, from_c: bool| {
+        link.air.iter().find(|(c, b)| *c == from_c && b[0] == code).map(|(_, b)| b[1..].to_vec()).unwrap()
+    };
+    assert_eq!(sent(0x0C, true), pka.to_vec());
+    assert_eq!(sent(0x0C, false), pkb.to_vec());
+    let x = |pk: &[u8; 64]| -> [u8; 32] { pk[..32].try_into().unwrap() };
+    assert_eq!(sent(0x03, false), crypto::f4(&x(&pkb), &x(&pka), &n2, 0).to_vec());
+    assert_eq!(sent(0x04, true), n1.to_vec());
+    assert_eq!(sent(0x04, false), n2.to_vec());
+}
