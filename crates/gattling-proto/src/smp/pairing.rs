@@ -519,6 +519,15 @@ impl Smp {
         self.role
     }
 
+    /// The method of the pairing in progress, once the features are exchanged (Core Vol 3 Part H
+    /// §2.3.5.1).
+    pub fn pairing_method(&self) -> Option<PairingMethod> {
+        match self.step {
+            Step::Idle | Step::SecurityRequested | Step::WaitResponse => None,
+            _ => self.ctx.as_ref().map(|c| c.method),
+        }
+    }
+
     /// Whether a pairing procedure is running (Core Vol 3 Part H §2.3).
     pub fn is_pairing(&self) -> bool {
         !matches!(self.step, Step::Idle)
@@ -1125,7 +1134,7 @@ impl Smp {
         let ctx = self.ctx.as_deref().ok_or(Reason::UnspecifiedReason)?;
         let tk = ctx.tk.ok_or(Reason::UnspecifiedReason)?;
         let expected = self.legacy_confirm(ctx, &tk, &random);
-        if Some(expected) != ctx.peer_confirm {
+        if !matches_confirm(&expected, ctx.peer_confirm.as_ref()) {
             return Err(Reason::ConfirmValueFailed);
         }
         let (srand, mrand) = match self.role {
@@ -1252,7 +1261,7 @@ impl Smp {
             PairingMethod::PasskeyEntry { .. } => Some(crypto::f4(&peer_x, &local_x, &random, sc_passkey_bit(ctx)?)),
             PairingMethod::OutOfBand => match (ctx.local_oob_flag(role), peer_oob) {
                 (true, Some(oob)) => {
-                    if crypto::f4(&peer_x, &peer_x, &oob.random, 0) != oob.confirm {
+                    if !ct_eq(&crypto::f4(&peer_x, &peer_x, &oob.random, 0), &oob.confirm) {
                         return Err(Reason::ConfirmValueFailed);
                     }
                     None
@@ -1261,7 +1270,7 @@ impl Smp {
             },
         };
         if let Some(expected) = expected {
-            if Some(expected) != ctx.peer_confirm {
+            if !matches_confirm(&expected, ctx.peer_confirm.as_ref()) {
                 return Err(Reason::ConfirmValueFailed);
             }
         }
@@ -1404,7 +1413,7 @@ impl Smp {
 
     fn check_peer_dhkey(&mut self, check: [u8; 16], now: u64) -> Flow {
         let (ours, theirs) = self.dhkey_checks()?;
-        if check != theirs {
+        if !ct_eq(&check, &theirs) {
             return Err(Reason::DhKeyCheckFailed);
         }
         if self.role == LinkRole::Peripheral {
@@ -1562,6 +1571,16 @@ impl Ctx {
             LinkRole::Peripheral => self.req.oob_data_present,
         }
     }
+}
+
+/// Compares two check values in constant time (no early exit on the first differing octet).
+fn ct_eq(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the received confirm value equals `expected` (Core Vol 3 Part H §2.3.5.5, §2.3.5.6).
+fn matches_confirm(expected: &[u8; 16], received: Option<&[u8; 16]>) -> bool {
+    received.is_some_and(|r| ct_eq(expected, r))
 }
 
 /// `0x80 | bit` of the passkey for the current Passkey Entry round (Core Vol 3 Part H §2.3.5.6.3).

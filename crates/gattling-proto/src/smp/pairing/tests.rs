@@ -301,7 +301,10 @@ fn sc_wrong_passkey_is_confirm_value_failed() {
 #[test]
 fn passkey_cancelled_is_passkey_entry_failed() {
     let mut link = passkey_link(IoCapability::KeyboardOnly, IoCapability::DisplayOnly, true);
+    assert_eq!(link.c.pairing_method(), None);
     link.start();
+    let method = PairingMethod::PasskeyEntry { initiator_inputs: true, responder_inputs: false };
+    assert_eq!((link.c.pairing_method(), link.p.pairing_method()), (Some(method), Some(method)));
     link.c.enter_passkey(None, link.now);
     link.pump();
     assert_eq!(link.failed_on_air(), vec![(true, 0x01)]);
