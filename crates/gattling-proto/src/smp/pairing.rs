@@ -352,6 +352,8 @@ struct Ctx {
     mackey: [u8; 16],
     ltk: Option<[u8; 16]>,
     passkey: Option<u32>,
+    /// We asked our user for the passkey.
+    passkey_requested: bool,
     round: u8,
     user_confirmed: bool,
     peer_check: Option<[u8; 16]>,
@@ -616,8 +618,13 @@ impl Smp {
     /// The user's answer to [`SmpEvent::NumericComparison`]; `false` fails with Numeric
     /// Comparison Failed (Core Vol 3 Part H §2.3.5.6.2).
     pub fn confirm_numeric(&mut self, accept: bool, now: u64) {
+        let shown = matches!(
+            (self.role, self.step),
+            (LinkRole::Central, Step::WaitNumeric) | (LinkRole::Peripheral, Step::WaitDhKeyCheck)
+        );
         let Some(ctx) = self.ctx.as_mut() else { return };
-        if ctx.method != PairingMethod::NumericComparison || ctx.user_confirmed || ctx.dhkey.is_none() {
+        // Only an answer to a NumericComparison event already given counts.
+        if !shown || ctx.method != PairingMethod::NumericComparison || ctx.user_confirmed {
             return;
         }
         if !accept {
@@ -644,15 +651,10 @@ impl Smp {
     /// The user's answer to [`SmpEvent::PasskeyRequest`]: the passkey 0-999999, or `None` to
     /// cancel (Passkey Entry Failed) (Core Vol 3 Part H §2.3.5.3, §2.3.5.6.3).
     pub fn enter_passkey(&mut self, passkey: Option<u32>, now: u64) {
-        let role = self.role;
         let pairing = self.is_pairing();
         let Some(ctx) = self.ctx.as_mut() else { return };
-        let PairingMethod::PasskeyEntry { initiator_inputs, responder_inputs } = ctx.method else { return };
-        let inputs = match role {
-            LinkRole::Central => initiator_inputs,
-            LinkRole::Peripheral => responder_inputs,
-        };
-        if !inputs || ctx.passkey.is_some() || !pairing {
+        // Only an answer to our PasskeyRequest counts.
+        if !ctx.passkey_requested || ctx.passkey.is_some() || !pairing {
             return;
         }
         let Some(passkey) = passkey.filter(|p| *p < 1_000_000) else {
@@ -673,7 +675,7 @@ impl Smp {
     pub fn send_keypress(&mut self, kind: KeypressType, now: u64) -> Result<(), SmpError> {
         let ctx = self.ctx.as_ref().ok_or(SmpError::NotExpected)?;
         let keypress = ctx.req.auth_req.keypress() && ctx.rsp.auth_req.keypress();
-        if !keypress || !matches!(ctx.method, PairingMethod::PasskeyEntry { .. }) || ctx.passkey.is_some() {
+        if !keypress || !ctx.passkey_requested || ctx.passkey.is_some() {
             return Err(SmpError::NotExpected);
         }
         self.send(SmpPdu::KeypressNotification(kind), now);
@@ -799,6 +801,7 @@ impl Smp {
             mackey: [0; 16],
             ltk: None,
             passkey: None,
+            passkey_requested: false,
             round: 0,
             user_confirmed: false,
             peer_check: None,
@@ -1028,6 +1031,7 @@ impl Smp {
             LinkRole::Peripheral => responder_inputs,
         };
         if inputs {
+            ctx.passkey_requested = true;
             self.events.push_back(SmpEvent::PasskeyRequest);
         } else {
             let passkey = random_passkey(rng);

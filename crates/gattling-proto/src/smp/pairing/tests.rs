@@ -946,3 +946,16 @@ fn sc_exchange_matches_appendix_d() {
     assert_eq!(sent(0x04, true), n1.to_vec());
     assert_eq!(sent(0x04, false), n2.to_vec());
 }
+
+#[test]
+fn user_answers_before_the_question_are_ignored() {
+    let mut p = peripheral(config(IoCapability::DisplayYesNo, true, true));
+    p.receive(&[0x01, 0x01, 0x00, 0x0D, 0x10, 0x00, 0x00], 0, &mut rng());
+    assert_eq!(tx_all(&mut p)[0][0], 0x02);
+    assert_eq!(p.pairing_method(), Some(PairingMethod::NumericComparison));
+    p.confirm_numeric(false, 1);
+    p.enter_passkey(Some(1), 1);
+    p.enter_passkey(None, 1);
+    assert!(tx_all(&mut p).is_empty());
+    assert!(p.is_pairing());
+}
