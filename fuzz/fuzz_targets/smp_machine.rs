@@ -2,7 +2,7 @@
 //! time, and relaying each other's PDUs: no panic, every PDU sent decodes, nothing is sent on a
 //! link after the SMP timeout.
 //!
-//! Input: a config octet (IO capability, MITM, SC, SC-only, keypress bits), then records
+//! Input: a config octet (IO capability, MITM, SC, SC-only, keypress, approval bits), then records
 //! `op, len, bytes[len]`; see `step` for the operations.
 #![no_main]
 
@@ -52,6 +52,7 @@ fn side(role: LinkRole, cfg: u8, seed: u64) -> Side {
         secure_connections: cfg & 0x10 != 0,
         sc_only: cfg & 0x20 != 0,
         keypress: cfg & 0x40 != 0,
+        approve_pairing: cfg & 0x80 != 0,
         local_keys: KeyDistribution::ALL_LE,
         peer_keys: KeyDistribution::ALL_LE,
         ..SmpConfig::default()
@@ -97,14 +98,14 @@ fuzz_target!(|data: &[u8]| {
                 let _ = s.smp.poll_timeout();
                 s.smp.handle_timeout(now);
             }
-            _ => {
-                if arg & 1 == 0 {
+            _ => match arg % 3 {
+                0 => {
                     let oob = s.smp.generate_local_oob(&mut Rng(u64::from(arg) + 1));
                     sides[1 - who].smp.set_peer_oob(Some(oob));
-                } else {
-                    s.smp.set_legacy_oob_tk(Some([arg; 16]));
                 }
-            }
+                1 => s.smp.set_legacy_oob_tk(Some([arg; 16])),
+                _ => s.smp.accept_pairing(arg & 4 != 0, now),
+            },
         }
         for s in sides.iter_mut() {
             s.drain();

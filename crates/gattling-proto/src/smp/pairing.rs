@@ -53,6 +53,8 @@ pub struct SmpConfig {
     pub allow_debug_key: bool,
     /// First waiting interval after a failed pairing; doubles on every further failure (§2.3.6).
     pub retry_interval_us: u64,
+    /// Peripheral: hold each acceptable Pairing Request until [`Smp::accept_pairing`] (§2.3.1).
+    pub approve_pairing: bool,
 }
 
 impl Default for SmpConfig {
@@ -70,6 +72,7 @@ impl Default for SmpConfig {
             peer_keys: KeyDistribution(KeyDistribution::ENC_KEY | KeyDistribution::ID_KEY),
             allow_debug_key: false,
             retry_interval_us: 2_000_000,
+            approve_pairing: false,
         }
     }
 }
@@ -244,7 +247,8 @@ pub struct OobData {
 /// What the Security Manager tells its user (Core Vol 3 Part H §2.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmpEvent {
-    /// Peripheral: a Pairing Request arrived and is being answered (§3.5.1).
+    /// Peripheral: a Pairing Request arrived; with [`SmpConfig::approve_pairing`] it waits for
+    /// [`Smp::accept_pairing`], otherwise it is being answered (§3.5.1).
     PairingRequest {
         /// The initiator's features.
         params: PairingParams,
@@ -306,6 +310,8 @@ enum Step {
     Idle,
     /// Peripheral sent a Security Request and waits for a Pairing Request.
     SecurityRequested,
+    /// Peripheral waits for its user to approve the Pairing Request.
+    WaitApproval,
     /// Central sent a Pairing Request.
     WaitResponse,
     /// Central waits for the user's passkey before its first confirm.
@@ -354,6 +360,8 @@ struct Ctx {
     passkey: Option<u32>,
     /// We asked our user for the passkey.
     passkey_requested: bool,
+    /// The passkey we display if we are the displaying side.
+    gen_passkey: u32,
     round: u8,
     user_confirmed: bool,
     peer_check: Option<[u8; 16]>,
@@ -383,6 +391,7 @@ impl Drop for Ctx {
         self.gen_ltk.zeroize();
         self.gen_ediv_rand.zeroize();
         self.gen_csrk.zeroize();
+        self.gen_passkey.zeroize();
         self.passkey.zeroize();
     }
 }
@@ -670,6 +679,19 @@ impl Smp {
         }
     }
 
+    /// Peripheral with [`SmpConfig::approve_pairing`]: the user's answer to
+    /// [`SmpEvent::PairingRequest`]; `false` refuses with Pairing Not Supported (Core Vol 3 Part H
+    /// §3.5.2, §3.5.5).
+    pub fn accept_pairing(&mut self, accept: bool, now: u64) {
+        if self.step != Step::WaitApproval {
+            return;
+        }
+        let flow = if accept { self.send_pairing_response(now) } else { Err(Reason::PairingNotSupported) };
+        if let Err(r) = flow {
+            self.fail(r, now);
+        }
+    }
+
     /// Sends a Keypress Notification while we type the passkey, if both sides asked for them
     /// (Core Vol 3 Part H §3.5.8).
     pub fn send_keypress(&mut self, kind: KeypressType, now: u64) -> Result<(), SmpError> {
@@ -802,6 +824,7 @@ impl Smp {
             ltk: None,
             passkey: None,
             passkey_requested: false,
+            gen_passkey: random_passkey(rng),
             round: 0,
             user_confirmed: false,
             peer_check: None,
@@ -982,13 +1005,22 @@ impl Smp {
         self.ctx = Some(self.new_ctx(req, rsp, rng));
         self.touch(now);
         self.negotiate(req, rsp)?;
+        if self.config.approve_pairing {
+            self.step = Step::WaitApproval;
+            return Ok(());
+        }
+        self.send_pairing_response(now)
+    }
+
+    /// Peripheral: answers the Pairing Request and moves on to phase 2 (Core Vol 3 Part H §3.5.2).
+    fn send_pairing_response(&mut self, now: u64) -> Flow {
+        let rsp = self.ctx()?.rsp;
         self.send(SmpPdu::PairingResponse(rsp), now);
-        let ctx = self.ctx()?;
-        if ctx.sc {
+        if self.ctx()?.sc {
             self.step = Step::WaitPublicKey;
         } else {
             self.step = Step::WaitConfirm;
-            self.passkey_prompt(rng);
+            self.passkey_prompt();
         }
         Ok(())
     }
@@ -1010,7 +1042,7 @@ impl Smp {
             self.send(SmpPdu::PairingPublicKey(pk), now);
             self.step = Step::WaitPublicKey;
         } else {
-            self.passkey_prompt(rng);
+            self.passkey_prompt();
             if self.ctx()?.tk.is_some() {
                 self.send_legacy_confirm(now)?;
                 self.step = Step::WaitConfirm;
@@ -1022,7 +1054,7 @@ impl Smp {
     }
 
     /// For Passkey Entry, shows a fresh passkey or asks for one (Core Vol 3 Part H §2.3.5.3).
-    fn passkey_prompt(&mut self, rng: &mut dyn SecureRandom) {
+    fn passkey_prompt(&mut self) {
         let role = self.role;
         let Some(ctx) = self.ctx.as_mut() else { return };
         let PairingMethod::PasskeyEntry { initiator_inputs, responder_inputs } = ctx.method else { return };
@@ -1034,7 +1066,7 @@ impl Smp {
             ctx.passkey_requested = true;
             self.events.push_back(SmpEvent::PasskeyRequest);
         } else {
-            let passkey = random_passkey(rng);
+            let passkey = ctx.gen_passkey;
             ctx.passkey = Some(passkey);
             if !ctx.sc {
                 ctx.tk = Some(passkey_block(passkey));
@@ -1216,7 +1248,7 @@ impl Smp {
                 self.step = Step::WaitRandom;
             }
             (_, PairingMethod::PasskeyEntry { .. }) => {
-                self.passkey_prompt(rng);
+                self.passkey_prompt();
                 let known = self.ctx()?.passkey.is_some();
                 match self.role {
                     LinkRole::Central if known => {

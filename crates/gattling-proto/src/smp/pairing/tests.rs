@@ -959,3 +959,25 @@ fn user_answers_before_the_question_are_ignored() {
     assert!(tx_all(&mut p).is_empty());
     assert!(p.is_pairing());
 }
+
+#[test]
+fn peripheral_app_approves_or_refuses_pairing() {
+    let approve = SmpConfig { approve_pairing: true, ..config(IoCapability::NoInputNoOutput, false, true) };
+    let mut link = Link::new(config(IoCapability::NoInputNoOutput, false, true), approve.clone());
+    link.start();
+    assert!(matches!(link.p_events[..], [SmpEvent::PairingRequest { .. }]));
+    // Nothing answered yet: only the Pairing Request is on the air.
+    assert_eq!(link.air.len(), 1);
+    assert_eq!(link.p.pairing_method(), Some(PairingMethod::JustWorks));
+    link.p.accept_pairing(true, link.now);
+    link.pump();
+    let (c, p) = link.complete();
+    check_keys(c, p, true);
+
+    let mut link = Link::new(config(IoCapability::NoInputNoOutput, false, true), approve);
+    link.start();
+    link.p.accept_pairing(false, link.now);
+    link.pump();
+    assert_eq!(link.failed_on_air(), vec![(false, 0x05)]);
+    assert!(link.c_events.contains(&SmpEvent::Failed { reason: Reason::PairingNotSupported, remote: true }));
+}
