@@ -1,5 +1,12 @@
-//! Security Manager Protocol on the LE SMP channel (Core Vol 3 Part H §3). Until pairing is
-//! implemented the host answers every pairing attempt with Pairing Failed "Pairing Not Supported".
+//! Security Manager Protocol on the LE SMP channel (Core Vol 3 Part H §3).
+//!
+//! - [`pdu`]: every SMP command as plain data, decoded and encoded (§3.5, §3.6).
+//! - [`pairing`]: the per-link pairing state machine, both roles, legacy and Secure Connections
+//!   (§2.3, §2.4).
+//! - [`crypto`]: the cryptographic toolbox and P-256 keys (§2.2).
+//!
+//! Until the host runs [`pairing::Smp`] on its links, it answers every pairing attempt with
+//! Pairing Failed "Pairing Not Supported" through [`reply_without_pairing`].
 
 /// SMP command codes (Core Vol 3 Part H §3.3).
 pub mod code {
@@ -47,3 +54,5 @@ mod tests {
 }
 
 pub mod crypto;
+pub mod pairing;
+pub mod pdu;
