@@ -366,6 +366,8 @@ struct Ctx {
     user_confirmed: bool,
     peer_check: Option<[u8; 16]>,
     expect: Expect,
+    /// Key PDUs that overtook our Encryption Change, handled once it arrives.
+    early_keys: Vec<SmpPdu>,
     pending_ltk: [u8; 16],
     pending_irk: [u8; 16],
     /// Random material for the keys we distribute: LTK, EDIV || Rand, CSRK.
@@ -393,6 +395,14 @@ impl Drop for Ctx {
         self.gen_csrk.zeroize();
         self.gen_passkey.zeroize();
         self.passkey.zeroize();
+        for pdu in self.early_keys.iter_mut() {
+            match pdu {
+                SmpPdu::EncryptionInformation(k) | SmpPdu::IdentityInformation(k) | SmpPdu::SigningInformation(k) => {
+                    k.zeroize()
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -719,14 +729,20 @@ impl Smp {
             return self.fail(Reason::EncryptionKeySize, now);
         }
         ctx.result.ltk = if ctx.sc { ctx.ltk } else { None };
+        let early = core::mem::take(&mut ctx.early_keys);
         self.step = Step::Distribution;
         self.touch(now);
-        match self.role {
-            LinkRole::Peripheral => {
-                self.distribute_local(now);
-                self.expect_next();
+        if self.role == LinkRole::Peripheral {
+            self.distribute_local(now);
+        }
+        self.expect_next();
+        for pdu in early {
+            if self.step != Step::Distribution {
+                break;
             }
-            LinkRole::Central => self.expect_next(),
+            if let Err(r) = self.on_key(pdu, now) {
+                return self.fail(r, now);
+            }
         }
         self.maybe_finish(now);
     }
@@ -829,6 +845,7 @@ impl Smp {
             user_confirmed: false,
             peer_check: None,
             expect: Expect::Nothing,
+            early_keys: Vec::new(),
             pending_ltk: [0; 16],
             pending_irk: [0; 16],
             gen_ltk: random16(rng),
@@ -936,8 +953,20 @@ impl Smp {
                 | IdentityAddressInformation { .. }
                 | SigningInformation(_)),
                 _,
-                Step::Distribution,
-            ) => self.on_key(pdu, now),
+                step @ (Step::Distribution | Step::WaitEncryption),
+            ) => {
+                if step == Step::Distribution {
+                    return self.on_key(pdu, now);
+                }
+                // The peer's keys may overtake our Encryption Change event: keep (at most five)
+                // until the link is encrypted.
+                let ctx = self.ctx()?;
+                if ctx.early_keys.len() >= 5 {
+                    return Err(Reason::UnspecifiedReason);
+                }
+                ctx.early_keys.push(pdu);
+                Ok(())
+            }
             _ => Err(Reason::UnspecifiedReason),
         }
     }

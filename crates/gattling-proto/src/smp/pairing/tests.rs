@@ -60,6 +60,8 @@ struct Link {
     air: Vec<(bool, Vec<u8>)>,
     /// Rewrites PDUs in flight: (from central, bytes).
     tamper: Option<fn(bool, &mut Vec<u8>)>,
+    /// The peripheral's keys reach the central before the central's Encryption Change.
+    peripheral_encrypts_first: bool,
 }
 
 impl Link {
@@ -74,6 +76,7 @@ impl Link {
             p_events: Vec::new(),
             air: Vec::new(),
             tamper: None,
+            peripheral_encrypts_first: false,
         }
     }
 
@@ -108,8 +111,17 @@ impl Link {
                     // The controller's LTK Request on the peripheral side must find the same key.
                     assert_eq!(self.p.ltk_request(rand, ediv), Some(ltk));
                     assert_eq!(self.p.ltk_request([1; 8], 0), None);
-                    self.c.encryption_changed(true, key_size, self.now);
-                    self.p.encryption_changed(true, key_size, self.now);
+                    if self.peripheral_encrypts_first {
+                        self.p.encryption_changed(true, key_size, self.now);
+                        while let Some(pdu) = self.p.poll_transmit() {
+                            self.air.push((false, pdu.clone()));
+                            self.c.receive(&pdu, self.now, &mut self.c_rng);
+                        }
+                        self.c.encryption_changed(true, key_size, self.now);
+                    } else {
+                        self.c.encryption_changed(true, key_size, self.now);
+                        self.p.encryption_changed(true, key_size, self.now);
+                    }
                 }
                 self.c_events.push(e);
                 moved = true;
@@ -980,4 +992,38 @@ fn peripheral_app_approves_or_refuses_pairing() {
     link.pump();
     assert_eq!(link.failed_on_air(), vec![(false, 0x05)]);
     assert!(link.c_events.contains(&SmpEvent::Failed { reason: Reason::PairingNotSupported, remote: true }));
+}
+
+#[test]
+fn keys_overtaking_the_encryption_change_are_kept() {
+    for sc in [false, true] {
+        let cfg = config(IoCapability::NoInputNoOutput, false, sc);
+        let mut link = Link::new(cfg.clone(), cfg);
+        link.peripheral_encrypts_first = true;
+        link.start();
+        let (c, p) = link.complete();
+        check_keys(c, p, sc);
+    }
+}
+
+#[test]
+fn keys_before_encryption_are_not_trusted_when_encryption_fails() {
+    let cfg = config(IoCapability::NoInputNoOutput, false, false);
+    let mut link = Link::new(cfg.clone(), cfg);
+    link.c.start(link.now, &mut link.c_rng).unwrap();
+    // Run phase 1 and 2 by hand up to StartEncryption, then feed an early key and fail encryption.
+    for _ in 0..10 {
+        while let Some(pdu) = link.c.poll_transmit() {
+            link.p.receive(&pdu, link.now, &mut link.p_rng);
+        }
+        while let Some(pdu) = link.p.poll_transmit() {
+            link.c.receive(&pdu, link.now, &mut link.c_rng);
+        }
+    }
+    assert!(events(&mut link.c).iter().any(|e| matches!(e, SmpEvent::StartEncryption { .. })));
+    link.c.receive(&[0x06; 17], link.now, &mut link.c_rng);
+    assert!(tx_all(&mut link.c).is_empty());
+    link.c.encryption_changed(false, 0, link.now);
+    assert_eq!(tx_all(&mut link.c), vec![vec![0x05, 0x08]]);
+    assert_eq!(events(&mut link.c), vec![SmpEvent::Failed { reason: Reason::UnspecifiedReason, remote: false }]);
 }
