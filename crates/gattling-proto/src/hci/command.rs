@@ -112,6 +112,8 @@ impl Opcode {
     pub const LE_REMOVE_DEVICE_FROM_RESOLVING_LIST: Opcode = Opcode::new(0x08, 0x0028);
     /// LE Clear Resolving List (§7.8.40).
     pub const LE_CLEAR_RESOLVING_LIST: Opcode = Opcode::new(0x08, 0x0029);
+    /// LE Read Resolving List Size (§7.8.41).
+    pub const LE_READ_RESOLVING_LIST_SIZE: Opcode = Opcode::new(0x08, 0x002A);
     /// LE Set Address Resolution Enable (§7.8.44).
     pub const LE_SET_ADDRESS_RESOLUTION_ENABLE: Opcode = Opcode::new(0x08, 0x002D);
     /// LE Set Resolvable Private Address Timeout (§7.8.45).
