@@ -420,7 +420,8 @@ impl Host {
         self.lock().keys.insert(peer, (ltk, rand, ediv));
     }
 
-    /// Forgets the Long Term Key registered for `peer`; returns whether there was one.
+    /// Forgets the Long Term Key registered for `peer`, so its next request is answered negatively
+    /// (Core Vol 4 Part E §7.8.26); returns whether there was one.
     pub fn remove_long_term_key(&self, peer: Address) -> bool {
         self.lock().keys.remove(&peer).is_some()
     }

@@ -302,6 +302,11 @@ async fn two_gattling_hosts_encrypt_a_link_with_a_known_key(rc: Bed) {
     assert_eq!(status, expected, "{}: status of a refused key", rc.name());
     assert_eq!(c.encryption(), (false, 0));
 
+    // A key for this central under another EDIV does not match the request: refused too.
+    periph.set_long_term_key(central.address(), LTK, RAND, EDIV ^ 1);
+    let refused = tokio::time::timeout(STEP, c.start_encryption(LTK, RAND, EDIV)).await.expect("in time");
+    assert!(matches!(refused, Err(gattling::Error::Command { status: s, .. }) if s == expected), "{refused:?}");
+
     // The peripheral knows the key for this central (with this Rand and EDIV): encrypted.
     periph.set_long_term_key(central.address(), LTK, RAND, EDIV);
     let p_changed = p.encryption_changed();
