@@ -56,6 +56,8 @@ write_seeds() {
     seed hci_event param-req    3e 0b 06 40 00 06 00 0c 00 00 00 c8 00
     seed hci_event data-len     3e 0b 07 40 00 fb 00 48 08 fb 00 48 08
     seed hci_event phy-update   3e 06 0c 00 40 00 02 02
+    seed hci_event encryption-v2 59 05 00 40 00 01 10
+    seed hci_event key-refresh  30 03 00 40 00
     # hci_command: command body (opcode, length, parameters).
     seed hci_command reset       03 0c 00
     seed hci_command disconnect  06 04 03 40 00 13
@@ -64,6 +66,10 @@ write_seeds() {
     seed hci_command scan-params 0b 20 07 01 60 00 30 00 00 00
     seed hci_command le-mask     01 20 08 ff ff ff ff ff ff ff ff
     seed hci_command set-phy     32 20 07 40 00 00 03 03 00 00
+    seed hci_command enable-enc  19 20 1c 40 00 01 02 03 04 05 06 07 08 ef be $(printf '11 %.0s' {1..16})
+    seed hci_command ltk-reply   1a 20 12 40 00 $(printf '22 %.0s' {1..16})
+    seed hci_command ltk-neg     1b 20 02 40 00
+    seed hci_command add-rl      27 20 27 00 $addr $(printf '33 %.0s' {1..32})
     seed hci_command vendor      23 fd 02 aa bb
     # acl: ACL body (handle + flags, length, data).
     seed acl att-read   40 20 07 00 03 00 04 00 0a 01 00

@@ -2,7 +2,10 @@
 //! with Command Complete or Command Status; unknown commands get status 0x01 and commands with
 //! bad parameters 0x12.
 
-use crate::radio::{ControllerId, Failed, Radio, DEFAULT_EVENT_MASK, DEFAULT_LE_EVENT_MASK};
+use crate::radio::{
+    ControllerId, Failed, Privacy, Radio, DEFAULT_EVENT_MASK, DEFAULT_LE_EVENT_MASK, DEFAULT_RPA_TIMEOUT,
+    RESOLVING_LIST_SIZE,
+};
 use aes::cipher::{BlockEncrypt, KeyInit};
 use alloc::vec::Vec;
 use gattling_proto::codec::Reader;
@@ -28,6 +31,7 @@ const SUPPORTED: &[(usize, u8)] = &[
     (25, 4), // LE Set Random Address
     (25, 5), // LE Set Advertising Parameters
     (15, 5), // Read RSSI
+    (20, 4), // Read Encryption Key Size
     (25, 6), // LE Read Advertising Physical Channel Tx Power
     (25, 7), // LE Set Advertising Data
     (26, 0), // LE Set Scan Response Data
@@ -53,6 +57,12 @@ const SUPPORTED: &[(usize, u8)] = &[
     (33, 6), // LE Set Data Length
     (33, 7), // LE Read Suggested Default Data Length
     (34, 0), // LE Write Suggested Default Data Length
+    (34, 3), // LE Add Device To Resolving List
+    (34, 4), // LE Remove Device From Resolving List
+    (34, 5), // LE Clear Resolving List
+    (34, 6), // LE Read Resolving List Size
+    (35, 1), // LE Set Address Resolution Enable
+    (35, 2), // LE Set Resolvable Private Address Timeout
     (35, 3), // LE Read Maximum Data Length
     (35, 4), // LE Read PHY
     (35, 5), // LE Set Default PHY
@@ -63,6 +73,10 @@ const SUPPORTED: &[(usize, u8)] = &[
 /// LE features: Encryption, Connection Parameters Request, Data Packet Length Extension, 2M PHY
 /// (Core Vol 6 Part B §4.6).
 const LE_FEATURES: [u8; 8] = [0x23, 0x01, 0, 0, 0, 0, 0, 0];
+
+/// The key size every encrypted link of this controller reports, in octets (Read Encryption Key
+/// Size, Core Vol 4 Part E §7.5.7): the simulated link layer always uses the full 128-bit key.
+const LINK_KEY_SIZE: u8 = 16;
 
 /// The RSSI the simulated radio reports for every packet, in dBm.
 pub(crate) const LINK_RSSI: i8 = -40;
@@ -94,10 +108,7 @@ impl Radio {
     /// Answers a command that failed before it started: Command Status for commands that
     /// normally answer with it, Command Complete otherwise.
     fn fail(&mut self, id: ControllerId, opcode: Opcode, st: u8) {
-        if opcode.completes_with_status()
-            || opcode == Opcode::LE_ENABLE_ENCRYPTION
-            || opcode == Opcode::LE_READ_REMOTE_FEATURES
-        {
+        if opcode.completes_with_status() || opcode == Opcode::LE_READ_REMOTE_FEATURES {
             self.status(id, opcode, st)
         } else {
             self.complete(id, opcode, &[st])
@@ -406,7 +417,164 @@ impl Radio {
                 let phy = if both(0b010) { 2 } else { 1 };
                 self.schedule_phy(link, phy);
             }
+            Command::LeEnableEncryption { handle, rand, ediv, ltk } => {
+                self.enable_encryption(id, opcode, handle, rand, ediv, ltk)
+            }
+            Command::LeLongTermKeyRequestReply { handle, ltk } => self.ltk_reply(id, opcode, handle, Some(ltk)),
+            Command::LeLongTermKeyRequestNegativeReply { handle } => self.ltk_reply(id, opcode, handle, None),
+            Command::ReadEncryptionKeySize { handle } => {
+                let h = handle.to_le_bytes();
+                match self.peer_of(id, handle).and_then(|(link, _, _)| self.links.get(&link)) {
+                    Some(l) if l.encrypted => self.complete(id, opcode, &[0, h[0], h[1], LINK_KEY_SIZE]),
+                    // Not encrypted: there is no key whose size could be read.
+                    Some(_) => self.complete(id, opcode, &[status::COMMAND_DISALLOWED, h[0], h[1], 0]),
+                    None => self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1], 0]),
+                }
+            }
+            Command::LeAddDeviceToResolvingList {
+                peer_identity_address_type,
+                peer_identity_address,
+                peer_irk,
+                local_irk,
+            } => {
+                let st = self.privacy_change_allowed(id).and_then(|p| {
+                    let key = (peer_identity_address_type, peer_identity_address);
+                    if peer_identity_address_type > 1 || p.resolving_list.iter().any(|e| (e.0, e.1) == key) {
+                        Err(status::INVALID_PARAMETERS)
+                    } else if p.resolving_list.len() >= RESOLVING_LIST_SIZE {
+                        Err(status::MEMORY_CAPACITY_EXCEEDED)
+                    } else {
+                        Ok(())
+                    }
+                });
+                if st.is_ok() {
+                    let entry = (peer_identity_address_type, peer_identity_address, peer_irk, local_irk);
+                    self.with(id, |c| c.privacy.resolving_list.push(entry));
+                }
+                self.complete(id, opcode, &[st.err().unwrap_or(0)]);
+            }
+            Command::LeRemoveDeviceFromResolvingList { peer_identity_address_type, peer_identity_address } => {
+                let key = (peer_identity_address_type, peer_identity_address);
+                let st = self.privacy_change_allowed(id).and_then(|p| {
+                    p.resolving_list.iter().position(|e| (e.0, e.1) == key).ok_or(status::UNKNOWN_CONNECTION_ID)
+                });
+                if let Ok(i) = st {
+                    self.with(id, |c| {
+                        c.privacy.resolving_list.remove(i);
+                    });
+                }
+                self.complete(id, opcode, &[st.err().unwrap_or(0)]);
+            }
+            Command::LeClearResolvingList => {
+                let st = self.privacy_change_allowed(id).map(|_| ());
+                if st.is_ok() {
+                    self.with(id, |c| c.privacy.resolving_list.clear());
+                }
+                self.complete(id, opcode, &[st.err().unwrap_or(0)]);
+            }
+            Command::LeSetAddressResolutionEnable(enable) => {
+                let st = self.privacy_change_allowed(id).map(|_| ());
+                if st.is_ok() {
+                    self.with(id, |c| c.privacy.address_resolution = enable);
+                }
+                self.complete(id, opcode, &[st.err().unwrap_or(0)]);
+            }
+            Command::LeSetResolvablePrivateAddressTimeout(t) => {
+                if !(1..=0xA1B8).contains(&t) {
+                    return self.complete(id, opcode, &[status::INVALID_PARAMETERS]);
+                }
+                self.with(id, |c| c.privacy.rpa_timeout = t);
+                self.complete(id, opcode, &[0]);
+            }
             Command::Other { opcode, params } => self.other_command(id, opcode, &params),
+        }
+    }
+
+    /// The resolving list and address resolution may not change while address resolution is
+    /// enabled and advertising, scanning or initiating is on (Core Vol 4 Part E §7.8.38-§7.8.40,
+    /// §7.8.44).
+    fn privacy_change_allowed(&self, id: ControllerId) -> Result<&Privacy, u8> {
+        let c = self.ctrls.get(&id).ok_or(status::COMMAND_DISALLOWED)?;
+        let busy = c.adv.enabled || c.scan.enabled || c.initiating.is_some();
+        if c.privacy.address_resolution && busy {
+            return Err(status::COMMAND_DISALLOWED);
+        }
+        Ok(&c.privacy)
+    }
+
+    /// LE Enable Encryption (Core Vol 4 Part E §7.8.24): only the central may start it; the
+    /// peripheral's host is asked for the key (LE Long Term Key Request, §7.7.65.5). On an
+    /// encrypted link this is the encryption pause and restart that refreshes the key
+    /// (Core Vol 6 Part B §5.1.3.2). Rootcanal 1.10 accepts it from either role; the spec
+    /// reserves it to the central, so a peripheral gets Command Disallowed here.
+    fn enable_encryption(
+        &mut self,
+        id: ControllerId,
+        opcode: Opcode,
+        handle: u16,
+        rand: u64,
+        ediv: u16,
+        ltk: [u8; 16],
+    ) {
+        let Some((link, (peer, peer_handle), central)) = self.peer_of(id, handle) else {
+            return self.status(id, opcode, status::UNKNOWN_CONNECTION_ID);
+        };
+        if !central {
+            return self.status(id, opcode, status::COMMAND_DISALLOWED);
+        }
+        if self.links.get(&link).is_some_and(|l| l.pending_ltk.is_some()) {
+            // One encryption procedure at a time (Core Vol 6 Part B §5.1.3).
+            return self.status(id, opcode, status::COMMAND_DISALLOWED);
+        }
+        self.status(id, opcode, 0);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.pending_ltk = Some(ltk);
+        }
+        self.emit(peer, &Event::Le(LeEvent::LongTermKeyRequest { handle: peer_handle, rand, ediv }));
+    }
+
+    /// LE Long Term Key Request Reply (`Some(key)`) or Negative Reply (`None`) (Core Vol 4 Part E
+    /// §7.8.25, §7.8.26).
+    ///
+    /// - Same key as the central's: both hosts get Encryption Change (on), or Encryption Key
+    ///   Refresh Complete when the link was already encrypted (§7.7.39).
+    /// - Different key: the first encrypted packet fails its MIC check and both sides disconnect
+    ///   with 0x3D (Core Vol 6 Part B §5.1.3.1), as real controllers do. Rootcanal 1.10 does not
+    ///   compare the keys and reports success.
+    /// - Negative reply: the peripheral's link layer rejects with PIN or Key Missing, the central's
+    ///   host gets Encryption Change with status 0x06 and the link stays up, unencrypted
+    ///   (Core Vol 6 Part B §5.1.3.1). On an encrypted link (a refresh), encryption was paused, so
+    ///   the link is left unencrypted too.
+    fn ltk_reply(&mut self, id: ControllerId, opcode: Opcode, handle: u16, ltk: Option<[u8; 16]>) {
+        let h = handle.to_le_bytes();
+        let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
+            return self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1]]);
+        };
+        let Some(expected) = self.links.get_mut(&link).and_then(|l| l.pending_ltk.take()) else {
+            // No LTK request is outstanding on this link (§7.8.25).
+            return self.complete(id, opcode, &[status::COMMAND_DISALLOWED, h[0], h[1]]);
+        };
+        self.complete(id, opcode, &[0, h[0], h[1]]);
+        let Some(ltk) = ltk else {
+            if let Some(l) = self.links.get_mut(&link) {
+                l.encrypted = false;
+            }
+            let ev = Event::EncryptionChange { status: status::PIN_OR_KEY_MISSING, handle: peer_handle, enabled: 0 };
+            return self.emit(peer, &ev);
+        };
+        if expected != ltk {
+            // Different keys: the link fails its first MIC check (Core Vol 6 Part B §5.1.3.1).
+            return self.end_link(link, status::MIC_FAILURE, status::MIC_FAILURE);
+        }
+        let refresh = self.links.get_mut(&link).is_some_and(|l| core::mem::replace(&mut l.encrypted, true));
+        // The central's host hears first: its link layer gets the peripheral's LL_START_ENC_RSP
+        // before the peripheral gets the central's (Core Vol 6 Part B §5.1.3.1).
+        for (who, hh) in [(peer, peer_handle), (id, handle)] {
+            if refresh {
+                self.emit(who, &Event::EncryptionKeyRefreshComplete { status: 0, handle: hh });
+            } else {
+                self.emit(who, &Event::EncryptionChange { status: 0, handle: hh, enabled: 1 });
+            }
         }
     }
 
@@ -422,6 +590,7 @@ impl Radio {
             Opcode::READ_LE_HOST_SUPPORT => self.complete(id, opcode, &[0, 1, 0]),
             Opcode::LE_READ_ADV_TX_POWER => self.complete(id, opcode, &[0, 0]),
             Opcode::LE_READ_FAL_SIZE => self.complete(id, opcode, &[0, 8]),
+            Opcode::LE_READ_RESOLVING_LIST_SIZE => self.complete(id, opcode, &[0, RESOLVING_LIST_SIZE as u8]),
             Opcode::LE_READ_SUPPORTED_STATES => self.complete(id, opcode, &[0, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0, 0, 0]),
             Opcode::LE_READ_SUGGESTED_DATA_LENGTH => self.complete(id, opcode, &[0, 27, 0, 0x48, 0x01]),
             Opcode::LE_READ_MAX_DATA_LENGTH => self.complete(id, opcode, &[0, 251, 0, 0x90, 0x42, 251, 0, 0x90, 0x42]),
@@ -447,58 +616,6 @@ impl Radio {
                 p.extend_from_slice(&handle.to_le_bytes());
                 p.extend_from_slice(&LE_FEATURES);
                 self.emit(id, &Event::Le(LeEvent::Unknown { subevent: 0x04, params: &p }));
-            }
-            Opcode::LE_ENABLE_ENCRYPTION => {
-                let (Ok(handle), Ok(rand), Ok(ediv), Ok(ltk)) = (r.u16(), r.u64(), r.u16(), r.array::<16>()) else {
-                    return self.status(id, opcode, status::INVALID_PARAMETERS);
-                };
-                let Some((link, (peer, peer_handle), central)) = self.peer_of(id, handle) else {
-                    return self.status(id, opcode, status::UNKNOWN_CONNECTION_ID);
-                };
-                if !central {
-                    return self.status(id, opcode, status::COMMAND_DISALLOWED);
-                }
-                self.status(id, opcode, 0);
-                if let Some(l) = self.links.get_mut(&link) {
-                    l.pending_ltk = Some(ltk);
-                }
-                self.emit(peer, &Event::Le(LeEvent::LongTermKeyRequest { handle: peer_handle, rand, ediv }));
-            }
-            Opcode::LE_LTK_REPLY | Opcode::LE_LTK_NEG_REPLY => {
-                let Ok(handle) = r.u16() else { return self.complete(id, opcode, &[status::INVALID_PARAMETERS]) };
-                let h = handle.to_le_bytes();
-                let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
-                    return self.complete(id, opcode, &[status::UNKNOWN_CONNECTION_ID, h[0], h[1]]);
-                };
-                let Some(expected) = self.links.get_mut(&link).and_then(|l| l.pending_ltk.take()) else {
-                    // No LTK request is outstanding on this link (§7.8.25).
-                    return self.complete(id, opcode, &[status::COMMAND_DISALLOWED, h[0], h[1]]);
-                };
-                if opcode == Opcode::LE_LTK_NEG_REPLY {
-                    self.complete(id, opcode, &[0, h[0], h[1]]);
-                    let ev =
-                        Event::EncryptionChange { status: status::PIN_OR_KEY_MISSING, handle: peer_handle, enabled: 0 };
-                    return self.emit(peer, &ev);
-                }
-                let Ok(ltk) = r.array::<16>() else {
-                    return self.complete(id, opcode, &[status::INVALID_PARAMETERS, h[0], h[1]]);
-                };
-                self.complete(id, opcode, &[0, h[0], h[1]]);
-                if expected == ltk {
-                    let refresh = self.links.get_mut(&link).is_some_and(|l| core::mem::replace(&mut l.encrypted, true));
-                    for (who, hh) in [(id, handle), (peer, peer_handle)] {
-                        if refresh {
-                            // Already encrypted: Encryption Key Refresh Complete (§7.7.39).
-                            let p = [0, hh as u8, (hh >> 8) as u8];
-                            self.emit(who, &Event::Unknown { code: 0x30, params: &p });
-                        } else {
-                            self.emit(who, &Event::EncryptionChange { status: 0, handle: hh, enabled: 1 });
-                        }
-                    }
-                } else {
-                    // Different keys: the link fails its first MIC check (Core Vol 6 Part B §5.1.3.1).
-                    self.end_link(link, status::MIC_FAILURE, status::MIC_FAILURE);
-                }
             }
             _ => {
                 self.note(id, "unknown command");
@@ -533,6 +650,7 @@ impl Radio {
             c.scan = defaults.scan;
             c.initiating = None;
             c.acl_used = 0;
+            c.privacy = Privacy { rpa_timeout: DEFAULT_RPA_TIMEOUT, ..Privacy::default() };
         });
         self.complete(id, Opcode::RESET, &[0]);
     }

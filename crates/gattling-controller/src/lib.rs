@@ -9,6 +9,16 @@
 //! legacy advertising, passive and active scanning, connection creation and cancel, ACL routing
 //! with per-controller buffer credits, disconnection, connection update, data length and PHY
 //! updates, LE Rand, LE Encrypt (AES-128) and LE encryption start with the LTK exchange.
+//!
+//! Encryption (Core Vol 4 Part E §7.8.24-§7.8.26, Vol 6 Part B §5.1.3): the central's LE Enable
+//! Encryption gives the peripheral's host an LE Long Term Key Request; a reply with the same key
+//! encrypts the link (Encryption Change v1, key size 16, on both sides; Encryption Key Refresh
+//! Complete when it was already encrypted), a different key drops the link with 0x3D (MIC
+//! failure), a negative reply gives the central Encryption Change with 0x06. Where this differs
+//! from rootcanal 1.10 (which does not compare keys, reports 0x05 for a negative reply and lets a
+//! peripheral start encryption), the spec's behaviour is kept. No packet is actually encrypted.
+//! The resolving list commands are accepted, validated and stored, but addresses are neither
+//! generated nor resolved with it (a stub for hosts that configure privacy).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -90,7 +90,27 @@ pub(crate) struct Ctrl {
     pub handles: BTreeMap<u16, LinkEnd>,
     pub next_handle: u16,
     pub acl_used: u16,
+    pub privacy: Privacy,
 }
+
+/// One resolving list entry: identity address type and address, peer IRK, local IRK
+/// (Core Vol 4 Part E §7.8.38).
+pub(crate) type ResolvingEntry = (u8, BdAddr, [u8; 16], [u8; 16]);
+
+/// The resolving list and its settings (Core Vol 6 Part B §4.7). Stored and validated only:
+/// this controller does not generate or resolve private addresses with it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Privacy {
+    pub resolving_list: Vec<ResolvingEntry>,
+    pub address_resolution: bool,
+    /// RPA timeout in seconds.
+    pub rpa_timeout: u16,
+}
+
+/// Entries the resolving list holds (LE Read Resolving List Size, Core Vol 4 Part E §7.8.41).
+pub(crate) const RESOLVING_LIST_SIZE: usize = 8;
+/// The default RPA timeout, 15 minutes (Core Vol 4 Part E §7.8.45).
+pub(crate) const DEFAULT_RPA_TIMEOUT: u16 = 900;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Link {
@@ -707,6 +727,7 @@ impl Ctrl {
             handles: BTreeMap::new(),
             next_handle: 0x0001,
             acl_used: 0,
+            privacy: Privacy { rpa_timeout: DEFAULT_RPA_TIMEOUT, ..Privacy::default() },
         }
     }
 
@@ -715,10 +736,12 @@ impl Ctrl {
         let bit = |m: u64, b: u32| m & (1u64 << b) != 0;
         match ev {
             Event::DisconnectionComplete { .. } => bit(self.event_mask, 4),
-            Event::EncryptionChange { .. } => bit(self.event_mask, 7),
+            // v2 is unmasked on Event Mask Page 2, which this controller does not implement:
+            // it only ever sends v1.
+            Event::EncryptionChange { .. } | Event::EncryptionChangeV2 { .. } => bit(self.event_mask, 7),
             Event::HardwareError { .. } => bit(self.event_mask, 15),
             Event::Unknown { code: 0x1A, .. } => bit(self.event_mask, 25),
-            Event::Unknown { code: 0x30, .. } => bit(self.event_mask, 47),
+            Event::EncryptionKeyRefreshComplete { .. } => bit(self.event_mask, 47),
             Event::Le(le) => {
                 let sub = match le {
                     LeEvent::ConnectionComplete(c) => c.subevent,

@@ -97,6 +97,7 @@ const IMPLEMENTED: &[(usize, u8, u16, &[u8])] = &[
     (14, 7, 0x1005, &[]),
     (15, 1, 0x1009, &[]),
     (15, 5, 0x1405, &[0x40, 0x00]),
+    (20, 4, 0x1408, &[1, 0]),
     (24, 5, 0x0C6C, &[]),
     (24, 6, 0x0C6D, &[1, 0]),
     (25, 0, 0x2001, &[0xFF, 0x0F, 0, 0, 0, 0, 0, 0]),
@@ -129,6 +130,20 @@ const IMPLEMENTED: &[(usize, u8, u16, &[u8])] = &[
     (33, 6, 0x2022, &[1, 0, 0xFB, 0, 0x48, 0x08]),
     (33, 7, 0x2023, &[]),
     (34, 0, 0x2024, &[0xFB, 0, 0x48, 0x08]),
+    (
+        34,
+        3,
+        0x2027,
+        &[
+            0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+    ),
+    (34, 4, 0x2028, &[0, 1, 2, 3, 4, 5, 6]),
+    (34, 5, 0x2029, &[]),
+    (34, 6, 0x202A, &[]),
+    (35, 1, 0x202D, &[0]),
+    (35, 2, 0x202E, &[0x84, 0x03]),
     (35, 3, 0x202F, &[]),
     (35, 4, 0x2030, &[1, 0]),
     (35, 5, 0x2031, &[0, 3, 3]),
@@ -1754,7 +1769,9 @@ fn re_encrypting_an_encrypted_link_reports_key_refresh_complete() {
             .events_since(m)
             .into_iter()
             .filter_map(|e| match e {
-                Event::Unknown { code: ENCRYPTION_KEY_REFRESH_COMPLETE, params } => Some(params.to_vec()),
+                Event::EncryptionKeyRefreshComplete { status, handle } => {
+                    Some(vec![status, handle as u8, (handle >> 8) as u8])
+                }
                 _ => None,
             })
             .collect()
@@ -1766,6 +1783,162 @@ fn re_encrypting_an_encrypted_link_reports_key_refresh_complete() {
         "BUG: §7.8.24: on an already encrypted link the controller reports HCI_Encryption_Key_Refresh_Complete \
          (0x30), not another Encryption Change"
     );
+}
+
+fn encryption_events(b: &Bench, i: usize) -> Vec<HostEvent> {
+    b.node(i)
+        .host_events
+        .iter()
+        .filter(|e| matches!(e, HostEvent::EncryptionChanged { .. } | HostEvent::EncryptionKeyRefreshed { .. }))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_hosts_with_the_same_key_encrypt_then_refresh_the_link() {
+    let (mut b, c, p, ch, ph) = connected_hosts(ControllerConfig::default());
+    b.set_ltk(p, Some(LTK));
+    b.host_mut(c).start_encryption(ch, LTK, RAND, EDIV).unwrap();
+    b.pump();
+    assert!(b.node(p).host_events.contains(&HostEvent::LongTermKeyRequest { handle: ph, rand: RAND, ediv: EDIV }));
+    let on = |h| HostEvent::EncryptionChanged { handle: h, status: 0, encrypted: true, key_size: 16 };
+    assert_eq!(encryption_events(&b, c), vec![on(ch)]);
+    assert_eq!(encryption_events(&b, p), vec![on(ph)]);
+    for (i, h) in [(c, ch), (p, ph)] {
+        let sec = b.host_mut(i).security(h).unwrap();
+        assert!(sec.encrypted && sec.key_size == 16, "{sec:?}");
+        // The controller reports the key size it uses (Read Encryption Key Size, §7.5.7).
+        assert_eq!(b.ok(i, &Command::ReadEncryptionKeySize { handle: h }), vec![h as u8, (h >> 8) as u8, 16]);
+    }
+    // Again on the encrypted link: a key refresh on both sides, no second Encryption Change.
+    b.host_mut(c).start_encryption(ch, LTK, RAND, EDIV).unwrap();
+    b.pump();
+    assert_eq!(encryption_events(&b, c)[1..], [HostEvent::EncryptionKeyRefreshed { handle: ch, status: 0 }]);
+    assert_eq!(encryption_events(&b, p)[1..], [HostEvent::EncryptionKeyRefreshed { handle: ph, status: 0 }]);
+    assert_eq!(b.radio.links(), 1);
+}
+
+#[test]
+fn a_host_without_the_key_refuses_and_the_central_host_sees_0x06() {
+    let (mut b, c, p, ch, ph) = connected_hosts(ControllerConfig::default());
+    b.host_mut(c).start_encryption(ch, LTK, RAND, EDIV).unwrap();
+    b.pump();
+    assert_eq!(
+        encryption_events(&b, c),
+        vec![HostEvent::EncryptionChanged {
+            handle: ch,
+            status: status::PIN_OR_KEY_MISSING,
+            encrypted: false,
+            key_size: 0
+        }]
+    );
+    assert!(encryption_events(&b, p).is_empty());
+    assert!(!b.host_mut(p).security(ph).unwrap().encrypted);
+    assert_eq!(b.radio.links(), 1, "the link survives a missing key");
+    // Not encrypted: there is no key size to read.
+    assert_eq!(b.cmd(c, &Command::ReadEncryptionKeySize { handle: ch }).status(), status::COMMAND_DISALLOWED);
+}
+
+#[test]
+fn two_hosts_with_different_keys_are_disconnected_with_mic_failure() {
+    let (mut b, c, p, ch, ph) = connected_hosts(ControllerConfig::default());
+    let mut other = LTK;
+    other[15] ^= 0x80;
+    b.set_ltk(p, Some(other));
+    b.host_mut(c).start_encryption(ch, LTK, RAND, EDIV).unwrap();
+    b.run_for(100_000);
+    assert!(encryption_events(&b, c).is_empty() && encryption_events(&b, p).is_empty());
+    assert!(b.node(c).host_events.contains(&HostEvent::Disconnected { handle: ch, reason: status::MIC_FAILURE }));
+    assert!(b.node(p).host_events.contains(&HostEvent::Disconnected { handle: ph, reason: status::MIC_FAILURE }));
+}
+
+#[test]
+fn a_second_enable_encryption_while_one_is_pending_is_disallowed() {
+    let (mut b, c, p, ch, ph) = connected_raw();
+    start_encryption(&mut b, c, p, ch);
+    let r = b.cmd_raw(c, Opcode::LE_ENABLE_ENCRYPTION, &enable_encryption_params(ch, RAND, EDIV, LTK));
+    assert_eq!(r, Reply::Status(status::COMMAND_DISALLOWED));
+    // The first procedure still completes.
+    let mc = b.mark(c);
+    b.ok(p, &Command::LeLongTermKeyRequestReply { handle: ph, ltk: LTK });
+    assert_eq!(encryption_changes(&b, c, mc), vec![(0, ch, 1)]);
+}
+
+#[test]
+fn refused_key_refresh_leaves_the_link_unencrypted() {
+    let (mut b, c, p, ch, ph) = connected_raw();
+    start_encryption(&mut b, c, p, ch);
+    b.ok(p, &Command::LeLongTermKeyRequestReply { handle: ph, ltk: LTK });
+    start_encryption(&mut b, c, p, ch);
+    let mc = b.mark(c);
+    b.ok(p, &Command::LeLongTermKeyRequestNegativeReply { handle: ph });
+    assert_eq!(encryption_changes(&b, c, mc), vec![(status::PIN_OR_KEY_MISSING, ch, 0)]);
+    assert_eq!(b.cmd(p, &Command::ReadEncryptionKeySize { handle: ph }).status(), status::COMMAND_DISALLOWED);
+    assert_eq!(b.radio.links(), 1);
+}
+
+#[test]
+fn encryption_events_respect_the_event_mask() {
+    let (mut b, c, p, ch, ph) = connected_raw();
+    b.ok(c, &Command::SetEventMask(EVENT_MASK_BENCH & !EVENT_MASK_ENCRYPTION_CHANGE));
+    b.ok(p, &Command::SetEventMask(EVENT_MASK_BENCH & !EVENT_MASK_KEY_REFRESH));
+    start_encryption(&mut b, c, p, ch);
+    let (mc, mp) = (b.mark(c), b.mark(p));
+    b.ok(p, &Command::LeLongTermKeyRequestReply { handle: ph, ltk: LTK });
+    assert!(encryption_changes(&b, c, mc).is_empty(), "bit 7 masked on the central");
+    assert_eq!(encryption_changes(&b, p, mp), vec![(0, ph, 1)]);
+    start_encryption(&mut b, c, p, ch);
+    let (mc, mp) = (b.mark(c), b.mark(p));
+    b.ok(p, &Command::LeLongTermKeyRequestReply { handle: ph, ltk: LTK });
+    let refreshes = |i: usize, m: usize| {
+        b.node(i).events_since(m).iter().filter(|e| matches!(e, Event::EncryptionKeyRefreshComplete { .. })).count()
+    };
+    assert_eq!((refreshes(c, mc), refreshes(p, mp)), (1, 0), "bit 47 masked on the peripheral only");
+}
+
+#[test]
+fn resolving_list_stores_entries_up_to_its_size_and_validates_changes() {
+    let mut b = Bench::default();
+    let i = b.add_raw(ControllerConfig::default());
+    assert_eq!(b.cmd_raw(i, Opcode::LE_READ_RESOLVING_LIST_SIZE, &[]), Reply::Complete(vec![0, 8]));
+    let entry = |n: u8| Command::LeAddDeviceToResolvingList {
+        peer_identity_address_type: 0,
+        peer_identity_address: BdAddr([n, 1, 2, 3, 4, 5]),
+        peer_irk: [n; 16],
+        local_irk: [0xAA; 16],
+    };
+    for n in 0..8 {
+        b.ok(i, &entry(n));
+    }
+    assert_eq!(b.cmd(i, &entry(8)).status(), status::MEMORY_CAPACITY_EXCEEDED, "a ninth entry does not fit");
+    let remove = |n: u8| Command::LeRemoveDeviceFromResolvingList {
+        peer_identity_address_type: 0,
+        peer_identity_address: BdAddr([n, 1, 2, 3, 4, 5]),
+    };
+    b.ok(i, &remove(3));
+    assert_eq!(b.cmd(i, &remove(3)).status(), status::UNKNOWN_CONNECTION_ID, "already removed");
+    assert_eq!(b.cmd(i, &entry(0)).status(), status::INVALID_PARAMETERS, "an identity is listed once");
+    b.ok(i, &entry(8));
+    // With address resolution on, the list is frozen while advertising.
+    b.ok(i, &Command::LeSetAddressResolutionEnable(true));
+    b.ok(i, &Command::LeSetAdvertisingEnable(true));
+    assert_eq!(b.cmd(i, &Command::LeClearResolvingList).status(), status::COMMAND_DISALLOWED);
+    assert_eq!(b.cmd(i, &Command::LeSetAddressResolutionEnable(false)).status(), status::COMMAND_DISALLOWED);
+    b.ok(i, &Command::LeSetAdvertisingEnable(false));
+    b.ok(i, &Command::LeClearResolvingList);
+    assert_eq!(b.cmd(i, &remove(8)).status(), status::UNKNOWN_CONNECTION_ID, "cleared");
+}
+
+#[test]
+fn rpa_timeout_range_is_checked() {
+    let mut b = Bench::default();
+    let i = b.add_raw(ControllerConfig::default());
+    b.ok(i, &Command::LeSetResolvablePrivateAddressTimeout(1));
+    b.ok(i, &Command::LeSetResolvablePrivateAddressTimeout(0xA1B8));
+    for bad in [0, 0xA1B9, 0xFFFF] {
+        let st = b.cmd(i, &Command::LeSetResolvablePrivateAddressTimeout(bad)).status();
+        assert_eq!(st, status::INVALID_PARAMETERS, "{bad:#06x}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -234,6 +234,63 @@ impl Connection {
         }
     }
 
+    /// Whether the link is encrypted and the key size in octets (0 when not encrypted)
+    /// (Core Vol 4 Part E §7.7.8); `(false, 0)` once the link is gone.
+    pub fn encryption(&self) -> (bool, u8) {
+        match self.host.lock().core.security(self.info.handle) {
+            Some(s) => (s.encrypted, s.key_size),
+            None => (false, 0),
+        }
+    }
+
+    /// As central, encrypts the link with a Long Term Key, or refreshes the key of an encrypted
+    /// link (LE Enable Encryption, Core Vol 4 Part E §7.8.24), and waits for Encryption Change or
+    /// Encryption Key Refresh Complete; returns the key size. `ltk` and `rand` are in HCI order
+    /// (least significant octet first). A peer without the key fails it with
+    /// [`Error::Command`] status 0x06 (PIN or Key Missing) and the link stays up, unencrypted;
+    /// a peer with a different key ends the link (0x3D, [`Error::Disconnected`]).
+    pub async fn start_encryption(&self, ltk: [u8; 16], rand: u64, ediv: u16) -> Result<u8, Error> {
+        if let Some(e) = self.end_error() {
+            return Err(e);
+        }
+        if self.info.role != Role::Central {
+            return Err(Error::Host(gattling_proto::host::HostError::WrongRole(Role::Central)));
+        }
+        let events = self.events.subscribe();
+        let handle = self.info.handle;
+        self.host.command(Command::LeEnableEncryption { handle, rand, ediv, ltk }).await?;
+        let (status, encrypted, key_size) = self
+            .wait_link_event(events, "Encryption Change", |e| match *e {
+                LinkEvent::Encryption { status, encrypted, key_size } => Some((status, encrypted, key_size)),
+                LinkEvent::KeyRefresh { status } => Some((status, true, self.encryption().1)),
+                _ => None,
+            })
+            .await?;
+        if status != 0 {
+            return Err(Error::Command { opcode: Opcode::LE_ENABLE_ENCRYPTION, name: "LE Enable Encryption", status });
+        }
+        if !encrypted {
+            return Err(Error::Protocol("Encryption Change reported success with encryption off".into()));
+        }
+        Ok(key_size)
+    }
+
+    /// Waits for the link's next Encryption Change or Encryption Key Refresh Complete, in either
+    /// role (Core Vol 4 Part E §7.7.8, §7.7.39): (HCI status, encrypted, key size). It listens
+    /// from the moment it is called, not from its first poll, so an event that arrives before
+    /// the returned future is awaited is not missed.
+    pub fn encryption_changed(&self) -> impl std::future::Future<Output = Result<(u8, bool, u8), Error>> + '_ {
+        let rx = self.events.subscribe();
+        async move {
+            self.wait_link_event(rx, "Encryption Change", |e| match *e {
+                LinkEvent::Encryption { status, encrypted, key_size } => Some((status, encrypted, key_size)),
+                LinkEvent::KeyRefresh { status } => Some((status, true, self.encryption().1)),
+                _ => None,
+            })
+            .await
+        }
+    }
+
     /// As central, changes the connection parameters (Core Vol 4 Part E §7.8.18); returns the
     /// new interval, latency and timeout once the controller reports them.
     pub async fn update_parameters(&self, params: ConnParams) -> Result<(u16, u16, u16), Error> {

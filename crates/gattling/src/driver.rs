@@ -13,6 +13,7 @@ use crate::gatt_client::ClientLink;
 use crate::host::{AdvertisingOptions, LinkEnd, LinkEvent, Notification};
 use gattling_proto::att::bearer::{Bearer, Route, Timeout, TRANSACTION_TIMEOUT_US};
 use gattling_proto::att::{opcode, ErrorCode};
+use gattling_proto::gap::Address;
 use gattling_proto::gatt::server::{Bearers, Outcome};
 use gattling_proto::gatt::ConnId;
 use gattling_proto::hci::command::{Command, Opcode};
@@ -113,6 +114,9 @@ pub(crate) struct Inner {
     /// ATT PDUs that arrived in the same read as their link's Connection Complete, before the
     /// link existed here; routed once the event made it.
     pub(crate) early: Vec<(ConnHandle, Vec<u8>)>,
+    /// Long Term Keys this host gives as peripheral, per peer: (LTK, Rand, EDIV)
+    /// ([`crate::Host::set_long_term_key`]).
+    pub(crate) keys: HashMap<Address, ([u8; 16], u64, u16)>,
 }
 
 pub(crate) struct Shared {
@@ -187,6 +191,7 @@ impl Inner {
             scratch: Vec::with_capacity(600),
             jobs: Vec::new(),
             early: Vec::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -637,11 +642,30 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 }
                 link_event(inner, handle, LinkEvent::Phy { status, tx_phy, rx_phy })
             }
-            HostEvent::EncryptionChanged { handle, status, enabled } => {
-                tracing::info!(handle, status, enabled, "encryption change");
+            HostEvent::EncryptionChanged { handle, status, encrypted, key_size } => {
+                tracing::info!(handle, status, encrypted, key_size, "encryption change");
+                let authenticated = inner.core.security(handle).is_some_and(|s| s.authenticated);
                 if let Some(g) = inner.gatt.as_mut() {
-                    // Without pairing there are no MITM-protected keys: encrypted, not authenticated.
-                    g.server.set_security(ConnId(handle), status == 0 && enabled, false);
+                    g.server.set_security(ConnId(handle), encrypted, encrypted && authenticated);
+                }
+                link_event(inner, handle, LinkEvent::Encryption { status, encrypted, key_size })
+            }
+            HostEvent::EncryptionKeyRefreshed { handle, status } => {
+                tracing::info!(handle, status, "encryption key refreshed");
+                link_event(inner, handle, LinkEvent::KeyRefresh { status })
+            }
+            HostEvent::LongTermKeyRequest { handle, rand, ediv } => {
+                // A key registered for this peer with the same Rand and EDIV, else "no key"
+                // (Core Vol 4 Part E §7.8.25, §7.8.26).
+                let peer = inner.links.0.get(&handle).map(|l| l.info.peer);
+                let key = peer.and_then(|p| inner.keys.get(&p)).filter(|k| (k.1, k.2) == (rand, ediv)).map(|k| k.0);
+                tracing::info!(handle, rand, ediv, known = key.is_some(), "long term key request");
+                let answered = match key {
+                    Some(ltk) => inner.core.long_term_key_reply(handle, ltk),
+                    None => inner.core.long_term_key_negative_reply(handle),
+                };
+                if let Err(e) = answered {
+                    tracing::warn!(handle, %e, "long term key request not answered");
                 }
             }
             HostEvent::HardwareError(code) => {

@@ -59,6 +59,8 @@ pub(crate) enum LinkEvent {
     Phy { status: u8, tx_phy: u8, rx_phy: u8 },
     DataLength { max_tx_octets: u16, max_rx_octets: u16 },
     ParamAnswer { accepted: bool },
+    Encryption { status: u8, encrypted: bool, key_size: u8 },
+    KeyRefresh { status: u8 },
 }
 
 /// A link as the host knows it now ([`Host::link_state`]).
@@ -280,6 +282,10 @@ fn command_name(op: Opcode) -> &'static str {
         Opcode::LE_CONNECTION_UPDATE => "LE Connection Update",
         Opcode::LE_ENCRYPT => "LE Encrypt",
         Opcode::LE_RAND => "LE Rand",
+        Opcode::LE_ENABLE_ENCRYPTION => "LE Enable Encryption",
+        Opcode::LE_LTK_REPLY => "LE Long Term Key Request Reply",
+        Opcode::LE_LTK_NEG_REPLY => "LE Long Term Key Request Negative Reply",
+        Opcode::READ_ENCRYPTION_KEY_SIZE => "Read Encryption Key Size",
         Opcode::LE_SET_DATA_LENGTH => "LE Set Data Length",
         Opcode::LE_SET_PHY => "LE Set PHY",
         _ => "vendor or other command",
@@ -403,6 +409,21 @@ impl Host {
             _ => return None,
         };
         Some(self.supported_commands.get(octet).is_some_and(|b| b & (1 << bit) != 0))
+    }
+
+    /// Registers the Long Term Key this host gives, as peripheral, when `peer` starts encryption
+    /// with the same Rand and EDIV (LE Long Term Key Request Reply, Core Vol 4 Part E §7.8.25);
+    /// requests without a matching key are answered negatively (§7.8.26). `ltk` and `rand` are
+    /// in HCI order (least significant octet first); LE Secure Connections keys use Rand 0, EDIV 0
+    /// (Core Vol 3 Part H §2.4.4.1). Replaces any key registered for `peer`.
+    pub fn set_long_term_key(&self, peer: Address, ltk: [u8; 16], rand: u64, ediv: u16) {
+        self.lock().keys.insert(peer, (ltk, rand, ediv));
+    }
+
+    /// Forgets the Long Term Key registered for `peer`, so its next request is answered negatively
+    /// (Core Vol 4 Part E §7.8.26); returns whether there was one.
+    pub fn remove_long_term_key(&self, peer: Address) -> bool {
+        self.lock().keys.remove(&peer).is_some()
     }
 
     /// The links that are up, in no particular order.

@@ -278,6 +278,70 @@ async fn link_layer_procedures_and_controller_crypto_work(rc: Bed) {
     assert_eq!(got, [0x0A, 0x01, 0x00]);
 }
 
+const LTK: [u8; 16] = [0x4C, 0x68, 0x38, 0x41, 0x39, 0xF5, 0x74, 0xD8, 0x36, 0xBC, 0xF3, 0x4E, 0x9D, 0xFB, 0x01, 0xBF];
+const RAND: u64 = 0xABCD_EF01_2345_6789;
+const EDIV: u16 = 0xBEEF;
+
+/// LE link encryption with a Long Term Key both hosts were given (no pairing): refused while the
+/// peripheral has no key, then encrypted, then refreshed; ATT still flows.
+async fn two_gattling_hosts_encrypt_a_link_with_a_known_key(rc: Bed) {
+    let (central, c, periph, p) = connected_pair(&rc, "gattling-enc").await;
+    assert_eq!((c.encryption(), p.encryption()), ((false, 0), (false, 0)));
+    // The peripheral may not start encryption.
+    assert!(matches!(p.start_encryption(LTK, RAND, EDIV).await, Err(gattling::Error::Host(_))));
+
+    // No key registered on the peripheral: its host refuses, the central sees a failed start.
+    let refused = tokio::time::timeout(STEP, c.start_encryption(LTK, RAND, EDIV)).await.expect("in time");
+    let status = match refused {
+        Err(gattling::Error::Command { status, .. }) => status,
+        other => panic!("expected a failed start, got {other:?}"),
+    };
+    // The link layer rejects with PIN or Key Missing (Core Vol 6 Part B §5.1.3.1); rootcanal
+    // 1.10 reports Authentication Failure instead.
+    let expected = if matches!(rc, Bed::RootCanal(_)) { 0x05 } else { status::PIN_OR_KEY_MISSING };
+    assert_eq!(status, expected, "{}: status of a refused key", rc.name());
+    assert_eq!(c.encryption(), (false, 0));
+
+    // A key for this central under another EDIV does not match the request: refused too.
+    periph.set_long_term_key(central.address(), LTK, RAND, EDIV ^ 1);
+    let refused = tokio::time::timeout(STEP, c.start_encryption(LTK, RAND, EDIV)).await.expect("in time");
+    assert!(matches!(refused, Err(gattling::Error::Command { status: s, .. }) if s == expected), "{refused:?}");
+
+    // The peripheral knows the key for this central (with this Rand and EDIV): encrypted.
+    periph.set_long_term_key(central.address(), LTK, RAND, EDIV);
+    let p_changed = p.encryption_changed();
+    let key_size = tokio::time::timeout(STEP, c.start_encryption(LTK, RAND, EDIV)).await.expect("in time");
+    assert_eq!(key_size.expect("encryption starts"), 16);
+    assert_eq!(tokio::time::timeout(STEP, p_changed).await.expect("in time").expect("event"), (0, true, 16));
+    assert_eq!((c.encryption(), p.encryption()), ((true, 16), (true, 16)));
+
+    // Again on the encrypted link: a key refresh on both sides.
+    let p_refreshed = p.encryption_changed();
+    let again = tokio::time::timeout(STEP, c.start_encryption(LTK, RAND, EDIV)).await.expect("in time");
+    assert_eq!(again.expect("key refresh"), 16);
+    assert_eq!(tokio::time::timeout(STEP, p_refreshed).await.expect("in time").expect("event"), (0, true, 16));
+
+    // The encrypted link carries ATT both ways.
+    c.send_att(&[0x0A, 0x01, 0x00]).expect("send");
+    assert_eq!(tokio::time::timeout(STEP, p.recv_att()).await.expect("in time").expect("recv"), [0x0A, 0x01, 0x00]);
+    p.send_att(&[0x01, 0x0A, 0x01, 0x00, 0x0A]).expect("send");
+    let got = tokio::time::timeout(STEP, c.recv_att()).await.expect("in time").expect("recv");
+    assert_eq!(got, [0x01, 0x0A, 0x01, 0x00, 0x0A]);
+
+    // A refresh with a key the peripheral does not hold: real link layers fail the MIC check and
+    // drop the link (0x3D); rootcanal 1.10 does not compare the keys and refreshes.
+    let mut wrong = LTK;
+    wrong[0] ^= 1;
+    let r = tokio::time::timeout(STEP, c.start_encryption(wrong, RAND, EDIV)).await.expect("in time");
+    if matches!(rc, Bed::RootCanal(_)) {
+        assert_eq!(r.expect("rootcanal refreshes"), 16);
+    } else {
+        let mic = gattling::Reason(status::MIC_FAILURE);
+        assert!(matches!(r, Err(gattling::Error::Disconnected { reason }) if reason == mic), "{r:?}");
+        assert_eq!(closed(&p).await, LinkEnd::Disconnected(mic));
+    }
+}
+
 async fn one_central_keeps_three_links_busy_at_once(rc: Bed) {
     let central = host_on(&rc).await;
     let mut links = Vec::new();
@@ -352,6 +416,7 @@ on_each_controller!(
     a_vanishing_controller_fails_everything_promptly,
     connect_times_out_and_cancels_when_nobody_advertises,
     link_layer_procedures_and_controller_crypto_work,
+    two_gattling_hosts_encrypt_a_link_with_a_known_key,
     one_central_keeps_three_links_busy_at_once,
     a_public_address_advertiser_is_found_as_public_by_bumble,
     bumble_central_and_peripheral_run_gatt_across_the_controller,

@@ -114,6 +114,9 @@ pub struct Node {
     pub att: Vec<(u16, Vec<u8>)>,
     /// False after `Bench::detach`.
     pub attached: bool,
+    /// The key the `Host` gives when its controller asks for one (LE Long Term Key Request);
+    /// `None` answers with a negative reply.
+    pub ltk: Option<[u8; 16]>,
 }
 
 impl Node {
@@ -256,7 +259,15 @@ impl Bench {
 
     fn attach(&mut self, config: ControllerConfig, host: Option<Host>) -> usize {
         let id = self.radio.attach(config);
-        self.nodes.push(Node { id, host, tap: Vec::new(), host_events: Vec::new(), att: Vec::new(), attached: true });
+        self.nodes.push(Node {
+            id,
+            host,
+            tap: Vec::new(),
+            host_events: Vec::new(),
+            att: Vec::new(),
+            attached: true,
+            ltk: None,
+        });
         self.nodes.len() - 1
     }
 
@@ -310,6 +321,11 @@ impl Bench {
         self.radio.public_address(self.nodes[i].id).expect("attached")
     }
 
+    /// Sets the key node `i`'s `Host` answers LE Long Term Key Requests with (`None`: refuse).
+    pub fn set_ltk(&mut self, i: usize, ltk: Option<[u8; 16]>) {
+        self.nodes[i].ltk = ltk;
+    }
+
     /// Node `i`.
     pub fn node(&self, i: usize) -> &Node {
         &self.nodes[i]
@@ -341,7 +357,7 @@ impl Bench {
                 }
                 assert!(touched.contains(&n.id), "take_touched() did not name {:?}, which had output", n.id);
                 moved = true;
-                let Node { host, tap, host_events, att, .. } = n;
+                let Node { host, tap, host_events, att, ltk, .. } = n;
                 for p in out {
                     if let Some(h) = host.as_mut() {
                         h.receive(&p, &mut |handle, pdu| att.push((handle, pdu.to_vec())));
@@ -350,6 +366,13 @@ impl Bench {
                 }
                 if let Some(h) = host.as_mut() {
                     while let Some(e) = h.poll_event() {
+                        if let HostEvent::LongTermKeyRequest { handle, .. } = e {
+                            let answered = match ltk {
+                                Some(k) => h.long_term_key_reply(handle, *k),
+                                None => h.long_term_key_negative_reply(handle),
+                            };
+                            answered.expect("the host accepts an answer to its own key request");
+                        }
                         host_events.push(e);
                     }
                 }

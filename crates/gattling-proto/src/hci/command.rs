@@ -63,6 +63,8 @@ impl Opcode {
     pub const LE_RAND: Opcode = Opcode::new(0x08, 0x0018);
     /// Read RSSI (Core Vol 4 Part E §7.5.4).
     pub const READ_RSSI: Opcode = Opcode::new(0x05, 0x0005);
+    /// Read Encryption Key Size (Core Vol 4 Part E §7.5.7).
+    pub const READ_ENCRYPTION_KEY_SIZE: Opcode = Opcode::new(0x05, 0x0008);
     /// LE Remote Connection Parameter Request Reply (§7.8.31).
     pub const LE_REMOTE_CONN_PARAM_REQ_REPLY: Opcode = Opcode::new(0x08, 0x0020);
     /// LE Remote Connection Parameter Request Negative Reply (§7.8.32).
@@ -104,6 +106,18 @@ impl Opcode {
     pub const LE_WRITE_SUGGESTED_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x0024);
     /// LE Read Maximum Data Length (§7.8.46).
     pub const LE_READ_MAX_DATA_LENGTH: Opcode = Opcode::new(0x08, 0x002F);
+    /// LE Add Device To Resolving List (§7.8.38).
+    pub const LE_ADD_DEVICE_TO_RESOLVING_LIST: Opcode = Opcode::new(0x08, 0x0027);
+    /// LE Remove Device From Resolving List (§7.8.39).
+    pub const LE_REMOVE_DEVICE_FROM_RESOLVING_LIST: Opcode = Opcode::new(0x08, 0x0028);
+    /// LE Clear Resolving List (§7.8.40).
+    pub const LE_CLEAR_RESOLVING_LIST: Opcode = Opcode::new(0x08, 0x0029);
+    /// LE Read Resolving List Size (§7.8.41).
+    pub const LE_READ_RESOLVING_LIST_SIZE: Opcode = Opcode::new(0x08, 0x002A);
+    /// LE Set Address Resolution Enable (§7.8.44).
+    pub const LE_SET_ADDRESS_RESOLUTION_ENABLE: Opcode = Opcode::new(0x08, 0x002D);
+    /// LE Set Resolvable Private Address Timeout (§7.8.45).
+    pub const LE_SET_RPA_TIMEOUT: Opcode = Opcode::new(0x08, 0x002E);
     /// LE Read PHY (§7.8.47).
     pub const LE_READ_PHY: Opcode = Opcode::new(0x08, 0x0030);
     /// LE Set Default PHY (§7.8.48).
@@ -113,7 +127,11 @@ impl Opcode {
     pub fn completes_with_status(self) -> bool {
         matches!(
             self,
-            Opcode::DISCONNECT | Opcode::LE_CREATE_CONNECTION | Opcode::LE_CONNECTION_UPDATE | Opcode::LE_SET_PHY
+            Opcode::DISCONNECT
+                | Opcode::LE_CREATE_CONNECTION
+                | Opcode::LE_CONNECTION_UPDATE
+                | Opcode::LE_SET_PHY
+                | Opcode::LE_ENABLE_ENCRYPTION
         )
     }
 }
@@ -322,6 +340,60 @@ pub enum Command {
     },
     /// LE Rand (§7.8.23).
     LeRand,
+    /// LE Enable Encryption (§7.8.24): the central starts (or, on an encrypted link, refreshes)
+    /// encryption with a Long Term Key; answered with Command Status, then Encryption Change or
+    /// Encryption Key Refresh Complete.
+    LeEnableEncryption {
+        /// Connection handle.
+        handle: u16,
+        /// Random_Number (Rand), least significant octet first on the wire.
+        rand: u64,
+        /// Encrypted_Diversifier (EDIV).
+        ediv: u16,
+        /// Long_Term_Key, least significant octet first.
+        ltk: [u8; 16],
+    },
+    /// LE Long Term Key Request Reply (§7.8.25): the peripheral's host gives the key asked for.
+    LeLongTermKeyRequestReply {
+        /// Connection handle.
+        handle: u16,
+        /// Long_Term_Key, least significant octet first.
+        ltk: [u8; 16],
+    },
+    /// LE Long Term Key Request Negative Reply (§7.8.26): the peripheral's host has no key.
+    LeLongTermKeyRequestNegativeReply {
+        /// Connection handle.
+        handle: u16,
+    },
+    /// Read Encryption Key Size (§7.5.7) of an encrypted connection.
+    ReadEncryptionKeySize {
+        /// Connection handle.
+        handle: u16,
+    },
+    /// LE Add Device To Resolving List (§7.8.38).
+    LeAddDeviceToResolvingList {
+        /// Peer identity address type (0 public, 1 random static).
+        peer_identity_address_type: u8,
+        /// Peer identity address.
+        peer_identity_address: BdAddr,
+        /// Peer IRK, least significant octet first.
+        peer_irk: [u8; 16],
+        /// Local IRK, least significant octet first.
+        local_irk: [u8; 16],
+    },
+    /// LE Remove Device From Resolving List (§7.8.39).
+    LeRemoveDeviceFromResolvingList {
+        /// Peer identity address type (0 public, 1 random static).
+        peer_identity_address_type: u8,
+        /// Peer identity address.
+        peer_identity_address: BdAddr,
+    },
+    /// LE Clear Resolving List (§7.8.40).
+    LeClearResolvingList,
+    /// LE Set Address Resolution Enable (§7.8.44).
+    LeSetAddressResolutionEnable(bool),
+    /// LE Set Resolvable Private Address Timeout (§7.8.45), in seconds (1..=3600).
+    LeSetResolvablePrivateAddressTimeout(u16),
     /// LE Remote Connection Parameter Request Reply (§7.8.31).
     LeRemoteConnParamReqReply {
         /// Connection handle.
@@ -404,6 +476,15 @@ impl Command {
             Command::LeConnectionUpdate { .. } => Opcode::LE_CONNECTION_UPDATE,
             Command::LeEncrypt { .. } => Opcode::LE_ENCRYPT,
             Command::LeRand => Opcode::LE_RAND,
+            Command::LeEnableEncryption { .. } => Opcode::LE_ENABLE_ENCRYPTION,
+            Command::LeLongTermKeyRequestReply { .. } => Opcode::LE_LTK_REPLY,
+            Command::LeLongTermKeyRequestNegativeReply { .. } => Opcode::LE_LTK_NEG_REPLY,
+            Command::ReadEncryptionKeySize { .. } => Opcode::READ_ENCRYPTION_KEY_SIZE,
+            Command::LeAddDeviceToResolvingList { .. } => Opcode::LE_ADD_DEVICE_TO_RESOLVING_LIST,
+            Command::LeRemoveDeviceFromResolvingList { .. } => Opcode::LE_REMOVE_DEVICE_FROM_RESOLVING_LIST,
+            Command::LeClearResolvingList => Opcode::LE_CLEAR_RESOLVING_LIST,
+            Command::LeSetAddressResolutionEnable(_) => Opcode::LE_SET_ADDRESS_RESOLUTION_ENABLE,
+            Command::LeSetResolvablePrivateAddressTimeout(_) => Opcode::LE_SET_RPA_TIMEOUT,
             Command::LeRemoteConnParamReqReply { .. } => Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY,
             Command::LeRemoteConnParamReqNegReply { .. } => Opcode::LE_REMOTE_CONN_PARAM_REQ_NEG_REPLY,
             Command::LeSetDataLength { .. } => Opcode::LE_SET_DATA_LENGTH,
@@ -420,7 +501,36 @@ impl Command {
                 out.put_u8(*reason);
             }
             Command::SetEventMask(m) | Command::LeSetEventMask(m) => out.put(&m.to_le_bytes()),
-            Command::ReadRssi { handle } => out.put_u16(*handle),
+            Command::ReadRssi { handle }
+            | Command::LeLongTermKeyRequestNegativeReply { handle }
+            | Command::ReadEncryptionKeySize { handle } => out.put_u16(*handle),
+            Command::LeEnableEncryption { handle, rand, ediv, ltk } => {
+                out.put_u16(*handle);
+                out.put(&rand.to_le_bytes());
+                out.put_u16(*ediv);
+                out.put(ltk);
+            }
+            Command::LeLongTermKeyRequestReply { handle, ltk } => {
+                out.put_u16(*handle);
+                out.put(ltk);
+            }
+            Command::LeAddDeviceToResolvingList {
+                peer_identity_address_type,
+                peer_identity_address,
+                peer_irk,
+                local_irk,
+            } => {
+                out.put_u8(*peer_identity_address_type);
+                out.put(&peer_identity_address.0);
+                out.put(peer_irk);
+                out.put(local_irk);
+            }
+            Command::LeRemoveDeviceFromResolvingList { peer_identity_address_type, peer_identity_address } => {
+                out.put_u8(*peer_identity_address_type);
+                out.put(&peer_identity_address.0);
+            }
+            Command::LeSetAddressResolutionEnable(e) => out.put_u8(*e as u8),
+            Command::LeSetResolvablePrivateAddressTimeout(t) => out.put_u16(*t),
             Command::Reset
             | Command::ReadLocalVersion
             | Command::ReadLocalSupportedCommands
@@ -431,6 +541,7 @@ impl Command {
             | Command::LeReadBufferSizeV2
             | Command::LeReadLocalSupportedFeatures
             | Command::LeCreateConnectionCancel
+            | Command::LeClearResolvingList
             | Command::LeRand => {}
             Command::LeSetRandomAddress(a) => out.put(&a.0),
             Command::LeSetAdvertisingParameters(p) => {
@@ -578,6 +689,25 @@ impl Command {
             }
             Opcode::LE_ENCRYPT => Command::LeEncrypt { key: p.array()?, plaintext: p.array()? },
             Opcode::LE_RAND => Command::LeRand,
+            Opcode::LE_ENABLE_ENCRYPTION => {
+                Command::LeEnableEncryption { handle: p.u16()?, rand: p.u64()?, ediv: p.u16()?, ltk: p.array()? }
+            }
+            Opcode::LE_LTK_REPLY => Command::LeLongTermKeyRequestReply { handle: p.u16()?, ltk: p.array()? },
+            Opcode::LE_LTK_NEG_REPLY => Command::LeLongTermKeyRequestNegativeReply { handle: p.u16()? },
+            Opcode::READ_ENCRYPTION_KEY_SIZE => Command::ReadEncryptionKeySize { handle: p.u16()? },
+            Opcode::LE_ADD_DEVICE_TO_RESOLVING_LIST => Command::LeAddDeviceToResolvingList {
+                peer_identity_address_type: p.u8()?,
+                peer_identity_address: BdAddr(p.array()?),
+                peer_irk: p.array()?,
+                local_irk: p.array()?,
+            },
+            Opcode::LE_REMOVE_DEVICE_FROM_RESOLVING_LIST => Command::LeRemoveDeviceFromResolvingList {
+                peer_identity_address_type: p.u8()?,
+                peer_identity_address: BdAddr(p.array()?),
+            },
+            Opcode::LE_CLEAR_RESOLVING_LIST => Command::LeClearResolvingList,
+            Opcode::LE_SET_ADDRESS_RESOLUTION_ENABLE => Command::LeSetAddressResolutionEnable(p.u8()? != 0),
+            Opcode::LE_SET_RPA_TIMEOUT => Command::LeSetResolvablePrivateAddressTimeout(p.u16()?),
             Opcode::LE_REMOTE_CONN_PARAM_REQ_REPLY => {
                 Command::LeRemoteConnParamReqReply { handle: p.u16()?, params: ConnParams::read(&mut p)? }
             }
@@ -619,6 +749,41 @@ mod tests {
         Command::LeSetAdvertisingData(alloc::vec![2, 1, 6]).encode_h4(&mut out);
         assert_eq!(out.len(), 1 + 3 + 32);
         assert_eq!(&out[..8], &[0x01, 0x08, 0x20, 0x20, 0x03, 2, 1, 6]);
+    }
+
+    #[test]
+    fn encryption_commands_match_the_wire() {
+        let mut out = Vec::new();
+        let ltk: [u8; 16] = core::array::from_fn(|i| 0x10 + i as u8);
+        Command::LeEnableEncryption { handle: 0x0040, rand: 0x0807_0605_0403_0201, ediv: 0xBEEF, ltk }
+            .encode_h4(&mut out);
+        let mut want = alloc::vec![0x01, 0x19, 0x20, 28, 0x40, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 0xEF, 0xBE];
+        want.extend_from_slice(&ltk);
+        assert_eq!(out, want);
+        out.clear();
+        Command::LeLongTermKeyRequestNegativeReply { handle: 0x0041 }.encode_h4(&mut out);
+        assert_eq!(out, [0x01, 0x1B, 0x20, 2, 0x41, 0x00]);
+        out.clear();
+        Command::ReadEncryptionKeySize { handle: 0x0041 }.encode_h4(&mut out);
+        assert_eq!(out, [0x01, 0x08, 0x14, 2, 0x41, 0x00]);
+    }
+
+    #[test]
+    fn encryption_commands_with_bad_lengths_are_errors() {
+        // LE Enable Encryption one octet short, and one octet long.
+        let mut short = alloc::vec![0x19, 0x20, 27];
+        short.extend_from_slice(&[0; 27]);
+        assert!(Command::decode(&short).is_err());
+        let mut long = alloc::vec![0x19, 0x20, 29];
+        long.extend_from_slice(&[0; 29]);
+        assert!(Command::decode(&long).is_err());
+        // LTK Reply without its key; Negative Reply with a trailing octet.
+        assert!(Command::decode(&[0x1A, 0x20, 2, 0x40, 0x00]).is_err());
+        assert!(Command::decode(&[0x1B, 0x20, 3, 0x40, 0x00, 0x00]).is_err());
+        // Add Device To Resolving List missing the local IRK.
+        let mut rl = alloc::vec![0x27, 0x20, 23];
+        rl.extend_from_slice(&[0; 23]);
+        assert!(Command::decode(&rl).is_err());
     }
 
     #[test]
@@ -686,6 +851,27 @@ mod tests {
             (any::<u16>(), arb_params()).prop_map(|(handle, params)| Command::LeConnectionUpdate { handle, params }),
             (any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(key, plaintext)| Command::LeEncrypt { key, plaintext }),
             Just(Command::LeRand),
+            (any::<u16>(), any::<u64>(), any::<u16>(), any::<[u8; 16]>())
+                .prop_map(|(handle, rand, ediv, ltk)| Command::LeEnableEncryption { handle, rand, ediv, ltk }),
+            (any::<u16>(), any::<[u8; 16]>())
+                .prop_map(|(handle, ltk)| Command::LeLongTermKeyRequestReply { handle, ltk }),
+            any::<u16>().prop_map(|handle| Command::LeLongTermKeyRequestNegativeReply { handle }),
+            any::<u16>().prop_map(|handle| Command::ReadEncryptionKeySize { handle }),
+            (0u8..2, any::<[u8; 6]>(), any::<[u8; 16]>(), any::<[u8; 16]>()).prop_map(|(t, a, peer_irk, local_irk)| {
+                Command::LeAddDeviceToResolvingList {
+                    peer_identity_address_type: t,
+                    peer_identity_address: BdAddr(a),
+                    peer_irk,
+                    local_irk,
+                }
+            }),
+            (0u8..2, any::<[u8; 6]>()).prop_map(|(t, a)| Command::LeRemoveDeviceFromResolvingList {
+                peer_identity_address_type: t,
+                peer_identity_address: BdAddr(a),
+            }),
+            Just(Command::LeClearResolvingList),
+            any::<bool>().prop_map(Command::LeSetAddressResolutionEnable),
+            any::<u16>().prop_map(Command::LeSetResolvablePrivateAddressTimeout),
             (any::<u16>(), arb_params())
                 .prop_map(|(handle, params)| Command::LeRemoteConnParamReqReply { handle, params }),
             (any::<u16>(), any::<u8>())

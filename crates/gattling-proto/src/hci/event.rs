@@ -20,6 +20,10 @@ pub mod code {
     pub const HARDWARE_ERROR: u8 = 0x10;
     /// Number Of Completed Packets (§7.7.19).
     pub const NUMBER_OF_COMPLETED_PACKETS: u8 = 0x13;
+    /// Encryption Key Refresh Complete (§7.7.39).
+    pub const ENCRYPTION_KEY_REFRESH_COMPLETE: u8 = 0x30;
+    /// Encryption Change (v2) (§7.7.8), with the key size.
+    pub const ENCRYPTION_CHANGE_V2: u8 = 0x59;
     /// LE Meta (§7.7.65).
     pub const LE_META: u8 = 0x3E;
 }
@@ -287,14 +291,32 @@ pub enum Event<'a> {
         /// Reason.
         reason: u8,
     },
-    /// Encryption Change (§7.7.8).
+    /// Encryption Change (v1) (§7.7.8).
     EncryptionChange {
         /// Status.
         status: u8,
         /// Connection handle.
         handle: u16,
-        /// Encryption enabled (0 off, 1 on).
+        /// Encryption enabled (0 off, 1 on: AES-CCM on an LE link).
         enabled: u8,
+    },
+    /// Encryption Change (v2) (§7.7.8): as v1, with the negotiated key size.
+    EncryptionChangeV2 {
+        /// Status.
+        status: u8,
+        /// Connection handle.
+        handle: u16,
+        /// Encryption enabled (0 off, 1 on: AES-CCM on an LE link).
+        enabled: u8,
+        /// Encryption_Key_Size in octets (7..=16).
+        key_size: u8,
+    },
+    /// Encryption Key Refresh Complete (§7.7.39): an encrypted link now uses a new key.
+    EncryptionKeyRefreshComplete {
+        /// Status.
+        status: u8,
+        /// Connection handle.
+        handle: u16,
     },
     /// Command Complete (§7.7.14).
     CommandComplete {
@@ -383,6 +405,15 @@ impl<'a> Event<'a> {
             }
             code::ENCRYPTION_CHANGE => {
                 Event::EncryptionChange { status: p.u8()?, handle: p.u16()? & 0x0FFF, enabled: p.u8()? }
+            }
+            code::ENCRYPTION_CHANGE_V2 => Event::EncryptionChangeV2 {
+                status: p.u8()?,
+                handle: p.u16()? & 0x0FFF,
+                enabled: p.u8()?,
+                key_size: p.u8()?,
+            },
+            code::ENCRYPTION_KEY_REFRESH_COMPLETE => {
+                Event::EncryptionKeyRefreshComplete { status: p.u8()?, handle: p.u16()? & 0x0FFF }
             }
             code::COMMAND_COMPLETE => {
                 Event::CommandComplete { num_packets: p.u8()?, opcode: Opcode(p.u16()?), return_params: p.rest() }
@@ -473,6 +504,18 @@ impl<'a> Event<'a> {
                 out.put_u16(*handle);
                 out.put_u8(*enabled);
                 code::ENCRYPTION_CHANGE
+            }
+            Event::EncryptionChangeV2 { status, handle, enabled, key_size } => {
+                out.put_u8(*status);
+                out.put_u16(*handle);
+                out.put_u8(*enabled);
+                out.put_u8(*key_size);
+                code::ENCRYPTION_CHANGE_V2
+            }
+            Event::EncryptionKeyRefreshComplete { status, handle } => {
+                out.put_u8(*status);
+                out.put_u16(*handle);
+                code::ENCRYPTION_KEY_REFRESH_COMPLETE
             }
             Event::CommandComplete { num_packets, opcode, return_params } => {
                 out.put_u8(*num_packets);
@@ -654,6 +697,23 @@ pub mod ret {
         Ok((r.u16()?, r.u8()? as i8))
     }
 
+    /// The Connection_Handle that LE Long Term Key Request Reply / Negative Reply (and other
+    /// per-connection commands) return after the status (§7.8.25, §7.8.26).
+    pub fn connection_handle(p: &[u8]) -> Result<u16, DecodeError> {
+        let mut r = Reader::new(p, "connection handle return");
+        let handle = r.u16()? & 0x0FFF;
+        r.finish()?;
+        Ok(handle)
+    }
+
+    /// Read Encryption Key Size (§7.5.7): the connection handle and the key size in octets.
+    pub fn encryption_key_size(p: &[u8]) -> Result<(u16, u8), DecodeError> {
+        let mut r = Reader::new(p, "Read Encryption Key Size");
+        let out = (r.u16()? & 0x0FFF, r.u8()?);
+        r.finish()?;
+        Ok(out)
+    }
+
     /// LE Encrypt (§7.8.22): the 16-octet ciphertext.
     pub fn le_encrypt(p: &[u8]) -> Result<[u8; 16], DecodeError> {
         Reader::new(p, "LE Encrypt").array()
@@ -706,6 +766,39 @@ mod tests {
         assert!(Event::decode(&[0x0e]).is_err());
     }
 
+    #[test]
+    fn encryption_events_match_the_wire_and_reject_bad_lengths() {
+        assert_eq!(
+            Event::decode(&[0x59, 0x05, 0x00, 0x40, 0x00, 0x01, 0x10]),
+            Ok(Event::EncryptionChangeV2 { status: 0, handle: 0x40, enabled: 1, key_size: 16 })
+        );
+        assert_eq!(
+            Event::decode(&[0x30, 0x03, 0x00, 0x40, 0x00]),
+            Ok(Event::EncryptionKeyRefreshComplete { status: 0, handle: 0x40 })
+        );
+        assert_eq!(
+            Event::decode(&[0x3E, 0x0D, 0x05, 0x40, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 0xEF, 0xBE]),
+            Ok(Event::Le(LeEvent::LongTermKeyRequest { handle: 0x40, rand: 0x0807_0605_0403_0201, ediv: 0xBEEF }))
+        );
+        // Each one octet short and one octet long.
+        assert!(Event::decode(&[0x08, 0x03, 0x00, 0x40, 0x00]).is_err());
+        assert!(Event::decode(&[0x08, 0x05, 0x00, 0x40, 0x00, 0x01, 0x00]).is_err());
+        assert!(Event::decode(&[0x59, 0x04, 0x00, 0x40, 0x00, 0x01]).is_err());
+        assert!(Event::decode(&[0x59, 0x06, 0x00, 0x40, 0x00, 0x01, 0x10, 0x00]).is_err());
+        assert!(Event::decode(&[0x30, 0x02, 0x00, 0x40]).is_err());
+        assert!(Event::decode(&[0x30, 0x04, 0x00, 0x40, 0x00, 0x00]).is_err());
+        assert!(Event::decode(&[0x3E, 0x0C, 0x05, 0x40, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 0xEF]).is_err());
+        assert!(Event::decode(&[0x3E, 0x0E, 0x05, 0x40, 0x00, 1, 2, 3, 4, 5, 6, 7, 8, 0xEF, 0xBE, 0]).is_err());
+    }
+
+    #[test]
+    fn encryption_return_parameters() {
+        assert_eq!(ret::connection_handle(&[0x40, 0x00]), Ok(0x40));
+        assert!(ret::connection_handle(&[0x40]).is_err());
+        assert_eq!(ret::encryption_key_size(&[0x40, 0x00, 16]), Ok((0x40, 16)));
+        assert!(ret::encryption_key_size(&[0x40, 0x00]).is_err());
+    }
+
     fn arb_conn_complete() -> impl Strategy<Value = ConnectionComplete> {
         (
             any::<u8>(),
@@ -746,6 +839,8 @@ mod tests {
             let events = [
                 Event::DisconnectionComplete { status, handle, reason: 0x13 },
                 Event::EncryptionChange { status, handle, enabled: 1 },
+                Event::EncryptionChangeV2 { status, handle, enabled: (a & 1) as u8, key_size: (b % 10 + 7) as u8 },
+                Event::EncryptionKeyRefreshComplete { status, handle },
                 Event::CommandComplete { num_packets: 1, opcode: Opcode(a), return_params: &params },
                 Event::CommandStatus { status, num_packets: 2, opcode: Opcode(b) },
                 Event::HardwareError { code: status },

@@ -83,6 +83,8 @@ pub mod status {
     pub const UNSUPPORTED_REMOTE_FEATURE: u8 = 0x1A;
     /// PIN or Key Missing.
     pub const PIN_OR_KEY_MISSING: u8 = 0x06;
+    /// Memory Capacity Exceeded.
+    pub const MEMORY_CAPACITY_EXCEEDED: u8 = 0x07;
     /// Unsupported Feature or Parameter Value.
     pub const UNSUPPORTED_FEATURE: u8 = 0x11;
     /// Advertising Timeout.

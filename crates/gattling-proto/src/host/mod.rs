@@ -48,6 +48,30 @@ pub struct ConnectionInfo {
     pub supervision_timeout: u16,
 }
 
+/// A link's security state: whether it is encrypted and with what key (Core Vol 3 Part C §10.2,
+/// Core Vol 4 Part E §7.7.8).
+///
+/// `authenticated` and `secure_connections` describe the key, not the link layer: the controller
+/// cannot know them; the Security Manager sets them with [`Host::set_key_properties`] when it
+/// starts encryption with a key it generated or distributed (Core Vol 3 Part H §2.4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct LinkSecurity {
+    /// True while the link is encrypted (AES-CCM).
+    pub encrypted: bool,
+    /// Encryption key size in octets (7..=16); 0 while unencrypted.
+    pub key_size: u8,
+    /// The key came from an authenticated (MITM-protected) pairing.
+    pub authenticated: bool,
+    /// The key came from LE Secure Connections pairing.
+    pub secure_connections: bool,
+}
+
+/// The key size assumed when the controller reports Encryption Change v1, which carries none
+/// (Core Vol 4 Part E §7.7.8): 16 octets, the size every LE controller negotiates unless the
+/// Security Manager agreed on a shorter key (Core Vol 3 Part H §2.3.4), in which case SMP knows
+/// the real size and can override it with [`Host::set_key_properties`].
+pub const ASSUMED_KEY_SIZE: u8 = 16;
+
 /// One advertising report, owned (Core Vol 4 Part E §7.7.65.2).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct AdvReport {
@@ -173,14 +197,39 @@ pub enum HostEvent {
         /// RX PHY.
         rx_phy: u8,
     },
-    /// Link encryption was turned on or off, or failed to start (§7.7.8).
+    /// Link encryption was turned on or off, or failed to start (Encryption Change v1 or v2,
+    /// Core Vol 4 Part E §7.7.8). For v1, which has no key size, `key_size` is
+    /// [`ASSUMED_KEY_SIZE`] when encrypted (the host does not send Read Encryption Key Size).
+    /// A failed start (e.g. 0x06 PIN or Key Missing when the peer has no key) leaves the link
+    /// as it was.
     EncryptionChanged {
         /// Handle.
         handle: ConnHandle,
-        /// HCI status.
+        /// HCI status (0 = success).
         status: u8,
         /// True when the link is now encrypted.
-        enabled: bool,
+        encrypted: bool,
+        /// Key size in octets when encrypted, 0 otherwise.
+        key_size: u8,
+    },
+    /// An encrypted link now uses a new key, or the refresh failed (Encryption Key Refresh
+    /// Complete, Core Vol 4 Part E §7.7.39).
+    EncryptionKeyRefreshed {
+        /// Handle.
+        handle: ConnHandle,
+        /// HCI status (0 = success).
+        status: u8,
+    },
+    /// As peripheral, the central started encryption: answer with [`Host::long_term_key_reply`]
+    /// or [`Host::long_term_key_negative_reply`] (LE Long Term Key Request, Core Vol 4 Part E
+    /// §7.7.65.5). Rand and EDIV are 0 when the central uses an LE Secure Connections key.
+    LongTermKeyRequest {
+        /// Handle.
+        handle: ConnHandle,
+        /// Random_Number the central sent.
+        rand: u64,
+        /// Encrypted_Diversifier the central sent.
+        ediv: u16,
     },
     /// The controller reported a hardware error (§7.7.16); the host should reset it.
     HardwareError(u8),
@@ -203,6 +252,10 @@ pub enum HostError {
     /// The operation needs the other role on this connection.
     #[error("this operation needs the {0:?} role on the connection")]
     WrongRole(Role),
+    /// No LE Long Term Key Request is waiting for an answer on this connection (Core Vol 4
+    /// Part E §7.8.25).
+    #[error("no LE Long Term Key Request is pending on handle {0:#05x}")]
+    NoKeyRequestPending(ConnHandle),
 }
 
 /// Host settings that bound memory and behaviour.
@@ -229,6 +282,9 @@ struct Link {
     tx: VecDeque<Vec<u8>>,
     in_flight: u16,
     next_signal_id: u8,
+    security: LinkSecurity,
+    /// An LE Long Term Key Request is waiting for the layer above to answer.
+    key_request_pending: bool,
 }
 
 /// The sans-IO host state machine for one controller.
@@ -376,6 +432,76 @@ impl Host {
         self.send_l2cap(handle, cid::LE_SIGNALING, &out)
     }
 
+    /// The security state of an open connection.
+    pub fn security(&self, handle: ConnHandle) -> Option<LinkSecurity> {
+        self.links.get(&handle).map(|l| l.security)
+    }
+
+    /// As central, starts encryption with a Long Term Key, or refreshes the key of an encrypted
+    /// link (LE Enable Encryption, Core Vol 4 Part E §7.8.24). The outcome arrives as
+    /// [`HostEvent::EncryptionChanged`] or [`HostEvent::EncryptionKeyRefreshed`]; the command's
+    /// own status as [`HostEvent::CommandDone`]. `ltk`, `rand` and `ediv` are in HCI order
+    /// (least significant octet first). The host keeps sending queued ACL data: the link layer
+    /// pauses it during the procedure (Core Vol 6 Part B §5.1.3.1).
+    pub fn start_encryption(
+        &mut self,
+        handle: ConnHandle,
+        ltk: [u8; 16],
+        rand: u64,
+        ediv: u16,
+    ) -> Result<CommandId, HostError> {
+        let link = self.links.get(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        if link.info.role != Role::Central {
+            return Err(HostError::WrongRole(Role::Central));
+        }
+        Ok(self.send_command(&Command::LeEnableEncryption { handle, rand, ediv, ltk }))
+    }
+
+    /// As peripheral, answers a pending [`HostEvent::LongTermKeyRequest`] with the key (LE Long
+    /// Term Key Request Reply, Core Vol 4 Part E §7.8.25).
+    pub fn long_term_key_reply(&mut self, handle: ConnHandle, ltk: [u8; 16]) -> Result<CommandId, HostError> {
+        self.take_key_request(handle)?;
+        Ok(self.send_command(&Command::LeLongTermKeyRequestReply { handle, ltk }))
+    }
+
+    /// As peripheral, answers a pending [`HostEvent::LongTermKeyRequest`] with "no key"; the
+    /// central sees Encryption Change with 0x06 PIN or Key Missing (LE Long Term Key Request
+    /// Negative Reply, Core Vol 4 Part E §7.8.26).
+    pub fn long_term_key_negative_reply(&mut self, handle: ConnHandle) -> Result<CommandId, HostError> {
+        self.take_key_request(handle)?;
+        Ok(self.send_command(&Command::LeLongTermKeyRequestNegativeReply { handle }))
+    }
+
+    /// Records what the Security Manager knows about the key in use: MITM protection and LE
+    /// Secure Connections (Core Vol 3 Part H §2.4), and the key size it negotiated when the
+    /// controller reported none (`Some(size)` overrides [`ASSUMED_KEY_SIZE`] on an encrypted link).
+    pub fn set_key_properties(
+        &mut self,
+        handle: ConnHandle,
+        authenticated: bool,
+        secure_connections: bool,
+        key_size: Option<u8>,
+    ) -> Result<(), HostError> {
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        link.security.authenticated = authenticated;
+        link.security.secure_connections = secure_connections;
+        if let (Some(size), true) = (key_size, link.security.encrypted) {
+            link.security.key_size = size;
+        }
+        Ok(())
+    }
+
+    fn take_key_request(&mut self, handle: ConnHandle) -> Result<(), HostError> {
+        let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        if link.info.role != Role::Peripheral {
+            return Err(HostError::WrongRole(Role::Peripheral));
+        }
+        if !core::mem::take(&mut link.key_request_pending) {
+            return Err(HostError::NoKeyRequestPending(handle));
+        }
+        Ok(())
+    }
+
     /// The next HCI packet (H4 framed) to write to the transport. Hand the buffer back with
     /// [`Host::recycle`] once written, so the next packets reuse it instead of allocating.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
@@ -500,13 +626,50 @@ impl Host {
             }
             Event::HardwareError { code } => st.events.push_back(HostEvent::HardwareError(code)),
             Event::EncryptionChange { status, handle, enabled } => {
-                st.events.push_back(HostEvent::EncryptionChanged { handle, status, enabled: enabled != 0 })
+                Self::on_encryption_change(links, st, status, handle, enabled != 0, ASSUMED_KEY_SIZE)
             }
+            Event::EncryptionChangeV2 { status, handle, enabled, key_size } => {
+                Self::on_encryption_change(links, st, status, handle, enabled != 0, key_size)
+            }
+            Event::EncryptionKeyRefreshComplete { status, handle } => match links.get_mut(&handle) {
+                Some(_) => st.events.push_back(HostEvent::EncryptionKeyRefreshed { handle, status }),
+                None => st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
+            },
             Event::Le(le) => Self::on_le_event(links, st, le),
             Event::Unknown { code, .. } => {
                 st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code, subevent: None }))
             }
         }
+    }
+
+    /// Encryption Change v1/v2 (Core Vol 4 Part E §7.7.8): records the link's new state.
+    fn on_encryption_change(
+        links: &mut BTreeMap<ConnHandle, Link>,
+        st: &mut State<'_>,
+        status: u8,
+        handle: ConnHandle,
+        enabled: bool,
+        key_size: u8,
+    ) {
+        let Some(link) = links.get_mut(&handle) else {
+            st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle)));
+            return;
+        };
+        let sec = &mut link.security;
+        if status == status::SUCCESS {
+            sec.encrypted = enabled;
+            sec.key_size = if enabled { key_size } else { 0 };
+            if !enabled {
+                sec.authenticated = false;
+                sec.secure_connections = false;
+            }
+        }
+        st.events.push_back(HostEvent::EncryptionChanged {
+            handle,
+            status,
+            encrypted: sec.encrypted,
+            key_size: sec.key_size,
+        });
     }
 
     fn on_le_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, le: LeEvent<'_>) {
@@ -535,6 +698,8 @@ impl Host {
                         tx: VecDeque::new(),
                         in_flight: 0,
                         next_signal_id: 1,
+                        security: LinkSecurity::default(),
+                        key_request_pending: false,
                     },
                 );
                 // A stale link under a reused handle is replaced; its buffers come back.
@@ -591,13 +756,13 @@ impl Host {
             LeEvent::PhyUpdateComplete { status, handle, tx_phy, rx_phy } => {
                 st.events.push_back(HostEvent::PhyUpdated { handle, status, tx_phy, rx_phy })
             }
-            LeEvent::LongTermKeyRequest { handle, .. } => {
-                // No keys until pairing exists (Core Vol 4 Part E §7.8.26).
-                st.internal_command(&Command::Other {
-                    opcode: Opcode::LE_LTK_NEG_REPLY,
-                    params: handle.to_le_bytes().to_vec(),
-                });
-            }
+            LeEvent::LongTermKeyRequest { handle, rand, ediv } => match links.get_mut(&handle) {
+                Some(link) => {
+                    link.key_request_pending = true;
+                    st.events.push_back(HostEvent::LongTermKeyRequest { handle, rand, ediv });
+                }
+                None => st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
+            },
             LeEvent::Unknown { subevent, .. } => st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent {
                 code: crate::hci::event::code::LE_META,
                 subevent: Some(subevent),

@@ -297,3 +297,144 @@ fn sending_needs_buffers_and_a_connection() {
     host.set_acl_buffers(27, 1);
     assert_eq!(host.send_att(1, &[1]), Err(HostError::UnknownConnection(1)));
 }
+
+const LTK: [u8; 16] = [0x4C, 0x68, 0x38, 0x41, 0x39, 0xF5, 0x74, 0xD8, 0x36, 0xBC, 0xF3, 0x4E, 0x9D, 0xFB, 0x01, 0xBF];
+
+/// A harness with one connection of the given role (handle 1), its events drained.
+fn with_link(role: u8) -> Harness {
+    let mut h = Harness::new(27, 4);
+    h.feed(&connected(1, role));
+    h.events();
+    h
+}
+
+#[test]
+fn start_encryption_sends_le_enable_encryption_for_a_central_link_only() {
+    let mut h = with_link(ROLE_CENTRAL);
+    h.host.start_encryption(1, LTK, 0x0102_0304_0506_0708, 0xBEEF).unwrap();
+    let mut want = Vec::new();
+    Command::LeEnableEncryption { handle: 1, rand: 0x0102_0304_0506_0708, ediv: 0xBEEF, ltk: LTK }.encode_h4(&mut want);
+    assert_eq!(h.sent(), vec![want]);
+    assert_eq!(h.host.start_encryption(9, LTK, 0, 0), Err(HostError::UnknownConnection(9)));
+
+    let mut p = with_link(ROLE_PERIPHERAL);
+    assert_eq!(p.host.start_encryption(1, LTK, 0, 0), Err(HostError::WrongRole(Role::Central)));
+    assert!(p.sent().is_empty());
+}
+
+#[test]
+fn encryption_change_v1_marks_the_link_encrypted_with_the_assumed_key_size() {
+    let mut h = with_link(ROLE_CENTRAL);
+    assert_eq!(h.host.security(1), Some(LinkSecurity::default()));
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 1, enabled: 1 }));
+    assert_eq!(
+        h.events(),
+        vec![HostEvent::EncryptionChanged { handle: 1, status: 0, encrypted: true, key_size: ASSUMED_KEY_SIZE }]
+    );
+    let sec = h.host.security(1).unwrap();
+    assert!(sec.encrypted && sec.key_size == 16 && !sec.authenticated && !sec.secure_connections);
+    // SMP records what it knows about the key, including a shorter negotiated size.
+    h.host.set_key_properties(1, true, true, Some(7)).unwrap();
+    let sec = h.host.security(1).unwrap();
+    assert!(sec.authenticated && sec.secure_connections && sec.key_size == 7);
+    assert_eq!(h.host.set_key_properties(2, true, true, None), Err(HostError::UnknownConnection(2)));
+}
+
+#[test]
+fn encryption_change_v2_reports_the_controllers_key_size() {
+    let mut h = with_link(ROLE_CENTRAL);
+    h.feed(&ev(Event::EncryptionChangeV2 { status: 0, handle: 1, enabled: 1, key_size: 10 }));
+    assert_eq!(h.events(), vec![HostEvent::EncryptionChanged { handle: 1, status: 0, encrypted: true, key_size: 10 }]);
+    assert_eq!(h.host.security(1).map(|s| (s.encrypted, s.key_size)), Some((true, 10)));
+}
+
+#[test]
+fn failed_encryption_change_leaves_the_link_as_it_was() {
+    let mut h = with_link(ROLE_CENTRAL);
+    h.feed(&ev(Event::EncryptionChange { status: status::PIN_OR_KEY_MISSING, handle: 1, enabled: 0 }));
+    assert_eq!(
+        h.events(),
+        vec![HostEvent::EncryptionChanged {
+            handle: 1,
+            status: status::PIN_OR_KEY_MISSING,
+            encrypted: false,
+            key_size: 0
+        }]
+    );
+    assert!(!h.host.security(1).unwrap().encrypted);
+    // Encrypted, then a failed change: still encrypted.
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 1, enabled: 1 }));
+    h.feed(&ev(Event::EncryptionChange { status: 0x1F, handle: 1, enabled: 0 }));
+    assert_eq!(
+        h.events().last(),
+        Some(&HostEvent::EncryptionChanged { handle: 1, status: 0x1F, encrypted: true, key_size: 16 })
+    );
+    // Encryption turned off clears the key's properties.
+    h.host.set_key_properties(1, true, false, None).unwrap();
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 1, enabled: 0 }));
+    assert_eq!(h.host.security(1), Some(LinkSecurity::default()));
+}
+
+#[test]
+fn encryption_events_for_unknown_handles_are_dropped() {
+    let mut h = with_link(ROLE_CENTRAL);
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 7, enabled: 1 }));
+    h.feed(&ev(Event::EncryptionKeyRefreshComplete { status: 0, handle: 7 }));
+    h.feed(&ev(Event::Le(LeEvent::LongTermKeyRequest { handle: 7, rand: 0, ediv: 0 })));
+    assert_eq!(h.events(), vec![HostEvent::Dropped(Dropped::UnknownHandle(7)); 3]);
+    assert!(h.sent().is_empty(), "no reply for a link we do not know");
+}
+
+#[test]
+fn key_refresh_complete_is_reported() {
+    let mut h = with_link(ROLE_CENTRAL);
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 1, enabled: 1 }));
+    h.events();
+    h.feed(&ev(Event::EncryptionKeyRefreshComplete { status: 0, handle: 1 }));
+    assert_eq!(h.events(), vec![HostEvent::EncryptionKeyRefreshed { handle: 1, status: 0 }]);
+    assert!(h.host.security(1).unwrap().encrypted);
+}
+
+#[test]
+fn ltk_request_is_reported_and_answered_once() {
+    let mut h = with_link(ROLE_PERIPHERAL);
+    h.feed(&ev(Event::Le(LeEvent::LongTermKeyRequest { handle: 1, rand: 0x1122, ediv: 0x3344 })));
+    assert_eq!(h.events(), vec![HostEvent::LongTermKeyRequest { handle: 1, rand: 0x1122, ediv: 0x3344 }]);
+    assert!(h.sent().is_empty(), "the host no longer answers on its own");
+    let id = h.host.long_term_key_reply(1, LTK).unwrap();
+    let mut want = Vec::new();
+    Command::LeLongTermKeyRequestReply { handle: 1, ltk: LTK }.encode_h4(&mut want);
+    assert_eq!(h.sent(), vec![want]);
+    // Answered: a second answer is refused.
+    assert_eq!(h.host.long_term_key_negative_reply(1), Err(HostError::NoKeyRequestPending(1)));
+    h.feed(&complete(Opcode::LE_LTK_REPLY, 1, &[0, 1, 0]));
+    assert_eq!(
+        h.events(),
+        vec![HostEvent::CommandDone { id, opcode: Opcode::LE_LTK_REPLY, status: 0, return_params: vec![1, 0] }]
+    );
+}
+
+#[test]
+fn ltk_negative_reply_needs_a_pending_request_and_the_peripheral_role() {
+    let mut h = with_link(ROLE_PERIPHERAL);
+    assert_eq!(h.host.long_term_key_negative_reply(1), Err(HostError::NoKeyRequestPending(1)));
+    assert_eq!(h.host.long_term_key_reply(3, LTK), Err(HostError::UnknownConnection(3)));
+    h.feed(&ev(Event::Le(LeEvent::LongTermKeyRequest { handle: 1, rand: 0, ediv: 0 })));
+    h.events();
+    h.host.long_term_key_negative_reply(1).unwrap();
+    assert_eq!(h.sent(), vec![vec![0x01, 0x1B, 0x20, 0x02, 0x01, 0x00]]);
+
+    let mut c = with_link(ROLE_CENTRAL);
+    assert_eq!(c.host.long_term_key_reply(1, LTK), Err(HostError::WrongRole(Role::Peripheral)));
+}
+
+#[test]
+fn a_reconnection_under_the_same_handle_starts_unencrypted() {
+    let mut h = with_link(ROLE_PERIPHERAL);
+    h.feed(&ev(Event::Le(LeEvent::LongTermKeyRequest { handle: 1, rand: 0, ediv: 0 })));
+    h.feed(&ev(Event::EncryptionChange { status: 0, handle: 1, enabled: 1 }));
+    h.feed(&ev(Event::DisconnectionComplete { status: 0, handle: 1, reason: 0x13 }));
+    h.feed(&connected(1, ROLE_PERIPHERAL));
+    assert_eq!(h.host.security(1), Some(LinkSecurity::default()));
+    assert_eq!(h.host.long_term_key_negative_reply(1), Err(HostError::NoKeyRequestPending(1)));
+}

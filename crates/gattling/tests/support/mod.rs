@@ -251,6 +251,15 @@ impl Bed {
         Bed::Gattling(GattlingServer::start().await)
     }
 
+    /// Which controller this bed runs, for messages.
+    #[allow(dead_code)]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Bed::RootCanal(_) => "rootcanal",
+            Bed::Gattling(_) => "gattling controller",
+        }
+    }
+
     /// Transport string for a host on this bed.
     pub fn transport(&self) -> String {
         match self {
