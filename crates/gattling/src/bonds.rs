@@ -59,7 +59,7 @@ pub const FILE_EXTENSION: &str = "bond";
 
 /// A Long Term Key with its EDIV and Rand, as distributed in Encryption Information and Central
 /// Identification (Core Vol 3 Part H §3.6.2, §3.6.3); for LE Secure Connections EDIV and Rand are 0
-/// (§2.4.2.3). Arrays are little-endian. [`fmt::Debug`] redacts the key.
+/// (§2.4.4.2). Arrays are little-endian. [`fmt::Debug`] redacts the key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct LongTermKey {
     /// The 128-bit LTK.
@@ -71,7 +71,7 @@ pub struct LongTermKey {
 }
 
 impl LongTermKey {
-    /// A Secure Connections LTK: EDIV and Rand zero (Core Vol 3 Part H §2.4.2.3).
+    /// A Secure Connections LTK: EDIV and Rand zero (Core Vol 3 Part H §2.4.4.2).
     pub fn secure_connections(key: [u8; 16]) -> Self {
         LongTermKey { key, ediv: 0, rand: [0; 8] }
     }
@@ -112,11 +112,11 @@ impl fmt::Debug for Redacted {
     }
 }
 
-/// What a bond with one peer holds (Core Vol 3 Part H §2.4.1, Part C §9.4.4, Part G §3.3.3.3 and
+/// What a bond with one peer holds (Core Vol 3 Part H §2.4.1, Part C §9.4, Part G §3.3.3.3 and
 /// §7.3). [`fmt::Debug`] redacts every key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Bond {
-    /// The peer, identified by its identity address (Core Vol 3 Part H §3.6.4).
+    /// The peer, identified by its identity address (Core Vol 3 Part H §3.6.5).
     pub peer: IdentityAddress,
     /// Our identity for this bond, when we distributed one.
     pub local: Option<IdentityAddress>,
@@ -127,7 +127,7 @@ pub struct Bond {
     /// The encryption key size in octets, 7 to 16 (Core Vol 3 Part H §2.3.4).
     pub key_size: u8,
     /// The LTK to encrypt with when we are central: the peer's distributed LTK in legacy pairing,
-    /// the Secure Connections LTK otherwise (Core Vol 3 Part H §2.4.4.1).
+    /// the Secure Connections LTK otherwise (Core Vol 3 Part H §2.4.4.2).
     pub ltk: Option<LongTermKey>,
     /// The LTK we distributed in legacy pairing, answered to the peer's LTK request when it is
     /// central (Core Vol 3 Part H §2.4.4.2; Vol 4 Part E §7.7.65.5).
@@ -512,7 +512,7 @@ pub struct SkippedBond {
     pub error: BondError,
 }
 
-/// Where bonds are kept (Core Vol 3 Part C §9.4.4: a bond is the keys stored after pairing).
+/// Where bonds are kept (Core Vol 3 Part C §9.4: a bond is the keys stored after pairing).
 /// Synchronous: call it from blocking-safe code.
 pub trait BondStore: Send + Sync {
     /// The most bonds the store keeps.

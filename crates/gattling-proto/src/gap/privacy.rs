@@ -66,7 +66,7 @@ fn random_part_ok(bytes: &[u8], bits: u32) -> bool {
     ones != 0 && ones != bits
 }
 
-/// The type of an identity address: public, or static random (Core Vol 3 Part H §3.6.4, Part C §15.1.1).
+/// The type of an identity address: public, or static random (Core Vol 3 Part H §3.6.5).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum IdentityAddressType {
     /// A public device address (Core Vol 6 Part B §1.3.1).
@@ -76,7 +76,7 @@ pub enum IdentityAddressType {
 }
 
 /// A device's identity address: the stable address a bond is keyed by, as distributed in SMP
-/// Identity Address Information (Core Vol 3 Part H §3.6.4; Part C §10.7).
+/// Identity Address Information (Core Vol 3 Part H §3.6.5; Part C §10.7).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct IdentityAddress {
     /// Public or static random.
@@ -142,18 +142,18 @@ fn draw_address(rng: &mut dyn SecureRandom, kind: RandomAddressKind, fix: u8) ->
     }
 }
 
-/// A fresh static random device address from `rng` (Core Vol 6 Part B §1.3.2.1).
+/// A fresh static random device address from `rng` (Core Vol 6 Part B §1.3.2.1, Vol 3 Part C §10.8.1).
 pub fn generate_static_address(rng: &mut dyn SecureRandom) -> BdAddr {
     draw_address(rng, RandomAddressKind::Static, 0xC0)
 }
 
-/// A fresh non-resolvable private address from `rng` (Core Vol 6 Part B §1.3.2.2).
+/// A fresh non-resolvable private address from `rng` (Core Vol 6 Part B §1.3.2.2, Vol 3 Part C §10.8.2.1).
 pub fn generate_nrpa(rng: &mut dyn SecureRandom) -> BdAddr {
     draw_address(rng, RandomAddressKind::NonResolvable, 0x00)
 }
 
-/// A fresh Identity Resolving Key from `rng`, never all zeros (an all-zero IRK means "no IRK";
-/// Core Vol 3 Part H §2.4.2.1, Part C §10.7).
+/// A fresh random Identity Resolving Key from `rng` (Core Vol 3 Part H §2.4.2.1), never all zeros,
+/// which a resolving list takes as "no IRK" (Core Vol 4 Part E §7.8.38).
 pub fn generate_irk(rng: &mut dyn SecureRandom) -> [u8; 16] {
     loop {
         let mut irk = [0u8; 16];
@@ -165,7 +165,8 @@ pub fn generate_irk(rng: &mut dyn SecureRandom) -> [u8; 16] {
 }
 
 /// A fresh resolvable private address for `irk`: a random `prand` (top bits `0b01`, random part
-/// neither all zeros nor all ones) and `hash = ah(irk, prand)` (Core Vol 6 Part B §1.3.2.2).
+/// neither all zeros nor all ones) and `hash = ah(irk, prand)` (Core Vol 6 Part B §1.3.2.2,
+/// Vol 3 Part C §10.8.2.2).
 pub fn generate_rpa(irk: &[u8; 16], rng: &mut dyn SecureRandom) -> BdAddr {
     loop {
         let mut prand = [0u8; 3];
@@ -179,7 +180,7 @@ pub fn generate_rpa(irk: &[u8; 16], rng: &mut dyn SecureRandom) -> BdAddr {
 }
 
 /// True when `addr` is a resolvable private address generated from `irk`: its top bits are `0b01`
-/// and `ah(irk, prand)` equals its `hash` (Core Vol 6 Part B §1.3.2.3).
+/// and `ah(irk, prand)` equals its `hash` (Core Vol 6 Part B §1.3.2.3, Vol 3 Part C §10.8.2.3).
 pub fn resolve_rpa(irk: &[u8; 16], addr: BdAddr) -> bool {
     let a = addr.0;
     if RandomAddressKind::of(addr) != Some(RandomAddressKind::Resolvable) {
@@ -258,7 +259,7 @@ impl Resolver {
 }
 
 /// Sans-IO rotation of our own resolvable private address every `interval` microseconds
-/// (TGAP(private_addr_int), Core Vol 3 Part C §10.7.1 and Appendix A).
+/// (TGAP(private_addr_int), Core Vol 3 Part C §10.7 and Appendix A).
 ///
 /// Call [`RpaRotation::handle_timeout`] once [`RpaRotation::poll_timeout`] has passed; the first
 /// call makes the first address. The IRK is kept private ([`fmt::Debug`] does not show it).
@@ -282,7 +283,7 @@ impl fmt::Debug for RpaRotation {
 
 impl RpaRotation {
     /// A rotation for our `irk` every `interval_us` microseconds (at least 1), with no address yet
-    /// (Core Vol 3 Part C §10.7.1).
+    /// (Core Vol 3 Part C §10.7).
     pub fn new(irk: [u8; 16], interval_us: u64) -> Self {
         RpaRotation { irk, interval_us: interval_us.max(1), current: None, next_at: None }
     }
@@ -303,14 +304,14 @@ impl RpaRotation {
     }
 
     /// When to call [`RpaRotation::handle_timeout`] next: `Some(0)` (now) before the first
-    /// address, else the time the current address expires (Core Vol 3 Part C §10.7.1).
+    /// address, else the time the current address expires (Core Vol 3 Part C §10.7).
     pub fn poll_timeout(&self) -> Option<u64> {
         Some(self.next_at.unwrap_or(0))
     }
 
     /// At or after [`RpaRotation::poll_timeout`]: a new RPA, valid until `now + interval`; the
     /// caller sets it in the controller (LE Set Random Address). Earlier calls change nothing and
-    /// give `None` (Core Vol 3 Part C §10.7.1).
+    /// give `None` (Core Vol 3 Part C §10.7).
     pub fn handle_timeout(&mut self, now: u64, rng: &mut dyn SecureRandom) -> Option<BdAddr> {
         match self.next_at {
             Some(at) if now < at => None,
@@ -319,7 +320,7 @@ impl RpaRotation {
     }
 
     /// A new RPA right away (for instance when advertising restarts), valid until `now + interval`
-    /// (Core Vol 3 Part C §10.7.1).
+    /// (Core Vol 3 Part C §10.7).
     pub fn rotate(&mut self, now: u64, rng: &mut dyn SecureRandom) -> BdAddr {
         let mut addr = generate_rpa(&self.irk, rng);
         // A new address differs from the old one; redraw the (rare) repeat.
