@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bonds;
 pub mod btsnoop;
 pub mod connection;
 pub mod controller;
@@ -23,6 +24,7 @@ pub mod gatt_client;
 pub mod host;
 pub mod transport;
 
+pub use bonds::{Bond, BondError, BondStore, FileBondStore, MemoryBondStore};
 pub use connection::{Connection, Phy, PhySet};
 pub use error::Error;
 pub use gatt::{GattServer, ReadRequest, ServerEvent, WriteRequest};

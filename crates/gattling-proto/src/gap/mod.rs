@@ -1,6 +1,7 @@
 //! Generic Access Profile: device addresses and advertising data (Core Vol 3 Part C, Vol 6 Part B §1.3).
 
 pub mod ad;
+pub mod privacy;
 
 use core::fmt;
 use core::str::FromStr;
