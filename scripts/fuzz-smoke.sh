@@ -158,6 +158,18 @@ write_seeds() {
     mkdir -p "$FUZZ/corpus/att_list"
     printf '0c 00 02 00 28 02 e7 fe\n0d 00 02 03 28 01 0c\n0e 00 10 ff ee dd cc bb aa 99 88 77 66 55 44 33 22 11 00 04 01 02 03 04\n00 00\n' \
         >"$FUZZ/corpus/att_list/seed-hex"
+    # bond_file: FileBondStore bond files (TOML text), a full one and a minimal one.
+    mkdir -p "$FUZZ/corpus/bond_file"
+    printf '%s\n' 'version = 1' 'peer = "C0:11:22:33:44:55/random"' 'local = "00:1B:DC:AA:BB:CC/public"' \
+        'secure_connections = true' 'authenticated = true' 'key_size = 16' \
+        'peer_irk = "ec0234a357c8ad05341010a60a397d9b"' 'database_hash = "00112233445566778899aabbccddeeff"' \
+        'service_changed_pending = false' '[ltk]' 'key = "11111111111111111111111111111111"' 'ediv = 0' \
+        'rand = "0000000000000000"' '[local_ltk]' 'key = "22222222222222222222222222222222"' 'ediv = 48879' \
+        'rand = "0807060504030201"' '[peer_csrk]' 'key = "44444444444444444444444444444444"' 'counter = 7' \
+        '[local_csrk]' 'key = "55555555555555555555555555555555"' 'counter = 4294967295' \
+        '[cccds]' '0x0012 = 1' '0xFFFF = 2' >"$FUZZ/corpus/bond_file/seed-full"
+    printf '%s\n' 'version = 1' 'peer = "00:1B:DC:01:02:03/public"' 'secure_connections = false' \
+        'authenticated = false' 'key_size = 7' >"$FUZZ/corpus/bond_file/seed-minimal"
 }
 
 cd "$FUZZ"
