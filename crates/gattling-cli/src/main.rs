@@ -486,6 +486,7 @@ async fn advertise(host: &Host, name: &str, connectable: bool) -> Result<(), gat
             Ok(Notification::HardwareError(code)) => {
                 return Err(gattling::Error::Protocol(format!("controller hardware error {code:#04x}")))
             }
+            Ok(note) => println!("{}", serving::describe_security(&note)),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
             Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                 return Err(gattling::Error::TransportClosed("the host stopped".into()))

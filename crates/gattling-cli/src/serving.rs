@@ -76,6 +76,7 @@ pub async fn advertise_and_serve(
                 Ok(Notification::HardwareError(code)) => {
                     return Err(gattling::Error::Protocol(format!("controller hardware error {code:#04x}")))
                 }
+                Ok(note) => println!("{}", describe_security(&note)),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
                     return Err(gattling::Error::TransportClosed("the host stopped".into()))
@@ -96,6 +97,24 @@ pub fn count_up(v: &[u8]) -> Vec<u8> {
         }
     }
     v
+}
+
+/// One line for a pairing outcome (Secured / PairingFailed notifications).
+pub(crate) fn describe_security(note: &Notification) -> String {
+    match note {
+        Notification::Secured { handle, security, bonded } => format!(
+            "secured: handle {handle:#05x} {:?} key {} octets{}",
+            gattling::SecurityLevel::of(security),
+            security.key_size,
+            if *bonded { ", bonded" } else { "" }
+        ),
+        Notification::PairingFailed { handle, reason, remote } => {
+            let name = gattling::proto::smp::pdu::Reason::from_u8(*reason).name();
+            let by = if *remote { "by the peer" } else { "here" };
+            format!("pairing failed: handle {handle:#05x} reason {reason:#04x} ({name}) {by}")
+        }
+        other => format!("{other:?}"),
+    }
 }
 
 #[cfg(test)]

@@ -909,6 +909,22 @@ fn gatt_sr_gaw_bv_08_c_write_characteristic_descriptors() {
     );
 }
 
+/// A bonded client's CCCD values carry over to its next connection (Core Vol 3 Part G §3.3.3.3);
+/// handles that are not CCCDs are not restored.
+#[test]
+fn cccd_values_persist_for_a_bonded_client() {
+    let mut fx = Fixture::new();
+    fx.run(C1, &[("12 1C00 0200", "13")]);
+    let kept = fx.server.cccds(C1);
+    assert_eq!(kept, vec![(0x1C, 2)]);
+    fx.connect(C2);
+    assert_eq!(fx.server.cccd(C2, CharId(h::INDICATE)), 0, "a new connection starts unsubscribed");
+    let restored = fx.server.restore_cccds(C2, kept.into_iter().chain([(0x2100, 1), (0x0003, 1)]));
+    assert_eq!(restored, 1, "only the real CCCD is restored");
+    assert_eq!(fx.server.cccd(C2, CharId(h::INDICATE)), 2);
+    fx.run(C2, &[("0A 1C00", "0B 0200")]);
+}
+
 #[test]
 fn gatt_sr_gaw_bv_09_c_write_long_characteristic_descriptors() {
     let mut fx = Fixture::new();

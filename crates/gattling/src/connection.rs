@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::host::{Host, LinkEnd, LinkEvent, COMMAND_TIMEOUT};
+use crate::security::SecurityLevel;
 use gattling_proto::gap::Address;
 use gattling_proto::hci::command::{Command, ConnParams, Opcode};
 use gattling_proto::hci::{status, ConnHandle, Reason};
@@ -232,6 +233,66 @@ impl Connection {
             }),
             _ = tokio::time::sleep(Duration::from_secs(30)) => Err(Error::Timeout(what)),
         }
+    }
+
+    /// The link's security: encryption, key size, and how the key was made (Core Vol 3 Part C
+    /// §10.2); all off once the link is gone.
+    pub fn security(&self) -> crate::security::LinkSecurity {
+        self.host.lock().core.security(self.info.handle).unwrap_or_default()
+    }
+
+    /// The LE Security Mode 1 level the link has reached (Core Vol 3 Part C §10.2.1).
+    pub fn security_level(&self) -> SecurityLevel {
+        SecurityLevel::of(&self.security())
+    }
+
+    /// The bond with this link's peer, if there is one ([`crate::bonds`]).
+    pub fn bond(&self) -> Option<crate::bonds::Bond> {
+        let inner = self.host.lock();
+        inner.security.as_ref().and_then(|s| s.bond_of(self.info.peer))
+    }
+
+    /// Pairs now and waits for the outcome (Core Vol 3 Part H §2.3): as central with a Pairing
+    /// Request; as peripheral with a Security Request, which the central may also answer by
+    /// encrypting with a key from an earlier bond. With bonding the keys go to the bond store.
+    /// Fails with [`Error::Pairing`] (the Pairing Failed reason), [`Error::Timeout`] (the 30 s
+    /// SMP timeout) or [`Error::Disconnected`].
+    pub async fn pair(&self) -> Result<crate::security::LinkSecurity, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = self.host.shared().clone();
+        {
+            let now = shared.now();
+            let mut inner = self.host.lock();
+            crate::security::start(&shared, &mut inner, self.info.handle, tx, now);
+            inner.dispatch_jobs();
+        }
+        crate::driver::kick(&shared);
+        rx.await.map_err(|_| Error::Cancelled("pairing"))?
+    }
+
+    /// Makes sure the link reaches `level` (Core Vol 3 Part C §10.2.1): at once if it has; as
+    /// central by encrypting with the bond's key when the bond is good enough, otherwise by
+    /// pairing (a peer that lost its bond is paired again). Fails with
+    /// [`Error::InsufficientSecurity`] when pairing gave less than `level`.
+    pub async fn secure(&self, level: SecurityLevel) -> Result<crate::security::LinkSecurity, Error> {
+        if self.security_level() >= level {
+            return Ok(self.security());
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shared = self.host.shared().clone();
+        {
+            let now = shared.now();
+            let mut inner = self.host.lock();
+            crate::security::secure(&shared, &mut inner, self.info.handle, level, tx, now);
+            inner.dispatch_jobs();
+        }
+        crate::driver::kick(&shared);
+        let got = rx.await.map_err(|_| Error::Cancelled("pairing"))??;
+        let reached = SecurityLevel::of(&got);
+        if reached < level {
+            return Err(Error::InsufficientSecurity { wanted: level, reached });
+        }
+        Ok(got)
     }
 
     /// Whether the link is encrypted and the key size in octets (0 when not encrypted)

@@ -48,6 +48,8 @@ pub(crate) struct Link {
     pub(crate) data_length: (u16, u16),
     /// (TX, RX) PHY codes, from LE PHY Update Complete.
     pub(crate) phy: (u8, u8),
+    /// The link's Security Manager and its waiters.
+    pub(crate) security: crate::security::LinkSecurityManager,
 }
 
 /// The links by handle; also how the GATT server finds bearers.
@@ -117,6 +119,11 @@ pub(crate) struct Inner {
     /// Long Term Keys this host gives as peripheral, per peer: (LTK, Rand, EDIV)
     /// ([`crate::Host::set_long_term_key`]).
     pub(crate) keys: HashMap<Address, ([u8; 16], u64, u16)>,
+    /// The Security Manager's settings and state; `None` until the host knows its own address,
+    /// and when pairing is disabled.
+    pub(crate) security: Option<crate::security::SecurityState>,
+    /// Our own address, as peers see it.
+    pub(crate) local_address: Address,
 }
 
 pub(crate) struct Shared {
@@ -192,6 +199,8 @@ impl Inner {
             jobs: Vec::new(),
             early: Vec::new(),
             keys: HashMap::new(),
+            security: None,
+            local_address: Address::default(),
         }
     }
 
@@ -483,14 +492,26 @@ pub(crate) async fn timer_loop(shared: Weak<Shared>) {
             }
             let mut expired: Vec<(ConnHandle, Timeout)> = Vec::new();
             let mut next: Option<u64> = None;
+            let mut smp_due: Vec<ConnHandle> = Vec::new();
             for (h, link) in inner.links.0.iter_mut() {
                 if let Some(t) = link.bearer.handle_timeout(now) {
                     expired.push((*h, t));
                 }
-                next = match (next, link.bearer.poll_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                if link.security.poll_timeout().is_some_and(|t| t <= now) {
+                    smp_due.push(*h);
+                }
+            }
+            for handle in smp_due {
+                crate::security::on_timeout(&shared, &mut inner, handle, now);
+            }
+            inner.dispatch_jobs();
+            for link in inner.links.0.values() {
+                for t in [link.bearer.poll_timeout(), link.security.poll_timeout()] {
+                    next = match (next, t) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
             }
             for (handle, which) in expired {
                 tracing::warn!(handle, ?which, "ATT transaction timeout: the bearer is closed, disconnecting");
@@ -535,10 +556,11 @@ pub(crate) fn close(shared: &Shared, why: String) {
     if let Some(tx) = inner.connecting.take() {
         let _ = tx.send(Err(Error::TransportClosed(why.clone())));
     }
-    for (_, link) in inner.links.0.drain() {
+    for (_, mut link) in inner.links.0.drain() {
         if let Some(client) = &link.client {
             client.fail(Error::TransportClosed(why.clone()));
         }
+        link.security.fail(&Error::TransportClosed(why.clone()));
         let _ = link.end_tx.send_replace(Some(LinkEnd::TransportClosed));
     }
     inner.scan = None;
@@ -566,7 +588,13 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 }
             }
             HostEvent::Connected(info) => {
-                let link = new_link(shared, inner.local_mtu, info);
+                let mut link = new_link(shared, inner.local_mtu, info);
+                link.security = crate::security::LinkSecurityManager::new(
+                    inner.security.as_ref(),
+                    info.role,
+                    inner.local_address,
+                    info.peer,
+                );
                 inner.links.0.insert(info.handle, link);
                 if let Some(g) = inner.gatt.as_mut() {
                     g.server.connect(ConnId(info.handle));
@@ -606,10 +634,11 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 if let Some(g) = inner.gatt.as_mut() {
                     g.server.disconnect(ConnId(handle));
                 }
-                if let Some(link) = inner.links.0.remove(&handle) {
+                if let Some(mut link) = inner.links.0.remove(&handle) {
                     if let Some(client) = &link.client {
                         client.fail(Error::Disconnected { reason });
                     }
+                    link.security.fail(&Error::Disconnected { reason });
                     let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
                 }
                 let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
@@ -644,10 +673,8 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
             }
             HostEvent::EncryptionChanged { handle, status, encrypted, key_size } => {
                 tracing::info!(handle, status, encrypted, key_size, "encryption change");
-                let authenticated = inner.core.security(handle).is_some_and(|s| s.authenticated);
-                if let Some(g) = inner.gatt.as_mut() {
-                    g.server.set_security(ConnId(handle), encrypted, encrypted && authenticated);
-                }
+                let now = shared.now();
+                crate::security::on_encryption_changed(shared, inner, handle, status, encrypted, key_size, now);
                 link_event(inner, handle, LinkEvent::Encryption { status, encrypted, key_size })
             }
             HostEvent::EncryptionKeyRefreshed { handle, status } => {
@@ -655,18 +682,11 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 link_event(inner, handle, LinkEvent::KeyRefresh { status })
             }
             HostEvent::LongTermKeyRequest { handle, rand, ediv } => {
-                // A key registered for this peer with the same Rand and EDIV, else "no key"
-                // (Core Vol 4 Part E §7.8.25, §7.8.26).
-                let peer = inner.links.0.get(&handle).map(|l| l.info.peer);
-                let key = peer.and_then(|p| inner.keys.get(&p)).filter(|k| (k.1, k.2) == (rand, ediv)).map(|k| k.0);
-                tracing::info!(handle, rand, ediv, known = key.is_some(), "long term key request");
-                let answered = match key {
-                    Some(ltk) => inner.core.long_term_key_reply(handle, ltk),
-                    None => inner.core.long_term_key_negative_reply(handle),
-                };
-                if let Err(e) = answered {
-                    tracing::warn!(handle, %e, "long term key request not answered");
-                }
+                crate::security::on_ltk_request(inner, handle, rand, ediv)
+            }
+            HostEvent::Smp { handle, pdu } => {
+                let now = shared.now();
+                crate::security::on_pdu(shared, inner, handle, &pdu, now);
             }
             HostEvent::HardwareError(code) => {
                 tracing::error!(code, "controller hardware error");
@@ -695,6 +715,7 @@ fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link 
         // The defaults until the controller reports a change (Core Vol 6 Part B §4.5.10, §5.1.10).
         data_length: (27, 27),
         phy: (1, 1),
+        security: crate::security::LinkSecurityManager::new(None, info.role, Address::default(), info.peer),
     }
 }
 

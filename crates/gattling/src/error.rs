@@ -65,6 +65,32 @@ pub enum Error {
     /// Advertising data could not be built.
     #[error("advertising data: {0}")]
     AdvertisingData(#[from] gattling_proto::gap::ad::AdBuildError),
+    /// Pairing failed with this Pairing Failed reason, sent by us or by the peer (`remote`)
+    /// (Core Vol 3 Part H §3.5.5).
+    #[error("pairing failed ({by}): {reason}", by = if *remote { "by the peer" } else { "here" }, reason = reason.name())]
+    Pairing {
+        /// The reason code.
+        reason: gattling_proto::smp::pdu::Reason,
+        /// The peer sent the Pairing Failed.
+        remote: bool,
+    },
+    /// The link did not reach the security level asked for.
+    #[error("the link reached {reached:?}, not {wanted:?}")]
+    InsufficientSecurity {
+        /// The level asked for.
+        wanted: crate::security::SecurityLevel,
+        /// The level the link has.
+        reached: crate::security::SecurityLevel,
+    },
+    /// The bond store failed.
+    #[error("bond store: {0}")]
+    Bond(std::sync::Arc<crate::bonds::BondError>),
+}
+
+impl From<crate::bonds::BondError> for Error {
+    fn from(e: crate::bonds::BondError) -> Self {
+        Error::Bond(std::sync::Arc::new(e))
+    }
 }
 
 impl From<crate::transport::TransportError> for Error {

@@ -95,6 +95,8 @@ pub(crate) enum AppJob {
     Confirmed,
     /// A notification or indication for the GATT client's callbacks (the whole PDU).
     Notified(Vec<u8>),
+    /// A pairing question for the user ([`crate::security::PairingDelegate`]).
+    Security(crate::security::Ask),
 }
 
 /// The server's view of the application while it answers a request under the host lock: a
@@ -135,9 +137,8 @@ impl Access for Recorder<'_> {
     }
 
     fn subscribed(&mut self, _conn: ConnId, ch: CharId, cccd: u16) {
-        if self.hooks.subscribe.contains_key(&ch) || !self.hooks.listeners.is_empty() {
-            self.jobs.push((self.handle, AppJob::Subscribed(ch, cccd)));
-        }
+        // Always: a bonded client's CCCD is kept in its bond (Core Vol 3 Part G §3.3.3.3).
+        self.jobs.push((self.handle, AppJob::Subscribed(ch, cccd)));
     }
 
     fn authorize(&mut self, conn: ConnId, handle: u16, write: bool) -> bool {
@@ -337,9 +338,17 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 }
             }
             AppJob::Subscribed(ch, cccd) => {
-                let (hook, listeners) = match lock(&s).gatt.as_ref() {
-                    Some(g) => (g.hooks.subscribe.get(&ch).cloned(), g.hooks.listeners.clone()),
-                    None => (None, Vec::new()),
+                let (hook, listeners) = {
+                    let inner = lock(&s);
+                    let cccd_handle =
+                        inner.gatt.as_ref().and_then(|g| g.server.db().characteristic(ch)).and_then(|c| c.cccd_handle);
+                    if let Some(h) = cccd_handle {
+                        crate::security::persist_cccd(&inner, conn, h, cccd);
+                    }
+                    match inner.gatt.as_ref() {
+                        Some(g) => (g.hooks.subscribe.get(&ch).cloned(), g.hooks.listeners.clone()),
+                        None => (None, Vec::new()),
+                    }
                 };
                 drop(s);
                 for l in listeners {
@@ -355,6 +364,11 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 for l in listeners {
                     let _ = l.send(ServerEvent::Confirmed { conn });
                 }
+            }
+            AppJob::Security(question) => {
+                drop(s);
+                // The user may take a while: other jobs of this link go on meanwhile.
+                tokio::spawn(crate::security::ask(shared.clone(), conn, question));
             }
             AppJob::Notified(pdu) => {
                 let client = lock(&s).links.0.get(&conn).and_then(|l| l.client.clone());

@@ -31,6 +31,8 @@ pub struct HostOptions {
     pub att_mtu: u16,
     /// Record every HCI packet in this btsnoop file ([`crate::btsnoop`]).
     pub btsnoop: Option<Arc<crate::btsnoop::Btsnoop>>,
+    /// Pairing, bonding and the pairing delegate ([`crate::security`]).
+    pub security: crate::security::SecurityOptions,
 }
 
 /// How a connection ended, as seen by a [`Connection`].
@@ -90,6 +92,26 @@ pub enum Notification {
     },
     /// The controller reported a hardware error.
     HardwareError(u8),
+    /// A link was secured by pairing (bond stored when `bonded`) or by encrypting with a bond's
+    /// key (Core Vol 3 Part H §2.4).
+    Secured {
+        /// Handle.
+        handle: ConnHandle,
+        /// What the link has now.
+        security: crate::security::LinkSecurity,
+        /// The peer is bonded.
+        bonded: bool,
+    },
+    /// Pairing on a link failed (Core Vol 3 Part H §3.5.5); `reason` is the Pairing Failed
+    /// reason, 0 for the SMP timeout.
+    PairingFailed {
+        /// Handle.
+        handle: ConnHandle,
+        /// The Pairing Failed reason code.
+        reason: u8,
+        /// The peer sent it.
+        remote: bool,
+    },
 }
 
 /// A Bluetooth LE host on one controller. Cheap to clone; all clones drive the same controller.
@@ -314,8 +336,10 @@ impl Host {
         };
         let (incoming_tx, incoming_rx) = mpsc::unbounded_channel();
         let local_mtu = if options.att_mtu == 0 { MAX_MTU } else { options.att_mtu };
+        let mut config = options.config;
+        config.security_manager = options.security.enabled;
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::new(core::Host::new(options.config), incoming_tx, local_mtu)),
+            inner: Mutex::new(Inner::new(core::Host::new(config), incoming_tx, local_mtu)),
             wake_writer: Arc::new(Notify::new()),
             wake_timer: Arc::new(Notify::new()),
             writer: Mutex::new(driver::WriterState::new(t.writer, t.packets)),
@@ -333,6 +357,13 @@ impl Host {
         shared.tasks.lock().unwrap_or_else(|p| p.into_inner()).extend(tasks);
         let mut host = Host { shared, address: Address::default(), acl: (0, 0), supported_commands: [0; 64] };
         host.initialise(options.random_address).await?;
+        {
+            let mut inner = host.lock();
+            inner.local_address = host.address;
+            if options.security.enabled {
+                inner.security = Some(crate::security::SecurityState::new(options.security, host.address));
+            }
+        }
         Ok(host)
     }
 

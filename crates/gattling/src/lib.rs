@@ -22,6 +22,7 @@ pub mod error;
 pub mod gatt;
 pub mod gatt_client;
 pub mod host;
+pub mod security;
 pub mod transport;
 
 pub use bonds::{Bond, BondError, BondStore, FileBondStore, MemoryBondStore};
@@ -35,4 +36,5 @@ pub use host::{
     AdvertisingKind, AdvertisingOptions, ConnectOptions, Host, HostOptions, LinkEnd, LinkState, Notification,
     ScanOptions, Scanner,
 };
+pub use security::{PairingDelegate, SecurityLevel, SecurityOptions};
 pub use transport::{Transport, TransportSpec};

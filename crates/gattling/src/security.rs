@@ -7,11 +7,13 @@
 //! The application chooses the local capabilities with [`SecurityOptions`] and answers the
 //! user-facing questions through a [`PairingDelegate`].
 
+use crate::bonds::{BondStore, MemoryBondStore};
 use gattling_proto::smp::crypto::SecureRandom;
 use gattling_proto::smp::pairing::SmpConfig;
 use gattling_proto::smp::pdu::KeyDistribution;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 pub use gattling_proto::host::LinkSecurity;
 pub use gattling_proto::smp::pairing::PairingMethod;
@@ -20,9 +22,13 @@ pub use gattling_proto::smp::pdu::{IoCapability, Reason as PairingFailure};
 /// A boxed future, as the [`PairingDelegate`] methods return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// What this host offers and demands when pairing (Core Vol 3 Part H §2.3, §3.5.1).
-#[derive(Clone, Debug)]
+/// What this host offers and demands when pairing (Core Vol 3 Part H §2.3, §3.5.1), who answers
+/// the user's questions, and where bonds are kept.
+#[derive(Clone)]
 pub struct SecurityOptions {
+    /// Run the Security Manager; false answers every pairing attempt with Pairing Not Supported
+    /// (Core Vol 3 Part H §3.5.5), as a host without SMP does.
+    pub enabled: bool,
     /// Our IO capability; decides which pairing methods are possible (§2.3.5.1, Table 2.8).
     pub io_capability: IoCapability,
     /// Ask for bonding: the keys are stored and used on later connections (§3.5.1).
@@ -38,12 +44,40 @@ pub struct SecurityOptions {
     pub min_key_size: u8,
     /// Accept the specification's debug P-256 key from a peer (§2.3.5.6.1); for sniffing tests only.
     pub allow_debug_key: bool,
+    /// Our Identity Resolving Key, distributed to bonded peers (§3.6.4); a random one per host
+    /// when `None` (then peers cannot resolve our private addresses after a restart).
+    pub identity_resolving_key: Option<[u8; 16]>,
+    /// Answers numeric comparisons and passkeys ([`JustWorksOnly`] by default).
+    pub delegate: Arc<dyn PairingDelegate>,
+    /// Where bonds are kept: in memory by default; a [`FileBondStore`](crate::bonds::FileBondStore)
+    /// keeps them across restarts.
+    pub bonds: Arc<dyn BondStore>,
 }
 
+impl std::fmt::Debug for SecurityOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityOptions")
+            .field("enabled", &self.enabled)
+            .field("io_capability", &self.io_capability)
+            .field("bonding", &self.bonding)
+            .field("mitm", &self.mitm)
+            .field("secure_connections", &self.secure_connections)
+            .field("legacy_pairing", &self.legacy_pairing)
+            .field("min_key_size", &self.min_key_size)
+            .field("allow_debug_key", &self.allow_debug_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Bonds a host keeps in memory unless told otherwise.
+pub const DEFAULT_BOND_CAPACITY: usize = 64;
+
 impl Default for SecurityOptions {
-    /// Just Works with bonding and Secure Connections, legacy allowed, keys of 7 octets or more.
+    /// Just Works with bonding and Secure Connections, legacy allowed, keys of 7 octets or more,
+    /// bonds in memory.
     fn default() -> Self {
         SecurityOptions {
+            enabled: true,
             io_capability: IoCapability::NoInputNoOutput,
             bonding: true,
             mitm: false,
@@ -51,6 +85,9 @@ impl Default for SecurityOptions {
             legacy_pairing: true,
             min_key_size: 7,
             allow_debug_key: false,
+            identity_resolving_key: None,
+            delegate: Arc::new(JustWorksOnly),
+            bonds: Arc::new(MemoryBondStore::new(DEFAULT_BOND_CAPACITY)),
         }
     }
 }
@@ -69,6 +106,8 @@ impl SecurityOptions {
             local_keys: keys,
             peer_keys: keys,
             allow_debug_key: self.allow_debug_key,
+            // The delegate approves every Pairing Request first.
+            approve_pairing: true,
             ..SmpConfig::default()
         }
     }
@@ -204,4 +243,484 @@ mod tests {
         OsRandom.fill_bytes(&mut b);
         assert_ne!(a, b);
     }
+}
+
+// ------------------------------------------------------------------ driving the Security Manager
+
+use crate::bonds::{Bond, LongTermKey, SigningKey};
+use crate::driver::{Inner, Shared};
+use crate::error::Error;
+use crate::gatt::AppJob;
+use crate::host::Notification;
+use gattling_proto::gap::privacy::{generate_irk, IdentityAddress, Resolver};
+use gattling_proto::gap::{Address, AddressType};
+use gattling_proto::gatt::ConnId;
+use gattling_proto::hci::ConnHandle;
+use gattling_proto::host::Role;
+use gattling_proto::smp::pairing::{LinkAddresses, LinkRole, LocalIdentity, PairingResult, Smp, SmpAddress, SmpEvent};
+use tokio::sync::oneshot;
+
+/// Where a [`crate::Connection::pair`] call waits for the outcome.
+pub(crate) type PairWaiter = oneshot::Sender<Result<LinkSecurity, Error>>;
+
+/// The host's Security Manager settings and what it knows across links.
+pub(crate) struct SecurityState {
+    pub(crate) options: SecurityOptions,
+    config: SmpConfig,
+    identity: LocalIdentity,
+    /// The bonded peers' IRKs, to recognise them behind resolvable private addresses.
+    resolver: Resolver,
+    pub(crate) rng: OsRandom,
+}
+
+impl SecurityState {
+    /// The state for a host whose own address is `local`; learns the bonded peers' IRKs.
+    pub(crate) fn new(options: SecurityOptions, local: Address) -> Self {
+        let mut rng = OsRandom;
+        let irk = options.identity_resolving_key.unwrap_or_else(|| generate_irk(&mut rng));
+        let identity = LocalIdentity { irk, address: smp_address(local), csrk: None };
+        let mut resolver = Resolver::new();
+        for bond in options.bonds.list() {
+            if let Some(irk) = bond.peer_irk {
+                resolver.add(irk, bond.peer);
+            }
+        }
+        SecurityState { config: options.smp_config(), options, identity, resolver, rng }
+    }
+
+    /// The identity behind a peer's address: its own identity address, or the bonded identity
+    /// whose IRK resolves it (Core Vol 3 Part C §10.8.2.3).
+    fn identity_of(&self, peer: Address) -> Option<IdentityAddress> {
+        IdentityAddress::from_address(peer).or_else(|| self.resolver.resolve(peer))
+    }
+
+    /// The bond with the peer at `peer`, if any.
+    pub(crate) fn bond_of(&self, peer: Address) -> Option<Bond> {
+        self.identity_of(peer).and_then(|id| self.options.bonds.get(&id))
+    }
+}
+
+/// One link's Security Manager and who waits on it.
+pub(crate) struct LinkSecurityManager {
+    smp: Option<Smp>,
+    waiters: Vec<PairWaiter>,
+    /// The bond in use on this link (set when a bonded key encrypts it or pairing bonds).
+    bonded: Option<IdentityAddress>,
+    /// (authenticated, secure connections, key size) of the bonded key encryption was started with.
+    bond_key: Option<(bool, bool, u8)>,
+}
+
+impl LinkSecurityManager {
+    /// A link's manager; `None` inside when the host runs no Security Manager.
+    pub(crate) fn new(state: Option<&SecurityState>, role: Role, local: Address, peer: Address) -> Self {
+        let smp = state.map(|s| {
+            let role = match role {
+                Role::Central => LinkRole::Central,
+                Role::Peripheral => LinkRole::Peripheral,
+            };
+            let addresses = LinkAddresses { local: smp_address(local), peer: smp_address(peer) };
+            Smp::new(role, s.config.clone(), addresses, s.identity.clone())
+        });
+        LinkSecurityManager { smp, waiters: Vec::new(), bonded: None, bond_key: None }
+    }
+
+    /// When the Security Manager's timer fires next.
+    pub(crate) fn poll_timeout(&self) -> Option<u64> {
+        self.smp.as_ref().and_then(Smp::poll_timeout)
+    }
+
+    /// Fails every waiter with `e` (the link went away).
+    pub(crate) fn fail(&mut self, e: &Error) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(e.clone()));
+        }
+    }
+}
+
+/// A question for the user, asked on the link's application task.
+#[derive(Debug)]
+pub(crate) enum Ask {
+    /// Accept a Pairing Request from this peer?
+    Accept(Address),
+    /// Numeric Comparison of this value.
+    Numeric(u32),
+    /// Show this passkey.
+    Display(u32),
+    /// Type the passkey.
+    Passkey,
+}
+
+/// An address as `c1`, `f5` and `f6` take it: the type bit and the address (Core Vol 3 Part H §2.2).
+fn smp_address(a: Address) -> SmpAddress {
+    let addr_type = match a.kind {
+        AddressType::Public | AddressType::PublicIdentity => 0,
+        AddressType::Random | AddressType::RandomIdentity => 1,
+    };
+    SmpAddress { addr_type, address: a.addr.0 }
+}
+
+fn identity_from(a: SmpAddress) -> Option<IdentityAddress> {
+    let kind = if a.addr_type == 0 { AddressType::Public } else { AddressType::Random };
+    IdentityAddress::from_address(Address { addr: gattling_proto::gap::BdAddr(a.address), kind })
+}
+
+/// Starts pairing on a link (central: Pairing Request; peripheral: Security Request) and
+/// registers `waiter` for the outcome.
+pub(crate) fn start(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, waiter: PairWaiter, now: u64) {
+    let Some(state) = inner.security.as_mut() else {
+        let _ = waiter.send(Err(Error::Unsupported("pairing (the Security Manager is disabled)")));
+        return;
+    };
+    let Some(link) = inner.links.0.get_mut(&handle) else {
+        let _ = waiter.send(Err(Error::Disconnected { reason: gattling_proto::hci::Reason(0x02) }));
+        return;
+    };
+    let Some(smp) = link.security.smp.as_mut() else {
+        let _ = waiter.send(Err(Error::Unsupported("pairing (the Security Manager is disabled)")));
+        return;
+    };
+    let started = if smp.is_pairing() { Ok(()) } else { smp.start(now, &mut state.rng) };
+    match started {
+        Ok(()) => link.security.waiters.push(waiter),
+        Err(e) => {
+            let _ = waiter.send(Err(Error::Protocol(format!("pairing not started: {e}"))));
+        }
+    }
+    drive(shared, inner, handle, now);
+}
+
+/// Brings a link up to `level`: as central with a bond good enough, encrypts with its key;
+/// otherwise pairs. `waiter` gets the outcome.
+pub(crate) fn secure(
+    shared: &Arc<Shared>,
+    inner: &mut Inner,
+    handle: ConnHandle,
+    level: SecurityLevel,
+    waiter: PairWaiter,
+    now: u64,
+) {
+    let usable = inner.security.is_some() && inner.links.0.get(&handle).is_some_and(|l| l.security.waiters.is_empty());
+    if usable && encrypt_with_bond(inner, handle, level >= SecurityLevel::Authenticated) {
+        if let Some(link) = inner.links.0.get_mut(&handle) {
+            link.security.waiters.push(waiter);
+        }
+        return;
+    }
+    start(shared, inner, handle, waiter, now);
+}
+
+/// Encrypts a central link with the bond's key, if there is a usable one; true when started.
+pub(crate) fn encrypt_with_bond(inner: &mut Inner, handle: ConnHandle, need_mitm: bool) -> bool {
+    let Some(state) = inner.security.as_ref() else { return false };
+    let Some(link) = inner.links.0.get_mut(&handle) else { return false };
+    if link.info.role != Role::Central {
+        return false;
+    }
+    let Some(bond) = state.bond_of(link.info.peer) else { return false };
+    let Some(key) = bond.ltk.filter(|_| bond.authenticated || !need_mitm) else { return false };
+    let rand = u64::from_le_bytes(key.rand);
+    if inner.core.start_encryption(handle, key.key, rand, key.ediv).is_err() {
+        return false;
+    }
+    link.security.bond_key = Some((bond.authenticated, bond.secure_connections, bond.key_size));
+    link.security.bonded = Some(bond.peer);
+    true
+}
+
+/// An SMP PDU from the peer.
+pub(crate) fn on_pdu(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, pdu: &[u8], now: u64) {
+    let Some(state) = inner.security.as_mut() else { return };
+    if let Some(smp) = inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()) {
+        smp.receive(pdu, now, &mut state.rng);
+    }
+    drive(shared, inner, handle, now);
+}
+
+/// The user's answer to a question from [`Ask`].
+pub(crate) fn answer(
+    shared: &Arc<Shared>,
+    inner: &mut Inner,
+    handle: ConnHandle,
+    ask: &Ask,
+    yes: bool,
+    passkey: Option<u32>,
+    now: u64,
+) {
+    if let Some(smp) = inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()) {
+        match ask {
+            Ask::Accept(_) => smp.accept_pairing(yes, now),
+            Ask::Numeric(_) => smp.confirm_numeric(yes, now),
+            Ask::Passkey => smp.enter_passkey(passkey, now),
+            Ask::Display(_) => {}
+        }
+    }
+    drive(shared, inner, handle, now);
+}
+
+/// Encryption Change on a link: tells the Security Manager (pairing goes on with key
+/// distribution) or, for a bonded key, sets the link's key properties and restores the bonded
+/// client's CCCDs.
+pub(crate) fn on_encryption_changed(
+    shared: &Arc<Shared>,
+    inner: &mut Inner,
+    handle: ConnHandle,
+    status: u8,
+    encrypted: bool,
+    key_size: u8,
+    now: u64,
+) {
+    let Some(link) = inner.links.0.get_mut(&handle) else { return };
+    let ok = status == 0 && encrypted;
+    // Pairing goes on with key distribution; a Security Request answered with a bond's key ends.
+    if let Some(smp) = link.security.smp.as_mut() {
+        smp.encryption_changed(ok, key_size, now);
+    }
+    let pairing = link.security.smp.as_ref().is_some_and(Smp::is_pairing);
+    if let Some((authenticated, sc, size)) = link.security.bond_key.take() {
+        if ok {
+            let _ = inner.core.set_key_properties(handle, authenticated, sc, Some(size.min(key_size)));
+            restore_cccds(inner, handle);
+            let security = inner.core.security(handle).unwrap_or_default();
+            let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: true });
+            finish(inner, handle, Ok(()));
+        } else if status == gattling_proto::hci::status::PIN_OR_KEY_MISSING && !link.security.waiters.is_empty() {
+            // The peer lost the bond: pair again (as BlueZ and bumble do).
+            tracing::info!(handle, "the peer has no key for the bond: pairing again");
+            if let (Some(state), Some(smp)) = (inner.security.as_mut(), link.security.smp.as_mut()) {
+                if let Err(e) = smp.start(now, &mut state.rng) {
+                    tracing::warn!(handle, %e, "pairing not started");
+                }
+            }
+        } else {
+            let e = Error::Command {
+                opcode: gattling_proto::hci::Opcode::LE_ENABLE_ENCRYPTION,
+                name: "LE Enable Encryption",
+                status,
+            };
+            finish(inner, handle, Err(e));
+        }
+    } else if ok && !pairing && !link.security.waiters.is_empty() {
+        // A peripheral's Security Request answered by encryption with a key we already gave.
+        finish(inner, handle, Ok(()));
+    }
+    update_server_security(inner, handle);
+    drive(shared, inner, handle, now);
+}
+
+/// LE Long Term Key Request on a peripheral link: the key being paired, else the bond's, else
+/// a key registered with [`crate::Host::set_long_term_key`], else "no key" (Core Vol 3 Part H
+/// §2.4.4.2; Vol 4 Part E §7.8.25, §7.8.26).
+pub(crate) fn on_ltk_request(inner: &mut Inner, handle: ConnHandle, rand: u64, ediv: u16) {
+    let rand_bytes = rand.to_le_bytes();
+    let Some(link) = inner.links.0.get_mut(&handle) else { return };
+    let mut key = link.security.smp.as_ref().and_then(|s| s.ltk_request(rand_bytes, ediv));
+    if key.is_none() {
+        if let Some(bond) = inner.security.as_ref().and_then(|s| s.bond_of(link.info.peer)) {
+            key = bond.ltk_for_request(ediv, rand_bytes);
+            if key.is_some() {
+                link.security.bond_key = Some((bond.authenticated, bond.secure_connections, bond.key_size));
+                link.security.bonded = Some(bond.peer);
+            }
+        }
+    }
+    if key.is_none() {
+        let peer = link.info.peer;
+        key = inner.keys.get(&peer).filter(|k| (k.1, k.2) == (rand, ediv)).map(|k| k.0);
+    }
+    tracing::info!(handle, ediv, known = key.is_some(), "long term key request");
+    let answered = match key {
+        Some(ltk) => inner.core.long_term_key_reply(handle, ltk),
+        None => inner.core.long_term_key_negative_reply(handle),
+    };
+    if let Err(e) = answered {
+        tracing::warn!(handle, %e, "long term key request not answered");
+    }
+}
+
+/// The Security Manager's timer.
+pub(crate) fn on_timeout(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, now: u64) {
+    if let Some(smp) = inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()) {
+        if smp.poll_timeout().is_some_and(|t| t <= now) {
+            smp.handle_timeout(now);
+        }
+    }
+    drive(shared, inner, handle, now);
+}
+
+/// Sends what the link's Security Manager produced and acts on its events.
+fn drive(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, now: u64) {
+    loop {
+        let Some(link) = inner.links.0.get_mut(&handle) else { return };
+        let Some(smp) = link.security.smp.as_mut() else { return };
+        while let Some(pdu) = smp.poll_transmit() {
+            if let Err(e) = inner.core.send_smp(handle, &pdu) {
+                tracing::debug!(handle, %e, "SMP PDU not sent");
+            }
+        }
+        let Some(event) = smp.poll_event() else { return };
+        let peer = link.info.peer;
+        match event {
+            SmpEvent::PairingRequest { .. } => inner.jobs.push((handle, AppJob::Security(Ask::Accept(peer)))),
+            SmpEvent::SecurityRequest { auth_req } => {
+                // A bond good enough encrypts at once; otherwise pair (Core Vol 3 Part H §2.4.6).
+                if !encrypt_with_bond(inner, handle, auth_req.mitm()) {
+                    if let (Some(state), Some(smp)) =
+                        (inner.security.as_mut(), inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()))
+                    {
+                        if let Err(e) = smp.start(now, &mut state.rng) {
+                            tracing::warn!(handle, %e, "Security Request not answered with pairing");
+                        }
+                    }
+                }
+            }
+            SmpEvent::NumericComparison(n) => inner.jobs.push((handle, AppJob::Security(Ask::Numeric(n)))),
+            SmpEvent::DisplayPasskey(n) => inner.jobs.push((handle, AppJob::Security(Ask::Display(n)))),
+            SmpEvent::PasskeyRequest => inner.jobs.push((handle, AppJob::Security(Ask::Passkey))),
+            SmpEvent::StartEncryption { ltk, rand, ediv, .. } => {
+                if let Err(e) = inner.core.start_encryption(handle, ltk, u64::from_le_bytes(rand), ediv) {
+                    tracing::warn!(handle, %e, "encryption not started");
+                }
+            }
+            SmpEvent::KeypressNotification(k) => tracing::debug!(handle, ?k, "keypress"),
+            SmpEvent::Complete(result) => completed(shared, inner, handle, &result),
+            SmpEvent::Failed { reason, remote } => {
+                tracing::info!(handle, reason = reason.name(), remote, "pairing failed");
+                let _ =
+                    shared.notifications.send(Notification::PairingFailed { handle, reason: reason.to_u8(), remote });
+                finish(inner, handle, Err(Error::Pairing { reason, remote }));
+            }
+            SmpEvent::Timeout => {
+                tracing::info!(handle, "SMP timeout");
+                let _ = shared.notifications.send(Notification::PairingFailed { handle, reason: 0, remote: false });
+                finish(inner, handle, Err(Error::Timeout("pairing (SMP, 30 s)")));
+            }
+        }
+    }
+}
+
+/// Pairing succeeded: the link's key properties, the bond (stored off the lock), the waiters.
+fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &PairingResult) {
+    tracing::info!(handle, sc = r.secure_connections, authenticated = r.authenticated, bonded = r.bonded, "paired");
+    let _ = inner.core.set_key_properties(handle, r.authenticated, r.secure_connections, Some(r.key_size));
+    update_server_security(inner, handle);
+    let Some(link) = inner.links.0.get_mut(&handle) else { return };
+    let peer = link.info.peer;
+    let identity = r.peer_identity.and_then(identity_from).or_else(|| IdentityAddress::from_address(peer));
+    let (Some(state), true, Some(identity)) = (inner.security.as_mut(), r.bonded, identity) else {
+        let security = inner.core.security(handle).unwrap_or_default();
+        let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: false });
+        finish(inner, handle, Ok(()));
+        return;
+    };
+    let mut bond = Bond::new(identity);
+    bond.local = identity_from(state.identity.address).filter(|_| r.local_irk_sent);
+    bond.secure_connections = r.secure_connections;
+    bond.authenticated = r.authenticated;
+    bond.key_size = r.key_size;
+    bond.ltk = match (r.ltk, r.peer_ltk.as_ref()) {
+        (Some(k), _) => Some(LongTermKey::secure_connections(k)),
+        (None, Some(k)) => Some(LongTermKey { key: k.ltk, ediv: k.ediv, rand: k.rand }),
+        _ => None,
+    };
+    // A Secure Connections bond uses `ltk` in both roles; `local_ltk` is legacy only.
+    bond.local_ltk = match (r.ltk, r.local_ltk.as_ref()) {
+        (None, Some(k)) => Some(LongTermKey { key: k.ltk, ediv: k.ediv, rand: k.rand }),
+        _ => None,
+    };
+    bond.peer_irk = r.peer_irk;
+    bond.peer_csrk = r.peer_csrk.map(|key| SigningKey { key, counter: 0 });
+    bond.local_csrk = r.local_csrk.map(|key| SigningKey { key, counter: 0 });
+    if let Some(g) = inner.gatt.as_ref() {
+        bond.cccds = g.server.cccds(ConnId(handle)).into_iter().collect();
+    }
+    if let Some(irk) = r.peer_irk {
+        state.resolver.remove(&identity);
+        state.resolver.add(irk, identity);
+    }
+    link.security.bonded = Some(identity);
+    let store = state.options.bonds.clone();
+    let security = inner.core.security(handle).unwrap_or_default();
+    let waiters = std::mem::take(&mut link.security.waiters);
+    let notes = shared.notifications.clone();
+    // The store may write a file: not under the host lock.
+    tokio::task::spawn_blocking(move || {
+        let stored = store.put(bond).map_err(Arc::new);
+        if let Err(e) = &stored {
+            tracing::warn!(%identity, %e, "bond not stored");
+        }
+        let _ = notes.send(Notification::Secured { handle, security, bonded: stored.is_ok() });
+        for w in waiters {
+            let _ = w.send(match &stored {
+                Ok(()) => Ok(security),
+                Err(e) => Err(Error::Bond(e.clone())),
+            });
+        }
+    });
+}
+
+/// Ends every waiter on the link's pairing.
+fn finish(inner: &mut Inner, handle: ConnHandle, outcome: Result<(), Error>) {
+    let security = inner.core.security(handle).unwrap_or_default();
+    let Some(link) = inner.links.0.get_mut(&handle) else { return };
+    for w in link.security.waiters.drain(..) {
+        let _ = w.send(outcome.clone().map(|()| security));
+    }
+}
+
+/// Tells the GATT server what the link's key allows (Core Vol 3 Part C §10.3).
+fn update_server_security(inner: &mut Inner, handle: ConnHandle) {
+    let s = inner.core.security(handle).unwrap_or_default();
+    if let Some(g) = inner.gatt.as_mut() {
+        g.server.set_security(ConnId(handle), s.encrypted, s.encrypted && s.authenticated);
+    }
+}
+
+/// Gives a bonded client back the CCCD values it had (Core Vol 3 Part G §3.3.3.3).
+fn restore_cccds(inner: &mut Inner, handle: ConnHandle) {
+    let Some(identity) = inner.links.0.get(&handle).and_then(|l| l.security.bonded) else { return };
+    let Some(bond) = inner.security.as_ref().and_then(|s| s.options.bonds.get(&identity)) else { return };
+    if let Some(g) = inner.gatt.as_mut() {
+        let n = g.server.restore_cccds(ConnId(handle), bond.cccds.iter().map(|(&h, &v)| (h, v)));
+        tracing::debug!(handle, restored = n, "CCCDs restored for a bonded client");
+    }
+}
+
+/// Keeps a bonded client's CCCD change (Core Vol 3 Part G §3.3.3.3); off the lock.
+pub(crate) fn persist_cccd(inner: &Inner, handle: ConnHandle, cccd_handle: u16, value: u16) {
+    let Some(identity) = inner.links.0.get(&handle).and_then(|l| l.security.bonded) else { return };
+    let Some(store) = inner.security.as_ref().map(|s| s.options.bonds.clone()) else { return };
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.update_cccd(&identity, cccd_handle, value) {
+            tracing::warn!(%identity, %e, "CCCD not kept for the bond");
+        }
+    });
+}
+
+/// Asks the user through the delegate and feeds the answer back (on the link's application task).
+pub(crate) async fn ask(shared: std::sync::Weak<Shared>, handle: ConnHandle, question: Ask) {
+    let Some(delegate) =
+        shared.upgrade().and_then(|s| crate::driver::lock(&s).security.as_ref().map(|st| st.options.delegate.clone()))
+    else {
+        return;
+    };
+    let (yes, passkey) = match &question {
+        Ask::Accept(peer) => (delegate.accept_pairing(*peer).await, None),
+        Ask::Numeric(n) => (delegate.confirm_numeric(*n).await, None),
+        Ask::Display(n) => {
+            delegate.display_passkey(*n);
+            return;
+        }
+        Ask::Passkey => {
+            let p = delegate.request_passkey().await.filter(|p| *p <= 999_999);
+            (p.is_some(), p)
+        }
+    };
+    let Some(s) = shared.upgrade() else { return };
+    let now = s.now();
+    {
+        let mut inner = crate::driver::lock(&s);
+        answer(&s, &mut inner, handle, &question, yes, passkey, now);
+        inner.dispatch_jobs();
+    }
+    crate::driver::kick(&s);
 }

@@ -298,6 +298,29 @@ impl Server {
         self.conns.get(&conn).and_then(|s| s.cccd.get(&h)).copied().unwrap_or(0)
     }
 
+    /// Every CCCD value a connection wrote, as (CCCD handle, value), to keep for a bonded client
+    /// (Core Vol 3 Part G §3.3.3.3).
+    pub fn cccds(&self, conn: ConnId) -> Vec<(u16, u16)> {
+        self.conns.get(&conn).map(|s| s.cccd.iter().map(|(&h, &v)| (h, v)).collect()).unwrap_or_default()
+    }
+
+    /// Restores a bonded client's CCCD values on a new connection: "the CCCD value persists
+    /// across connections for bonded devices" (Core Vol 3 Part G §3.3.3.3). Handles that are
+    /// not a CCCD of the current database are skipped (the database may have changed); returns
+    /// how many values were restored.
+    pub fn restore_cccds(&mut self, conn: ConnId, values: impl IntoIterator<Item = (u16, u16)>) -> usize {
+        let Some(st) = self.conns.get_mut(&conn) else { return 0 };
+        let mut restored = 0;
+        for (handle, value) in values {
+            let is_cccd = self.db.characteristics().iter().any(|c| c.cccd_handle == Some(handle));
+            if is_cccd && value != 0 {
+                st.cccd.insert(handle, value);
+                restored += 1;
+            }
+        }
+        restored
+    }
+
     /// The Client Supported Features a connection enabled (Core Vol 3 Part G §7.2).
     pub fn client_features(&self, conn: ConnId) -> u8 {
         self.conns.get(&conn).map(|s| s.client_features).unwrap_or(0)

@@ -231,6 +231,14 @@ pub enum HostEvent {
         /// Encrypted_Diversifier the central sent.
         ediv: u16,
     },
+    /// An SMP PDU from the peer, for the Security Manager above (Core Vol 3 Part H §3.3); only
+    /// with [`HostConfig::security_manager`].
+    Smp {
+        /// Handle.
+        handle: ConnHandle,
+        /// The SMP command, code first.
+        pdu: Vec<u8>,
+    },
     /// The controller reported a hardware error (§7.7.16); the host should reset it.
     HardwareError(u8),
     /// Something was dropped or ignored; log it.
@@ -266,11 +274,15 @@ pub struct HostConfig {
     pub max_l2cap_payload: usize,
     /// Largest HCI packet body accepted from the controller.
     pub max_hci_packet: usize,
+    /// The layer above runs a Security Manager: SMP PDUs are handed up as [`HostEvent::Smp`].
+    /// Without one the host answers pairing attempts itself with Pairing Not Supported
+    /// (Core Vol 3 Part H §3.5.5).
+    pub security_manager: bool,
 }
 
 impl Default for HostConfig {
     fn default() -> Self {
-        Self { max_l2cap_payload: 517, max_hci_packet: crate::hci::h4::DEFAULT_MAX_BODY }
+        Self { max_l2cap_payload: 517, max_hci_packet: crate::hci::h4::DEFAULT_MAX_BODY, security_manager: false }
     }
 }
 
@@ -405,6 +417,11 @@ impl Host {
         );
         self.pump_acl();
         Ok(())
+    }
+
+    /// Queues an SMP PDU to the peer (L2CAP channel 0x0006, Core Vol 3 Part H §3.2).
+    pub fn send_smp(&mut self, handle: ConnHandle, pdu: &[u8]) -> Result<(), HostError> {
+        self.send_l2cap(handle, cid::SMP, pdu)
     }
 
     /// Queues an ATT PDU to the peer (L2CAP channel 0x0004).
@@ -563,7 +580,8 @@ impl Host {
                 PacketType::Acl => match AclPacket::decode(body) {
                     Ok(acl) => {
                         let mut replies = Replies::default();
-                        Self::on_acl(&mut self.links, &mut self.events, &mut replies, acl, on_att);
+                        let smp = self.config.security_manager;
+                        Self::on_acl(&mut self.links, &mut self.events, &mut replies, acl, smp, on_att);
                         self.apply(replies);
                     }
                     Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
@@ -775,6 +793,7 @@ impl Host {
         events: &mut VecDeque<HostEvent>,
         replies: &mut Replies,
         acl: AclPacket<'_>,
+        smp: bool,
         on_att: &mut dyn FnMut(ConnHandle, &[u8]),
     ) {
         let handle = acl.header.handle;
@@ -802,6 +821,7 @@ impl Host {
                     }
                 }
             },
+            cid::SMP if smp => events.push_back(HostEvent::Smp { handle, pdu: frame.payload.to_vec() }),
             cid::SMP => {
                 if let Some(reply) = smp::reply_without_pairing(frame.payload) {
                     replies.l2cap.push((handle, cid::SMP, reply.to_vec()));

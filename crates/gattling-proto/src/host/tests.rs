@@ -240,6 +240,22 @@ fn pairing_request_gets_pairing_not_supported() {
 }
 
 #[test]
+fn with_a_security_manager_smp_pdus_go_up_and_out() {
+    let mut h = Harness::new(27, 4);
+    h.host = Host::new(HostConfig { security_manager: true, ..HostConfig::default() });
+    h.host.set_acl_buffers(27, 4);
+    h.feed(&connected(1, 1));
+    h.sent();
+    h.events();
+    let request = [0x01, 0x03, 0x00, 0x01, 0x10, 0x07, 0x07];
+    h.feed(&acl(1, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::SMP, &request)));
+    assert!(h.sent().is_empty(), "the host itself answers nothing");
+    assert_eq!(h.events(), vec![HostEvent::Smp { handle: 1, pdu: request.to_vec() }]);
+    h.host.send_smp(1, &[0x05, 0x08]).unwrap();
+    assert_eq!(h.sent(), vec![vec![0x02, 0x01, 0x00, 0x06, 0x00, 0x02, 0x00, 0x06, 0x00, 0x05, 0x08]]);
+}
+
+#[test]
 fn advertising_reports_become_events() {
     let mut h = Harness::new(27, 4);
     let reports = [AdvertisingReport {

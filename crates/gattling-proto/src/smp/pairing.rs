@@ -718,6 +718,16 @@ impl Smp {
     /// encrypted with the key being paired (Core Vol 3 Part H §2.4.4, §3.6.1). `key_size` 0 means
     /// unknown; another size than the negotiated one fails with Encryption Key Size.
     pub fn encryption_changed(&mut self, encrypted: bool, key_size: u8, now: u64) {
+        if self.step == Step::SecurityRequested {
+            // The central answered our Security Request by encrypting with a key it already
+            // has from a bond (Core Vol 3 Part H §2.4.6): nothing left to pair.
+            if encrypted {
+                self.step = Step::Idle;
+                self.deadline = None;
+                self.ctx = None;
+            }
+            return;
+        }
         if self.step != Step::WaitEncryption {
             return;
         }

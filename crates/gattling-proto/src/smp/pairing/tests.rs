@@ -1027,3 +1027,24 @@ fn keys_before_encryption_are_not_trusted_when_encryption_fails() {
     assert_eq!(tx_all(&mut link.c), vec![vec![0x05, 0x08]]);
     assert_eq!(events(&mut link.c), vec![SmpEvent::Failed { reason: Reason::UnspecifiedReason, remote: false }]);
 }
+
+/// A peripheral's Security Request answered by encryption with a bonded key ends the request:
+/// no pairing, no SMP timeout later (Core Vol 3 Part H §2.4.6).
+#[test]
+fn a_security_request_answered_by_bonded_encryption_ends_without_pairing() {
+    let mut rng = TestRng(7);
+    let mut p = peripheral(SmpConfig::default());
+    p.start(0, &mut rng).unwrap();
+    assert_eq!(p.poll_transmit().map(|v| v[0]), Some(0x0B), "Security Request sent");
+    assert!(p.is_pairing() && p.poll_timeout().is_some());
+    p.encryption_changed(true, 16, 1_000);
+    assert!(!p.is_pairing(), "done");
+    assert_eq!(p.poll_timeout(), None, "no SMP timeout pending");
+    p.handle_timeout(40_000_000);
+    assert_eq!(p.poll_event(), None, "no timeout event later");
+    // A failed encryption leaves the request standing.
+    let mut p = peripheral(SmpConfig::default());
+    p.start(0, &mut rng).unwrap();
+    p.encryption_changed(false, 0, 1_000);
+    assert!(p.is_pairing());
+}

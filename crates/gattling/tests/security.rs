@@ -1,0 +1,292 @@
+//! Pairing, encryption and bonding through the runtime, two gattling hosts on the virtual
+//! radio (Core Vol 3 Part H): every pairing method in both roles, bonded reconnection without
+//! pairing, CCCDs restored for a bonded client, pairing failures reported with their reason.
+//! Interop with bumble is in `interop.rs`.
+
+use gattling::bonds::BondStore;
+use gattling::gatt::{CharacteristicDef, Permissions, Properties, ServiceDef};
+use gattling::proto::smp::pdu::Reason;
+use gattling::security::{FixedAnswers, IoCapability, LinkSecurity, SecurityOptions};
+use gattling::{
+    AdvertisingOptions, ConnectOptions, Connection, Error, Host, HostOptions, MemoryBondStore, SecurityLevel,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const STEP: Duration = Duration::from_secs(10);
+
+fn options(security: SecurityOptions) -> HostOptions {
+    HostOptions { security, ..HostOptions::default() }
+}
+
+async fn pair_of(
+    radio: &str,
+    central: SecurityOptions,
+    peripheral: SecurityOptions,
+) -> (Host, Connection, Host, Connection) {
+    let p = Host::open_with(&format!("virtual:{radio}"), options(peripheral)).await.expect("peripheral");
+    let c = Host::open_with(&format!("virtual:{radio}"), options(central)).await.expect("central");
+    p.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let cc = c.connect(p.address(), ConnectOptions::default()).await.expect("connect");
+    let pc = p.accept().await.expect("accept");
+    (c, cc, p, pc)
+}
+
+/// A delegate that types `passkey` and records what it was shown.
+fn answers(passkey: Option<u32>, confirm: bool) -> (Arc<FixedAnswers>, Arc<Mutex<Vec<u32>>>) {
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let log = shown.clone();
+    let d = FixedAnswers { passkey, confirm, on_display: Some(Box::new(move |n| log.lock().unwrap().push(n))) };
+    (Arc::new(d), shown)
+}
+
+fn with(io: IoCapability, mitm: bool, sc: bool, delegate: Arc<FixedAnswers>) -> SecurityOptions {
+    SecurityOptions { io_capability: io, mitm, secure_connections: sc, delegate, ..SecurityOptions::default() }
+}
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, f).await.expect("in time")
+}
+
+/// Waits for the host's next Secured notification (the bond is stored by then).
+async fn secured(notes: &mut tokio::sync::broadcast::Receiver<gattling::Notification>) -> LinkSecurity {
+    within(async {
+        loop {
+            if let Ok(gattling::Notification::Secured { security, .. }) = notes.recv().await {
+                return security;
+            }
+        }
+    })
+    .await
+}
+
+/// Both ends paired: same level on both, encrypted with a 16-octet key.
+fn assert_paired(a: &LinkSecurity, b: &LinkSecurity, authenticated: bool, sc: bool) {
+    assert!(a.encrypted && b.encrypted, "{a:?} {b:?}");
+    assert_eq!((a.key_size, b.key_size), (16, 16));
+    assert_eq!((a.authenticated, b.authenticated), (authenticated, authenticated), "{a:?} {b:?}");
+    assert_eq!((a.secure_connections, b.secure_connections), (sc, sc), "{a:?} {b:?}");
+}
+
+#[tokio::test]
+async fn secure_connections_just_works_both_sides_bond() {
+    let (c, cc, p, pc) = pair_of("sec-jw", SecurityOptions::default(), SecurityOptions::default()).await;
+    let mut notes = p.notifications();
+    let got = within(cc.pair()).await.expect("paired");
+    assert_paired(&got, &pc.security(), false, true);
+    assert_eq!(cc.security_level(), SecurityLevel::Encrypted);
+    let bond_c = cc.bond().expect("central keeps a bond");
+    secured(&mut notes).await;
+    let bond_p = pc.bond().expect("peripheral keeps a bond");
+    assert_eq!(bond_c.ltk.map(|k| k.key), bond_p.ltk.map(|k| k.key), "one Secure Connections LTK");
+    assert!(bond_c.peer_irk.is_some() && bond_p.peer_irk.is_some(), "identity keys went both ways");
+    drop((c, p));
+}
+
+#[tokio::test]
+async fn secure_connections_numeric_comparison_shows_one_number_on_both_sides() {
+    let (dc, shown_c) = answers(None, true);
+    let (dp, shown_p) = answers(None, true);
+    let (_c, cc, _p, pc) = pair_of(
+        "sec-nc",
+        with(IoCapability::DisplayYesNo, true, true, dc),
+        with(IoCapability::DisplayYesNo, true, true, dp),
+    )
+    .await;
+    let got = within(cc.pair()).await.expect("paired");
+    assert_paired(&got, &pc.security(), true, true);
+    assert_eq!(cc.security_level(), SecurityLevel::SecureConnections);
+    let (a, b) = (shown_c.lock().unwrap().clone(), shown_p.lock().unwrap().clone());
+    assert_eq!(a.len(), 1);
+    assert_eq!(a, b, "both users compared the same six digits");
+    assert!(a[0] <= 999_999);
+}
+
+#[tokio::test]
+async fn numeric_comparison_rejected_by_the_user_fails_with_its_reason() {
+    let (dc, _) = answers(None, true);
+    let (dp, _) = answers(None, false);
+    let (_c, cc, _p, pc) = pair_of(
+        "sec-nc-no",
+        with(IoCapability::DisplayYesNo, true, true, dc),
+        with(IoCapability::DisplayYesNo, true, true, dp),
+    )
+    .await;
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::NumericComparisonFailed, remote: true }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!pc.security().encrypted);
+}
+
+/// Passkey Entry in both directions and in both pairing variants: the displaying side's
+/// passkey is what the typing side enters.
+#[tokio::test]
+async fn passkey_entry_in_both_directions_secure_connections_and_legacy() {
+    for (i, (sc, central_types)) in [(true, true), (true, false), (false, true), (false, false)].into_iter().enumerate()
+    {
+        // The displaying side shows a random passkey; the test hands it to the typing side.
+        let typed = Arc::new(Mutex::new(None::<u32>));
+        let shown = Arc::new(Mutex::new(Vec::new()));
+        let (display_io, keyboard_io) = (IoCapability::DisplayOnly, IoCapability::KeyboardOnly);
+        let show = shown.clone();
+        let typed2 = typed.clone();
+        let displayer = Arc::new(FixedAnswers {
+            passkey: None,
+            confirm: false,
+            on_display: Some(Box::new(move |n| {
+                show.lock().unwrap().push(n);
+                *typed2.lock().unwrap() = Some(n);
+            })),
+        });
+        let typist = Arc::new(PasskeyFrom(typed.clone()));
+        let disp = SecurityOptions {
+            io_capability: display_io,
+            mitm: true,
+            secure_connections: sc,
+            delegate: displayer,
+            ..SecurityOptions::default()
+        };
+        let keyb = SecurityOptions {
+            io_capability: keyboard_io,
+            mitm: true,
+            secure_connections: sc,
+            delegate: typist,
+            ..SecurityOptions::default()
+        };
+        let (central, peripheral) = if central_types { (keyb, disp) } else { (disp, keyb) };
+        let (_c, cc, _p, pc) = pair_of(&format!("sec-pk-{i}"), central, peripheral).await;
+        let got = within(cc.pair()).await.unwrap_or_else(|e| panic!("case {i}: {e}"));
+        assert_paired(&got, &pc.security(), true, sc);
+        assert_eq!(shown.lock().unwrap().len(), 1, "case {i}: one passkey displayed");
+    }
+}
+
+/// Types whatever passkey the other side displayed, waiting for it if need be.
+struct PasskeyFrom(Arc<Mutex<Option<u32>>>);
+
+impl gattling::PairingDelegate for PasskeyFrom {
+    fn request_passkey(&self) -> gattling::security::BoxFuture<Option<u32>> {
+        let cell = self.0.clone();
+        Box::pin(async move {
+            loop {
+                if let Some(p) = *cell.lock().unwrap() {
+                    return Some(p);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_passkey_fails_with_confirm_value_failed() {
+    let (dp, _) = answers(None, false);
+    let wrong = Arc::new(FixedAnswers { passkey: Some(1), confirm: false, on_display: None });
+    let (_c, cc, _p, _pc) = pair_of(
+        "sec-pk-wrong",
+        with(IoCapability::KeyboardOnly, true, true, wrong),
+        with(IoCapability::DisplayOnly, true, true, dp),
+    )
+    .await;
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::ConfirmValueFailed, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn legacy_just_works_when_one_side_has_no_secure_connections() {
+    let legacy = SecurityOptions { secure_connections: false, ..SecurityOptions::default() };
+    let (_c, cc, _p, pc) = pair_of("sec-legacy", SecurityOptions::default(), legacy).await;
+    let got = within(cc.pair()).await.expect("paired");
+    assert_paired(&got, &pc.security(), false, false);
+    let bond = cc.bond().expect("bond");
+    assert!(!bond.secure_connections && bond.ltk.is_some(), "the peripheral's distributed LTK: {bond:?}");
+}
+
+#[tokio::test]
+async fn secure_connections_only_refuses_legacy_with_authentication_requirements() {
+    let legacy = SecurityOptions { secure_connections: false, ..SecurityOptions::default() };
+    let sc_only = SecurityOptions { legacy_pairing: false, ..SecurityOptions::default() };
+    let (_c, cc, _p, _pc) = pair_of("sec-sconly", sc_only, legacy).await;
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::AuthenticationRequirements, remote: false }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A bonded central reconnects and encrypts with the stored key: no pairing; the peripheral
+/// asks for security with a Security Request and gets it from the bond too.
+#[tokio::test]
+async fn a_bonded_reconnection_encrypts_without_pairing_in_both_directions() {
+    let _ = tracing_subscriber::fmt().with_env_filter("gattling=debug").with_test_writer().try_init();
+    let store_c = Arc::new(MemoryBondStore::new(8));
+    let store_p = Arc::new(MemoryBondStore::new(8));
+    let (dc, shown_c) = answers(None, true);
+    let (dp, _) = answers(None, true);
+    let sc = SecurityOptions {
+        io_capability: IoCapability::DisplayYesNo,
+        mitm: true,
+        delegate: dc,
+        bonds: store_c.clone(),
+        ..SecurityOptions::default()
+    };
+    let sp = SecurityOptions {
+        io_capability: IoCapability::DisplayYesNo,
+        mitm: true,
+        delegate: dp,
+        bonds: store_p.clone(),
+        ..SecurityOptions::default()
+    };
+    let (c, cc, p, pc) = pair_of("sec-bond", sc.clone(), sp.clone()).await;
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    assert_eq!(shown_c.lock().unwrap().len(), 1);
+    secured(&mut notes).await;
+    assert_eq!(store_p.list().len(), 1);
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    // Central side: secure() uses the bond, no numeric comparison this time.
+    p.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let cc = c.connect(p.address(), ConnectOptions::default()).await.expect("reconnect");
+    let pc = p.accept().await.expect("accept");
+    let got = within(cc.secure(SecurityLevel::Authenticated)).await.expect("encrypted with the bond");
+    assert_paired(&got, &pc.security(), true, true);
+    assert_eq!(shown_c.lock().unwrap().len(), 1, "no second comparison: the bond was used");
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    // Peripheral side: its Security Request is answered with the bond's key.
+    p.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let cc = c.connect(p.address(), ConnectOptions::default()).await.expect("reconnect");
+    let pc = p.accept().await.expect("accept");
+    let got = within(pc.pair()).await.expect("secured by the central's bond");
+    assert_paired(&got, &cc.security(), true, true);
+    assert_eq!(shown_c.lock().unwrap().len(), 1, "still no second comparison");
+}
+
+/// An encrypted characteristic: refused with Insufficient Encryption (or Authentication) until
+/// the link is secured, then read.
+#[tokio::test]
+async fn an_encrypted_characteristic_is_refused_then_read_after_pairing() {
+    let (c, cc, p, pc) = pair_of("sec-read", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = p.gatt_server("sec", 0);
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFF0u16).characteristic(
+                CharacteristicDef::new(0xFFF1u16, Properties::READ, b"secret")
+                    .permissions(Permissions::READ | Permissions::READ_ENCRYPTED),
+            ),
+        )
+        .expect("service");
+    let h = svc.characteristics[0].value_handle().to_le_bytes();
+    cc.send_att(&[0x0A, h[0], h[1]]).expect("read");
+    let rsp = within(cc.recv_att()).await.expect("answer");
+    assert!(rsp[0] == 0x01 && (rsp[4] == 0x05 || rsp[4] == 0x0F), "refused before pairing: {rsp:02x?}");
+    within(cc.pair()).await.expect("paired");
+    cc.send_att(&[0x0A, h[0], h[1]]).expect("read");
+    assert_eq!(within(cc.recv_att()).await.expect("answer"), b"\x0bsecret");
+    drop((c, p, pc));
+}
