@@ -1,0 +1,405 @@
+//! The fault matrix (issue 14, part 2): every fault ends every pending call within a bounded
+//! time with a typed error, leaves no task behind, and other links keep working. The
+//! controller is scripted on in-memory pipes and the test plays the peer's ATT; the 5 s, 30 s
+//! and 60 s timeouts run on tokio's paused clock. `RELIABILITY.md` lists each fault with the
+//! test that covers it.
+
+use gattling::proto::hci::command::{Command, Opcode};
+use gattling::proto::hci::event::Event;
+use gattling::proto::hci::{H4Framer, PacketType};
+use gattling::{ClientOptions, Connection, Error, GattClient, Host, HostOptions, LinkEnd, Transport};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::sync::{mpsc, watch};
+
+/// How long a test waits for something that must happen (on the paused clock this is virtual
+/// time: it only passes when nothing else can run).
+const DEADLINE: Duration = Duration::from_secs(5);
+/// The ATT transaction timeout (Core Vol 3 Part F §3.3.3).
+const ATT_TIMEOUT: Duration = Duration::from_secs(30);
+const ATT: u16 = 0x0004;
+
+/// What the scripted controller does differently from a well-behaved one.
+#[derive(Default)]
+struct Behaviour {
+    /// Commands (by opcode) that are never answered.
+    silent: HashSet<u16>,
+    /// Links whose Number Of Completed Packets never comes.
+    starved: HashSet<u16>,
+    /// Disconnect gets its Command Status but no Disconnection Complete.
+    hold_disconnect: bool,
+}
+
+/// The host's reader: one chunk of controller output per read; EOF once the sender is gone.
+struct Chunks {
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    rest: Vec<u8>,
+}
+
+impl AsyncRead for Chunks {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.rest.is_empty() {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(chunk)) => self.rest = chunk,
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let n = buf.remaining().min(self.rest.len());
+        buf.put_slice(&self.rest[..n]);
+        self.rest.drain(..n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The scripted controller's handle for the test: inject packets, see the host's L2CAP PDUs
+/// and commands, change the behaviour, hang up.
+struct Ctrl {
+    to_host: ToHost,
+    pdus: mpsc::UnboundedReceiver<(u16, u16, Vec<u8>)>,
+    /// PDUs already taken from `pdus` for other links, per handle.
+    stash: HashMap<u16, VecDeque<(u16, Vec<u8>)>>,
+    commands: Arc<Mutex<Vec<Command>>>,
+    command_count: watch::Receiver<usize>,
+    behaviour: Arc<Mutex<Behaviour>>,
+}
+
+fn standard(cmd: &Command) -> Vec<u8> {
+    match cmd.opcode() {
+        Opcode::READ_LOCAL_VERSION => vec![0, 0x0C, 0, 0, 0x0C, 0xFF, 0xFF, 0, 0],
+        Opcode::READ_LOCAL_SUPPORTED_COMMANDS => vec![0u8; 65],
+        Opcode::READ_LOCAL_SUPPORTED_FEATURES | Opcode::LE_READ_LOCAL_SUPPORTED_FEATURES => vec![0; 9],
+        Opcode::READ_BD_ADDR => vec![0, 1, 2, 3, 4, 5, 6],
+        // 251-byte LE ACL buffers, 8 of them.
+        Opcode::LE_READ_BUFFER_SIZE => vec![0, 251, 0, 8],
+        _ => vec![0],
+    }
+}
+
+fn command_status(opcode: Opcode) -> Vec<u8> {
+    let mut out = Vec::new();
+    Event::CommandStatus { status: 0, num_packets: 1, opcode }.encode_h4(&mut out);
+    out
+}
+
+fn disconnection_complete(handle: u16, reason: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    Event::DisconnectionComplete { status: 0, handle, reason }.encode_h4(&mut out);
+    out
+}
+
+/// ACL packets (H4) carrying one L2CAP PDU, fragmented at 27 bytes as a peer's link layer might.
+fn acl_pdu(handle: u16, cid: u16, payload: &[u8]) -> Vec<u8> {
+    let mut l2cap = (payload.len() as u16).to_le_bytes().to_vec();
+    l2cap.extend_from_slice(&cid.to_le_bytes());
+    l2cap.extend_from_slice(payload);
+    let mut out = Vec::new();
+    for (i, frag) in l2cap.chunks(27).enumerate() {
+        let pb: u16 = if i == 0 { 0x2000 } else { 0x1000 };
+        out.push(0x02);
+        out.extend_from_slice(&(handle | pb).to_le_bytes());
+        out.extend_from_slice(&(frag.len() as u16).to_le_bytes());
+        out.extend_from_slice(frag);
+    }
+    out
+}
+
+/// The controller's output to the host; `None` once it hung up.
+type ToHost = Arc<Mutex<Option<mpsc::UnboundedSender<Vec<u8>>>>>;
+
+/// Runs the controller side on the host's write pipe.
+fn spawn_controller(
+    mut from_host: tokio::io::DuplexStream,
+    to_host: ToHost,
+    behaviour: Arc<Mutex<Behaviour>>,
+    commands: Arc<Mutex<Vec<Command>>>,
+    count: watch::Sender<usize>,
+    pdus: mpsc::UnboundedSender<(u16, u16, Vec<u8>)>,
+) {
+    tokio::spawn(async move {
+        let mut framer = H4Framer::default();
+        let mut buf = [0u8; 1024];
+        // Reassembly of the host's L2CAP PDUs, per handle.
+        let mut partial: HashMap<u16, Vec<u8>> = HashMap::new();
+        loop {
+            let n = match from_host.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            framer.push(&buf[..n]);
+            while let Some(Ok(p)) = framer.next_packet() {
+                let mut out = Vec::new();
+                match p.kind {
+                    PacketType::Command => {
+                        let cmd = Command::decode(p.body).expect("host sent a well-formed command");
+                        let b = behaviour.lock().unwrap();
+                        if b.silent.contains(&cmd.opcode().0) {
+                        } else if let Command::Disconnect { handle, .. } = cmd {
+                            out.extend(command_status(cmd.opcode()));
+                            if !b.hold_disconnect {
+                                out.extend(disconnection_complete(handle, 0x16));
+                            }
+                        } else if cmd.opcode() == Opcode::LE_CREATE_CONNECTION {
+                            out.extend(command_status(cmd.opcode()));
+                        } else {
+                            let ret = standard(&cmd);
+                            Event::CommandComplete { num_packets: 1, opcode: cmd.opcode(), return_params: &ret }
+                                .encode_h4(&mut out);
+                        }
+                        drop(b);
+                        commands.lock().unwrap().push(cmd);
+                        count.send_modify(|c| *c += 1);
+                    }
+                    PacketType::Acl => {
+                        let raw = u16::from_le_bytes([p.body[0], p.body[1]]);
+                        let (handle, start) = (raw & 0x0FFF, raw & 0x3000 != 0x1000);
+                        let data = &p.body[4..];
+                        let acc = partial.entry(handle).or_default();
+                        if start {
+                            acc.clear();
+                        }
+                        acc.extend_from_slice(data);
+                        if acc.len() >= 4 {
+                            let len = usize::from(u16::from_le_bytes([acc[0], acc[1]]));
+                            if acc.len() >= 4 + len {
+                                let cid = u16::from_le_bytes([acc[2], acc[3]]);
+                                let _ = pdus.send((handle, cid, acc[4..4 + len].to_vec()));
+                                acc.clear();
+                            }
+                        }
+                        if !behaviour.lock().unwrap().starved.contains(&handle) {
+                            // Number Of Completed Packets: this one packet.
+                            out.extend([0x04, 0x13, 5, 1]);
+                            out.extend(handle.to_le_bytes());
+                            out.extend(1u16.to_le_bytes());
+                        }
+                    }
+                    _ => {}
+                }
+                if !out.is_empty() {
+                    match to_host.lock().unwrap().as_ref() {
+                        Some(tx) if tx.send(out).is_ok() => {}
+                        _ => return,
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// A host on a scripted controller.
+async fn start() -> (Host, Ctrl) {
+    let (host_w, ctrl_r) = tokio::io::duplex(64 * 1024);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let to_host: ToHost = Arc::new(Mutex::new(Some(tx)));
+    let (pdus_tx, pdus) = mpsc::unbounded_channel();
+    let behaviour = Arc::new(Mutex::new(Behaviour::default()));
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let (count_tx, command_count) = watch::channel(0);
+    spawn_controller(ctrl_r, to_host.clone(), behaviour.clone(), commands.clone(), count_tx, pdus_tx);
+    let transport = Transport::new(Chunks { rx, rest: Vec::new() }, host_w, "scripted faults");
+    let host = Host::start(transport, HostOptions::default()).await.expect("host initialised");
+    let ctrl = Ctrl { to_host, pdus, stash: HashMap::new(), commands, command_count, behaviour };
+    (host, ctrl)
+}
+
+impl Ctrl {
+    fn inject(&self, bytes: Vec<u8>) {
+        self.to_host.lock().unwrap().as_ref().expect("controller still up").send(bytes).expect("host reading");
+    }
+
+    /// The controller hangs up: the host's next read sees the end of the stream.
+    fn close(&mut self) {
+        self.to_host.lock().unwrap().take();
+    }
+
+    fn behave(&self, f: impl FnOnce(&mut Behaviour)) {
+        f(&mut self.behaviour.lock().unwrap());
+    }
+
+    /// LE Connection Complete for `handle` with us as peripheral; returns the accepted link.
+    async fn connect(&self, host: &Host, handle: u16) -> Connection {
+        let h = handle.to_le_bytes();
+        let mut ev = vec![0x04, 0x3E, 0x13, 0x01, 0x00, h[0], h[1], 0x01, 0x00];
+        ev.extend_from_slice(&[handle as u8, 2, 3, 4, 5, 6, 0x18, 0x00, 0x00, 0x00, 0x48, 0x00, 0x00]);
+        self.inject(ev);
+        let conn = tokio::time::timeout(DEADLINE, host.accept()).await.expect("accepted in time").expect("link");
+        assert_eq!(conn.handle(), handle);
+        conn
+    }
+
+    /// The peer sends one ATT PDU on `handle`.
+    fn att(&self, handle: u16, pdu: &[u8]) {
+        self.inject(acl_pdu(handle, ATT, pdu));
+    }
+
+    /// The next L2CAP PDU the host sent on `handle` (channel, payload), waiting up to the deadline.
+    async fn next_pdu(&mut self, handle: u16) -> (u16, Vec<u8>) {
+        if let Some(p) = self.stash.get_mut(&handle).and_then(VecDeque::pop_front) {
+            return p;
+        }
+        let wait = async {
+            loop {
+                let (h, cid, pdu) = self.pdus.recv().await.expect("controller running");
+                if h == handle {
+                    return (cid, pdu);
+                }
+                self.stash.entry(h).or_default().push_back((cid, pdu));
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait).await.expect("the host sent a PDU in time")
+    }
+
+    /// The next ATT PDU the host sent on `handle`.
+    async fn next_att(&mut self, handle: u16) -> Vec<u8> {
+        let (cid, pdu) = self.next_pdu(handle).await;
+        assert_eq!(cid, ATT, "expected ATT, got channel {cid:#06x}: {pdu:02x?}");
+        pdu
+    }
+
+    /// True when the host has not sent anything more on `handle` (nothing in flight to us).
+    fn nothing_sent(&mut self, handle: u16) -> bool {
+        while let Ok((h, cid, pdu)) = self.pdus.try_recv() {
+            self.stash.entry(h).or_default().push_back((cid, pdu));
+        }
+        self.stash.get(&handle).is_none_or(VecDeque::is_empty)
+    }
+
+    /// Waits until the host has sent a command matching `pred`.
+    async fn wait_command(&mut self, pred: impl Fn(&Command) -> bool) -> Command {
+        let commands = self.commands.clone();
+        let wait = async {
+            loop {
+                if let Some(c) = commands.lock().unwrap().iter().find(|c| pred(c)) {
+                    return c.clone();
+                }
+                self.command_count.changed().await.expect("controller running");
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait).await.expect("the host sent the command in time")
+    }
+
+    fn sent_command(&self, pred: impl Fn(&Command) -> bool) -> bool {
+        self.commands.lock().unwrap().iter().any(pred)
+    }
+}
+
+/// A GATT client on `conn` that keeps the default ATT_MTU of 23.
+async fn client(conn: &Connection) -> GattClient {
+    GattClient::new(conn.clone(), ClientOptions { mtu: None }).await.expect("client")
+}
+
+/// The peer answers one Read Request on `handle` with `value` and checks it asked for `attr`.
+async fn serve_read(ctrl: &mut Ctrl, handle: u16, attr: u16, value: &[u8]) {
+    let req = ctrl.next_att(handle).await;
+    assert_eq!(req, [&[0x0A][..], &attr.to_le_bytes()].concat(), "a Read Request");
+    ctrl.att(handle, &[&[0x0B][..], value].concat());
+}
+
+/// A read on another link still works: the fault stayed on its own link.
+async fn other_link_works(ctrl: &mut Ctrl, other: &GattClient, value: &[u8]) {
+    let handle = other.connection().handle();
+    let read = other.read(0x0003);
+    let serve = serve_read(ctrl, handle, 0x0003, value);
+    let (got, ()) = tokio::join!(async { tokio::time::timeout(DEADLINE, read).await }, serve);
+    assert_eq!(got.expect("in time").expect("read on the other link"), value);
+}
+
+/// Tasks alive in this runtime now.
+fn alive() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
+/// Lets aborted and finished tasks be reaped, then checks no task outlived the host.
+async fn assert_no_tasks_left(baseline: usize) {
+    for _ in 0..1000 {
+        if alive() <= baseline {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} tasks alive, {baseline} before the host started", alive());
+}
+
+fn assert_transport_closed<T: std::fmt::Debug>(r: Result<T, Error>) {
+    match r {
+        Err(Error::TransportClosed(_)) => {}
+        other => panic!("expected TransportClosed, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controller transport closed mid-procedure.
+
+#[tokio::test(start_paused = true)]
+async fn transport_closed_mid_read_fails_the_read_and_frees_every_task() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let read = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0003).await }
+    });
+    assert_eq!(ctrl.next_att(0x40).await, [0x0A, 0x03, 0x00]);
+    ctrl.close();
+    let r = tokio::time::timeout(DEADLINE, read).await.expect("ended in time").expect("task");
+    assert_transport_closed(r);
+    // Every link ended, every later call fails at once with the same typed error.
+    assert_eq!(a.end(), Some(LinkEnd::TransportClosed));
+    assert_eq!(tokio::time::timeout(DEADLINE, b.closed()).await, Ok(LinkEnd::TransportClosed));
+    assert_transport_closed(cb.read(0x0003).await);
+    assert_transport_closed(host.command(Command::LeRand).await);
+    assert_transport_closed(tokio::time::timeout(DEADLINE, host.accept()).await.expect("accept ends"));
+    drop((host, a, b, ca, cb));
+    assert_no_tasks_left(baseline).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn transport_closed_mid_long_write_fails_the_write() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    let value: Vec<u8> = (0..100).collect();
+    let write = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.write_long(0x0005, &value).await }
+    });
+    // The first Prepare Write Request (18 octets at offset 0), echoed; then the controller dies.
+    let req = ctrl.next_att(0x40).await;
+    assert_eq!(&req[..5], [0x16, 0x05, 0x00, 0x00, 0x00]);
+    ctrl.att(0x40, &[&[0x17][..], &req[1..]].concat());
+    assert_eq!(ctrl.next_att(0x40).await[..5], [0x16, 0x05, 0x00, 18, 0x00]);
+    ctrl.close();
+    let r = tokio::time::timeout(DEADLINE, write).await.expect("ended in time").expect("task");
+    assert_transport_closed(r);
+    drop((host, a, ca));
+    assert_no_tasks_left(baseline).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn transport_closed_mid_discovery_fails_the_discovery() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    let discovery = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.discover_services().await }
+    });
+    // Read By Group Type Request for primary services; one service answered, then the end.
+    assert_eq!(ctrl.next_att(0x40).await, [0x10, 0x01, 0x00, 0xFF, 0xFF, 0x00, 0x28]);
+    ctrl.att(0x40, &[0x11, 6, 0x01, 0x00, 0x05, 0x00, 0x00, 0x18]);
+    assert_eq!(ctrl.next_att(0x40).await, [0x10, 0x06, 0x00, 0xFF, 0xFF, 0x00, 0x28]);
+    ctrl.close();
+    let r = tokio::time::timeout(DEADLINE, discovery).await.expect("ended in time").expect("task");
+    assert_transport_closed(r);
+    drop((host, a, ca));
+    assert_no_tasks_left(baseline).await;
+}
