@@ -269,6 +269,10 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
                 replies.flush(core);
             }
             dispatch_events(&shared, inner);
+            if inner.closed.is_some() {
+                // A hardware error closed the host: nothing more from this controller is used.
+                return;
+            }
             if !inner.early.is_empty() {
                 // The links those PDUs belong to exist now (or never will: then they are dropped).
                 let now = *clock.get_or_insert_with(|| shared.now());
@@ -473,6 +477,15 @@ pub(crate) fn close(shared: &Shared, why: String) {
     if inner.closed.is_some() {
         return;
     }
+    fail_all(&mut inner, why);
+    drop(inner);
+    shared.wake_writer.notify_one();
+    shared.wake_timer.notify_one();
+}
+
+/// Marks the host closed and fails every pending command, connection attempt and link (the
+/// caller holds the lock and wakes the writer and timer tasks afterwards).
+fn fail_all(inner: &mut Inner, why: String) {
     inner.closed = Some(why.clone());
     for (_, (tx, _)) in inner.commands.drain() {
         let _ = tx.send(Err(Error::TransportClosed(why.clone())));
@@ -490,9 +503,6 @@ pub(crate) fn close(shared: &Shared, why: String) {
     // Dropping the incoming sender ends `accept`.
     let (dead, _) = mpsc::unbounded_channel();
     inner.incoming = dead;
-    drop(inner);
-    shared.wake_writer.notify_one();
-    shared.wake_timer.notify_one();
 }
 
 fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
@@ -595,8 +605,16 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 }
             }
             HostEvent::HardwareError(code) => {
+                // The controller's state (links, commands) is lost (Core Vol 4 Part E §7.7.16):
+                // end every pending call now instead of letting each run into its timeout.
                 tracing::error!(code, "controller hardware error");
                 let _ = shared.notifications.send(Notification::HardwareError(code));
+                if inner.closed.is_none() {
+                    fail_all(inner, format!("controller hardware error {code:#04x}; open the host again to reset it"));
+                    shared.wake_writer.notify_one();
+                    shared.wake_timer.notify_one();
+                }
+                return;
             }
             HostEvent::Dropped(what) => tracing::warn!(?what, "dropped"),
         }

@@ -468,7 +468,7 @@ impl Host {
     /// A non-zero status is an [`Error::Command`].
     pub async fn command(&self, cmd: Command) -> Result<Vec<u8>, Error> {
         let opcode = cmd.opcode();
-        let rx = {
+        let (id, rx) = {
             let mut inner = self.lock();
             if let Some(why) = &inner.closed {
                 return Err(Error::TransportClosed(why.clone()));
@@ -476,13 +476,23 @@ impl Host {
             let id = inner.core.send_command(&cmd);
             let (tx, rx) = oneshot::channel();
             inner.commands.insert(id, (tx, command_name(opcode)));
-            rx
+            (id, rx)
         };
         kick(&self.shared);
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::TransportClosed(self.closed_reason())),
-            Err(_) => Err(Error::Timeout("the controller did not answer a command")),
+            Err(_) => {
+                // Forget the waiter, and take back the command credit it holds so the commands
+                // after it are not stuck behind it.
+                {
+                    let mut inner = self.lock();
+                    inner.commands.remove(&id);
+                    inner.core.abandon_command(id);
+                }
+                kick(&self.shared);
+                Err(Error::Timeout("the controller did not answer a command"))
+            }
         }
     }
 

@@ -403,3 +403,74 @@ async fn transport_closed_mid_discovery_fails_the_discovery() {
     drop((host, a, ca));
     assert_no_tasks_left(baseline).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Controller faults.
+
+/// Hardware Error (Core Vol 4 Part E §7.7.16): the controller's state is lost, so every pending
+/// call ends at once with a typed error naming it, instead of each waiting for its own timeout.
+#[tokio::test(start_paused = true)]
+async fn hardware_error_ends_every_pending_call() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let mut notes = host.notifications();
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    ctrl.behave(|b| {
+        b.silent.insert(Opcode::LE_RAND.0);
+    });
+    let started = tokio::time::Instant::now();
+    let read = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0003).await }
+    });
+    let rand = tokio::spawn({
+        let host = host.clone();
+        async move { host.command(Command::LeRand).await }
+    });
+    assert_eq!(ctrl.next_att(0x40).await, [0x0A, 0x03, 0x00]);
+    ctrl.wait_command(|c| *c == Command::LeRand).await;
+    ctrl.inject(vec![0x04, 0x10, 0x01, 0x2A]);
+    let r = tokio::time::timeout(DEADLINE, read).await.expect("read ended in time").expect("task");
+    let c = tokio::time::timeout(DEADLINE, rand).await.expect("command ended in time").expect("task");
+    assert!(started.elapsed() < Duration::from_secs(1), "ended by the event, not a timeout");
+    for r in [r.map(drop), c.map(drop)] {
+        match r {
+            Err(Error::TransportClosed(why)) => assert!(why.contains("hardware error 0x2a"), "{why}"),
+            other => panic!("expected the hardware error, got {other:?}"),
+        }
+    }
+    assert_eq!(a.end(), Some(LinkEnd::TransportClosed));
+    // The notification still tells front-ends what happened.
+    loop {
+        match notes.recv().await.expect("notification") {
+            gattling::Notification::HardwareError(0x2A) => break,
+            _ => continue,
+        }
+    }
+    drop((host, a, ca));
+    assert_no_tasks_left(baseline).await;
+}
+
+/// A command the controller never completes fails with a timeout after 5 s; the links keep
+/// working, and so do later commands once the controller answers again.
+#[tokio::test(start_paused = true)]
+async fn a_command_that_never_completes_times_out_and_the_links_keep_working() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    ctrl.behave(|b| {
+        b.silent.insert(Opcode::LE_RAND.0);
+    });
+    let started = tokio::time::Instant::now();
+    match host.command(Command::LeRand).await {
+        Err(Error::Timeout(what)) => assert!(what.contains("command"), "{what}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    other_link_works(&mut ctrl, &ca, b"still here").await;
+    // The controller recovers: the next command goes out and completes.
+    ctrl.behave(|b| b.silent.clear());
+    let r = tokio::time::timeout(DEADLINE * 2, host.command(Command::ReadBdAddr)).await.expect("no hang");
+    assert!(r.is_ok(), "a later command completes: {r:?}");
+}

@@ -295,6 +295,25 @@ impl Host {
         id
     }
 
+    /// Gives up on a command the controller never completed (the caller's command timeout):
+    /// forgets it and, if it was sent, takes back the credit it used so later commands are not
+    /// blocked forever (Core Vol 4 Part E §4.4 sets no timeout; BlueZ does the same after its
+    /// own). A late completion for it is then reported as [`Dropped::UnexpectedCompletion`].
+    /// Returns false when the command had already completed.
+    pub fn abandon_command(&mut self, id: CommandId) -> bool {
+        if let Some(i) = self.command_queue.iter().position(|(c, ..)| *c == id) {
+            self.command_queue.remove(i);
+            return true;
+        }
+        let Some(i) = self.commands_in_flight.iter().position(|(c, _)| *c == id) else {
+            return false;
+        };
+        self.commands_in_flight.remove(i);
+        self.command_credits = self.command_credits.max(1);
+        self.pump_commands();
+        true
+    }
+
     /// Records the controller's LE ACL buffers (from LE Read Buffer Size, or Read Buffer Size
     /// when LE reports 0) (Core Vol 4 Part E §7.8.2).
     pub fn set_acl_buffers(&mut self, acl_len: u16, acl_num: u16) {
