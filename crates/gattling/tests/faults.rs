@@ -474,3 +474,161 @@ async fn a_command_that_never_completes_times_out_and_the_links_keep_working() {
     let r = tokio::time::timeout(DEADLINE * 2, host.command(Command::ReadBdAddr)).await.expect("no hang");
     assert!(r.is_ok(), "a later command completes: {r:?}");
 }
+
+/// ACL credit starvation (Core Vol 4 Part E §4.1.1): one link's Number Of Completed Packets
+/// never comes. Its request never reaches the peer and fails with the ATT timeout (the link is
+/// disconnected and its buffers come back); the other link keeps its share and keeps working.
+#[tokio::test(start_paused = true)]
+async fn acl_credit_starvation_on_one_link_leaves_the_others_working() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    ctrl.behave(|b| {
+        b.starved.insert(0x40);
+    });
+    // Link A fills every buffer it may take (the controller has 8).
+    for i in 0..20u8 {
+        ca.write_without_response(0x0005, &[i]).await.expect("queued");
+    }
+    let started = tokio::time::Instant::now();
+    let read = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0003).await }
+    });
+    // B goes on, many times over A's stuck buffers.
+    for i in 0..12u8 {
+        other_link_works(&mut ctrl, &cb, &[i; 3]).await;
+    }
+    let r = tokio::time::timeout(ATT_TIMEOUT + DEADLINE, read).await.expect("ended in time").expect("task");
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    assert_eq!(started.elapsed(), ATT_TIMEOUT);
+    // The bearer closed and the link was disconnected (Core Vol 3 Part F §3.3.3).
+    ctrl.wait_command(|c| matches!(c, Command::Disconnect { handle: 0x40, .. })).await;
+    assert!(matches!(tokio::time::timeout(DEADLINE, a.closed()).await, Ok(LinkEnd::Disconnected(_))));
+    // A saw at most 7 of the 8 buffers: one stayed for B.
+    let mut sent_on_a = 0;
+    while !ctrl.nothing_sent(0x40) {
+        ctrl.next_pdu(0x40).await;
+        sent_on_a += 1;
+    }
+    assert_eq!(sent_on_a, 7, "A took all but B's reserved buffer");
+    other_link_works(&mut ctrl, &cb, b"after").await;
+}
+
+/// Supervision timeout (Disconnection Complete, reason 0x08) during a reliable write: the
+/// write fails with the reason; the other link is untouched.
+#[tokio::test(start_paused = true)]
+async fn supervision_timeout_during_a_reliable_write_fails_it_with_the_reason() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let write = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.reliable_write(&[(0x0005, &[1u8; 30][..]), (0x0007, &[2u8; 4][..])]).await }
+    });
+    let req = ctrl.next_att(0x40).await;
+    assert_eq!(req[0], 0x16, "Prepare Write Request");
+    ctrl.att(0x40, &[&[0x17][..], &req[1..]].concat());
+    assert_eq!(ctrl.next_att(0x40).await[0], 0x16, "the second Prepare Write Request");
+    ctrl.inject(disconnection_complete(0x40, 0x08));
+    let r = tokio::time::timeout(DEADLINE, write).await.expect("ended in time").expect("task");
+    match r {
+        Err(Error::Disconnected { reason }) => assert_eq!(reason.0, 0x08),
+        other => panic!("expected Disconnected(0x08), got {other:?}"),
+    }
+    assert!(matches!(ca.read(0x0003).await, Err(Error::Disconnected { .. })), "later calls fail at once");
+    other_link_works(&mut ctrl, &cb, b"unaffected").await;
+    drop((host, a, b, ca, cb));
+    assert_no_tasks_left(baseline).await;
+}
+
+/// A GATT server with one readable, writable, indicating characteristic; returns its value
+/// handle after each link subscribed to indications.
+async fn indicating_server(host: &Host, ctrl: &mut Ctrl, links: &[u16]) -> gattling::gatt::Characteristic {
+    use gattling::proto::gatt::{CharacteristicDef, Properties, ServiceDef};
+    let server = host.gatt_server("faults", 0);
+    let props = Properties::READ | Properties::WRITE | Properties::INDICATE;
+    server
+        .add_service(ServiceDef::primary(0x180Fu16).characteristic(CharacteristicDef::new(0x2A19u16, props, &[7])))
+        .expect("service");
+    let ch = server.characteristic(0x2A19u16).expect("characteristic");
+    let cccd = (ch.value_handle() + 1).to_le_bytes();
+    for &h in links {
+        ctrl.att(h, &[0x12, cccd[0], cccd[1], 0x02, 0x00]);
+        assert_eq!(ctrl.next_att(h).await, [0x13], "CCCD written");
+    }
+    ch
+}
+
+/// The peer disappears (supervision timeout) with an indication unconfirmed: the link's state
+/// goes with it, no 30 s indication timer fires for the dead link, and the other link's
+/// indications go on.
+#[tokio::test(start_paused = true)]
+async fn supervision_timeout_with_an_unconfirmed_indication_leaves_nothing_behind() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let _b = ctrl.connect(&host, 0x41).await;
+    let ch = indicating_server(&host, &mut ctrl, &[0x40, 0x41]).await;
+    assert!(ch.indicate(0x40, b"one"));
+    assert!(ch.indicate(0x40, b"two"), "queued behind the unconfirmed one");
+    let h = ch.value_handle().to_le_bytes();
+    assert_eq!(ctrl.next_att(0x40).await, [0x1D, h[0], h[1], b'o', b'n', b'e']);
+    ctrl.inject(disconnection_complete(0x40, 0x08));
+    match tokio::time::timeout(DEADLINE, a.closed()).await.expect("ended in time") {
+        LinkEnd::Disconnected(r) => assert_eq!(r.0, 0x08),
+        other => panic!("{other:?}"),
+    }
+    assert!(!ch.indicate(0x40, b"three"), "no indication on a link that is gone");
+    // Past the indication's 30 s: the host does not disconnect a link that no longer exists.
+    // (Virtual time; this proves the absence of an event, it does not wait for one.)
+    tokio::time::advance(ATT_TIMEOUT + Duration::from_secs(1)).await;
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!ctrl.sent_command(|c| matches!(c, Command::Disconnect { .. })), "no Disconnect for a dead link");
+    assert!(ctrl.nothing_sent(0x40), "the queued indication died with the link");
+    // The other link's indications still flow and are confirmed.
+    assert!(ch.indicate(0x41, b"b1"));
+    assert_eq!(ctrl.next_att(0x41).await, [0x1D, h[0], h[1], b'b', b'1']);
+    ctrl.att(0x41, &[0x1E]);
+    assert!(ch.indicate(0x41, b"b2"));
+    assert_eq!(ctrl.next_att(0x41).await, [0x1D, h[0], h[1], b'b', b'2']);
+}
+
+/// ATT timeout (the peer never answers): the call fails after 30 s, the link is disconnected,
+/// and until the controller reports the disconnection the bearer is dead (Core Vol 3 Part F
+/// §3.3.3): no request, command or response goes out on it.
+#[tokio::test(start_paused = true)]
+async fn after_an_att_timeout_the_bearer_refuses_further_use() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let (ca, cb) = (client(&a).await, client(&b).await);
+    let ch = indicating_server(&host, &mut ctrl, &[0x40]).await;
+    ctrl.behave(|b| b.hold_disconnect = true);
+    let started = tokio::time::Instant::now();
+    let read = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0003).await }
+    });
+    assert_eq!(ctrl.next_att(0x40).await, [0x0A, 0x03, 0x00]);
+    let r = tokio::time::timeout(ATT_TIMEOUT + DEADLINE, read).await.expect("ended in time").expect("task");
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    assert_eq!(started.elapsed(), ATT_TIMEOUT);
+    ctrl.wait_command(|c| matches!(c, Command::Disconnect { handle: 0x40, .. })).await;
+    assert_eq!(a.end(), None, "Disconnection Complete is still to come");
+    // Every further use of the bearer is refused, and nothing reaches the peer.
+    assert!(matches!(ca.read(0x0003).await, Err(Error::Timeout(_))));
+    assert!(matches!(ca.write_without_response(0x0005, b"x").await, Err(Error::Timeout(_) | Error::Bearer(_))));
+    assert!(matches!(a.send_att(&[0x0A, 0x03, 0x00]), Err(Error::Bearer(_))));
+    assert!(!ch.indicate(0x40, b"late"), "no indication on a timed-out bearer");
+    // The peer's request is not answered either.
+    ctrl.att(0x40, &[0x0A, 0x03, 0x00]);
+    other_link_works(&mut ctrl, &cb, b"other").await;
+    assert!(ctrl.nothing_sent(0x40), "nothing sent on the dead bearer");
+    ctrl.inject(disconnection_complete(0x40, 0x16));
+    assert!(matches!(tokio::time::timeout(DEADLINE, a.closed()).await, Ok(LinkEnd::Disconnected(_))));
+}
