@@ -270,8 +270,27 @@ impl GattClient {
     /// Sends one request and waits for its answer (the caller holds the procedure lock). The
     /// bearer's 30 s transaction timeout closes the link and fails the call.
     async fn exchange(&self, pdu: Vec<u8>) -> Result<Vec<u8>, Error> {
-        if let Some(e) = lock(&self.link.failed).clone() {
-            return Err(e);
+        loop {
+            if let Some(e) = lock(&self.link.failed).clone() {
+                return Err(e);
+            }
+            // A call dropped mid-request left its request outstanding: its answer (dropped
+            // here), the bearer's 30 s timeout or the link's end comes first, delivered to
+            // this call instead (one request at a time, Core Vol 3 Part F §3.3.2).
+            let stale = {
+                let mut pending = lock(&self.link.pending);
+                pending.is_some().then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    *pending = Some(tx);
+                    rx
+                })
+            };
+            let Some(stale) = stale else { break };
+            match stale.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
+            }
         }
         let (tx, rx) = oneshot::channel();
         *lock(&self.link.pending) = Some(tx);

@@ -632,3 +632,104 @@ async fn after_an_att_timeout_the_bearer_refuses_further_use() {
     ctrl.inject(disconnection_complete(0x40, 0x16));
     assert!(matches!(tokio::time::timeout(DEADLINE, a.closed()).await, Ok(LinkEnd::Disconnected(_))));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The application misbehaves.
+
+/// A GATT call dropped while its request is outstanding (a caller's timeout, an aborted task):
+/// the next call on the bearer waits for the stale answer (one request at a time, Core Vol 3
+/// Part F §3.3.2) instead of failing, and never takes the stale answer for its own.
+#[tokio::test(start_paused = true)]
+async fn a_gatt_call_dropped_mid_request_does_not_break_the_next_one() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    let dropped = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0003).await }
+    });
+    assert_eq!(ctrl.next_att(0x40).await, [0x0A, 0x03, 0x00]);
+    dropped.abort();
+    assert!(dropped.await.expect_err("aborted").is_cancelled());
+    let next = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.read(0x0005).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(ctrl.nothing_sent(0x40), "no second request while the first is unanswered");
+    ctrl.att(0x40, b"\x0bstale");
+    serve_read(&mut ctrl, 0x40, 0x0005, b"fresh").await;
+    let r = tokio::time::timeout(DEADLINE, next).await.expect("in time").expect("task");
+    assert_eq!(r.expect("read"), b"fresh");
+}
+
+/// A call dropped and its request never answered: the next call fails with the bearer's
+/// timeout 30 s after the first request (not later), and the link is disconnected.
+#[tokio::test(start_paused = true)]
+async fn a_gatt_call_dropped_and_never_answered_times_the_bearer_out() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    let started = tokio::time::Instant::now();
+    let dropped = tokio::time::timeout(Duration::from_secs(1), ca.read(0x0003)).await;
+    assert!(dropped.is_err(), "the caller gave up");
+    let r = tokio::time::timeout(ATT_TIMEOUT + DEADLINE, ca.read(0x0005)).await.expect("ended in time");
+    assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
+    assert_eq!(started.elapsed(), ATT_TIMEOUT);
+    ctrl.wait_command(|c| matches!(c, Command::Disconnect { handle: 0x40, .. })).await;
+}
+
+/// The application drops its `Host`, `Connection` and `GattClient` in the middle of a
+/// procedure: every task ends and the transport is released.
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_mid_procedure_leaves_no_task() {
+    let baseline = alive();
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    let discovery = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.discover_services().await }
+    });
+    assert_eq!(ctrl.next_att(0x40).await[0], 0x10);
+    discovery.abort();
+    let _ = discovery.await;
+    drop((host, a, ca));
+    assert_no_tasks_left(baseline).await;
+    // The controller saw its pipe close (its task ended with the host's writer).
+    assert!(ctrl.pdus.recv().await.is_none());
+}
+
+/// A GATT callback that blocks (here until the test releases it, up to 60 s) holds up only
+/// its own link: the other link's requests are answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_gatt_callback_leaves_the_other_links_alone() {
+    let (host, mut ctrl) = start().await;
+    let _a = ctrl.connect(&host, 0x40).await;
+    let _b = ctrl.connect(&host, 0x41).await;
+    let ch = indicating_server(&host, &mut ctrl, &[]).await;
+    let (entered_tx, entered) = std::sync::mpsc::channel::<u16>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    ch.on_read(move |conn| {
+        if conn == 0x40 {
+            let _ = entered_tx.send(conn);
+            // Blocks this thread, as a careless handler would.
+            let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(60));
+        }
+        Some(vec![conn as u8])
+    });
+    let h = ch.value_handle().to_le_bytes();
+    ctrl.att(0x40, &[0x0A, h[0], h[1]]);
+    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(5)))
+        .await
+        .expect("task")
+        .expect("the handler runs");
+    for _ in 0..20 {
+        ctrl.att(0x41, &[0x0A, h[0], h[1]]);
+        assert_eq!(ctrl.next_att(0x41).await, [0x0B, 0x41], "link B answered while A's handler blocks");
+    }
+    assert!(ctrl.nothing_sent(0x40), "A waits for its handler");
+    release.send(()).expect("handler waiting");
+    assert_eq!(ctrl.next_att(0x40).await, [0x0B, 0x40]);
+}
