@@ -34,9 +34,10 @@ pub(crate) struct Link {
     pub(crate) info: ConnectionInfo,
     pub(crate) bearer: Bearer,
     /// Raw ATT PDUs for [`crate::Connection::recv_att`]: server-role PDUs when no GATT server is
-    /// installed, client-role PDUs when no GATT client is attached.
-    pub(crate) raw_tx: mpsc::UnboundedSender<Vec<u8>>,
-    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    /// installed, client-role PDUs when no GATT client is attached. Bounded ([`RAW_QUEUE`]): a
+    /// peer flooding a link nobody reads cannot grow it without bound.
+    pub(crate) raw_tx: mpsc::Sender<Vec<u8>>,
+    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
     /// The GATT client attached to this link, if any.
     pub(crate) client: Option<Arc<ClientLink>>,
     pub(crate) end_tx: watch::Sender<Option<LinkEnd>>,
@@ -47,6 +48,17 @@ pub(crate) struct Link {
     pub(crate) data_length: (u16, u16),
     /// (TX, RX) PHY codes, from LE PHY Update Complete.
     pub(crate) phy: (u8, u8),
+}
+
+/// Raw ATT PDUs a link queues for [`crate::Connection::recv_att`]; later ones are dropped
+/// until the application reads.
+pub(crate) const RAW_QUEUE: usize = 256;
+
+/// Queues a raw ATT PDU for the application, dropping it when the queue is full.
+fn queue_raw(link: &Link, handle: ConnHandle, pdu: &[u8]) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = link.raw_tx.try_send(pdu.to_vec()) {
+        tracing::debug!(handle, "raw ATT queue full ({RAW_QUEUE} PDUs unread); PDU dropped");
+    }
 }
 
 /// The links by handle; also how the GATT server finds bearers.
@@ -354,7 +366,7 @@ fn route_att(
                 link.bearer.peer_request_pending()
             }
             None if link.client.is_none() => {
-                let _ = link.raw_tx.send(pdu.to_vec());
+                queue_raw(link, handle, pdu);
                 link.bearer.peer_request_pending()
             }
             None => {
@@ -390,7 +402,7 @@ fn route_att(
             match &link.client {
                 Some(client) => client.answer(pdu),
                 None => {
-                    let _ = link.raw_tx.send(pdu.to_vec());
+                    queue_raw(link, handle, pdu);
                 }
             }
             false
@@ -406,7 +418,7 @@ fn route_att(
                     }
                 }
                 None => {
-                    let _ = link.raw_tx.send(pdu.to_vec());
+                    queue_raw(link, handle, pdu);
                 }
             }
             false
@@ -623,7 +635,7 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
 
 /// A new link's state, with its application task.
 fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link {
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (end_tx, _) = watch::channel(None);
     let (app, app_rx) = mpsc::unbounded_channel();
     tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx));

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::{mpsc, watch};
 
 /// How long a test waits for something that must happen (on the paused clock this is virtual
@@ -732,4 +732,79 @@ async fn a_blocking_gatt_callback_leaves_the_other_links_alone() {
     assert!(ctrl.nothing_sent(0x40), "A waits for its handler");
     release.send(()).expect("handler waiting");
     assert_eq!(ctrl.next_att(0x40).await, [0x0B, 0x40]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile peers and controllers, seen from the runtime (the core's own tests are in
+// gattling-proto/tests/hostile.rs).
+
+/// A peer floods Write Commands on a link whose raw ATT queue nobody reads (no GATT server or
+/// client on this host): the queue is bounded, the oldest PDUs are kept, and the host stays
+/// responsive.
+#[tokio::test(start_paused = true)]
+async fn an_unread_raw_att_queue_is_bounded() {
+    let (host, ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    for i in 0..5000u16 {
+        let v = i.to_le_bytes();
+        ctrl.att(0x40, &[0x52, 0x03, 0x00, v[0], v[1]]);
+    }
+    // The host has read everything once the other link's request (sent last) shows up.
+    ctrl.att(0x41, &[0x0A, 0x03, 0x00]);
+    let r = tokio::time::timeout(DEADLINE, b.recv_att()).await.expect("in time").expect("pdu");
+    assert_eq!(r, [0x0A, 0x03, 0x00]);
+    let mut queued = 0u16;
+    while let Ok(Ok(pdu)) = tokio::time::timeout(Duration::from_millis(1), a.recv_att()).await {
+        assert_eq!(pdu[3..], queued.to_le_bytes(), "kept in order, oldest first");
+        queued += 1;
+    }
+    assert!(queued >= 64, "a burst fits: {queued}");
+    assert!(queued <= 1024, "{queued} PDUs queued for a reader that never came");
+}
+
+/// Events of the wrong length from the controller in the middle of a session are dropped;
+/// the links and pending calls carry on.
+#[tokio::test(start_paused = true)]
+async fn malformed_controller_events_mid_session_are_survived() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let ca = client(&a).await;
+    for bad in [
+        vec![0x04, 0x05, 0x02, 0x00, 0x40],                   // Disconnection Complete, short
+        vec![0x04, 0x13, 0x05, 0x03, 0x40, 0x00, 0x01, 0x00], // NOCP claiming 3 handles
+        vec![0x04, 0x3E, 0x02, 0x01, 0x00],                   // LE Connection Complete, short
+        vec![0x04, 0x0E, 0x01, 0x01],                         // Command Complete without opcode
+        vec![0x04, 0x3E, 0x00],                               // LE Meta without subevent
+        vec![0x04, 0x10, 0x00],                               // Hardware Error without its code
+    ] {
+        ctrl.inject(bad);
+    }
+    other_link_works(&mut ctrl, &ca, b"survived").await;
+    assert_eq!(a.end(), None);
+    assert!(host.command(Command::LeRand).await.is_ok(), "commands still complete");
+}
+
+/// A signaling flood on one link while its ACL buffers are held: the other link keeps working
+/// and the flooded link's queue stays bounded (see the core test for the count).
+#[tokio::test(start_paused = true)]
+async fn a_signaling_flood_on_one_link_leaves_the_others_working() {
+    let (host, mut ctrl) = start().await;
+    let _a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let cb = client(&b).await;
+    ctrl.behave(|b| {
+        b.starved.insert(0x40);
+    });
+    for i in 0..5000u16 {
+        ctrl.inject(acl_pdu(0x40, 0x0005, &[0x08, (i % 255 + 1) as u8, 0x00, 0x00]));
+    }
+    other_link_works(&mut ctrl, &cb, b"fine").await;
+    let mut rejects = 0;
+    while !ctrl.nothing_sent(0x40) {
+        let (cid, pdu) = ctrl.next_pdu(0x40).await;
+        assert_eq!((cid, pdu[0]), (0x0005, 0x01), "Command Reject");
+        rejects += 1;
+    }
+    assert!(rejects <= 16, "{rejects} rejects went out with the buffers held");
 }
