@@ -101,7 +101,8 @@ pub enum Dropped {
     /// An SMP PDU answered with Pairing Failed because pairing is not implemented yet.
     PairingRefused(ConnHandle),
     /// A signaling or SMP answer the host did not queue: the link already has
-    /// [`MAX_QUEUED_CONTROL`] of them waiting for ACL buffers (a peer flooding requests).
+    /// [`MAX_QUEUED_CONTROL`] of them waiting for ACL buffers (a peer flooding requests;
+    /// Core Vol 3 Part A §4, Part H §3).
     Flooded {
         /// Connection handle.
         handle: ConnHandle,
@@ -244,7 +245,8 @@ struct Link {
 /// Signaling and SMP PDUs a link may have waiting for ACL buffers before the host stops
 /// answering that peer's requests on those channels, and commands the host may have queued on
 /// its own behalf before it stops answering requests that need one: a peer flooding requests
-/// while the controller holds the buffers cannot make a queue grow without bound.
+/// while the controller holds the buffers cannot make a queue grow without bound (signaling,
+/// Core Vol 3 Part A §4; SMP, Core Vol 3 Part H §3).
 pub const MAX_QUEUED_CONTROL: u16 = 16;
 
 /// True when an outgoing H4 ACL packet starts an L2CAP PDU on a channel other than ATT.
