@@ -20,6 +20,7 @@ use gattling_proto::hci::{status, ConnHandle};
 use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostEvent, Role};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub(crate) struct Link {
     pub(crate) events: broadcast::Sender<LinkEvent>,
     /// The link's application task: callbacks run there, in order, outside the lock.
     pub(crate) app: mpsc::UnboundedSender<AppJob>,
+    /// Jobs sent to the application task and not yet taken by it (bounded by [`APP_QUEUE`]).
+    pub(crate) app_queued: Arc<AtomicUsize>,
     /// Maximum (TX, RX) payload octets, from LE Data Length Change.
     pub(crate) data_length: (u16, u16),
     /// (TX, RX) PHY codes, from LE PHY Update Complete.
@@ -53,6 +56,11 @@ pub(crate) struct Link {
 /// Raw ATT PDUs a link queues for [`crate::Connection::recv_att`]; later ones are dropped
 /// until the application reads.
 pub(crate) const RAW_QUEUE: usize = 256;
+
+/// Callbacks (values written, subscriptions, confirmations, notifications) a link's application
+/// task may have waiting; later ones are dropped while a slow or blocked callback holds it up.
+/// Parked requests are never dropped: their answers are due (one per bearer at a time).
+pub(crate) const APP_QUEUE: usize = 1024;
 
 /// Queues a raw ATT PDU for the application, dropping it when the queue is full.
 fn queue_raw(link: &Link, handle: ConnHandle, pdu: &[u8]) {
@@ -235,6 +243,12 @@ impl Inner {
     pub(crate) fn dispatch_jobs(&mut self) {
         for (handle, job) in self.jobs.drain(..) {
             if let Some(link) = self.links.0.get(&handle) {
+                let parked = matches!(job, AppJob::Deferred(_));
+                if !parked && link.app_queued.load(Ordering::Relaxed) >= APP_QUEUE {
+                    tracing::debug!(handle, "application task {APP_QUEUE} callbacks behind; callback dropped");
+                    continue;
+                }
+                link.app_queued.fetch_add(1, Ordering::Relaxed);
                 let _ = link.app.send(job);
             }
         }
@@ -638,7 +652,8 @@ fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link 
     let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (end_tx, _) = watch::channel(None);
     let (app, app_rx) = mpsc::unbounded_channel();
-    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx));
+    let app_queued = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx, app_queued.clone()));
     Link {
         info,
         bearer: Bearer::new(local_mtu),
@@ -648,6 +663,7 @@ fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link 
         end_tx,
         events: broadcast::channel(16).0,
         app,
+        app_queued,
         // The defaults until the controller reports a change (Core Vol 6 Part B §4.5.10, §5.1.10).
         data_length: (27, 27),
         phy: (1, 1),

@@ -300,8 +300,14 @@ fn guarded(what: &str, f: impl FnOnce()) {
 
 /// A link's application task: runs callbacks in the order their events arrived, outside the
 /// host lock, until the link ends.
-pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: mpsc::UnboundedReceiver<AppJob>) {
+pub(crate) async fn app_loop(
+    shared: Weak<Shared>,
+    conn: ConnHandle,
+    mut jobs: mpsc::UnboundedReceiver<AppJob>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Some(job) = jobs.recv().await {
+        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let Some(s) = shared.upgrade() else { return };
         match job {
             AppJob::Deferred(d) => {
@@ -782,7 +788,8 @@ impl Characteristic {
     }
 
     /// Called after a client's write stored a new value (Pycom's CHAR_WRITE_EVENT handler,
-    /// which reads the new value with `value()`).
+    /// which reads the new value with `value()`). While a slow callback holds up its link's
+    /// task, at most 1024 callbacks wait; later ones are dropped (the values are still stored).
     pub fn on_written(&self, f: impl Fn(ConnHandle, &[u8]) + Send + Sync + 'static) {
         let id = self.id;
         self.set_hook(|h| {

@@ -808,3 +808,86 @@ async fn a_signaling_flood_on_one_link_leaves_the_others_working() {
     }
     assert!(rejects <= 16, "{rejects} rejects went out with the buffers held");
 }
+
+/// A peer floods notifications to a client whose subscriber reads nothing: the values queued
+/// for it are bounded (oldest kept), and the link stays responsive.
+#[tokio::test(start_paused = true)]
+async fn an_unread_notification_stream_is_bounded() {
+    let (host, mut ctrl) = start().await;
+    let a = ctrl.connect(&host, 0x40).await;
+    let b = ctrl.connect(&host, 0x41).await;
+    let ca = client(&a).await;
+    let cb = client(&b).await;
+    let mut values = ca.notifications();
+    for i in 0..5000u16 {
+        let v = i.to_le_bytes();
+        ctrl.att(0x40, &[0x1B, 0x03, 0x00, v[0], v[1]]);
+    }
+    // Everything before it has been read once the other link's read is answered.
+    other_link_works(&mut ctrl, &cb, b"ok").await;
+    let mut queued = 0u16;
+    while let Ok(Some(v)) = tokio::time::timeout(Duration::from_millis(1), values.next()).await {
+        assert_eq!(v.value, queued.to_le_bytes(), "kept in order, oldest first");
+        queued += 1;
+    }
+    assert!(queued >= 64, "a burst fits: {queued}");
+    assert!(queued <= 1024, "{queued} values queued for a reader that never came");
+    other_link_works(&mut ctrl, &ca, b"still").await;
+}
+
+/// A peer floods Write Commands while the characteristic's callback blocks: the callbacks
+/// waiting for the link's application task are bounded (the values are still stored), and the
+/// other link is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_flood_behind_a_blocking_callback_is_bounded() {
+    use gattling::proto::gatt::{CharacteristicDef, Properties, ServiceDef};
+    let (host, mut ctrl) = start().await;
+    let _a = ctrl.connect(&host, 0x40).await;
+    let _b = ctrl.connect(&host, 0x41).await;
+    let server = host.gatt_server("faults", 0);
+    let props = Properties::READ | Properties::WRITE_WITHOUT_RESPONSE;
+    server
+        .add_service(
+            ServiceDef::primary(0x180Fu16)
+                .characteristic(CharacteristicDef::new(0x2A19u16, props, &[0, 0]))
+                .characteristic(CharacteristicDef::new(0x2A1Au16, Properties::READ, &[0])),
+        )
+        .expect("service");
+    let ch = server.characteristic(0x2A19u16).expect("characteristic");
+    // A read handler runs on the same task, after every callback queued before it.
+    let marker = server.characteristic(0x2A1Au16).expect("characteristic");
+    marker.on_read(|_| Some(vec![0x42]));
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    ch.on_written({
+        let calls = calls.clone();
+        move |_, _| {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                let _ = entered_tx.send(());
+                let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(60));
+            }
+        }
+    });
+    let h = ch.value_handle().to_le_bytes();
+    ctrl.att(0x40, &[0x52, h[0], h[1], 0xFF, 0xFF]);
+    tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(5)))
+        .await
+        .expect("task")
+        .expect("the callback runs");
+    for i in 0..5000u16 {
+        let v = i.to_le_bytes();
+        ctrl.att(0x40, &[0x52, h[0], h[1], v[0], v[1]]);
+    }
+    ctrl.att(0x41, &[0x0A, h[0], h[1]]);
+    assert_eq!(ctrl.next_att(0x41).await, [0x0B, 0x87, 0x13], "B served; A's last write stored");
+    release.send(()).expect("callback waiting");
+    // The marker's read is answered once A's task ran everything queued before it.
+    let m = marker.value_handle().to_le_bytes();
+    ctrl.att(0x40, &[0x0A, m[0], m[1]]);
+    assert_eq!(ctrl.next_att(0x40).await, [0x0B, 0x42]);
+    let calls = calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(calls >= 64, "a burst is delivered: {calls}");
+    assert!(calls <= 1100, "{calls} callbacks queued behind a blocked one for 5000 writes");
+}
