@@ -117,7 +117,7 @@ pub(crate) struct Inner {
     /// Bumped when an abandoned attempt has settled; later `connect` calls wait for it.
     pub(crate) connect_settled: tokio::sync::watch::Sender<u64>,
     pub(crate) incoming: mpsc::UnboundedSender<ConnectionInfo>,
-    pub(crate) scan: Option<mpsc::UnboundedSender<AdvReport>>,
+    pub(crate) scan: Option<mpsc::Sender<AdvReport>>,
     pub(crate) closed: Option<String>,
     /// The GATT server, once installed: it answers requests and commands.
     pub(crate) gatt: Option<GattState>,
@@ -596,8 +596,9 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
             }
             HostEvent::Advertisement(report) => {
+                // A reader that fell behind loses the newest reports, not memory.
                 if let Some(tx) = &inner.scan {
-                    let _ = tx.send(report);
+                    let _ = tx.try_send(report);
                 }
             }
             HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {

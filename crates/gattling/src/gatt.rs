@@ -48,7 +48,7 @@ pub(crate) struct Hooks {
     subscribe: HashMap<CharId, SubscribeHook>,
     authorize: Option<AuthorizeHook>,
     /// Receivers of every [`ServerEvent`].
-    listeners: Vec<mpsc::UnboundedSender<ServerEvent>>,
+    listeners: Vec<mpsc::Sender<ServerEvent>>,
 }
 
 /// Something a client did to the server, as reported by [`GattServer::events`].
@@ -81,6 +81,9 @@ pub enum ServerEvent {
         conn: ConnHandle,
     },
 }
+
+/// Events one [`ServerEvents`] reader may have unread; later ones are dropped until it reads.
+const SERVER_EVENTS: usize = 1024;
 
 /// Work for a link's application task.
 #[derive(Debug)]
@@ -336,7 +339,7 @@ pub(crate) async fn app_loop(
                 };
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone(), kind });
+                    let _ = l.try_send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone(), kind });
                 }
                 if let Some(f) = hook {
                     guarded("write", || f(conn, &value));
@@ -349,7 +352,7 @@ pub(crate) async fn app_loop(
                 };
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Subscribed { conn, value_handle: ch.0, cccd });
+                    let _ = l.try_send(ServerEvent::Subscribed { conn, value_handle: ch.0, cccd });
                 }
                 if let Some(f) = hook {
                     guarded("subscribe", || f(conn, cccd));
@@ -359,7 +362,7 @@ pub(crate) async fn app_loop(
                 let listeners = lock(&s).gatt.as_ref().map(|g| g.hooks.listeners.clone()).unwrap_or_default();
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Confirmed { conn });
+                    let _ = l.try_send(ServerEvent::Confirmed { conn });
                 }
             }
             AppJob::Notified(pdu) => {
@@ -608,9 +611,10 @@ impl GattServer {
         self.with(|g, _, _| (g.hooks.authorize = Some(Arc::new(f)), Vec::new()));
     }
 
-    /// Every write, subscription and confirmation from now on, in the order they happened.
+    /// Every write, subscription and confirmation from now on, in the order they happened. At
+    /// most 1024 unread events are kept; later ones are dropped until the reader catches up.
     pub fn events(&self) -> ServerEvents {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SERVER_EVENTS);
         self.with(|g, _, _| (g.hooks.listeners.push(tx), Vec::new()));
         ServerEvents { rx }
     }
@@ -639,7 +643,7 @@ type Outgoing = Vec<(ConnId, Vec<u8>)>;
 /// The stream of [`ServerEvent`]s from [`GattServer::events`].
 #[derive(Debug)]
 pub struct ServerEvents {
-    rx: mpsc::UnboundedReceiver<ServerEvent>,
+    rx: mpsc::Receiver<ServerEvent>,
 }
 
 impl ServerEvents {

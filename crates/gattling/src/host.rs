@@ -142,6 +142,9 @@ pub struct AdvertisingOptions {
     pub auto_restart: bool,
 }
 
+/// Advertising reports a [`Scanner`] may have unread; later ones are dropped until it reads.
+const SCAN_QUEUE: usize = 1024;
+
 /// How to scan.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanOptions {
@@ -180,12 +183,13 @@ impl Default for ConnectOptions {
 /// A stream of advertising reports; scanning stops when it is dropped or [`Scanner::stop`] is called.
 pub struct Scanner {
     host: Host,
-    rx: mpsc::UnboundedReceiver<AdvReport>,
+    rx: mpsc::Receiver<AdvReport>,
     stopped: bool,
 }
 
 impl Scanner {
-    /// The next report, or `None` once scanning stopped or the transport closed.
+    /// The next report, or `None` once scanning stopped or the transport closed. At most 1024
+    /// unread reports are kept; later ones are dropped until the reader catches up.
     pub async fn next(&mut self) -> Option<AdvReport> {
         self.rx.recv().await
     }
@@ -555,7 +559,7 @@ impl Host {
 
     /// Starts scanning; reports arrive on the returned [`Scanner`].
     pub async fn scan(&self, opts: ScanOptions) -> Result<Scanner, Error> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SCAN_QUEUE);
         {
             let mut inner = self.lock();
             if inner.scan.is_some() {

@@ -891,3 +891,59 @@ async fn a_write_flood_behind_a_blocking_callback_is_bounded() {
     assert!(calls >= 64, "a burst is delivered: {calls}");
     assert!(calls <= 1100, "{calls} callbacks queued behind a blocked one for 5000 writes");
 }
+
+/// Nearby advertisers flood reports while the application does not read its `Scanner`: the
+/// reports queued for it are bounded (oldest kept).
+#[tokio::test(start_paused = true)]
+async fn an_unread_scanner_is_bounded() {
+    let (host, ctrl) = start().await;
+    let mut scanner = host.scan(gattling::ScanOptions::default()).await.expect("scanning");
+    for i in 0..5000u16 {
+        let v = i.to_le_bytes();
+        // LE Advertising Report: one ADV_IND from a random address, 2 octets of data.
+        ctrl.inject(vec![0x04, 0x3E, 14, 0x02, 1, 0, 1, v[0], v[1], 3, 4, 5, 0xC6, 2, v[0], v[1], 0xC4]);
+    }
+    // The command's completion comes after every report: all are read once it completes.
+    host.command(Command::LeRand).await.expect("command");
+    let mut queued = 0u16;
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(1), scanner.next()).await {
+        assert_eq!(r.data, queued.to_le_bytes(), "kept in order, oldest first");
+        queued += 1;
+    }
+    assert!(queued >= 64, "a burst fits: {queued}");
+    assert!(queued <= 1024, "{queued} reports queued for a reader that never came");
+}
+
+/// A peer floods Write Commands while the application does not read `GattServer::events`:
+/// the events queued for it are bounded (oldest kept).
+#[tokio::test(start_paused = true)]
+async fn an_unread_server_event_stream_is_bounded() {
+    use gattling::proto::gatt::{CharacteristicDef, Properties, ServiceDef};
+    let (host, mut ctrl) = start().await;
+    let _a = ctrl.connect(&host, 0x40).await;
+    let _b = ctrl.connect(&host, 0x41).await;
+    let server = host.gatt_server("faults", 0);
+    let props = Properties::READ | Properties::WRITE_WITHOUT_RESPONSE;
+    server
+        .add_service(ServiceDef::primary(0x180Fu16).characteristic(CharacteristicDef::new(0x2A19u16, props, &[0, 0])))
+        .expect("service");
+    let ch = server.characteristic(0x2A19u16).expect("characteristic");
+    let mut events = server.events();
+    let h = ch.value_handle().to_le_bytes();
+    for i in 0..5000u16 {
+        let v = i.to_le_bytes();
+        ctrl.att(0x40, &[0x52, h[0], h[1], v[0], v[1]]);
+    }
+    ctrl.att(0x41, &[0x0A, h[0], h[1]]);
+    assert_eq!(ctrl.next_att(0x41).await, [0x0B, 0x87, 0x13], "every write read and stored");
+    let mut queued = 0u16;
+    while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(1), events.next()).await {
+        match e {
+            gattling::ServerEvent::Written { value, .. } => assert_eq!(value, queued.to_le_bytes()),
+            other => panic!("{other:?}"),
+        }
+        queued += 1;
+    }
+    assert!(queued >= 64, "a burst fits: {queued}");
+    assert!(queued <= 1100, "{queued} events queued for a reader that never came");
+}
