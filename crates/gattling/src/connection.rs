@@ -62,7 +62,7 @@ impl std::ops::BitOr for PhySet {
 pub struct Connection {
     host: Host,
     info: ConnectionInfo,
-    raw_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    raw_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
     end_rx: watch::Receiver<Option<LinkEnd>>,
     events: broadcast::Sender<LinkEvent>,
 }
@@ -154,6 +154,7 @@ impl Connection {
     }
 
     /// Receives the next ATT PDU from the peer; fails once the link has ended and no PDU is left.
+    /// Up to 256 unread PDUs are kept; later ones are dropped until the application reads.
     pub async fn recv_att(&self) -> Result<Vec<u8>, Error> {
         let mut rx = self.raw_rx.lock().await;
         let mut end = self.end_rx.clone();

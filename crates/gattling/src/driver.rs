@@ -21,6 +21,7 @@ use gattling_proto::hci::{status, ConnHandle};
 use gattling_proto::host::{self as core, AdvReport, CommandId, ConnectionInfo, HostEvent, Role};
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,21 +36,40 @@ pub(crate) struct Link {
     pub(crate) info: ConnectionInfo,
     pub(crate) bearer: Bearer,
     /// Raw ATT PDUs for [`crate::Connection::recv_att`]: server-role PDUs when no GATT server is
-    /// installed, client-role PDUs when no GATT client is attached.
-    pub(crate) raw_tx: mpsc::UnboundedSender<Vec<u8>>,
-    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Vec<u8>>>>,
+    /// installed, client-role PDUs when no GATT client is attached. Bounded ([`RAW_QUEUE`]): a
+    /// peer flooding a link nobody reads cannot grow it without bound.
+    pub(crate) raw_tx: mpsc::Sender<Vec<u8>>,
+    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
     /// The GATT client attached to this link, if any.
     pub(crate) client: Option<Arc<ClientLink>>,
     pub(crate) end_tx: watch::Sender<Option<LinkEnd>>,
     pub(crate) events: broadcast::Sender<LinkEvent>,
     /// The link's application task: callbacks run there, in order, outside the lock.
     pub(crate) app: mpsc::UnboundedSender<AppJob>,
+    /// Jobs sent to the application task and not yet taken by it (bounded by [`APP_QUEUE`]).
+    pub(crate) app_queued: Arc<AtomicUsize>,
     /// Maximum (TX, RX) payload octets, from LE Data Length Change.
     pub(crate) data_length: (u16, u16),
     /// (TX, RX) PHY codes, from LE PHY Update Complete.
     pub(crate) phy: (u8, u8),
     /// The link's Security Manager and its waiters.
     pub(crate) security: crate::security::LinkSecurityManager,
+}
+
+/// Raw ATT PDUs a link queues for [`crate::Connection::recv_att`]; later ones are dropped
+/// until the application reads.
+pub(crate) const RAW_QUEUE: usize = 256;
+
+/// Callbacks (values written, subscriptions, confirmations, notifications) a link's application
+/// task may have waiting; later ones are dropped while a slow or blocked callback holds it up.
+/// Parked requests are never dropped: their answers are due (one per bearer at a time).
+pub(crate) const APP_QUEUE: usize = 1024;
+
+/// Queues a raw ATT PDU for the application, dropping it when the queue is full.
+fn queue_raw(link: &Link, handle: ConnHandle, pdu: &[u8]) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = link.raw_tx.try_send(pdu.to_vec()) {
+        tracing::debug!(handle, "raw ATT queue full ({RAW_QUEUE} PDUs unread); PDU dropped");
+    }
 }
 
 /// The links by handle; also how the GATT server finds bearers.
@@ -100,7 +120,7 @@ pub(crate) struct Inner {
     /// Bumped when an abandoned attempt has settled; later `connect` calls wait for it.
     pub(crate) connect_settled: tokio::sync::watch::Sender<u64>,
     pub(crate) incoming: mpsc::UnboundedSender<ConnectionInfo>,
-    pub(crate) scan: Option<mpsc::UnboundedSender<AdvReport>>,
+    pub(crate) scan: Option<mpsc::Sender<AdvReport>>,
     pub(crate) closed: Option<String>,
     /// The GATT server, once installed: it answers requests and commands.
     pub(crate) gatt: Option<GattState>,
@@ -240,6 +260,12 @@ impl Inner {
         }
         for (handle, job) in self.jobs.drain(..) {
             if let Some(link) = self.links.0.get(&handle) {
+                let parked = matches!(job, AppJob::Deferred(_));
+                if !parked && link.app_queued.load(Ordering::Relaxed) >= APP_QUEUE {
+                    tracing::debug!(handle, "application task {APP_QUEUE} callbacks behind; callback dropped");
+                    continue;
+                }
+                link.app_queued.fetch_add(1, Ordering::Relaxed);
                 let _ = link.app.send(job);
             }
         }
@@ -283,6 +309,10 @@ pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::i
                     // No select on the host's end here: dropping the host aborts this task.
                     let inner = guard.get_or_insert_with(|| lock(&shared));
                     take_input(&shared, inner, rb.filled());
+                    if inner.closed.is_some() {
+                        // A hardware error closed the host: nothing more from this controller is used.
+                        break Poll::Ready(None);
+                    }
                     chunks += 1;
                     if chunks == READ_BATCH {
                         // Let other tasks run; come back at once.
@@ -403,7 +433,7 @@ fn route_att(
                 stamp_if_open(&mut link.bearer, now)
             }
             None if link.client.is_none() => {
-                let _ = link.raw_tx.send(pdu.to_vec());
+                queue_raw(link, handle, pdu);
                 stamp_if_open(&mut link.bearer, now)
             }
             None => {
@@ -440,7 +470,7 @@ fn route_att(
             match &link.client {
                 Some(client) => client.answer(pdu),
                 None => {
-                    let _ = link.raw_tx.send(pdu.to_vec());
+                    queue_raw(link, handle, pdu);
                 }
             }
             false
@@ -456,7 +486,7 @@ fn route_att(
                     }
                 }
                 None => {
-                    let _ = link.raw_tx.send(pdu.to_vec());
+                    queue_raw(link, handle, pdu);
                 }
             }
             false
@@ -549,6 +579,15 @@ pub(crate) fn close(shared: &Shared, why: String) {
     if inner.closed.is_some() {
         return;
     }
+    fail_all(&mut inner, why);
+    drop(inner);
+    shared.wake_writer.notify_one();
+    shared.wake_timer.notify_one();
+}
+
+/// Marks the host closed and fails every pending command, connection attempt and link (the
+/// caller holds the lock and wakes the writer and timer tasks afterwards).
+fn fail_all(inner: &mut Inner, why: String) {
     inner.closed = Some(why.clone());
     for (_, (tx, _)) in inner.commands.drain() {
         let _ = tx.send(Err(Error::TransportClosed(why.clone())));
@@ -567,9 +606,6 @@ pub(crate) fn close(shared: &Shared, why: String) {
     // Dropping the incoming sender ends `accept`.
     let (dead, _) = mpsc::unbounded_channel();
     inner.incoming = dead;
-    drop(inner);
-    shared.wake_writer.notify_one();
-    shared.wake_timer.notify_one();
 }
 
 fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
@@ -644,8 +680,9 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
             }
             HostEvent::Advertisement(report) => {
+                // A reader that fell behind loses the newest reports, not memory.
                 if let Some(tx) = &inner.scan {
-                    let _ = tx.send(report);
+                    let _ = tx.try_send(report);
                 }
             }
             HostEvent::ConnectionUpdated { handle, status, interval, latency, supervision_timeout } => {
@@ -689,8 +726,16 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 crate::security::on_pdu(shared, inner, handle, &pdu, now);
             }
             HostEvent::HardwareError(code) => {
+                // The controller's state (links, commands) is lost (Core Vol 4 Part E §7.7.16):
+                // end every pending call now instead of letting each run into its timeout.
                 tracing::error!(code, "controller hardware error");
                 let _ = shared.notifications.send(Notification::HardwareError(code));
+                if inner.closed.is_none() {
+                    fail_all(inner, format!("controller hardware error {code:#04x}; open the host again to reset it"));
+                    shared.wake_writer.notify_one();
+                    shared.wake_timer.notify_one();
+                }
+                return;
             }
             HostEvent::Dropped(what) => tracing::warn!(?what, "dropped"),
         }
@@ -699,10 +744,11 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
 
 /// A new link's state, with its application task.
 fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link {
-    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (end_tx, _) = watch::channel(None);
     let (app, app_rx) = mpsc::unbounded_channel();
-    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx));
+    let app_queued = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx, app_queued.clone()));
     Link {
         info,
         bearer: Bearer::new(local_mtu),
@@ -712,6 +758,7 @@ fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link 
         end_tx,
         events: broadcast::channel(16).0,
         app,
+        app_queued,
         // The defaults until the controller reports a change (Core Vol 6 Part B §4.5.10, §5.1.10).
         data_length: (27, 27),
         phy: (1, 1),

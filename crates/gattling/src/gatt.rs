@@ -48,7 +48,7 @@ pub(crate) struct Hooks {
     subscribe: HashMap<CharId, SubscribeHook>,
     authorize: Option<AuthorizeHook>,
     /// Receivers of every [`ServerEvent`].
-    listeners: Vec<mpsc::UnboundedSender<ServerEvent>>,
+    listeners: Vec<mpsc::Sender<ServerEvent>>,
 }
 
 /// Something a client did to the server, as reported by [`GattServer::events`].
@@ -81,6 +81,9 @@ pub enum ServerEvent {
         conn: ConnHandle,
     },
 }
+
+/// Events one [`ServerEvents`] reader may have unread; later ones are dropped until it reads.
+const SERVER_EVENTS: usize = 1024;
 
 /// Work for a link's application task.
 #[derive(Debug)]
@@ -301,8 +304,14 @@ fn guarded(what: &str, f: impl FnOnce()) {
 
 /// A link's application task: runs callbacks in the order their events arrived, outside the
 /// host lock, until the link ends.
-pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: mpsc::UnboundedReceiver<AppJob>) {
+pub(crate) async fn app_loop(
+    shared: Weak<Shared>,
+    conn: ConnHandle,
+    mut jobs: mpsc::UnboundedReceiver<AppJob>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+) {
     while let Some(job) = jobs.recv().await {
+        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         let Some(s) = shared.upgrade() else { return };
         match job {
             AppJob::Deferred(d) => {
@@ -331,7 +340,7 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 };
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone(), kind });
+                    let _ = l.try_send(ServerEvent::Written { conn, value_handle: ch.0, value: value.clone(), kind });
                 }
                 if let Some(f) = hook {
                     guarded("write", || f(conn, &value));
@@ -352,7 +361,7 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 };
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Subscribed { conn, value_handle: ch.0, cccd });
+                    let _ = l.try_send(ServerEvent::Subscribed { conn, value_handle: ch.0, cccd });
                 }
                 if let Some(f) = hook {
                     guarded("subscribe", || f(conn, cccd));
@@ -362,7 +371,7 @@ pub(crate) async fn app_loop(shared: Weak<Shared>, conn: ConnHandle, mut jobs: m
                 let listeners = lock(&s).gatt.as_ref().map(|g| g.hooks.listeners.clone()).unwrap_or_default();
                 drop(s);
                 for l in listeners {
-                    let _ = l.send(ServerEvent::Confirmed { conn });
+                    let _ = l.try_send(ServerEvent::Confirmed { conn });
                 }
             }
             AppJob::Security(question) => {
@@ -616,9 +625,10 @@ impl GattServer {
         self.with(|g, _, _| (g.hooks.authorize = Some(Arc::new(f)), Vec::new()));
     }
 
-    /// Every write, subscription and confirmation from now on, in the order they happened.
+    /// Every write, subscription and confirmation from now on, in the order they happened. At
+    /// most 1024 unread events are kept; later ones are dropped until the reader catches up.
     pub fn events(&self) -> ServerEvents {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SERVER_EVENTS);
         self.with(|g, _, _| (g.hooks.listeners.push(tx), Vec::new()));
         ServerEvents { rx }
     }
@@ -647,7 +657,7 @@ type Outgoing = Vec<(ConnId, Vec<u8>)>;
 /// The stream of [`ServerEvent`]s from [`GattServer::events`].
 #[derive(Debug)]
 pub struct ServerEvents {
-    rx: mpsc::UnboundedReceiver<ServerEvent>,
+    rx: mpsc::Receiver<ServerEvent>,
 }
 
 impl ServerEvents {
@@ -796,7 +806,8 @@ impl Characteristic {
     }
 
     /// Called after a client's write stored a new value (Pycom's CHAR_WRITE_EVENT handler,
-    /// which reads the new value with `value()`).
+    /// which reads the new value with `value()`). While a slow callback holds up its link's
+    /// task, at most 1024 callbacks wait; later ones are dropped (the values are still stored).
     pub fn on_written(&self, f: impl Fn(ConnHandle, &[u8]) + Send + Sync + 'static) {
         let id = self.id;
         self.set_hook(|h| {

@@ -49,9 +49,17 @@ struct QueueState {
     closed: bool,
 }
 
+/// Values one subscriber may have unread; later ones are dropped until it reads, so a peer
+/// flooding notifications cannot grow the queue without bound.
+pub(crate) const VALUE_QUEUE: usize = 512;
+
 impl ValueQueue {
     fn push(&self, handle: u16, event: u8, value: &[u8]) {
         let mut st = lock(&self.state);
+        if st.items.len() >= VALUE_QUEUE {
+            tracing::debug!(handle, "subscriber {VALUE_QUEUE} values behind; value dropped");
+            return;
+        }
         st.bytes.extend(value);
         st.items.push_back((handle, event, value.len()));
         drop(st);
@@ -270,8 +278,27 @@ impl GattClient {
     /// Sends one request and waits for its answer (the caller holds the procedure lock). The
     /// bearer's 30 s transaction timeout closes the link and fails the call.
     async fn exchange(&self, pdu: Vec<u8>) -> Result<Vec<u8>, Error> {
-        if let Some(e) = lock(&self.link.failed).clone() {
-            return Err(e);
+        loop {
+            if let Some(e) = lock(&self.link.failed).clone() {
+                return Err(e);
+            }
+            // A call dropped mid-request left its request outstanding: its answer (dropped
+            // here), the bearer's 30 s timeout or the link's end comes first, delivered to
+            // this call instead (one request at a time, Core Vol 3 Part F §3.3.2).
+            let stale = {
+                let mut pending = lock(&self.link.pending);
+                pending.is_some().then(|| {
+                    let (tx, rx) = oneshot::channel();
+                    *pending = Some(tx);
+                    rx
+                })
+            };
+            let Some(stale) = stale else { break };
+            match stale.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
+            }
         }
         let (tx, rx) = oneshot::channel();
         *lock(&self.link.pending) = Some(tx);
@@ -302,7 +329,8 @@ impl GattClient {
 
     /// Every notification and indication on this link from now on, whatever enabled it (a
     /// CCCD written by [`GattClient::subscribe`], by a raw [`GattClient::write`], or by the
-    /// server's own choice). Indications are confirmed automatically.
+    /// server's own choice). Indications are confirmed automatically. At most 512 unread
+    /// values are kept; later ones are dropped until the reader catches up.
     pub fn notifications(&self) -> Notifications {
         let queue = Arc::new(ValueQueue::default());
         lock(&self.link.all).push(queue.clone());
@@ -399,7 +427,8 @@ impl GattClient {
     }
 
     /// Subscribes to a characteristic's notifications (or indications) by writing its CCCD;
-    /// values arrive on the returned [`Subscription`] (indications are confirmed automatically).
+    /// values arrive on the returned [`Subscription`] (indications are confirmed automatically;
+    /// at most 512 unread values are kept, later ones are dropped until the reader catches up).
     pub async fn subscribe(&self, ch: &CharacteristicInfo, indicate: bool) -> Result<Subscription, Error> {
         let cccd = self.cccd_of(ch).await?;
         let queue = Arc::new(ValueQueue::default());

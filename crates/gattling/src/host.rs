@@ -166,6 +166,9 @@ pub struct AdvertisingOptions {
     pub auto_restart: bool,
 }
 
+/// Advertising reports a [`Scanner`] may have unread; later ones are dropped until it reads.
+const SCAN_QUEUE: usize = 1024;
+
 /// How to scan.
 #[derive(Clone, Copy, Debug)]
 pub struct ScanOptions {
@@ -204,12 +207,13 @@ impl Default for ConnectOptions {
 /// A stream of advertising reports; scanning stops when it is dropped or [`Scanner::stop`] is called.
 pub struct Scanner {
     host: Host,
-    rx: mpsc::UnboundedReceiver<AdvReport>,
+    rx: mpsc::Receiver<AdvReport>,
     stopped: bool,
 }
 
 impl Scanner {
-    /// The next report, or `None` once scanning stopped or the transport closed.
+    /// The next report, or `None` once scanning stopped or the transport closed. At most 1024
+    /// unread reports are kept; later ones are dropped until the reader catches up.
     pub async fn next(&mut self) -> Option<AdvReport> {
         self.rx.recv().await
     }
@@ -520,7 +524,7 @@ impl Host {
     /// A non-zero status is an [`Error::Command`].
     pub async fn command(&self, cmd: Command) -> Result<Vec<u8>, Error> {
         let opcode = cmd.opcode();
-        let rx = {
+        let (id, rx) = {
             let mut inner = self.lock();
             if let Some(why) = &inner.closed {
                 return Err(Error::TransportClosed(why.clone()));
@@ -528,13 +532,23 @@ impl Host {
             let id = inner.core.send_command(&cmd);
             let (tx, rx) = oneshot::channel();
             inner.commands.insert(id, (tx, command_name(opcode)));
-            rx
+            (id, rx)
         };
         kick(&self.shared);
         match tokio::time::timeout(COMMAND_TIMEOUT, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::TransportClosed(self.closed_reason())),
-            Err(_) => Err(Error::Timeout("the controller did not answer a command")),
+            Err(_) => {
+                // Forget the waiter, and take back the command credit it holds so the commands
+                // after it are not stuck behind it.
+                {
+                    let mut inner = self.lock();
+                    inner.commands.remove(&id);
+                    inner.core.abandon_command(id);
+                }
+                kick(&self.shared);
+                Err(Error::Timeout("the controller did not answer a command"))
+            }
         }
     }
 
@@ -597,7 +611,7 @@ impl Host {
 
     /// Starts scanning; reports arrive on the returned [`Scanner`].
     pub async fn scan(&self, opts: ScanOptions) -> Result<Scanner, Error> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SCAN_QUEUE);
         {
             let mut inner = self.lock();
             if inner.scan.is_some() {

@@ -124,6 +124,15 @@ pub enum Dropped {
     },
     /// An SMP PDU answered with Pairing Failed because pairing is not implemented yet.
     PairingRefused(ConnHandle),
+    /// A signaling or SMP answer the host did not queue: the link already has
+    /// [`MAX_QUEUED_CONTROL`] of them waiting for ACL buffers (a peer flooding requests;
+    /// Core Vol 3 Part A §4, Part H §3).
+    Flooded {
+        /// Connection handle.
+        handle: ConnHandle,
+        /// The channel of the unanswered request.
+        cid: u16,
+    },
 }
 
 /// What the host reports to the layer above (Core Vol 4 Part E §7.7).
@@ -292,11 +301,31 @@ struct Link {
     info: ConnectionInfo,
     rx: Reassembler,
     tx: VecDeque<Vec<u8>>,
+    /// Signaling and SMP PDUs among `tx` (bounded by [`MAX_QUEUED_CONTROL`] against floods).
+    control_queued: u16,
     in_flight: u16,
     next_signal_id: u8,
     security: LinkSecurity,
     /// An LE Long Term Key Request is waiting for the layer above to answer.
     key_request_pending: bool,
+}
+
+/// Signaling and SMP PDUs a link may have waiting for ACL buffers before the host stops
+/// answering that peer's requests on those channels, and commands the host may have queued on
+/// its own behalf before it stops answering requests that need one: a peer flooding requests
+/// while the controller holds the buffers cannot make a queue grow without bound (signaling,
+/// Core Vol 3 Part A §4; SMP, Core Vol 3 Part H §3).
+pub const MAX_QUEUED_CONTROL: u16 = 16;
+
+/// True when an outgoing H4 ACL packet starts an L2CAP PDU on a channel other than ATT.
+fn starts_control_pdu(packet: &[u8]) -> bool {
+    // H4 indicator, handle and flags (the Packet_Boundary_Flag in bits 12-13), length, then
+    // the L2CAP length and channel id.
+    let start = packet.get(2).is_some_and(|flags| flags & 0x30 != 0x10);
+    match packet.get(7..9) {
+        Some(&[a, b]) => start && u16::from_le_bytes([a, b]) != cid::ATT,
+        _ => false,
+    }
 }
 
 /// The sans-IO host state machine for one controller.
@@ -363,6 +392,25 @@ impl Host {
         id
     }
 
+    /// Gives up on a command the controller never completed (the caller's command timeout):
+    /// forgets it and, if it was sent, takes back the credit it used so later commands are not
+    /// blocked forever (Core Vol 4 Part E §4.4 sets no timeout; BlueZ does the same after its
+    /// own). A late completion for it is then reported as [`Dropped::UnexpectedCompletion`].
+    /// Returns false when the command had already completed.
+    pub fn abandon_command(&mut self, id: CommandId) -> bool {
+        if let Some(i) = self.command_queue.iter().position(|(c, ..)| *c == id) {
+            self.command_queue.remove(i);
+            return true;
+        }
+        let Some(i) = self.commands_in_flight.iter().position(|(c, _)| *c == id) else {
+            return false;
+        };
+        self.commands_in_flight.remove(i);
+        self.command_credits = self.command_credits.max(1);
+        self.pump_commands();
+        true
+    }
+
     /// Records the controller's LE ACL buffers (from LE Read Buffer Size, or Read Buffer Size
     /// when LE reports 0) (Core Vol 4 Part E §7.8.2).
     pub fn set_acl_buffers(&mut self, acl_len: u16, acl_num: u16) {
@@ -415,6 +463,9 @@ impl Host {
             || pool.pop().unwrap_or_default(),
             |p| link.tx.push_back(p),
         );
+        if cid != cid::ATT {
+            link.control_queued = link.control_queued.saturating_add(1);
+        }
         self.pump_acl();
         Ok(())
     }
@@ -714,6 +765,7 @@ impl Host {
                         info,
                         rx: Reassembler::new(st.config.max_l2cap_payload),
                         tx: VecDeque::new(),
+                        control_queued: 0,
                         in_flight: 0,
                         next_signal_id: 1,
                         security: LinkSecurity::default(),
@@ -833,9 +885,23 @@ impl Host {
     }
 
     fn apply(&mut self, replies: Replies) {
+        // An answer that asks for a command is not given while the host's own commands are
+        // backed up (the controller is slow to take them and the peer keeps asking).
+        let commands_full = !replies.commands.is_empty()
+            && self.command_queue.iter().filter(|(id, ..)| *id == INTERNAL).count() >= usize::from(MAX_QUEUED_CONTROL);
+        let mut flooded = false;
         for (handle, channel, payload) in replies.l2cap {
+            if commands_full || self.links.get(&handle).is_some_and(|l| l.control_queued >= MAX_QUEUED_CONTROL) {
+                self.events.push_back(HostEvent::Dropped(Dropped::Flooded { handle, cid: channel }));
+                flooded = true;
+                continue;
+            }
             // The link exists (the request just arrived on it) unless buffers are unknown.
             let _ = self.send_l2cap(handle, channel, &payload);
+        }
+        if flooded || commands_full {
+            // Nor is a command issued for a request left unanswered.
+            return;
         }
         for cmd in replies.commands {
             // Issued by the host itself (e.g. accepting a peer's parameter request): not reported.
@@ -880,6 +946,11 @@ impl Host {
             let Some(pkt) = link.tx.pop_front() else {
                 continue;
             };
+            if link.tx.is_empty() {
+                link.control_queued = 0;
+            } else if starts_control_pdu(&pkt) {
+                link.control_queued = link.control_queued.saturating_sub(1);
+            }
             blocked = 0;
             if link.in_flight == 0 {
                 self.idle_links -= 1;
