@@ -61,7 +61,13 @@ from bumble import att, smp
 from bumble.core import UUID, ProtocolError
 from bumble.device import Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
-from bumble.hci import Address, HCI_Error, HCI_Read_Encryption_Key_Size_Command, Role
+from bumble.hci import (
+    HCI_READ_ENCRYPTION_KEY_SIZE_COMMAND,
+    Address,
+    HCI_Error,
+    HCI_Read_Encryption_Key_Size_Command,
+    Role,
+)
 from bumble.keys import JsonKeyStore, MemoryKeyStore
 from bumble.pairing import PairingConfig, PairingDelegate
 
@@ -135,6 +141,16 @@ class Session(smp.Session):
                 self.send_pairing_failed(smp.ErrorCode.NUMERIC_COMPARISON_FAILED)
 
         self.connection.cancel_on_disconnection(prompt())
+
+    pairing_task = None
+
+    def on_peer_key_distribution_complete(self):
+        """As bumble's, but the pairing's completion is not cancelled by a disconnection: when the
+        last key PDU (or the Encryption Change) and the Disconnection Complete arrive in one read,
+        bumble would drop a pairing that did complete."""
+        if self.is_initiator:
+            self.distribute_keys()
+        self.pairing_task = asyncio.ensure_future(self.on_pairing())
 
 
 class Security:
@@ -237,6 +253,7 @@ class Link:
         self.encryption_report = finished  # the task reporting the last Encryption Change
         self.pairing_report = finished  # the task reporting the last pairing
         self.outcome = asyncio.get_running_loop().create_future()  # first security outcome reported
+        self.session = None  # the SMP session of the last pairing
         connection.on("pairing_start", self.on_pairing_start)
         connection.on("pairing", self.on_pairing)
         connection.on("pairing_failure", self.on_pairing_failure)
@@ -252,16 +269,21 @@ class Link:
 
     def on_pairing_start(self):
         self.pairing = True
+        self.session = self.device.smp_manager.sessions.get(self.connection.handle)
         emit("pairing_started")
 
     def on_pairing(self, keys):
-        session = self.device.smp_manager.sessions.get(self.connection.handle)
+        # the session of this pairing (bumble forgets it at a disconnection, which may come first)
+        session = self.session or self.device.smp_manager.sessions.get(self.connection.handle)
         authenticated = bool(session is not None and session.pairing_method != smp.PairingMethod.JUST_WORKS)
         bonded = bool(session is not None and session.bonding)
-        self.pairing_report = self.connection.cancel_on_disconnection(
-            self.report_pairing(keys, authenticated, bonded))
+        # The key size SMP agreed on: the smaller Maximum Encryption Key Size of the Pairing
+        # Request and Response (Vol 3 Part H 3.5.1, 2.3.4)
+        key_size = min(session.preq[4], session.pres[4]) if session is not None else None
+        # Reports are not cancelled by a disconnection: they come before "disconnected".
+        self.pairing_report = asyncio.ensure_future(self.report_pairing(keys, authenticated, bonded, key_size))
 
-    async def report_pairing(self, keys, authenticated, bonded):
+    async def report_pairing(self, keys, authenticated, bonded, key_size):
         await self.encryption_report  # after encryption_change, with the key size known
         connection = self.connection
         ltk = keys.ltk if keys.ltk is not None else keys.ltk_central
@@ -269,7 +291,7 @@ class Link:
         if keys.ltk is None and ltk is not None:
             extra = {"ediv": ltk.ediv, "rand": (ltk.rand or b"").hex()}
         emit("pairing_complete", sc=bool(connection.sc), authenticated=authenticated, bonded=bonded,
-             key_size=connection.encryption_key_size,
+             key_size=key_size,
              ltk=ltk.value.hex() if ltk is not None else None,
              peer_identity=addr_str(connection.peer_address),
              peer_identity_type="public" if connection.peer_address.is_public else "random", **extra)
@@ -286,17 +308,22 @@ class Link:
         self.settled()
 
     def on_encryption_change(self):
-        self.encryption_report = self.connection.cancel_on_disconnection(self.report_encryption())
+        self.encryption_report = asyncio.ensure_future(self.report_encryption())
 
     async def report_encryption(self):
         connection = self.connection
         # rootcanal sends Encryption Change v1, which has no key size: ask the controller
         # (Read Encryption Key Size, Vol 4 Part E 7.5.7)
-        if connection.is_encrypted and not connection.encryption_key_size:
-            response = await self.device.send_sync_command(
-                HCI_Read_Encryption_Key_Size_Command(connection_handle=connection.handle))
-            connection.encryption_key_size = response.key_size
-        emit("encryption_change", encrypted=connection.is_encrypted, key_size=connection.encryption_key_size)
+        if (connection.is_encrypted and not connection.encryption_key_size
+                and self.device.host.supports_command(HCI_READ_ENCRYPTION_KEY_SIZE_COMMAND)):
+            try:
+                response = await self.device.send_sync_command(
+                    HCI_Read_Encryption_Key_Size_Command(connection_handle=connection.handle))
+                connection.encryption_key_size = response.key_size
+            except HCI_Error as exc:
+                log(f"warning: Read Encryption Key Size failed: {exc}")
+        emit("encryption_change", encrypted=connection.is_encrypted,
+             key_size=(connection.encryption_key_size or None) if connection.is_encrypted else None)
         if connection.is_encrypted:
             await self.security.on_encrypted(connection)
         if not self.pairing:
@@ -322,6 +349,13 @@ class Link:
             await self.pair()
 
     async def settle(self):
+        """Wait for the reports of what has happened so far (pairing completing included)."""
+        task = getattr(self.session, "pairing_task", None)
+        if task is not None:
+            try:
+                await task
+            except Exception as exc:  # pylint: disable=broad-except
+                log(f"warning: pairing completion failed: {type(exc).__name__}: {exc}")
         await self.encryption_report
         await self.pairing_report
 
@@ -339,10 +373,22 @@ class Link:
             emit("encryption_failed", status=None, error="no key stored for the peer")
             self.settled()
             return
+        # On an encrypted link this is a key refresh (pause and restart encryption, Vol 6 Part B
+        # 5.1.3.2): the controller answers with Encryption Key Refresh Complete, for which
+        # bumble's encrypt() does not wait (it would wait for an Encryption Change forever).
+        refreshed = asyncio.get_running_loop().create_future()
+        on_refresh = lambda: refreshed.done() or refreshed.set_result(None)  # noqa: E731
+        self.connection.on("connection_encryption_key_refresh", on_refresh)
+        encrypting = asyncio.ensure_future(self.connection.encrypt())
         try:
-            await self.connection.encrypt()
+            await asyncio.wait({encrypting, refreshed}, return_when=asyncio.FIRST_COMPLETED)
+            if encrypting.done():
+                encrypting.result()
         except HCI_Error:
             pass  # encryption_failed was emitted from the encryption failure event
+        finally:
+            encrypting.cancel()
+            self.connection.remove_listener("connection_encryption_key_refresh", on_refresh)
         await self.settle()
 
     async def wait_outcome(self):
@@ -407,10 +453,19 @@ async def steps(link, args):
         await read(link, args, characteristic.handle, uuid=uuid_str(uuid))
     if args.subscribe is not None:
         characteristic = await find_characteristic(client, args.subscribe)
-        await client.subscribe(characteristic,
-                               lambda value: emit("notification", handle=characteristic.handle,
-                                                  value=bytes(value).hex()))
+        received = [0]
+        enough = asyncio.get_running_loop().create_future()
+
+        def on_value(value):
+            emit("notification", handle=characteristic.handle, value=bytes(value).hex())
+            received[0] += 1
+            if received[0] >= args.notifications and not enough.done():
+                enough.set_result(None)
+
+        await client.subscribe(characteristic, on_value)
         emit("subscribed", uuid=uuid_str(args.subscribe), handle=characteristic.handle)
+        if args.notifications > received[0]:
+            await enough
 
 
 def keystore(args, device):
@@ -503,7 +558,9 @@ async def body(args, hci_transport):
         except asyncio.TimeoutError:
             by = "local"
             await connection.disconnect()  # reason 0x13, Remote User Terminated Connection
-    emit("disconnected", reason=await ended, by=by)
+    reason = await ended
+    await link.settle()
+    emit("disconnected", reason=reason, by=by)
 
 
 def parse_address(text):
@@ -581,6 +638,8 @@ def main():
                         "(a stored key suffices) or pair, then read again once (bumble does not)")
     p.add_argument("--subscribe", type=parse_uuid, metavar="UUID",
                    help="discover the characteristic with this UUID and enable notifications")
+    p.add_argument("--notifications", type=int, default=0, metavar="N",
+                   help="with --subscribe: wait for N notifications before going on (default 0)")
     args = p.parse_args()
     if args.role == "peripheral" and args.name is None:
         p.error("a peripheral needs --name")
