@@ -1,57 +1,80 @@
 #!/usr/bin/env python3
 """bumble pairing peer: SMP pairing / encryption interop (Core Vol 3 Part H), either role, JSON events.
 
-One program for both roles, built on bumble's own Security Manager (bumble.smp via
-bumble.pairing.PairingConfig / PairingDelegate):
+One program for both roles, built on bumble's own Security Manager (bumble.smp through
+bumble.pairing.PairingConfig / PairingDelegate), with the few corrections listed in PAIRING.md:
 
-  --role peripheral  advertise --name, accept one connection, serve the test database below;
-                     --pair sends an SMP Security Request (Vol 3 Part H 3.6.7) and waits for the
-                     central to pair (or to encrypt with a bonded key).
-  --role central     connect to --peer ADDR, or to the device advertising --name (scan);
-                     --pair pairs (Pairing Request), --encrypt encrypts with the key stored in
-                     --keystore (LE Enable Encryption, no pairing). A Security Request from the
-                     peripheral is answered: encrypt with a stored key that satisfies its MITM
-                     bit, else pair (Vol 3 Part H 2.4.6).
+  --role peripheral  advertise --name (connectable, flags + complete local name), accept one
+                     connection, serve the test database below. --pair sends an SMP Security
+                     Request (Vol 3 Part H 3.6.7) and waits until the central has paired (or
+                     encrypted with a bonded key) or pairing failed.
+  --role central     connect to --peer ADDR, or scan for the device advertising --name. --pair
+                     pairs (Pairing Request); --encrypt encrypts with the key stored in --keystore
+                     (LE Enable Encryption, no pairing; on an encrypted link: key refresh). A
+                     Security Request is answered at any time: encrypt with a stored key that
+                     satisfies its MITM bit, else pair (Vol 3 Part H 2.4.6).
 
-Then, on either role and in this order: --read HANDLE (repeatable), --read-uuid UUID (repeatable),
---subscribe UUID; then "done", then wait for the peer to disconnect (or disconnect locally
---disconnect-after SECONDS after "done"; 0 = at once). Exit 0 when the link is gone, 3 at the
---timeout deadline, 1 on an error (bad option, no advertiser found, connection failed).
+Steps, in this order: --pair / --wait-security, --encrypt, --read HANDLE (repeatable),
+--read-uuid UUID (repeatable), --subscribe UUID [--notifications N]; then "done", then wait for
+the peer to disconnect, or disconnect locally --disconnect-after SECONDS after "done" (0: at once).
+If the link ends first, the remaining steps are dropped (no "done"). Exit 0 once the link is gone,
+3 at the --timeout deadline, 1 on an error (bad option, no advertiser found, connect failed).
 
-Test database on the peripheral (bumble assigns 0x0001-0x000D to its GAP and GATT services;
-the handles below are what bumble 0.0.236 assigns, and the "ready" event repeats them):
+Security options: --io display-only|display-yesno|keyboard-only|no-io|keyboard-display,
+--sc/--no-sc (default SC), --mitm/--no-mitm (default no MITM), --bonding/--no-bonding (default
+bonding: keys distributed and stored; without it none are), --passkey N (entered when this side
+is asked for one; displayed when this side displays one, else a random one is shown; without it
+an entry request is answered negatively: Passkey Entry Failed), --numeric accept|reject (answer
+to a numeric comparison; reject fails with Numeric Comparison Failed 0x0C), --keystore FILE
+(bumble JsonKeyStore, one namespace per own address: run again with the same --address and file
+to reconnect bonded; default in memory), --pair-on-error (central: an Insufficient
+Authentication / Encryption read error makes it encrypt (stored key good enough) or pair, then
+read again once - bumble's GATT client never does this by itself).
+Use fixed --address values (static random) when keys must survive a run.
+
+Test database on the peripheral (handles as bumble 0.0.236 assigns them after its GAP and GATT
+services at 0x0001-0x000D; the "ready" event repeats the value handles):
   0x000E        primary service  3E1F0100-6A5B-4C2D-9E8F-0A1B2C3D4E5F
   0x000F/0x0010 OPEN  3E1F0101-6A5B-4C2D-9E8F-0A1B2C3D4E5F  READ         value "open"
-  0x0011/0x0012 ENC   3E1F0102-6A5B-4C2D-9E8F-0A1B2C3D4E5F  READ|NOTIFY  value "encrypted",
-                0x0013 CCCD  read needs an encrypted link; subscribing (no security needed on the
-                             CCCD) makes the server notify the value once
-  0x0014/0x0015 AUTH  3E1F0103-6A5B-4C2D-9E8F-0A1B2C3D4E5F  READ         value "authenticated",
-                             read needs a link encrypted with an authenticated (MITM) key
-Errors follow Core Vol 3 Part C 10.3.1 (Table 10.2 / 10.3), not bumble's own permission check
-(bumble treats every encrypted LE link as authenticated, see PAIRING.md):
-  link not encrypted, no key stored for the peer          -> Insufficient Authentication (0x05)
-  link not encrypted, a good enough key is stored         -> Insufficient Encryption (0x0F)
-  AUTH on a link encrypted with an unauthenticated key,
-    or not encrypted with only an unauthenticated key     -> Insufficient Authentication (0x05)
+  0x0011/0x0012 ENC   3E1F0102-6A5B-4C2D-9E8F-0A1B2C3D4E5F  READ|NOTIFY  value "encrypted"
+    0x0013        CCCD (open); enabling notifications makes the server notify the value once.
+                  Reading the value needs an encrypted link.
+  0x0014/0x0015 AUTH  3E1F0103-6A5B-4C2D-9E8F-0A1B2C3D4E5F  READ         value "authenticated"
+                  Reading needs a link encrypted with an authenticated (MITM) key.
+Read errors follow Core Vol 3 Part C 10.3.1 (bumble's own check treats every encrypted LE link as
+authenticated):
+  not encrypted, no key stored for the peer (or only an unauthenticated one, for AUTH)
+                                                       -> Insufficient Authentication (0x05)
+  not encrypted, a good enough key stored for the peer -> Insufficient Encryption (0x0F)
+  AUTH on a link encrypted with an unauthenticated key -> Insufficient Authentication (0x05)
 
-Events, one JSON object per line (addresses "XX:XX:XX:XX:XX:XX", values lower-case hex):
+Events, one JSON object per line (addresses "XX:XX:XX:XX:XX:XX", values and keys lower-case hex
+as sent on the air, i.e. least significant octet first):
   ready {role, address, [handles {open, enc, enc_cccd, auth}]}   (peripheral: advertising)
   found {address, address_type, rssi}                            (central, after a scan)
   connected {peer, role, handle}                                 (role: this side's role)
-  security_request {auth_req, action}          (central got one; action: "pair" / "encrypt")
+  security_request {auth_req, action}        (central got one; action "pair" or "encrypt")
   pairing_started
-  passkey_display {passkey}                    (this side displays, the peer must enter it)
-  passkey_request                              (this side must enter one; answers --passkey)
-  numeric_comparison {number}                  (answers --numeric)
-  pairing_complete {sc, authenticated, bonded, key_size, ltk, peer_identity,
-                    peer_identity_type, [ediv, rand]}   (ediv/rand: legacy pairing only)
-  pairing_failed {reason, name}                (SMP reason code, Vol 3 Part H 3.5.5)
-  encryption_change {encrypted, key_size}      (key_size from Encryption Change v2)
-  encryption_failed {status, [error]}          (HCI status; error: no key stored locally)
-  key_refresh
-  read {handle, value} / read_error {handle, code}   (--read-uuid adds uuid)
+  passkey_display {passkey}                  (this side displays it; the peer must enter it)
+  passkey_request                            (this side must enter one; answered with --passkey)
+  numeric_comparison {number}                (answered with --numeric)
+  pairing_complete {sc, authenticated, bonded, key_size, ltk, peer_identity, peer_identity_type,
+                    [ediv, rand]}
+      authenticated: not Just Works; bonded: both asked for bonding; key_size: the size SMP
+      agreed on (smaller Maximum Encryption Key Size); ltk: the LTK a reconnection encrypts with
+      (legacy pairing: the one the peripheral distributed, with its ediv and rand);
+      peer_identity: the identity address the peer distributed, else its connection address
+  pairing_failed {reason, name}              (SMP reason, Vol 3 Part H 3.5.5, e.g. 0x04
+                                              Confirm Value Failed, 0x0C Numeric Comparison Failed)
+  encryption_change {encrypted, key_size}    (key_size from Read Encryption Key Size; null when
+                                              the controller cannot tell)
+  encryption_failed {status, [error]}        (HCI status of a failed encryption; status null and
+                                              error set when this side has no key to encrypt with)
+  key_refresh                                (Encryption Key Refresh Complete)
+  read {handle, value, [uuid]} / read_error {handle, code, [uuid]}
   subscribed {uuid, handle} / notification {handle, value}
-  done, disconnected {reason, by}
+  done, disconnected {reason, by}            (by: "local" or "remote"; reports of pairing and
+                                              encryption always come before "disconnected")
 """
 
 import argparse
@@ -101,8 +124,9 @@ class Delegate(PairingDelegate):
     """The user of this side: reports what it is shown or asked, answers from the options."""
 
     def __init__(self, args):
-        no_bond = args.bonding is False
-        distribution = PairingDelegate.KeyDistribution(0) if no_bond else PairingDelegate.DEFAULT_KEY_DISTRIBUTION
+        # no bonding: no keys to distribute (Vol 3 Part H 3.6.1)
+        distribution = (PairingDelegate.DEFAULT_KEY_DISTRIBUTION if args.bonding
+                        else PairingDelegate.KeyDistribution(0))
         super().__init__(io_capability=IO_CAPABILITIES[args.io],
                          local_initiator_key_distribution=distribution,
                          local_responder_key_distribution=distribution)
@@ -281,7 +305,8 @@ class Link:
         # Request and Response (Vol 3 Part H 3.5.1, 2.3.4)
         key_size = min(session.preq[4], session.pres[4]) if session is not None else None
         # Reports are not cancelled by a disconnection: they come before "disconnected".
-        self.pairing_report = asyncio.ensure_future(self.report_pairing(keys, authenticated, bonded, key_size))
+        self.pairing_report = asyncio.ensure_future(
+            self.report_pairing(keys, authenticated, bonded, key_size))
 
     async def report_pairing(self, keys, authenticated, bonded, key_size):
         await self.encryption_report  # after encryption_change, with the key size known
@@ -607,10 +632,12 @@ def main():
     p.add_argument("--name", help="peripheral: name to advertise; central: name to look for")
     p.add_argument("--peer", type=parse_address,
                    help="central: connect to this address without scanning (suffix /P: public)")
-    p.add_argument("--scan-timeout", type=float, default=10.0, help="give up scanning after this (default 10 s)")
+    p.add_argument("--scan-timeout", type=float, default=10.0,
+                   help="give up scanning after this (default 10 s)")
     p.add_argument("--adv-interval", type=float, default=100.0, metavar="MS",
                    help="advertising interval in ms (default 100)")
-    p.add_argument("--io", choices=tuple(IO_CAPABILITIES), default="no-io", help="IO capability (default no-io)")
+    p.add_argument("--io", choices=tuple(IO_CAPABILITIES), default="no-io",
+                   help="IO capability (default no-io)")
     p.add_argument("--sc", action=argparse.BooleanOptionalAction, default=True,
                    help="LE Secure Connections (default on)")
     p.add_argument("--mitm", action=argparse.BooleanOptionalAction, default=False,
