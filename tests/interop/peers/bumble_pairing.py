@@ -21,7 +21,9 @@ If the link ends first, the remaining steps are dropped (no "done"). Exit 0 once
 3 at the --timeout deadline, 1 on an error (bad option, no advertiser found, connect failed).
 
 Security options: --io display-only|display-yesno|keyboard-only|no-io|keyboard-display,
---sc/--no-sc (default SC), --mitm/--no-mitm (default no MITM), --bonding/--no-bonding (default
+--sc/--no-sc (default SC), --mitm/--no-mitm (default no MITM; bumble asks for MITM but pairs Just
+Works anyway when the IO capabilities allow nothing else), --require-mitm (refuse such a pairing
+with Pairing Failed Authentication Requirements 0x03), --bonding/--no-bonding (default
 bonding: keys distributed and stored; without it none are), --passkey N (entered when this side
 is asked for one; displayed when this side displays one, else a random one is shown; without it
 an entry request is answered negatively: Passkey Entry Failed), --numeric accept|reject (answer
@@ -165,6 +167,31 @@ class Session(smp.Session):
                 self.send_pairing_failed(smp.ErrorCode.NUMERIC_COMPARISON_FAILED)
 
         self.connection.cancel_on_disconnection(prompt())
+
+    def mitm_refused(self):
+        """--require-mitm: the method agreed on cannot give MITM protection (Just Works)."""
+        return (getattr(self.pairing_config, "require_mitm", False)
+                and self.pairing_method == smp.PairingMethod.JUST_WORKS)
+
+    def send_pairing_response_command(self):
+        """Responder: refuse a pairing without MITM protection with Authentication Requirements
+        (0x03, Vol 3 Part H 2.3.5.1) instead of answering it; bumble never refuses."""
+        if self.mitm_refused():
+            self.send_pairing_failed(smp.ErrorCode.AUTHENTICATION_REQUIREMENTS)
+            return
+        super().send_pairing_response_command()
+
+    def on_smp_pairing_response_command(self, command):
+        """Initiator: the same check on the Pairing Response, before phase 2 starts."""
+        if self.is_initiator and getattr(self.pairing_config, "require_mitm", False):
+            sc = self.sc
+            self.sc = sc and bool(command.auth_req & smp.AuthReq.SC)
+            self.decide_pairing_method(command.auth_req, self.io_capability, command.io_capability)
+            self.sc = sc
+            if self.mitm_refused():
+                self.send_pairing_failed(smp.ErrorCode.AUTHENTICATION_REQUIREMENTS)
+                return
+        super().on_smp_pairing_response_command(command)
 
     pairing_task = None
 
@@ -518,9 +545,14 @@ async def body(args, hci_transport):
     name = args.name or "bumble-pairing"
     device = Device.with_hci(name, args.own_address, hci_transport.source, hci_transport.sink)
     device.keystore = keystore(args, device)
-    device.pairing_config_factory = lambda connection: PairingConfig(
-        sc=args.sc, mitm=args.mitm, bonding=args.bonding, delegate=Delegate(args),
-        identity_address_type=PairingConfig.AddressType.RANDOM)
+    def pairing_config(_connection):
+        config = PairingConfig(sc=args.sc, mitm=args.mitm or args.require_mitm,
+                               bonding=args.bonding, delegate=Delegate(args),
+                               identity_address_type=PairingConfig.AddressType.RANDOM)
+        config.require_mitm = args.require_mitm
+        return config
+
+    device.pairing_config_factory = pairing_config
     device.smp_session_proxy = Session
     store_only_bonds(device)
     security = Security(device)
@@ -642,6 +674,9 @@ def main():
                    help="LE Secure Connections (default on)")
     p.add_argument("--mitm", action=argparse.BooleanOptionalAction, default=False,
                    help="request MITM protection (default off)")
+    p.add_argument("--require-mitm", action="store_true",
+                   help="implies --mitm; refuse a pairing that would be Just Works with Pairing Failed "
+                        "Authentication Requirements (0x03), as bumble itself never does")
     p.add_argument("--bonding", action=argparse.BooleanOptionalAction, default=True,
                    help="request bonding, distribute and store keys (default on)")
     p.add_argument("--passkey", type=parse_passkey,

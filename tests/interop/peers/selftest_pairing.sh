@@ -175,6 +175,12 @@ pair_case sc-passkey-wrong "--io keyboard-only --mitm --passkey 111111" \
     "--io display-only --mitm --passkey 222222 --pair" '
 failed(0x04)  # Confirm Value Failed'
 
+# MITM required but the IO capabilities allow only Just Works: refused either way round
+pair_case require-mitm-responder "--require-mitm --io display-yesno" "--io no-io --pair" '
+failed(0x03)  # Authentication Requirements'
+pair_case require-mitm-initiator "--io no-io" "--require-mitm --io display-yesno --pair" '
+failed(0x03)'
+
 # LE legacy pairing
 pair_case legacy-just-works "--no-sc" "--no-sc --pair --read-uuid $ENC --read-uuid $AUTH" '
 pc, cc = paired(sc=False, authenticated=False)
