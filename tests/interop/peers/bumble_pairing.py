@@ -372,8 +372,8 @@ class Link:
                 response = await self.device.send_sync_command(
                     HCI_Read_Encryption_Key_Size_Command(connection_handle=connection.handle))
                 connection.encryption_key_size = response.key_size
-            except HCI_Error as exc:
-                log(f"warning: Read Encryption Key Size failed: {exc}")
+            except Exception as exc:  # pylint: disable=broad-except  # the report must go out
+                log(f"warning: Read Encryption Key Size failed: {type(exc).__name__}: {exc}")
         emit("encryption_change", encrypted=connection.is_encrypted,
              key_size=(connection.encryption_key_size or None) if connection.is_encrypted else None)
         if connection.is_encrypted:

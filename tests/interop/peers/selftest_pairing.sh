@@ -207,6 +207,14 @@ pair_case no-pairing "" "--read-uuid $ENC --read-uuid $AUTH" '
 none(p + c, "pairing_started", "encryption_change")
 reads((ENC, INSUFFICIENT_AUTHENTICATION), (AUTH, INSUFFICIENT_AUTHENTICATION))'
 
+# reads by handle (the handles "ready" reports): open, then encrypted without pairing
+pair_case read-handle "" "--read 0x0010 --read 18" '
+h = one(p, "ready")["handles"]
+assert (h["open"], h["enc"], h["enc_cccd"], h["auth"]) == (0x10, 0x12, 0x13, 0x15), h
+got = [e for e in c if e["event"] in ("read", "read_error")]
+assert got == [{"event": "read", "handle": 0x10, "value": b"open".hex()},
+               {"event": "read_error", "handle": 0x12, "code": INSUFFICIENT_AUTHENTICATION}], got'
+
 # bumble's GATT client does not pair on Insufficient Authentication; --pair-on-error does it
 pair_case read-triggers-pairing "" "--pair-on-error --read-uuid $ENC" '
 reads((ENC, INSUFFICIENT_AUTHENTICATION), (ENC, ENC_VALUE))
