@@ -225,9 +225,10 @@ class Security:
         return keys.ltk if keys.ltk is not None else keys.ltk_central
 
     async def long_term_key(self, connection_handle, rand, ediv):
-        """LTK for the controller's LE Long Term Key Request (Vol 6 Part D 6.4): the pairing's
+        """LTK for the controller's LE Long Term Key Request (Vol 4 Part E 7.7.65.5): the pairing's
         key, else the stored one. Replaces bumble's lookup, which answers a legacy bond with the
-        LTK the central distributed, and ignores EDIV/Rand (Vol 3 Part H 2.4.4.1)."""
+        LTK the central distributed and ignores the EDIV and Rand that name a legacy LTK
+        (Vol 3 Part H 2.4); an SC LTK is asked for with EDIV 0 and Rand 0."""
         connection = self.device.lookup_connection(connection_handle)
         if connection is None:
             return None
