@@ -129,10 +129,11 @@ def add_scan_args(p):
     p.add_argument("--scan-timeout", type=float, default=10.0, help="give up scanning after this (default 10 s)")
 
 
-async def scan_and_connect(device, args):
-    """Actively scan for an advertiser matching args.name / args.address, connect to it and
-    return the connection; emits found {address, address_type, rssi} and connected {handle, peer}.
-    Bumble merges a scannable advertisement with its scan response, so a name in either matches."""
+async def scan_for(device, name, address, scan_timeout):
+    """Actively scan for an advertiser matching name and/or address (None: any), emit
+    found {address, address_type, rssi} and return its advertisement; RuntimeError after
+    scan_timeout seconds. Bumble merges a scannable advertisement with its scan response, so a
+    name in either matches."""
     from bumble.core import AdvertisingData  # pylint: disable=import-outside-toplevel
 
     def names(data):
@@ -144,24 +145,31 @@ async def scan_and_connect(device, args):
     def on_advertisement(adv):
         if found.done():
             return
-        if args.name is not None and args.name not in names(adv.data):
+        if name is not None and name not in names(adv.data):
             return
-        if args.address is not None and addr_str(adv.address).upper() != args.address.upper():
+        if address is not None and addr_str(adv.address).upper() != address.upper():
             return
         found.set_result(adv)
 
     device.on("advertisement", on_advertisement)
     await device.start_scanning(active=True, filter_duplicates=False)
     try:
-        adv = await asyncio.wait_for(found, args.scan_timeout)
+        adv = await asyncio.wait_for(found, scan_timeout)
     except asyncio.TimeoutError:
-        raise RuntimeError(f"no advertiser matching name={args.name!r} address={args.address!r} "
-                           f"within {args.scan_timeout} s") from None
+        raise RuntimeError(f"no advertiser matching name={name!r} address={address!r} "
+                           f"within {scan_timeout} s") from None
     finally:
         device.remove_listener("advertisement", on_advertisement)
     await device.stop_scanning()
     emit("found", address=addr_str(adv.address),
          address_type="public" if adv.address.is_public else "random", rssi=adv.rssi)
+    return adv
+
+
+async def scan_and_connect(device, args):
+    """Actively scan for an advertiser matching args.name / args.address, connect to it and
+    return the connection; emits found {address, address_type, rssi} and connected {handle, peer}."""
+    adv = await scan_for(device, args.name, args.address, args.scan_timeout)
     # adv.address carries the advertiser's address type, so connect() uses it as found.
     connection = await device.connect(adv.address, timeout=args.timeout)
     emit("connected", handle=connection.handle, peer=addr_str(connection.peer_address))
