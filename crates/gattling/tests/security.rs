@@ -290,3 +290,57 @@ async fn an_encrypted_characteristic_is_refused_then_read_after_pairing() {
     assert_eq!(within(cc.recv_att()).await.expect("answer"), b"\x0bsecret");
     drop((c, p, pc));
 }
+
+/// The GATT client secures the link when the server asks (Insufficient Encryption or
+/// Authentication) and retries once: the encrypted read succeeds after Just Works pairing; the
+/// MITM-protected one still fails, after one retry, with Insufficient Authentication.
+#[tokio::test]
+async fn the_gatt_client_pairs_on_insufficient_security_and_retries_once() {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    use gattling::proto::att::ErrorCode;
+    use gattling::proto::gatt::client::ClientError;
+    let (_c, cc, p, _pc) = pair_of("sec-retry", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = p.gatt_server("sec", 0);
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFF0u16)
+                .characteristic(
+                    CharacteristicDef::new(0xFFF1u16, Properties::READ, b"encrypted")
+                        .permissions(Permissions::READ | Permissions::READ_ENCRYPTED),
+                )
+                .characteristic(
+                    CharacteristicDef::new(0xFFF2u16, Properties::READ, b"mitm")
+                        .permissions(Permissions::READ | Permissions::READ_AUTHENTICATED),
+                ),
+        )
+        .expect("service");
+    let (enc, mitm) = (svc.characteristics[0].value_handle(), svc.characteristics[1].value_handle());
+    let mut notes = p.notifications();
+    let client = GattClient::new(cc.clone(), ClientOptions::default()).await.expect("client");
+    assert_eq!(within(client.read(enc)).await.expect("read after pairing"), b"encrypted");
+    assert_eq!(cc.security_level(), SecurityLevel::Encrypted);
+    secured(&mut notes).await;
+    match within(client.read(mitm)).await {
+        Err(Error::Gatt(ClientError::Att { code: ErrorCode::INSUFFICIENT_AUTHENTICATION, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    // Turned off, the error comes back at once.
+    client.set_secure_on_error(false);
+    let fresh = pair_of("sec-retry-off", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = fresh.2.gatt_server("sec", 0);
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFF0u16).characteristic(
+                CharacteristicDef::new(0xFFF1u16, Properties::READ, b"x")
+                    .permissions(Permissions::READ | Permissions::READ_ENCRYPTED),
+            ),
+        )
+        .expect("service");
+    let client = GattClient::new(fresh.1.clone(), ClientOptions::default()).await.expect("client");
+    client.set_secure_on_error(false);
+    match within(client.read(svc.characteristics[0].value_handle())).await {
+        Err(Error::Gatt(ClientError::Att { code: ErrorCode::INSUFFICIENT_ENCRYPTION, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!fresh.1.security().encrypted, "no pairing when turned off");
+}
