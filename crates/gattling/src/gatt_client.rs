@@ -368,8 +368,7 @@ impl GattClient {
         }
         // Without a Security Manager, or without any input or output (Just Works only: no MITM
         // protection to gain, Core Vol 3 Part H §2.3.5.1), securing cannot help.
-        let io = self.conn.host().lock().security.as_ref().map(|s| s.options.io_capability);
-        let Some(io) = io else { return None };
+        let io = self.conn.host().lock().security.as_ref().map(|s| s.options.io_capability)?;
         let now = self.conn.security_level();
         let level = match ErrorCode(code) {
             ErrorCode::INSUFFICIENT_ENCRYPTION => SecurityLevel::Encrypted,
