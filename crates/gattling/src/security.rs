@@ -479,7 +479,7 @@ pub(crate) fn on_encryption_changed(
     if let Some((authenticated, sc, size)) = link.security.bond_key.take() {
         if ok {
             let _ = inner.core.set_key_properties(handle, authenticated, sc, Some(size.min(key_size)));
-            restore_cccds(inner, handle);
+            restore_cccds(inner, handle, now);
             let security = inner.core.security(handle).unwrap_or_default();
             let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: true });
             finish(inner, handle, Ok(()));
@@ -630,8 +630,9 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     bond.peer_irk = r.peer_irk;
     bond.peer_csrk = r.peer_csrk.map(|key| SigningKey { key, counter: 0 });
     bond.local_csrk = r.local_csrk.map(|key| SigningKey { key, counter: 0 });
-    if let Some(g) = inner.gatt.as_ref() {
+    if let Some(g) = inner.gatt.as_mut() {
         bond.cccds = g.server.cccds(ConnId(handle)).into_iter().collect();
+        bond.database_hash = Some(g.server.database_hash());
     }
     if let Some(irk) = r.peer_irk {
         state.resolver.remove(&identity);
@@ -675,14 +676,33 @@ fn update_server_security(inner: &mut Inner, handle: ConnHandle) {
     }
 }
 
-/// Gives a bonded client back the CCCD values it had (Core Vol 3 Part G §3.3.3.3).
-fn restore_cccds(inner: &mut Inner, handle: ConnHandle) {
+/// Gives a bonded client back the CCCD values it had (Core Vol 3 Part G §3.3.3.3) and, when
+/// the database changed since it last saw it, indicates Service Changed over every handle
+/// (§7.1); the bond then records the database it was told about.
+fn restore_cccds(inner: &mut Inner, handle: ConnHandle, now: u64) {
     let Some(identity) = inner.links.0.get(&handle).and_then(|l| l.security.bonded) else { return };
-    let Some(bond) = inner.security.as_ref().and_then(|s| s.options.bonds.get(&identity)) else { return };
-    if let Some(g) = inner.gatt.as_mut() {
-        let n = g.server.restore_cccds(ConnId(handle), bond.cccds.iter().map(|(&h, &v)| (h, v)));
-        tracing::debug!(handle, restored = n, "CCCDs restored for a bonded client");
+    let Some(store) = inner.security.as_ref().map(|s| s.options.bonds.clone()) else { return };
+    let Some(bond) = store.get(&identity) else { return };
+    let Inner { gatt, links, core, .. } = inner;
+    let Some(g) = gatt.as_mut() else { return };
+    let conn = ConnId(handle);
+    let n = g.server.restore_cccds(conn, bond.cccds.iter().map(|(&h, &v)| (h, v)));
+    tracing::debug!(handle, restored = n, "CCCDs restored for a bonded client");
+    let hash = g.server.database_hash();
+    if bond.database_hash == Some(hash) {
+        return;
     }
+    if let Some(pdu) = g.server.service_changed_to(conn, now, links) {
+        tracing::info!(handle, "the database changed since the bonded client saw it: Service Changed");
+        if let Err(e) = core.send_att(handle, &pdu) {
+            tracing::debug!(handle, %e, "Service Changed not sent");
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.modify(&identity, &mut |b| b.database_hash = Some(hash)) {
+            tracing::warn!(%identity, %e, "database hash not kept for the bond");
+        }
+    });
 }
 
 /// Keeps a bonded client's CCCD change (Core Vol 3 Part G §3.3.3.3); off the lock.

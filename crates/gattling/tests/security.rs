@@ -344,3 +344,64 @@ async fn the_gatt_client_pairs_on_insufficient_security_and_retries_once() {
     }
     assert!(!fresh.1.security().encrypted, "no pairing when turned off");
 }
+
+/// A bonded client's subscriptions survive the link (Core Vol 3 Part G §3.3.3.3): after
+/// reconnecting and encrypting with the bond, it gets notifications without subscribing again,
+/// and, because the database changed while it was away, a Service Changed indication (§7.1).
+#[tokio::test]
+async fn a_bonded_client_keeps_its_cccds_and_hears_of_database_changes() {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    let (c, cc, p, pc) = pair_of("sec-cccd", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = p.gatt_server("sec", 0);
+    let svc = server
+        .add_service(ServiceDef::primary(0xFFF0u16).characteristic(CharacteristicDef::new(
+            0xFFF1u16,
+            Properties::READ | Properties::NOTIFY,
+            b"0",
+        )))
+        .expect("service");
+    let ch = svc.characteristics[0].clone();
+    let client = GattClient::new(cc.clone(), ClientOptions::default()).await.expect("client");
+    let mut sc_char = None;
+    let mut our_char = None;
+    for s in client.services().await.expect("services") {
+        for k in s.characteristics().await.expect("characteristics") {
+            if k.uuid() == gattling::proto::Uuid::from(0x2A05u16) {
+                sc_char = Some(k.clone());
+            }
+            if k.uuid() == gattling::proto::Uuid::from(0xFFF1u16) {
+                our_char = Some(k.clone());
+            }
+        }
+    }
+    let (sc_char, our_char) = (sc_char.expect("Service Changed"), our_char.expect("ours"));
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    secured(&mut notes).await;
+    sc_char.subscribe(true).await.expect("subscribe to Service Changed");
+    our_char.subscribe(false).await.expect("subscribe");
+    // The subscriptions reach the bond (written off the lock): wait until they are there.
+    within(async {
+        while pc.bond().map_or(0, |b| b.cccds.len()) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    // The database changes while the client is away.
+    server.add_service(ServiceDef::primary(0xFFE0u16)).expect("another service");
+    p.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let cc = c.connect(p.address(), ConnectOptions::default()).await.expect("reconnect");
+    let _pc = p.accept().await.expect("accept");
+    let client = GattClient::new(cc.clone(), ClientOptions { mtu: None }).await.expect("client");
+    let mut values = client.notifications();
+    within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+    let first = within(values.next()).await.expect("Service Changed");
+    assert_eq!(first.handle, sc_char.info().value_handle);
+    assert_eq!(first.value, [0x01, 0x00, 0xFF, 0xFF]);
+    ch.set_value(b"1");
+    let second = within(values.next()).await.expect("a notification without subscribing again");
+    assert_eq!((second.handle, second.value.as_slice()), (our_char.info().value_handle, &b"1"[..]));
+}

@@ -407,6 +407,26 @@ impl Server {
         self.push(sc, &v, now, bearers)
     }
 
+    /// A Service Changed indication over the whole database for one connection, if it is
+    /// subscribed: for a bonded client whose view of the database is out of date when it comes
+    /// back (Core Vol 3 Part G §7.1). Returns the PDU to send now (it may also wait in the
+    /// bearer behind an unconfirmed indication).
+    pub fn service_changed_to(&mut self, conn: ConnId, now: u64, bearers: &mut dyn Bearers) -> Option<Vec<u8>> {
+        let sc = self.service_changed?;
+        if self.cccd(conn, sc) & CCCD_INDICATE == 0 {
+            return None;
+        }
+        let bearer = bearers.bearer(conn)?;
+        let pdu = AttPdu::HandleValueInd { handle: sc.0, value: &[0x01, 0x00, 0xFF, 0xFF] }.to_vec();
+        bearer.queue_indication(pdu);
+        bearer.poll_indication(now)
+    }
+
+    /// The Database Hash of the database served now (Core Vol 3 Part G §7.3).
+    pub fn database_hash(&mut self) -> [u8; 16] {
+        self.db.hash()
+    }
+
     /// Sets a characteristic's value and returns the notifications and indications to send to
     /// the connections subscribed to it (indications wait their turn in each bearer).
     pub fn set_value(&mut self, ch: CharId, value: &[u8], now: u64, bearers: &mut dyn Bearers) -> Outgoing {
