@@ -52,6 +52,15 @@ pub struct SecurityOptions {
     /// Where bonds are kept: in memory by default; a [`FileBondStore`](crate::bonds::FileBondStore)
     /// keeps them across restarts.
     pub bonds: Arc<dyn BondStore>,
+    /// LE privacy: advertise, scan and connect from a resolvable private address made from our
+    /// IRK, renewed every `rpa_interval` (Core Vol 3 Part C §10.7, Vol 6 Part B §1.3.2.2). Bonded
+    /// peers resolve it with the IRK we distributed; the identity address stays off the air.
+    pub privacy: bool,
+    /// How long one resolvable private address is used (TGAP(private_addr_int): 15 minutes by
+    /// default, Core Vol 3 Part C Appendix A). A new one is taken when advertising, scanning or
+    /// connecting starts after it expired (the controller refuses a new random address while one
+    /// of them runs, Core Vol 4 Part E §7.8.4).
+    pub rpa_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for SecurityOptions {
@@ -65,6 +74,8 @@ impl std::fmt::Debug for SecurityOptions {
             .field("legacy_pairing", &self.legacy_pairing)
             .field("min_key_size", &self.min_key_size)
             .field("allow_debug_key", &self.allow_debug_key)
+            .field("privacy", &self.privacy)
+            .field("rpa_interval", &self.rpa_interval)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +99,8 @@ impl Default for SecurityOptions {
             identity_resolving_key: None,
             delegate: Arc::new(JustWorksOnly),
             bonds: Arc::new(MemoryBondStore::new(DEFAULT_BOND_CAPACITY)),
+            privacy: false,
+            rpa_interval: std::time::Duration::from_micros(gattling_proto::gap::privacy::DEFAULT_RPA_INTERVAL_US),
         }
     }
 }
@@ -268,6 +281,8 @@ pub(crate) struct SecurityState {
     pub(crate) options: SecurityOptions,
     config: SmpConfig,
     identity: LocalIdentity,
+    /// Our resolvable private addresses, with privacy on.
+    rpa: Option<gattling_proto::gap::privacy::RpaRotation>,
     /// The bonded peers' IRKs, to recognise them behind resolvable private addresses.
     resolver: Resolver,
     pub(crate) rng: OsRandom,
@@ -285,7 +300,23 @@ impl SecurityState {
                 resolver.add(irk, bond.peer);
             }
         }
-        SecurityState { config: options.smp_config(), options, identity, resolver, rng }
+        let rpa = options.privacy.then(|| {
+            let interval = u64::try_from(options.rpa_interval.as_micros()).unwrap_or(u64::MAX);
+            gattling_proto::gap::privacy::RpaRotation::new(irk, interval)
+        });
+        SecurityState { config: options.smp_config(), options, identity, resolver, rpa, rng }
+    }
+
+    /// With privacy on: a new resolvable private address when the current one has expired (or
+    /// there is none yet), to set in the controller before advertising, scanning or connecting.
+    pub(crate) fn next_private_address(&mut self, now: u64) -> Option<gattling_proto::gap::BdAddr> {
+        let rpa = self.rpa.as_mut()?;
+        rpa.handle_timeout(now, &mut self.rng)
+    }
+
+    /// True when we advertise and connect from resolvable private addresses.
+    pub(crate) fn private(&self) -> bool {
+        self.rpa.is_some()
     }
 
     /// The identity behind a peer's address: its own identity address, or the bonded identity

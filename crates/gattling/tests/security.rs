@@ -405,3 +405,53 @@ async fn a_bonded_client_keeps_its_cccds_and_hears_of_database_changes() {
     let second = within(values.next()).await.expect("a notification without subscribing again");
     assert_eq!((second.handle, second.value.as_slice()), (our_char.info().value_handle, &b"1"[..]));
 }
+
+/// LE privacy (Core Vol 3 Part C §10.7): a host with privacy advertises from a resolvable
+/// private address, a new one each time this one expires; its bonded peer resolves the new
+/// address with the IRK it received and encrypts with the bond, without pairing again.
+#[tokio::test]
+async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
+    use gattling::proto::gap::ad::{AdvData, AdvDataBuilder};
+    use gattling::proto::gap::privacy::RandomAddressKind;
+    use gattling::ScanOptions;
+    async fn find(host: &Host, name: &str) -> gattling::proto::gap::Address {
+        let mut scan = host.scan(ScanOptions::default()).await.expect("scan");
+        let found = within(async {
+            loop {
+                let r = scan.next().await.expect("scan runs");
+                if AdvData::parse_lenient(&r.data).local_name() == Some(name) {
+                    return r.address;
+                }
+            }
+        })
+        .await;
+        scan.stop().await.expect("stop scan");
+        found
+    }
+    let private =
+        SecurityOptions { privacy: true, rpa_interval: Duration::from_micros(1), ..SecurityOptions::default() };
+    let p = Host::open_with("virtual:sec-rpa", options(private)).await.expect("peripheral");
+    let c = Host::open_with("virtual:sec-rpa", options(SecurityOptions::default())).await.expect("central");
+    let data = AdvDataBuilder::new().name("private").build().expect("adv data");
+    let adv = AdvertisingOptions { data, ..AdvertisingOptions::default() };
+    p.advertise(&adv).await.expect("advertise");
+    let first = find(&c, "private").await;
+    assert_eq!(RandomAddressKind::of(first.addr), Some(RandomAddressKind::Resolvable), "{first}");
+    assert_ne!(first.addr, p.address().addr, "the identity address stays off the air");
+    let cc = c.connect(first, ConnectOptions::default()).await.expect("connect");
+    let pc = p.accept().await.expect("accept");
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    secured(&mut notes).await;
+    assert_eq!(cc.bond().expect("bond").peer.addr, p.address().addr, "bonded under its identity");
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    p.advertise(&adv).await.expect("advertise again");
+    let second = find(&c, "private").await;
+    assert_ne!(second.addr, first.addr, "a new private address");
+    let cc = c.connect(second, ConnectOptions::default()).await.expect("reconnect");
+    let _pc = p.accept().await.expect("accept");
+    assert!(cc.bond().is_some(), "the new address resolves to the bond");
+    within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+}
