@@ -704,6 +704,7 @@ fn update_server_security(inner: &mut Inner, handle: ConnHandle) {
     let s = inner.core.security(handle).unwrap_or_default();
     if let Some(g) = inner.gatt.as_mut() {
         g.server.set_security(ConnId(handle), s.encrypted, s.encrypted && s.authenticated);
+        g.server.set_key_size(ConnId(handle), s.key_size);
     }
 }
 

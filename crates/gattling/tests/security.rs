@@ -455,3 +455,16 @@ async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
     assert!(cc.bond().is_some(), "the new address resolves to the bond");
     within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
 }
+
+/// A full bond store refuses the new bond with a clear error; the link stays encrypted.
+#[tokio::test]
+async fn a_full_bond_store_refuses_the_new_bond_clearly() {
+    let full = SecurityOptions { bonds: Arc::new(MemoryBondStore::new(0)), ..SecurityOptions::default() };
+    let (_c, cc, _p, _pc) = pair_of("sec-full", full, SecurityOptions::default()).await;
+    match within(cc.pair()).await {
+        Err(Error::Bond(e)) => assert!(e.to_string().contains("full"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(cc.security().encrypted, "paired and encrypted, just not bonded");
+    assert!(cc.bond().is_none());
+}
