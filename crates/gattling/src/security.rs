@@ -1,9 +1,9 @@
 //! Pairing, encryption and bonding as the application sees them (Core Vol 3 Part H, Part C §10).
 //!
-//! The Security Manager itself is the core's sans-IO [`Smp`](gattling_proto::smp::pairing::Smp),
+//! The Security Manager itself is the core's sans-IO [`Smp`],
 //! one per link, driven by the runtime: it feeds it the peer's SMP PDUs, the controller's
 //! encryption events and the user's answers, starts encryption with the keys it produces,
-//! answers the controller's LTK requests, and keeps bonds in a [`BondStore`](crate::bonds::BondStore).
+//! answers the controller's LTK requests, and keeps bonds in a [`BondStore`].
 //! The application chooses the local capabilities with [`SecurityOptions`] and answers the
 //! user-facing questions through a [`PairingDelegate`].
 
