@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use gattling_proto::host::LinkSecurity;
-pub use gattling_proto::smp::pairing::PairingMethod;
+pub use gattling_proto::smp::pairing::{OobData, PairingMethod};
 pub use gattling_proto::smp::pdu::{IoCapability, Reason as PairingFailure};
 
 /// A boxed future, as the [`PairingDelegate`] methods return.
@@ -353,6 +353,11 @@ impl LinkSecurityManager {
             Smp::new(role, s.config.clone(), addresses, s.identity.clone())
         });
         LinkSecurityManager { smp, waiters: Vec::new(), bonded: None, bond_key: None }
+    }
+
+    /// The link's Security Manager, if the host runs one.
+    pub(crate) fn smp_mut(&mut self) -> Option<&mut Smp> {
+        self.smp.as_mut()
     }
 
     /// When the Security Manager's timer fires next.

@@ -468,3 +468,25 @@ async fn a_full_bond_store_refuses_the_new_bond_clearly() {
     assert!(cc.security().encrypted, "paired and encrypted, just not bonded");
     assert!(cc.bond().is_none());
 }
+
+/// Out-of-band data exchanged over another channel (here: the test) makes Secure Connections
+/// pairing authenticated without any user interaction (Core Vol 3 Part H §2.3.5.6.4).
+#[tokio::test]
+async fn secure_connections_out_of_band_pairing_is_authenticated() {
+    let (_c, cc, _p, pc) = pair_of("sec-oob", SecurityOptions::default(), SecurityOptions::default()).await;
+    let from_c = cc.local_oob_data().expect("central OOB data");
+    let from_p = pc.local_oob_data().expect("peripheral OOB data");
+    cc.set_peer_oob_data(Some(from_p));
+    pc.set_peer_oob_data(Some(from_c));
+    let got = within(cc.pair()).await.expect("paired");
+    assert_paired(&got, &pc.security(), true, true);
+    // Wrong data from the peer: the confirm check fails.
+    let (_c, cc, _p, pc) = pair_of("sec-oob-bad", SecurityOptions::default(), SecurityOptions::default()).await;
+    let mut bad = pc.local_oob_data().expect("peripheral OOB data");
+    bad.confirm[0] ^= 1;
+    cc.set_peer_oob_data(Some(bad));
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::ConfirmValueFailed, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
