@@ -152,6 +152,10 @@ enum Cmd {
         /// The default local name (AT+UBTLN before one is set).
         #[arg(long)]
         name: Option<String>,
+        /// Keep the module's bonds (AT+UBTB, AT+UBTBDL, AT+UBTUB) in this directory instead of in
+        /// memory; at most 20, as on a NORA-W36.
+        #[arg(long, value_name = "DIR")]
+        bonds: Option<std::path::PathBuf>,
     },
     /// Print a shell completion script: `gattling completions bash > /etc/bash_completion.d/gattling`.
     Completions {
@@ -431,7 +435,7 @@ async fn run_command(
                 _ = shutdown::requested() => Ok(()),
             }
         }
-        Cmd::At { listen, pty, serial, settings, name } => {
+        Cmd::At { listen, pty, serial, settings, name, bonds } => {
             if let Some(a) = global.random_address {
                 if !a.is_static_random() {
                     return Err(gattling::Error::InvalidArgument(format!(
@@ -439,11 +443,17 @@ async fn run_command(
                     )));
                 }
             }
+            let mut security = gattling::SecurityOptions::default();
+            if let Some(dir) = &bonds {
+                let store = pairing::open_store(dir, true, gattling_at::exec::MAX_BONDS)?;
+                security.bonds = std::sync::Arc::new(store);
+            }
             let options = gattling_at::exec::Options {
                 transport: global.transport.clone(),
                 host: HostOptions {
                     random_address: global.random_address,
                     btsnoop: global.capture.clone(),
+                    security,
                     ..HostOptions::default()
                 },
                 settings,

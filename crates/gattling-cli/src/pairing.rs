@@ -127,15 +127,15 @@ impl SecurityArgs {
             ..SecurityOptions::default()
         };
         if let Some(dir) = &self.bonds {
-            options.bonds = Arc::new(open_store(dir, true)?);
+            options.bonds = Arc::new(open_store(dir, true, DEFAULT_BOND_CAPACITY)?);
         }
         Ok(options)
     }
 }
 
-/// Opens a bond directory (creating it when `create`), printing a warning for every bond file
-/// that could not be read.
-pub fn open_store(dir: &Path, create: bool) -> Result<FileBondStore, gattling::Error> {
+/// Opens a bond directory keeping at most `capacity` bonds (creating it when `create`),
+/// printing a warning for every bond file that could not be read (Core Vol 3 Part C §9.4).
+pub fn open_store(dir: &Path, create: bool, capacity: usize) -> Result<FileBondStore, gattling::Error> {
     let bad = |m: String| gattling::Error::InvalidArgument(m);
     if dir.exists() && !dir.is_dir() {
         return Err(bad(format!("--bonds {}: not a directory", dir.display())));
@@ -143,7 +143,7 @@ pub fn open_store(dir: &Path, create: bool) -> Result<FileBondStore, gattling::E
     if !create && !dir.is_dir() {
         return Err(bad(format!("--bonds {}: no such directory", dir.display())));
     }
-    let store = FileBondStore::open(dir, DEFAULT_BOND_CAPACITY).map_err(|e| bad(format!("--bonds: {e}")))?;
+    let store = FileBondStore::open(dir, capacity).map_err(|e| bad(format!("--bonds: {e}")))?;
     for s in store.skipped() {
         eprintln!("warning: skipped bond file {}: {}", s.path.display(), s.error);
     }
@@ -211,7 +211,7 @@ fn matching(store: &FileBondStore, text: &str) -> Result<Vec<IdentityAddress>, g
 pub fn run(cmd: BondsCmd) -> Result<(), gattling::Error> {
     match cmd {
         BondsCmd::List { bonds } => {
-            let store = open_store(&bonds, false)?;
+            let store = open_store(&bonds, false, DEFAULT_BOND_CAPACITY)?;
             let list = store.list();
             let mut out = std::io::stdout().lock();
             for b in &list {
@@ -223,7 +223,7 @@ pub fn run(cmd: BondsCmd) -> Result<(), gattling::Error> {
             Ok(())
         }
         BondsCmd::Remove { address, bonds } => {
-            let store = open_store(&bonds, false)?;
+            let store = open_store(&bonds, false, DEFAULT_BOND_CAPACITY)?;
             let peers = matching(&store, &address)?;
             match peers.as_slice() {
                 [] => Err(gattling::Error::InvalidArgument(format!("no bond with {address} in {}", bonds.display()))),

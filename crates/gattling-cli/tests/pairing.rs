@@ -231,6 +231,7 @@ async fn bad_pairing_options_are_explained_before_anything_starts() {
         (&["serve", "--confirm"], "--confirm needs --io display-yesno"),
         (&["gatt", "--name", "x", "--bonds", file, "read", "3"], "not a directory"),
         (&["serve", "--bonds", file], "not a directory"),
+        (&["at", "--bonds", file], "not a directory"),
         (&["bonds", "list", "--bonds", missing], "no such directory"),
         (&["bonds", "remove", "nonsense", "--bonds", dir.to_str().expect("utf-8")], "expected a Bluetooth address"),
         (&["bonds", "remove", "00:11:22:33:44:55/other", "--bonds", dir.to_str().expect("utf-8")], "public or random"),
