@@ -10,6 +10,11 @@
 //!   at the configured bytes per second so a client reading at UART speed loses nothing.
 //! - AT connection handles are small numbers (0, 1, ...) mapped to the link registry's HCI
 //!   handles, in both roles.
+//! - Security (`security`): AT+UBTIOC and AT+UBTBSM are stored at once and configure the
+//!   Security Manager when the host is opened (start, AT+CPWROFF), because the runtime takes
+//!   its pairing options only then; AT+UBTPM takes effect at once. Pairing questions become
+//!   `+UEBTUC` / `+UEBTUPD` / `+UEBTUPE`, outcomes `+UEBTB`; bonds live in
+//!   `Options::host.security.bonds` (kept across restarts, removed by AT+USYFR).
 
 mod client;
 mod gap;
@@ -603,7 +608,9 @@ async fn pump(
                 Ok(Notification::Disconnected { handle, .. }) => {
                     let mut links = shared.links();
                     if let Some(at) = links.at_of(handle) {
-                        links.by_at.remove(&at);
+                        if let Some(link) = links.by_at.remove(&at) {
+                            security::forget_pairing(&shared, link.peer);
+                        }
                         shared.urc("+UEBTDC", vec![UrcField::Int(at as i64)]);
                     }
                 }

@@ -172,16 +172,20 @@ impl PairingDelegate for AtDelegate {
 
 /// A pairing on `peer` ended: `+UEBTB` with its status; the questions about it are dropped.
 pub(crate) fn bonded(shared: &Shared, peer: Address, status: i64) {
+    forget_pairing(shared, peer);
+    shared.urc("+UEBTB", vec![UrcField::Addr(at_addr(&peer)), UrcField::Int(status)]);
+}
+
+/// A pairing with `peer` is over (its outcome came, or the link went down): it is no longer the
+/// pairing peer, and its unanswered questions are dropped.
+pub(crate) fn forget_pairing(shared: &Shared, peer: Address) {
     let addr = at_addr(&peer);
-    {
-        let mut p = shared.pairing();
-        if p.peer == Some(peer) {
-            p.peer = None;
-        }
-        p.numeric.retain(|(a, _)| *a != addr);
-        p.passkey.retain(|(a, _)| *a != addr);
+    let mut p = shared.pairing();
+    if p.peer == Some(peer) {
+        p.peer = None;
     }
-    shared.urc("+UEBTB", vec![UrcField::Addr(addr), UrcField::Int(status)]);
+    p.numeric.retain(|(a, _)| *a != addr);
+    p.passkey.retain(|(a, _)| *a != addr);
 }
 
 /// The `+UEBTB` status of a Secured notification.
