@@ -57,10 +57,9 @@ this stack differs
    True (SC_MITM_BOND), bonding only when False (BOND); characteristics created afterwards
    default to encrypted read and write (0x22). An encrypted or MITM permission alone allows
    the access on such a link, as in ESP-IDF. Bonds live for the process (the firmware's NVS);
-   ``set_pin()`` with a different pin and ``nvram_erase()`` remove them. Differences: the
-   passkey shown is chosen at random by the stack and printed on stderr (the stack cannot use
-   the pin as a static passkey yet), and ``set_pin()``'s pairing parameters apply from the next
-   ``init()``. ``privacy`` is accepted and ignored. ``antenna``, ``modem_sleep`` and
+   ``set_pin()`` with a different pin and ``nvram_erase()`` remove them. The pin is the
+   passkey this device displays in Passkey Entry (the peer types it); ``set_pin()`` applies at
+   once. ``privacy`` is accepted and ignored. ``antenna``, ``modem_sleep`` and
    ``tx_power`` are recorded and returned, not applied.
 9. ``mtu`` outside 23..200 raises ValueError (the firmware clamps above 200).
 10. ``characteristic()`` beyond ``nbr_chars`` raises OSError (the firmware adds a broken one).

@@ -74,5 +74,14 @@ def test_secure_connections_secure_mode_demands_mitm_protection(gattling_bin, ga
         out = gatt(gattling_bin, gattling_controller, "--pair", "read", "FEE1")
         assert out.returncode == 1, out.stderr
         assert "pairing failed" in out.stderr and "Authentication Requirements" in out.stderr, out.stderr
+        # A peer with a keyboard types the pin: Passkey Entry, authenticated.
+        out = gatt(gattling_bin, gattling_controller, "--pair", "--io", "keyboard-only", "--passkey", "123456",
+                   "read", "FEE1")
+        assert out.returncode == 0, out.stderr
+        assert "paired: SecureConnections" in out.stderr, out.stderr
+        # A wrong pin fails the confirm check.
+        out = gatt(gattling_bin, gattling_controller, "--pair", "--io", "keyboard-only", "--passkey", "111111",
+                   "read", "FEE1")
+        assert out.returncode == 1 and "Confirm Value Failed" in out.stderr, out.stderr
     finally:
         server.kill()

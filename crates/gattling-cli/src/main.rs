@@ -645,6 +645,8 @@ async fn gatt(host: &Host, find: Find, json: bool, pair: bool, command: GattCmd)
         }
     }
     let client = GattClient::new(conn, ClientOptions::default()).await?;
+    // Pairing only when asked for: without --pair a refusal is reported (with a hint).
+    client.set_secure_on_error(pair);
     // Ctrl-C ends the command (e.g. an endless subscribe) and still disconnects cleanly.
     let result = tokio::select! {
         r = run_gatt(&client, json, command) => r,

@@ -6,7 +6,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use gattling::bonds::{Bond, BondStore, FileBondStore};
 use gattling::proto::gap::privacy::{IdentityAddress, IdentityAddressType};
 use gattling::proto::gap::BdAddr;
-use gattling::security::{BoxFuture, IoCapability, PairingDelegate, SecurityOptions, DEFAULT_BOND_CAPACITY};
+use gattling::security::{
+    BoxFuture, IoCapability, PairingDelegate, PairingLink, SecurityOptions, DEFAULT_BOND_CAPACITY,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -85,7 +87,7 @@ fn say(line: String) {
 }
 
 impl PairingDelegate for CliDelegate {
-    fn confirm_numeric(&self, number: u32) -> BoxFuture<bool> {
+    fn confirm_numeric(&self, _link: PairingLink, number: u32) -> BoxFuture<bool> {
         say(format!("compare: {number:06}"));
         if !self.confirm {
             eprintln!("numeric comparison rejected: give --confirm to accept it");
@@ -94,11 +96,11 @@ impl PairingDelegate for CliDelegate {
         Box::pin(async move { yes })
     }
 
-    fn display_passkey(&self, passkey: u32) {
+    fn display_passkey(&self, _link: PairingLink, passkey: u32) {
         say(format!("passkey: {passkey:06}"));
     }
 
-    fn request_passkey(&self) -> BoxFuture<Option<u32>> {
+    fn request_passkey(&self, _link: PairingLink) -> BoxFuture<Option<u32>> {
         if self.passkey.is_none() {
             eprintln!("the peer asked for a passkey: give --passkey N to type one");
         }

@@ -171,19 +171,11 @@ fn security_options(
         o.bonding = true;
         o.mitm = secure_connections;
         o.min_key_size = 16;
-        o.delegate = Arc::new(ShowPasskey);
+        // The pin is the passkey this device "displays": the peer types it (Passkey Entry,
+        // Core Vol 3 Part H §2.3.5.3).
+        o.static_passkey = pin;
     }
     o
-}
-
-/// Shows the passkey of a Passkey Entry on stderr: the runtime picks the passkey, so it is not
-/// the pin (Core Vol 3 Part H §2.3.5.3).
-struct ShowPasskey;
-
-impl gattling::PairingDelegate for ShowPasskey {
-    fn display_passkey(&self, passkey: u32) {
-        eprintln!("gattling: pairing passkey {passkey:06} (type it on the peer)");
-    }
 }
 
 fn state() -> &'static Arc<Mutex<BtState>> {
@@ -816,6 +808,10 @@ impl Bluetooth {
             erase_bonds(store.as_ref());
         }
         st.pin = Some(pin as u32);
+        // The new pairing parameters apply at once, as on the firmware.
+        if let Some(host) = st.host.clone() {
+            host.set_security(security_options(st.pin, st.secure_connections.unwrap_or(true), store));
+        }
         Ok(())
     }
 

@@ -649,6 +649,20 @@ impl Host {
         self.command(Command::LeSetAdvertisingEnable(false)).await.map(drop)
     }
 
+    /// Replaces the pairing options (capabilities, delegate, bond store, privacy) from now on:
+    /// links that are not pairing right now take them at once, a pairing in progress finishes
+    /// with the old ones (Core Vol 3 Part H §2.3).
+    pub fn set_security(&self, options: crate::security::SecurityOptions) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        inner.core.set_security_manager(options.enabled);
+        inner.security = options.enabled.then(|| crate::security::SecurityState::new(options, self.address));
+        let local = inner.local_address;
+        for link in inner.links.0.values_mut() {
+            link.security.reconfigure(inner.security.as_ref(), link.info.role, local, link.info.peer);
+        }
+    }
+
     /// With privacy on, takes a new resolvable private address now (pausing advertising around
     /// the change, Core Vol 4 Part E §7.8.4) and returns it; `None` without privacy, or while
     /// scanning or connecting (the next start takes a new one then) (Core Vol 3 Part C §10.7).

@@ -44,6 +44,9 @@ pub struct SecurityOptions {
     pub min_key_size: u8,
     /// Accept the specification's debug P-256 key from a peer (§2.3.5.6.1); for sniffing tests only.
     pub allow_debug_key: bool,
+    /// Passkey Entry: the passkey (0-999999) this side displays instead of a random one per
+    /// pairing: a device's fixed PIN, as Pycom's `pin` (§2.3.5.3; random ones are safer).
+    pub static_passkey: Option<u32>,
     /// Our Identity Resolving Key, distributed to bonded peers (§3.6.4); a random one per host
     /// when `None` (then peers cannot resolve our private addresses after a restart).
     pub identity_resolving_key: Option<[u8; 16]>,
@@ -96,6 +99,7 @@ impl Default for SecurityOptions {
             legacy_pairing: true,
             min_key_size: 7,
             allow_debug_key: false,
+            static_passkey: None,
             identity_resolving_key: None,
             delegate: Arc::new(JustWorksOnly),
             bonds: Arc::new(MemoryBondStore::new(DEFAULT_BOND_CAPACITY)),
@@ -121,6 +125,7 @@ impl SecurityOptions {
             allow_debug_key: self.allow_debug_key,
             // The delegate approves every Pairing Request first.
             approve_pairing: true,
+            static_passkey: self.static_passkey.filter(|p| *p <= 999_999),
             ..SmpConfig::default()
         }
     }
@@ -151,6 +156,15 @@ impl SecurityLevel {
     }
 }
 
+/// The link a pairing question is about.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct PairingLink {
+    /// Its connection handle.
+    pub handle: ConnHandle,
+    /// The peer's address on this link.
+    pub peer: Address,
+}
+
 /// The user's side of pairing: confirming numbers, showing and typing passkeys
 /// (Core Vol 3 Part H §2.3.5). Methods run on the link's application task, outside the host
 /// lock; they may take as long as the user does (the SMP timeout is 30 s, §3.4).
@@ -159,17 +173,17 @@ impl SecurityLevel {
 pub trait PairingDelegate: Send + Sync + 'static {
     /// A central asks to pair (its Pairing Request, §3.5.1): false refuses it with Pairing
     /// Failed. By default every request is accepted.
-    fn accept_pairing(&self, _peer: gattling_proto::gap::Address) -> BoxFuture<bool> {
+    fn accept_pairing(&self, _link: PairingLink) -> BoxFuture<bool> {
         Box::pin(async { true })
     }
     /// Numeric Comparison: true when the user confirms both devices show `number` (§2.3.5.6.2).
-    fn confirm_numeric(&self, _number: u32) -> BoxFuture<bool> {
+    fn confirm_numeric(&self, _link: PairingLink, _number: u32) -> BoxFuture<bool> {
         Box::pin(async { false })
     }
     /// Passkey Entry: show `passkey` (six digits, zero-padded) to the user (§2.3.5.3).
-    fn display_passkey(&self, _passkey: u32) {}
+    fn display_passkey(&self, _link: PairingLink, _passkey: u32) {}
     /// Passkey Entry: the passkey the user typed, or `None` to cancel (§2.3.5.3).
-    fn request_passkey(&self) -> BoxFuture<Option<u32>> {
+    fn request_passkey(&self, _link: PairingLink) -> BoxFuture<Option<u32>> {
         Box::pin(async { None })
     }
 }
@@ -198,19 +212,19 @@ impl std::fmt::Debug for FixedAnswers {
 }
 
 impl PairingDelegate for FixedAnswers {
-    fn confirm_numeric(&self, number: u32) -> BoxFuture<bool> {
+    fn confirm_numeric(&self, _link: PairingLink, number: u32) -> BoxFuture<bool> {
         if let Some(show) = &self.on_display {
             show(number);
         }
         let yes = self.confirm;
         Box::pin(async move { yes })
     }
-    fn display_passkey(&self, passkey: u32) {
+    fn display_passkey(&self, _link: PairingLink, passkey: u32) {
         if let Some(show) = &self.on_display {
             show(passkey);
         }
     }
-    fn request_passkey(&self) -> BoxFuture<Option<u32>> {
+    fn request_passkey(&self, _link: PairingLink) -> BoxFuture<Option<u32>> {
         let p = self.passkey;
         Box::pin(async move { p })
     }
@@ -365,6 +379,14 @@ impl LinkSecurityManager {
         LinkSecurityManager { smp, waiters: Vec::new(), bonded: None, bond_key: None }
     }
 
+    /// Takes new options ([`crate::Host::set_security`]) unless a pairing is in progress.
+    pub(crate) fn reconfigure(&mut self, state: Option<&SecurityState>, role: Role, local: Address, peer: Address) {
+        if self.smp.as_ref().is_some_and(Smp::is_pairing) {
+            return;
+        }
+        self.smp = LinkSecurityManager::new(state, role, local, peer).smp;
+    }
+
     /// The link's Security Manager, if the host runs one.
     pub(crate) fn smp_mut(&mut self) -> Option<&mut Smp> {
         self.smp.as_mut()
@@ -387,7 +409,7 @@ impl LinkSecurityManager {
 #[derive(Debug)]
 pub(crate) enum Ask {
     /// Accept a Pairing Request from this peer?
-    Accept(Address),
+    Accept,
     /// Numeric Comparison of this value.
     Numeric(u32),
     /// Show this passkey.
@@ -519,7 +541,7 @@ pub(crate) fn answer(
 ) {
     if let Some(smp) = inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()) {
         match ask {
-            Ask::Accept(_) => smp.accept_pairing(yes, now),
+            Ask::Accept => smp.accept_pairing(yes, now),
             Ask::Numeric(_) => smp.confirm_numeric(yes, now),
             Ask::Passkey => smp.enter_passkey(passkey, now),
             Ask::Display(_) => {}
@@ -629,9 +651,8 @@ fn drive(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, now: u64) 
             }
         }
         let Some(event) = smp.poll_event() else { return };
-        let peer = link.info.peer;
         match event {
-            SmpEvent::PairingRequest { .. } => inner.jobs.push((handle, AppJob::Security(Ask::Accept(peer)))),
+            SmpEvent::PairingRequest { .. } => inner.jobs.push((handle, AppJob::Security(Ask::Accept))),
             SmpEvent::SecurityRequest { auth_req } => {
                 // A bond good enough encrypts at once; otherwise pair (Core Vol 3 Part H §2.4.6).
                 if !encrypt_with_bond(inner, handle, auth_req.mitm()) {
@@ -790,20 +811,23 @@ pub(crate) fn persist_cccd(inner: &Inner, handle: ConnHandle, cccd_handle: u16, 
 
 /// Asks the user through the delegate and feeds the answer back (on the link's application task).
 pub(crate) async fn ask(shared: std::sync::Weak<Shared>, handle: ConnHandle, question: Ask) {
-    let Some(delegate) =
-        shared.upgrade().and_then(|s| crate::driver::lock(&s).security.as_ref().map(|st| st.options.delegate.clone()))
-    else {
+    let Some((delegate, link)) = shared.upgrade().and_then(|s| {
+        let inner = crate::driver::lock(&s);
+        let peer = inner.links.0.get(&handle)?.info.peer;
+        let delegate = inner.security.as_ref()?.options.delegate.clone();
+        Some((delegate, PairingLink { handle, peer }))
+    }) else {
         return;
     };
     let (yes, passkey) = match &question {
-        Ask::Accept(peer) => (delegate.accept_pairing(*peer).await, None),
-        Ask::Numeric(n) => (delegate.confirm_numeric(*n).await, None),
+        Ask::Accept => (delegate.accept_pairing(link).await, None),
+        Ask::Numeric(n) => (delegate.confirm_numeric(link, *n).await, None),
         Ask::Display(n) => {
-            delegate.display_passkey(*n);
+            delegate.display_passkey(link, *n);
             return;
         }
         Ask::Passkey => {
-            let p = delegate.request_passkey().await.filter(|p| *p <= 999_999);
+            let p = delegate.request_passkey(link).await.filter(|p| *p <= 999_999);
             (p.is_some(), p)
         }
     };

@@ -166,7 +166,7 @@ async fn passkey_entry_in_both_directions_secure_connections_and_legacy() {
 struct PasskeyFrom(Arc<Mutex<Option<u32>>>);
 
 impl gattling::PairingDelegate for PasskeyFrom {
-    fn request_passkey(&self) -> gattling::security::BoxFuture<Option<u32>> {
+    fn request_passkey(&self, _link: gattling::security::PairingLink) -> gattling::security::BoxFuture<Option<u32>> {
         let cell = self.0.clone();
         Box::pin(async move {
             loop {
@@ -524,4 +524,19 @@ async fn a_private_address_is_renewed_while_advertising() {
     .await;
     assert!(seen.iter().all(|a| resolve_rpa(&irk, *a)), "every address resolves with the IRK: {seen:?}");
     assert!(seen.iter().all(|a| *a != p.address().addr));
+}
+
+/// Pairing options change on a running host: without a Security Manager the peripheral refuses
+/// with Pairing Not Supported; once turned on, the same link pairs.
+#[tokio::test]
+async fn security_options_change_on_a_running_host() {
+    let off = SecurityOptions { enabled: false, ..SecurityOptions::default() };
+    let (_c, cc, p, pc) = pair_of("sec-switch", SecurityOptions::default(), off).await;
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::PairingNotSupported, remote: true }) => {}
+        other => panic!("{other:?}"),
+    }
+    p.set_security(SecurityOptions::default());
+    let got = within(cc.pair()).await.expect("paired once turned on");
+    assert_paired(&got, &pc.security(), false, true);
 }

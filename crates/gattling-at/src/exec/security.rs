@@ -16,7 +16,7 @@ use crate::params::{AddrKind, Args, BdAddr};
 use gattling::bonds::BondStore;
 use gattling::proto::gap::privacy::{IdentityAddress, IdentityAddressType};
 use gattling::proto::gap::{Address, AddressType};
-use gattling::security::{BoxFuture, IoCapability, PairingDelegate, SecurityOptions};
+use gattling::security::{BoxFuture, IoCapability, PairingDelegate, PairingLink, SecurityOptions};
 use gattling::ConnectOptions;
 use std::sync::Weak;
 use std::time::Duration;
@@ -113,29 +113,15 @@ pub(crate) struct AtDelegate {
 }
 
 impl AtDelegate {
-    /// The peer a question is about, in AT form.
-    fn asking(&self) -> Option<(std::sync::Arc<Shared>, BdAddr)> {
-        let shared = self.shared.upgrade()?;
-        let peer = shared.pairing().peer.or_else(|| {
-            let links = shared.links();
-            let mut peers = links.by_at.values().map(|l| l.peer);
-            match (peers.next(), peers.next()) {
-                (Some(p), None) => Some(p),
-                _ => None,
-            }
-        });
-        match peer {
-            Some(p) => Some((shared, at_addr(&p))),
-            None => {
-                tracing::warn!("a pairing question on several links at once: refused");
-                None
-            }
-        }
+    /// The shared state and the peer a question is about, in AT form.
+    fn asking(&self, link: PairingLink) -> Option<(std::sync::Arc<Shared>, BdAddr)> {
+        Some((self.shared.upgrade()?, at_addr(&link.peer)))
     }
 }
 
 impl PairingDelegate for AtDelegate {
-    fn accept_pairing(&self, peer: Address) -> BoxFuture<bool> {
+    fn accept_pairing(&self, link: PairingLink) -> BoxFuture<bool> {
+        let peer = link.peer;
         let ok = self.shared.upgrade().is_some_and(|s| {
             let mut p = s.pairing();
             let ok = p.enabled || p.peer == Some(peer);
@@ -147,22 +133,22 @@ impl PairingDelegate for AtDelegate {
         Box::pin(async move { ok })
     }
 
-    fn confirm_numeric(&self, number: u32) -> BoxFuture<bool> {
-        let Some((shared, addr)) = self.asking() else { return Box::pin(async { false }) };
+    fn confirm_numeric(&self, link: PairingLink, number: u32) -> BoxFuture<bool> {
+        let Some((shared, addr)) = self.asking(link) else { return Box::pin(async { false }) };
         let (tx, rx) = oneshot::channel();
         shared.pairing().numeric.push((addr, tx));
         shared.urc("+UEBTUC", vec![UrcField::Addr(addr), UrcField::Int(number.into())]);
         Box::pin(async move { matches!(tokio::time::timeout(ANSWER_TIMEOUT, rx).await, Ok(Ok(true))) })
     }
 
-    fn display_passkey(&self, passkey: u32) {
-        if let Some((shared, addr)) = self.asking() {
+    fn display_passkey(&self, link: PairingLink, passkey: u32) {
+        if let Some((shared, addr)) = self.asking(link) {
             shared.urc("+UEBTUPD", vec![UrcField::Addr(addr), UrcField::Int(passkey.into())]);
         }
     }
 
-    fn request_passkey(&self) -> BoxFuture<Option<u32>> {
-        let Some((shared, addr)) = self.asking() else { return Box::pin(async { None }) };
+    fn request_passkey(&self, link: PairingLink) -> BoxFuture<Option<u32>> {
+        let Some((shared, addr)) = self.asking(link) else { return Box::pin(async { None }) };
         let (tx, rx) = oneshot::channel();
         shared.pairing().passkey.push((addr, tx));
         shared.urc("+UEBTUPE", vec![UrcField::Addr(addr)]);

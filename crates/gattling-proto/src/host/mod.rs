@@ -497,6 +497,11 @@ impl Host {
         Ok(())
     }
 
+    /// Turns handing SMP PDUs up ([`HostConfig::security_manager`]) on or off.
+    pub fn set_security_manager(&mut self, on: bool) {
+        self.config.security_manager = on;
+    }
+
     /// Queues an SMP PDU to the peer (L2CAP channel 0x0006, Core Vol 3 Part H §3.2).
     pub fn send_smp(&mut self, handle: ConnHandle, pdu: &[u8]) -> Result<(), HostError> {
         self.send_l2cap(handle, cid::SMP, pdu)

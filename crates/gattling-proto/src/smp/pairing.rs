@@ -55,6 +55,9 @@ pub struct SmpConfig {
     pub retry_interval_us: u64,
     /// Peripheral: hold each acceptable Pairing Request until [`Smp::accept_pairing`] (§2.3.1).
     pub approve_pairing: bool,
+    /// Passkey Entry: the passkey (0-999999) this side displays, instead of a random one per
+    /// pairing (a device's fixed PIN; the spec recommends random ones, §2.3.5.3).
+    pub static_passkey: Option<u32>,
 }
 
 impl Default for SmpConfig {
@@ -73,6 +76,7 @@ impl Default for SmpConfig {
             allow_debug_key: false,
             retry_interval_us: 2_000_000,
             approve_pairing: false,
+            static_passkey: None,
         }
     }
 }
@@ -850,7 +854,10 @@ impl Smp {
             ltk: None,
             passkey: None,
             passkey_requested: false,
-            gen_passkey: random_passkey(rng),
+            gen_passkey: match self.config.static_passkey {
+                Some(p) if p <= 999_999 => p,
+                _ => random_passkey(rng),
+            },
             round: 0,
             user_confirmed: false,
             peer_check: None,

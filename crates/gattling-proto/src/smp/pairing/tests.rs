@@ -1090,3 +1090,15 @@ fn a_skipped_dhkey_check_gives_no_key_and_no_pairing() {
     assert_eq!(l.p.poll_event(), Some(SmpEvent::Timeout));
     assert_eq!(l.p.ltk_request([0; 8], 0), None);
 }
+
+/// A device with a fixed PIN displays that PIN as its passkey; typing it pairs.
+#[test]
+fn a_static_passkey_is_the_one_displayed() {
+    let mut p_cfg = config(IoCapability::DisplayOnly, true, true);
+    p_cfg.static_passkey = Some(123_456);
+    let mut link = Link::new(config(IoCapability::KeyboardOnly, true, true), p_cfg);
+    run_passkey(&mut link, Some(123_456));
+    assert_eq!(passkey_shown(&link.p_events), Some(123_456));
+    let (c, p) = link.complete();
+    assert!(c.authenticated && p.authenticated);
+}
