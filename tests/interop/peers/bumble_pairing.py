@@ -15,7 +15,8 @@ bumble.pairing.PairingConfig / PairingDelegate), with the few corrections listed
                      satisfies its MITM bit, else pair (Vol 3 Part H 2.4.6).
 
 Steps, in this order: --pair / --wait-security, --encrypt, --read HANDLE (repeatable),
---read-uuid UUID (repeatable), --subscribe UUID [--notifications N]; then "done", then wait for
+--read-uuid UUID (repeatable), --subscribe UUID [--notifications N], --listen UUID [--notifications N];
+then "done", then wait for
 the peer to disconnect, or disconnect locally --disconnect-after SECONDS after "done" (0: at once).
 If the link ends first, the remaining steps are dropped (no "done"). Exit 0 once the link is gone,
 3 at the --timeout deadline, 1 on an error (bad option, no advertiser found, connect failed).
@@ -26,7 +27,9 @@ Works anyway when the IO capabilities allow nothing else), --require-mitm (refus
 with Pairing Failed Authentication Requirements 0x03), --bonding/--no-bonding (default
 bonding: keys distributed and stored; without it none are), --passkey N (entered when this side
 is asked for one; displayed when this side displays one, else a random one is shown; without it
-an entry request is answered negatively: Passkey Entry Failed), --numeric accept|reject (answer
+an entry request is answered negatively: Passkey Entry Failed), --passkey-file FILE (entered when
+asked: the number FILE holds once it exists, for a test that learns it only during pairing; it is
+waited for up to 30 s, the SMP timeout), --numeric accept|reject (answer
 to a numeric comparison; reject fails with Numeric Comparison Failed 0x0C), --keystore FILE
 (bumble JsonKeyStore, one namespace per own address: run again with the same --address and file
 to reconnect bonded; default in memory), --pair-on-error (central: an Insufficient
@@ -75,6 +78,8 @@ as sent on the air, i.e. least significant octet first):
   key_refresh                                (Encryption Key Refresh Complete)
   read {handle, value, [uuid]} / read_error {handle, code, [uuid]}
   subscribed {uuid, handle} / notification {handle, value}
+  listening {uuid, handle}                   (--listen: notifications of that characteristic are
+                                              reported, without writing its CCCD)
   done, disconnected {reason, by}            (by: "local" or "remote"; reports of pairing and
                                               encryption always come before "disconnected")
 """
@@ -140,6 +145,8 @@ class Delegate(PairingDelegate):
 
     async def get_number(self):
         emit("passkey_request")
+        if self.args.passkey_file is not None:
+            return await passkey_from_file(self.args.passkey_file)
         return self.args.passkey  # None: negative reply, Passkey Entry Failed
 
     async def generate_passkey(self):
@@ -149,6 +156,27 @@ class Delegate(PairingDelegate):
 
     async def display_number(self, number, digits):
         emit("passkey_display", passkey=number)
+
+
+async def passkey_from_file(path, within=30.0):
+    """The passkey written to `path` (decimal), once the file exists; None after `within` seconds
+    (the SMP timeout, Vol 3 Part H 3.4) or for a bad number: the entry is then refused."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            try:
+                return parse_passkey(text)
+            except argparse.ArgumentTypeError as exc:
+                log(f"--passkey-file: {exc}")
+                return None
+        await asyncio.sleep(0.02)
+    log(f"--passkey-file: {path} did not appear within {within} s")
+    return None
 
 
 class Session(smp.Session):
@@ -519,6 +547,24 @@ async def steps(link, args):
         emit("subscribed", uuid=uuid_str(args.subscribe), handle=characteristic.handle)
         if args.notifications > received[0]:
             await enough
+    if args.listen is not None:
+        # A bonded client's CCCD persists across connections (Vol 3 Part G 3.3.3.3): take the
+        # server's notifications without writing the CCCD again. bumble's client passes a
+        # notification only to the subscribers registered for its handle.
+        characteristic = await find_characteristic(client, args.listen)
+        received = [0]
+        enough = asyncio.get_running_loop().create_future()
+
+        def on_listened(value):
+            emit("notification", handle=characteristic.handle, value=bytes(value).hex())
+            received[0] += 1
+            if received[0] >= args.notifications and not enough.done():
+                enough.set_result(None)
+
+        client.notification_subscribers.setdefault(characteristic.handle, set()).add(on_listened)
+        emit("listening", uuid=uuid_str(args.listen), handle=characteristic.handle)
+        if args.notifications > received[0]:
+            await enough
 
 
 def keystore(args, device):
@@ -683,6 +729,9 @@ def main():
     p.add_argument("--passkey", type=parse_passkey,
                    help="passkey entered when asked, and displayed when this side displays one "
                         "(default: a random one is displayed, an entry request is rejected)")
+    p.add_argument("--passkey-file", metavar="FILE",
+                   help="passkey entered when asked: the decimal number FILE holds once it exists "
+                        "(waited for up to 30 s); for a test that learns the passkey during pairing")
     p.add_argument("--numeric", choices=("accept", "reject"), default="accept",
                    help="answer to a numeric comparison (default accept)")
     p.add_argument("--keystore", metavar="FILE", help="JSON keystore (default: in memory)")
@@ -701,8 +750,12 @@ def main():
                         "(a stored key suffices) or pair, then read again once (bumble does not)")
     p.add_argument("--subscribe", type=parse_uuid, metavar="UUID",
                    help="discover the characteristic with this UUID and enable notifications")
+    p.add_argument("--listen", type=parse_uuid, metavar="UUID",
+                   help="discover the characteristic with this UUID and report its notifications "
+                        "without writing its CCCD (a bonded client's CCCD persists)")
     p.add_argument("--notifications", type=int, default=0, metavar="N",
-                   help="with --subscribe: wait for N notifications before going on (default 0)")
+                   help="with --subscribe / --listen: wait for N notifications before going on "
+                        "(default 0)")
     args = p.parse_args()
     if args.role == "peripheral" and args.name is None:
         p.error("a peripheral needs --name")
