@@ -233,6 +233,11 @@ impl Gattling {
         .await
     }
 
+    /// Forgets the notifications so far (the next [`Gattling::secured`] is a new one).
+    fn drain_notifications(&mut self) {
+        while matches!(self.notes.try_recv(), Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_))) {}
+    }
+
     /// No number was shown to gattling's user since the last look (no pairing ran).
     fn assert_nothing_shown(&mut self, when: &str) {
         assert!(self.user.shown.try_recv().is_err(), "{when}: gattling's user was asked again (pairing ran)");
@@ -543,6 +548,45 @@ async fn gattling_central_reconnects_bonded(rc: Bed, case: Case) {
     let client = GattClient::new(conn.clone(), ClientOptions::default()).await.expect("client");
     assert_eq!(within("read", client.read(handle)).await.expect("read over the bonded link"), value.as_bytes());
     central_hangs_up(peer, conn).await;
+
+    // The peripheral asks with a Security Request; gattling's bond is good enough for its MITM
+    // bit, so gattling encrypts with it instead of pairing (Core Vol 3 Part H §2.4.6).
+    g.drain_notifications();
+    let mut args = strings(&["--role", "peripheral", "--name", "bp-bond-3", "--address", &bumble_addr, "--pair"]);
+    args.extend(case.peer_args(Path::new("/nonexistent")));
+    args.extend(strings(&["--keystore", &keystore.arg()]));
+    let (mut peer, _) = start_peer(&rc, &args).await;
+    let conn = g.connect_to("bp-bond-3").await;
+    let (security, bonded) = g.secured().await;
+    assert!(bonded, "secured with the bond");
+    assert_eq!(SecurityLevel::of(&security), case.level(), "{security:?}");
+    let first = peer.expect_any(&["pairing_started", "encryption_change"], STEP).await;
+    assert_eq!(first["event"], "encryption_change", "the bond's key, no pairing: {first}");
+    assert_eq!(first["encrypted"], true, "{first}");
+    peer.expect("done", STEP).await;
+    g.assert_nothing_shown("Security Request answered with the bond");
+    central_hangs_up(peer, conn).await;
+}
+
+/// A bumble peripheral asks for security (Security Request, MITM) on a fresh link: gattling,
+/// central without a bond, pairs (Numeric Comparison) without being told to (§2.4.6).
+async fn a_bumble_security_request_makes_gattling_pair(rc: Bed) {
+    let case = SC_NUMERIC;
+    let passkey_file = TempPath::new("passkey");
+    let mut g = gattling_on(&rc, case).await;
+    let bumble_addr = peer_address();
+    let mut args = strings(&["--role", "peripheral", "--name", "bp-asks", "--address", &bumble_addr, "--pair"]);
+    args.extend(case.peer_args(&passkey_file.0));
+    let (mut peer, _) = start_peer(&rc, &args).await;
+    let conn = g.connect_to("bp-asks").await;
+    play_users(case.method, &mut peer, &mut g.user, &passkey_file).await;
+    let (security, bonded) = g.secured().await;
+    assert!(bonded);
+    let done = peer.expect("pairing_complete", STEP).await;
+    let bond = g.bond_with(&bumble_addr);
+    assert_agreement(case, Role::Central, &done, &security, &bond, &g.address(), &bumble_addr);
+    peer.expect("done", STEP).await;
+    central_hangs_up(peer, conn).await;
 }
 
 fn identity_string(conn: &Connection) -> String {
@@ -619,11 +663,108 @@ async fn gattling_peripheral_reconnects_with_a_legacy_bond(rc: Bed) {
 }
 
 on_each_controller!(
+    a_bumble_security_request_makes_gattling_pair,
     gattling_central_reconnects_with_an_sc_bond,
     gattling_central_reconnects_with_a_legacy_bond,
     gattling_peripheral_reconnects_with_an_sc_bond,
     gattling_peripheral_reconnects_with_a_legacy_bond,
 );
+
+// --------------------------------------------------------------------------- refusals
+
+/// How a pairing attempt ended on gattling's side, whichever role it had.
+async fn gattling_failure(g: &mut Gattling) -> (u8, bool) {
+    within("PairingFailed notification", async {
+        loop {
+            match g.notes.recv().await {
+                Ok(Notification::PairingFailed { reason, remote, .. }) => return (reason, remote),
+                Ok(Notification::Secured { security, .. }) => panic!("paired although it must fail: {security:?}"),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("notifications: {e}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Runs a pairing that must fail in both roles: gattling (`case`'s options) against bumble
+/// (`peer_io` and `extra`), gattling central then gattling peripheral. gattling must report
+/// `reason` (sent by the peer when `remote`), bumble the same reason; nothing is stored and
+/// the link stays up, unencrypted.
+async fn pairing_fails_in_both_roles(
+    rc: &Bed,
+    case: Case,
+    peer_args: &[&str],
+    reason: gattling::security::PairingFailure,
+    remote: bool,
+) {
+    let mut g = gattling_on(rc, case).await;
+    let code = u64::from(reason.to_u8());
+
+    // gattling central.
+    let mut args = strings(&["--role", "peripheral", "--name", "bp-refusal", "--address", &peer_address()]);
+    args.extend(strings(peer_args));
+    let (mut peer, _) = start_peer(rc, &args).await;
+    let conn = g.connect_to("bp-refusal").await;
+    peer.expect("connected", STEP).await;
+    match within("pair()", conn.pair()).await {
+        Err(Error::Pairing { reason: r, remote: m }) if r == reason && m == remote => {}
+        other => panic!("gattling central: expected {reason:?} (remote {remote}), got {other:?}"),
+    }
+    assert_eq!(gattling_failure(&mut g).await, (reason.to_u8(), remote));
+    let failed = peer.expect("pairing_failed", STEP).await;
+    assert_eq!(failed["reason"], code, "{failed}");
+    assert!(!conn.security().encrypted && conn.bond().is_none());
+    assert!(g.store.list().is_empty(), "nothing stored");
+    central_hangs_up(peer, conn).await;
+
+    // gattling peripheral.
+    g.advertise("gattling-refusal").await;
+    let gattling_addr = g.address();
+    let mut args = strings(&["--role", "central", "--peer", &gattling_addr, "--address", &peer_address()]);
+    args.extend(strings(&["--pair", "--disconnect-after", "0"]));
+    args.extend(strings(peer_args));
+    let (mut peer, _) = start_peer(rc, &args).await;
+    let conn = g.accept().await;
+    assert_eq!(gattling_failure(&mut g).await, (reason.to_u8(), remote), "gattling peripheral");
+    let failed = peer.expect("pairing_failed", STEP).await;
+    assert_eq!(failed["reason"], code, "{failed}");
+    peer.expect("done", STEP).await;
+    peer.expect("disconnected", STEP).await;
+    within("link end", conn.closed()).await;
+    peer.finish().await;
+    assert!(g.store.list().is_empty(), "nothing stored");
+}
+
+/// bumble's user rejects the numeric comparison: Numeric Comparison Failed (0x0C, §3.5.5)
+/// from bumble, in either role.
+async fn a_rejected_numeric_comparison_fails_pairing(rc: Bed) {
+    let args = ["--io", "display-yesno", "--mitm", "--numeric", "reject"];
+    pairing_fails_in_both_roles(
+        &rc,
+        SC_NUMERIC,
+        &args,
+        gattling::security::PairingFailure::NumericComparisonFailed,
+        true,
+    )
+    .await
+}
+
+/// gattling requires MITM protection and bumble has no IO, so only Just Works is possible:
+/// gattling refuses with Authentication Requirements (0x03, §2.3.5.1), in either role.
+async fn gattling_requiring_mitm_refuses_just_works(rc: Bed) {
+    let args = ["--io", "no-io"];
+    pairing_fails_in_both_roles(
+        &rc,
+        SC_NUMERIC,
+        &args,
+        gattling::security::PairingFailure::AuthenticationRequirements,
+        false,
+    )
+    .await
+}
+
+on_each_controller!(a_rejected_numeric_comparison_fails_pairing, gattling_requiring_mitm_refuses_just_works);
 
 // ------------------------------------------------------------- security-driven reads
 
