@@ -7,8 +7,9 @@
 //! - [`hci`]: H4 framing, HCI commands, events and ACL data (Core Vol 4 Part A and Part E).
 //! - [`l2cap`]: basic-mode L2CAP on the LE fixed channels, fragmentation and reassembly (Core Vol 3 Part A).
 //! - [`att`]: every ATT PDU (Core Vol 3 Part F §3.4).
-//! - [`smp`]: the Security Manager channel, answering "Pairing Not Supported" for now, and its
-//!   cryptographic toolbox and P-256 keys in [`smp::crypto`] (Core Vol 3 Part H).
+//! - [`smp`]: the Security Manager: SMP commands ([`smp::pdu`]), the per-link pairing state
+//!   machine in both roles ([`smp::pairing`]), the cryptographic toolbox and P-256 keys
+//!   ([`smp::crypto`]) (Core Vol 3 Part H).
 //! - [`gap`]: advertising data (Core Supplement Part A) and addresses.
 //! - [`gatt`]: the attribute database and the GATT server (Core Vol 3 Part G).
 //! - [`host`]: the host state machine that ties them together over one controller.

@@ -360,6 +360,23 @@ fn gatt_sr_gar_bi_04_c_read_insufficient_authentication() {
     fx.run(C1, &[("0A 2500", "0B 'auth'")]);
 }
 
+/// An attribute that needs encryption, read over a link encrypted with a
+/// key shorter than the server accepts, gets Insufficient Encryption Key Size (Core Vol 3 Part C
+/// §10.3.1.1); the same key size is fine once the server accepts it.
+#[test]
+fn read_with_a_key_too_short_gets_insufficient_encryption_key_size() {
+    let mut fx = Fixture::new();
+    fx.server.set_min_key_size(16);
+    fx.server.set_security(C1, true, false);
+    fx.server.set_key_size(C1, 10);
+    fx.run(C1, &[("0A 2300", "01 0A 2300 0C")]);
+    fx.server.set_key_size(C1, 16);
+    fx.run(C1, &[("0A 2300", "0B 'enc'")]);
+    fx.server.set_min_key_size(7);
+    fx.server.set_key_size(C1, 10);
+    fx.run(C1, &[("0A 2300", "0B 'enc'")]);
+}
+
 #[test]
 fn gatt_sr_gar_bi_05_c_read_insufficient_encryption() {
     let mut fx = Fixture::new();

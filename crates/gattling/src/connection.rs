@@ -253,6 +253,27 @@ impl Connection {
         inner.security.as_ref().and_then(|s| s.bond_of(self.info.peer))
     }
 
+    /// This side's LE Secure Connections out-of-band data for the next pairing on this link, to
+    /// hand to the peer over another channel (NFC, a QR code) (Core Vol 3 Part H §2.3.5.6.4);
+    /// `None` without a Security Manager or once the link is gone.
+    pub fn local_oob_data(&self) -> Option<crate::security::OobData> {
+        let mut inner = self.host.lock();
+        let inner = &mut *inner;
+        let rng = &mut inner.security.as_mut()?.rng;
+        let smp = inner.links.0.get_mut(&self.info.handle)?.security.smp_mut()?;
+        Some(smp.generate_local_oob(rng))
+    }
+
+    /// The peer's LE Secure Connections out-of-band data, received over another channel: the
+    /// next pairing on this link uses the OOB method (authenticated) (Core Vol 3 Part H
+    /// §2.3.5.6.4). `None` clears it.
+    pub fn set_peer_oob_data(&self, data: Option<crate::security::OobData>) {
+        let mut inner = self.host.lock();
+        if let Some(smp) = inner.links.0.get_mut(&self.info.handle).and_then(|l| l.security.smp_mut()) {
+            smp.set_peer_oob(data);
+        }
+    }
+
     /// Pairs now and waits for the outcome (Core Vol 3 Part H §2.3): as central with a Pairing
     /// Request; as peripheral with a Security Request, which the central may also answer by
     /// encrypting with a key from an earlier bond. With bonding the keys go to the bond store.

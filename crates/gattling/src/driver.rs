@@ -716,6 +716,11 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
             }
             HostEvent::EncryptionKeyRefreshed { handle, status } => {
                 tracing::info!(handle, status, "encryption key refreshed");
+                // Pairing again on an encrypted link ends with a key refresh, not an
+                // Encryption Change (Core Vol 3 Part H §2.4.4).
+                let key_size = inner.core.security(handle).map_or(0, |s| s.key_size);
+                let now = shared.now();
+                crate::security::on_encryption_changed(shared, inner, handle, status, status == 0, key_size, now);
                 link_event(inner, handle, LinkEvent::KeyRefresh { status })
             }
             HostEvent::LongTermKeyRequest { handle, rand, ediv } => {

@@ -587,6 +587,16 @@ impl GattServer {
         self.read(|g| g.server.db().attributes().to_vec()).unwrap_or_default()
     }
 
+    /// The smallest encryption key size (7..=16 octets) the attributes that need encryption
+    /// accept; clients on links with shorter keys get Insufficient Encryption Key Size (Core Vol 3
+    /// Part C §10.3.1.1). 7 by default.
+    pub fn set_min_key_size(&self, key_size: u8) {
+        self.with(|g, _, _| {
+            g.server.set_min_key_size(key_size);
+            ((), Vec::new())
+        });
+    }
+
     /// A copy of the database as it is now.
     pub fn database(&self) -> Database {
         self.read(|g| g.server.db().clone()).unwrap_or_default()

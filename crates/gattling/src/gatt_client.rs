@@ -10,7 +10,8 @@
 
 use crate::connection::Connection;
 use crate::error::Error;
-use gattling_proto::att::opcode;
+use crate::security::SecurityLevel;
+use gattling_proto::att::{opcode, ErrorCode};
 use gattling_proto::gatt::client::{
     CharacteristicInfo, DescriptorInfo, DiscoverCharacteristics, DiscoverDescriptors, DiscoverServices, ExchangeMtu,
     FindIncludedServices, IncludeInfo, Procedure, Read, ReadByUuid, ReadMultiple, ServiceInfo, Step, Write, WriteLong,
@@ -125,6 +126,8 @@ pub(crate) struct ClientLink {
     failed: Mutex<Option<Error>>,
     /// Serializes procedures: one request outstanding per bearer (Core Vol 3 Part F §3.3.2).
     procedure: tokio::sync::Mutex<()>,
+    /// Do not secure the link and retry when the server asks for more security.
+    no_secure_on_error: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -277,7 +280,7 @@ impl GattClient {
 
     /// Sends one request and waits for its answer (the caller holds the procedure lock). The
     /// bearer's 30 s transaction timeout closes the link and fails the call.
-    async fn exchange(&self, pdu: Vec<u8>) -> Result<Vec<u8>, Error> {
+    async fn exchange(&self, pdu: &[u8]) -> Result<Vec<u8>, Error> {
         loop {
             if let Some(e) = lock(&self.link.failed).clone() {
                 return Err(e);
@@ -302,7 +305,7 @@ impl GattClient {
         }
         let (tx, rx) = oneshot::channel();
         *lock(&self.link.pending) = Some(tx);
-        if let Err(e) = self.conn.send_att(&pdu) {
+        if let Err(e) = self.conn.send_att(pdu) {
             lock(&self.link.pending).take();
             return Err(e);
         }
@@ -312,19 +315,71 @@ impl GattClient {
         }
     }
 
-    /// Runs a procedure to completion, one request at a time.
+    /// Runs a procedure to completion, one request at a time. When the server answers a request
+    /// with Insufficient Authentication, Insufficient Encryption or Insufficient Encryption Key
+    /// Size, the link is secured (encrypted with the bond's key, or paired) and that request is
+    /// sent once more (Core Vol 3 Part C §10.3.1.1; as BlueZ does); see
+    /// [`GattClient::set_secure_on_error`].
     pub async fn run<P: Procedure>(&self, mut p: P) -> Result<P::Output, Error> {
         let _turn = self.link.procedure.lock().await;
         let mut step = p.start();
+        let mut retried = false;
         loop {
             match step {
                 Step::Done(out) => return Ok(out),
                 Step::Send(req) => {
-                    let answer = self.exchange(req).await?;
+                    let answer = self.exchange(&req).await?;
+                    let wanted = if retried { None } else { self.security_wanted(&answer) };
+                    let answer = match wanted {
+                        Some(level) => {
+                            retried = true;
+                            tracing::info!(
+                                handle = self.conn.handle(),
+                                ?level,
+                                "the server asks for security: securing the link"
+                            );
+                            match self.conn.secure(level).await {
+                                // The server has the last word: retry and report its answer.
+                                Ok(_) | Err(Error::InsufficientSecurity { .. }) => {}
+                                Err(e) => return Err(e),
+                            }
+                            self.exchange(&req).await?
+                        }
+                        None => answer,
+                    };
                     step = p.on_response(&answer)?;
                 }
             }
         }
+    }
+
+    /// Turns the secure-and-retry of [`GattClient::run`] on (the default while the host runs a
+    /// Security Manager) or off.
+    pub fn set_secure_on_error(&self, on: bool) {
+        self.link.no_secure_on_error.store(!on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The level to reach before retrying, when `answer` is an Error Response asking for more
+    /// security (Core Vol 3 Part F §3.4.1.1, Part C §10.3.1.1).
+    fn security_wanted(&self, answer: &[u8]) -> Option<SecurityLevel> {
+        let &[opcode::ERROR_RSP, _, _, _, code] = answer else { return None };
+        if self.link.no_secure_on_error.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        // Without a Security Manager, or without any input or output (Just Works only: no MITM
+        // protection to gain, Core Vol 3 Part H §2.3.5.1), securing cannot help.
+        let io = self.conn.host().lock().security.as_ref().map(|s| s.options.io_capability)?;
+        let now = self.conn.security_level();
+        let level = match ErrorCode(code) {
+            ErrorCode::INSUFFICIENT_ENCRYPTION => SecurityLevel::Encrypted,
+            // Unencrypted: encryption may be all it takes; encrypted already: a MITM-protected key.
+            ErrorCode::INSUFFICIENT_AUTHENTICATION if now < SecurityLevel::Encrypted => SecurityLevel::Encrypted,
+            ErrorCode::INSUFFICIENT_AUTHENTICATION => SecurityLevel::Authenticated,
+            ErrorCode::INSUFFICIENT_ENCRYPTION_KEY_SIZE => SecurityLevel::SecureConnections,
+            _ => return None,
+        };
+        let no_io = io == crate::security::IoCapability::NoInputNoOutput;
+        (level > now && !(no_io && level >= SecurityLevel::Authenticated)).then_some(level)
     }
 
     /// Every notification and indication on this link from now on, whatever enabled it (a

@@ -413,6 +413,35 @@ impl Host {
         Ok(())
     }
 
+    /// The own-address type for advertising, scanning and connecting; with privacy on, first
+    /// renews the resolvable private address when it has expired (Core Vol 3 Part C §10.7).
+    async fn own_address_type(&self) -> Result<u8, Error> {
+        let next = {
+            let now = self.shared.now();
+            let mut inner = self.lock();
+            match inner.security.as_mut() {
+                Some(s) if s.private() => Some(s.next_private_address(now)),
+                _ => None,
+            }
+        };
+        match next {
+            None => Ok(self.address.kind.peer_code()),
+            Some(None) => Ok(AddressType::Random.peer_code()),
+            Some(Some(rpa)) => {
+                self.command(Command::LeSetRandomAddress(rpa)).await?;
+                self.lock().local_address = Address { addr: rpa, kind: AddressType::Random };
+                tracing::debug!(address = %rpa, "new resolvable private address");
+                Ok(AddressType::Random.peer_code())
+            }
+        }
+    }
+
+    /// The address peers see now: the current resolvable private address with privacy on,
+    /// else [`Host::address`].
+    pub fn address_on_air(&self) -> Address {
+        self.lock().local_address
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.shared)
     }
@@ -585,11 +614,12 @@ impl Host {
             AdvertisingKind::Scannable => 0x02,
             AdvertisingKind::NonConnectable => 0x03,
         };
+        let own_address_type = self.own_address_type().await?;
         let params = AdvParams {
             interval_min: interval,
             interval_max: if opts.interval_max == 0 { interval } else { opts.interval_max.max(interval) },
             adv_type,
-            own_address_type: self.address.kind.peer_code(),
+            own_address_type,
             channel_map: if opts.channel_map & 0x07 == 0 { 0x07 } else { opts.channel_map & 0x07 },
             filter_policy: opts.filter_policy,
             ..AdvParams::default()
@@ -620,11 +650,12 @@ impl Host {
             inner.scan = Some(tx);
         }
         let setup = async {
+            let own_address_type = self.own_address_type().await?;
             self.command(Command::LeSetScanParameters {
                 scan_type: opts.active as u8,
                 interval: opts.interval,
                 window: opts.window.min(opts.interval),
-                own_address_type: self.address.kind.peer_code(),
+                own_address_type,
                 filter_policy: 0,
             })
             .await?;
@@ -648,6 +679,7 @@ impl Host {
     /// attempt at the controller, and a later `connect` waits for that cancellation to settle
     /// instead of failing as busy; a connection that completed meanwhile is disconnected.
     pub async fn connect(&self, peer: Address, opts: ConnectOptions) -> Result<Connection, Error> {
+        let own_address_type = self.own_address_type().await?;
         let (tx, rx) = oneshot::channel();
         let mut tx = Some(tx);
         loop {
@@ -667,7 +699,7 @@ impl Host {
             }
         }
         let mut guard = AbandonedAttempt { host: Some(self.clone()) };
-        let result = self.connect_pending(peer, opts, rx).await;
+        let result = self.connect_pending(peer, own_address_type, opts, rx).await;
         guard.host = None;
         result
     }
@@ -675,6 +707,7 @@ impl Host {
     async fn connect_pending(
         &self,
         peer: Address,
+        own_address_type: u8,
         opts: ConnectOptions,
         mut rx: oneshot::Receiver<Result<ConnectionInfo, Error>>,
     ) -> Result<Connection, Error> {
@@ -684,7 +717,7 @@ impl Host {
             filter_policy: 0,
             peer_address_type: peer.kind.peer_code(),
             peer_address: peer.addr,
-            own_address_type: self.address.kind.peer_code(),
+            own_address_type,
             params: opts.params,
         });
         if let Err(e) = self.command(create).await {

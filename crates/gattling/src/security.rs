@@ -1,9 +1,9 @@
 //! Pairing, encryption and bonding as the application sees them (Core Vol 3 Part H, Part C §10).
 //!
-//! The Security Manager itself is the core's sans-IO [`Smp`](gattling_proto::smp::pairing::Smp),
+//! The Security Manager itself is the core's sans-IO [`Smp`],
 //! one per link, driven by the runtime: it feeds it the peer's SMP PDUs, the controller's
 //! encryption events and the user's answers, starts encryption with the keys it produces,
-//! answers the controller's LTK requests, and keeps bonds in a [`BondStore`](crate::bonds::BondStore).
+//! answers the controller's LTK requests, and keeps bonds in a [`BondStore`].
 //! The application chooses the local capabilities with [`SecurityOptions`] and answers the
 //! user-facing questions through a [`PairingDelegate`].
 
@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use gattling_proto::host::LinkSecurity;
-pub use gattling_proto::smp::pairing::PairingMethod;
+pub use gattling_proto::smp::pairing::{OobData, PairingMethod};
 pub use gattling_proto::smp::pdu::{IoCapability, Reason as PairingFailure};
 
 /// A boxed future, as the [`PairingDelegate`] methods return.
@@ -52,6 +52,15 @@ pub struct SecurityOptions {
     /// Where bonds are kept: in memory by default; a [`FileBondStore`](crate::bonds::FileBondStore)
     /// keeps them across restarts.
     pub bonds: Arc<dyn BondStore>,
+    /// LE privacy: advertise, scan and connect from a resolvable private address made from our
+    /// IRK, renewed every `rpa_interval` (Core Vol 3 Part C §10.7, Vol 6 Part B §1.3.2.2). Bonded
+    /// peers resolve it with the IRK we distributed; the identity address stays off the air.
+    pub privacy: bool,
+    /// How long one resolvable private address is used (TGAP(private_addr_int): 15 minutes by
+    /// default, Core Vol 3 Part C Appendix A). A new one is taken when advertising, scanning or
+    /// connecting starts after it expired (the controller refuses a new random address while one
+    /// of them runs, Core Vol 4 Part E §7.8.4).
+    pub rpa_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for SecurityOptions {
@@ -65,6 +74,8 @@ impl std::fmt::Debug for SecurityOptions {
             .field("legacy_pairing", &self.legacy_pairing)
             .field("min_key_size", &self.min_key_size)
             .field("allow_debug_key", &self.allow_debug_key)
+            .field("privacy", &self.privacy)
+            .field("rpa_interval", &self.rpa_interval)
             .finish_non_exhaustive()
     }
 }
@@ -88,6 +99,8 @@ impl Default for SecurityOptions {
             identity_resolving_key: None,
             delegate: Arc::new(JustWorksOnly),
             bonds: Arc::new(MemoryBondStore::new(DEFAULT_BOND_CAPACITY)),
+            privacy: false,
+            rpa_interval: std::time::Duration::from_micros(gattling_proto::gap::privacy::DEFAULT_RPA_INTERVAL_US),
         }
     }
 }
@@ -268,6 +281,8 @@ pub(crate) struct SecurityState {
     pub(crate) options: SecurityOptions,
     config: SmpConfig,
     identity: LocalIdentity,
+    /// Our resolvable private addresses, with privacy on.
+    rpa: Option<gattling_proto::gap::privacy::RpaRotation>,
     /// The bonded peers' IRKs, to recognise them behind resolvable private addresses.
     resolver: Resolver,
     pub(crate) rng: OsRandom,
@@ -285,7 +300,23 @@ impl SecurityState {
                 resolver.add(irk, bond.peer);
             }
         }
-        SecurityState { config: options.smp_config(), options, identity, resolver, rng }
+        let rpa = options.privacy.then(|| {
+            let interval = u64::try_from(options.rpa_interval.as_micros()).unwrap_or(u64::MAX);
+            gattling_proto::gap::privacy::RpaRotation::new(irk, interval)
+        });
+        SecurityState { config: options.smp_config(), options, identity, resolver, rpa, rng }
+    }
+
+    /// With privacy on: a new resolvable private address when the current one has expired (or
+    /// there is none yet), to set in the controller before advertising, scanning or connecting.
+    pub(crate) fn next_private_address(&mut self, now: u64) -> Option<gattling_proto::gap::BdAddr> {
+        let rpa = self.rpa.as_mut()?;
+        rpa.handle_timeout(now, &mut self.rng)
+    }
+
+    /// True when we advertise and connect from resolvable private addresses.
+    pub(crate) fn private(&self) -> bool {
+        self.rpa.is_some()
     }
 
     /// The identity behind a peer's address: its own identity address, or the bonded identity
@@ -322,6 +353,11 @@ impl LinkSecurityManager {
             Smp::new(role, s.config.clone(), addresses, s.identity.clone())
         });
         LinkSecurityManager { smp, waiters: Vec::new(), bonded: None, bond_key: None }
+    }
+
+    /// The link's Security Manager, if the host runs one.
+    pub(crate) fn smp_mut(&mut self) -> Option<&mut Smp> {
+        self.smp.as_mut()
     }
 
     /// When the Security Manager's timer fires next.
@@ -479,7 +515,7 @@ pub(crate) fn on_encryption_changed(
     if let Some((authenticated, sc, size)) = link.security.bond_key.take() {
         if ok {
             let _ = inner.core.set_key_properties(handle, authenticated, sc, Some(size.min(key_size)));
-            restore_cccds(inner, handle);
+            restore_cccds(inner, handle, now);
             let security = inner.core.security(handle).unwrap_or_default();
             let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: true });
             finish(inner, handle, Ok(()));
@@ -630,8 +666,9 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     bond.peer_irk = r.peer_irk;
     bond.peer_csrk = r.peer_csrk.map(|key| SigningKey { key, counter: 0 });
     bond.local_csrk = r.local_csrk.map(|key| SigningKey { key, counter: 0 });
-    if let Some(g) = inner.gatt.as_ref() {
+    if let Some(g) = inner.gatt.as_mut() {
         bond.cccds = g.server.cccds(ConnId(handle)).into_iter().collect();
+        bond.database_hash = Some(g.server.database_hash());
     }
     if let Some(irk) = r.peer_irk {
         state.resolver.remove(&identity);
@@ -672,17 +709,37 @@ fn update_server_security(inner: &mut Inner, handle: ConnHandle) {
     let s = inner.core.security(handle).unwrap_or_default();
     if let Some(g) = inner.gatt.as_mut() {
         g.server.set_security(ConnId(handle), s.encrypted, s.encrypted && s.authenticated);
+        g.server.set_key_size(ConnId(handle), s.key_size);
     }
 }
 
-/// Gives a bonded client back the CCCD values it had (Core Vol 3 Part G §3.3.3.3).
-fn restore_cccds(inner: &mut Inner, handle: ConnHandle) {
+/// Gives a bonded client back the CCCD values it had (Core Vol 3 Part G §3.3.3.3) and, when
+/// the database changed since it last saw it, indicates Service Changed over every handle
+/// (§7.1); the bond then records the database it was told about.
+fn restore_cccds(inner: &mut Inner, handle: ConnHandle, now: u64) {
     let Some(identity) = inner.links.0.get(&handle).and_then(|l| l.security.bonded) else { return };
-    let Some(bond) = inner.security.as_ref().and_then(|s| s.options.bonds.get(&identity)) else { return };
-    if let Some(g) = inner.gatt.as_mut() {
-        let n = g.server.restore_cccds(ConnId(handle), bond.cccds.iter().map(|(&h, &v)| (h, v)));
-        tracing::debug!(handle, restored = n, "CCCDs restored for a bonded client");
+    let Some(store) = inner.security.as_ref().map(|s| s.options.bonds.clone()) else { return };
+    let Some(bond) = store.get(&identity) else { return };
+    let Inner { gatt, links, core, .. } = inner;
+    let Some(g) = gatt.as_mut() else { return };
+    let conn = ConnId(handle);
+    let n = g.server.restore_cccds(conn, bond.cccds.iter().map(|(&h, &v)| (h, v)));
+    tracing::debug!(handle, restored = n, "CCCDs restored for a bonded client");
+    let hash = g.server.database_hash();
+    if bond.database_hash == Some(hash) {
+        return;
     }
+    if let Some(pdu) = g.server.service_changed_to(conn, now, links) {
+        tracing::info!(handle, "the database changed since the bonded client saw it: Service Changed");
+        if let Err(e) = core.send_att(handle, &pdu) {
+            tracing::debug!(handle, %e, "Service Changed not sent");
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = store.modify(&identity, &mut |b| b.database_hash = Some(hash)) {
+            tracing::warn!(%identity, %e, "database hash not kept for the bond");
+        }
+    });
 }
 
 /// Keeps a bonded client's CCCD change (Core Vol 3 Part G §3.3.3.3); off the lock.

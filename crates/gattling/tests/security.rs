@@ -290,3 +290,203 @@ async fn an_encrypted_characteristic_is_refused_then_read_after_pairing() {
     assert_eq!(within(cc.recv_att()).await.expect("answer"), b"\x0bsecret");
     drop((c, p, pc));
 }
+
+/// The GATT client secures the link when the server asks (Insufficient Encryption or
+/// Authentication) and retries once: the encrypted read succeeds after Just Works pairing; the
+/// MITM-protected one still fails, after one retry, with Insufficient Authentication.
+#[tokio::test]
+async fn the_gatt_client_pairs_on_insufficient_security_and_retries_once() {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    use gattling::proto::att::ErrorCode;
+    use gattling::proto::gatt::client::ClientError;
+    let (_c, cc, p, _pc) = pair_of("sec-retry", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = p.gatt_server("sec", 0);
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFF0u16)
+                .characteristic(
+                    CharacteristicDef::new(0xFFF1u16, Properties::READ, b"encrypted")
+                        .permissions(Permissions::READ | Permissions::READ_ENCRYPTED),
+                )
+                .characteristic(
+                    CharacteristicDef::new(0xFFF2u16, Properties::READ, b"mitm")
+                        .permissions(Permissions::READ | Permissions::READ_AUTHENTICATED),
+                ),
+        )
+        .expect("service");
+    let (enc, mitm) = (svc.characteristics[0].value_handle(), svc.characteristics[1].value_handle());
+    let mut notes = p.notifications();
+    let client = GattClient::new(cc.clone(), ClientOptions::default()).await.expect("client");
+    assert_eq!(within(client.read(enc)).await.expect("read after pairing"), b"encrypted");
+    assert_eq!(cc.security_level(), SecurityLevel::Encrypted);
+    secured(&mut notes).await;
+    match within(client.read(mitm)).await {
+        Err(Error::Gatt(ClientError::Att { code: ErrorCode::INSUFFICIENT_AUTHENTICATION, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    // Turned off, the error comes back at once.
+    client.set_secure_on_error(false);
+    let fresh = pair_of("sec-retry-off", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = fresh.2.gatt_server("sec", 0);
+    let svc = server
+        .add_service(
+            ServiceDef::primary(0xFFF0u16).characteristic(
+                CharacteristicDef::new(0xFFF1u16, Properties::READ, b"x")
+                    .permissions(Permissions::READ | Permissions::READ_ENCRYPTED),
+            ),
+        )
+        .expect("service");
+    let client = GattClient::new(fresh.1.clone(), ClientOptions::default()).await.expect("client");
+    client.set_secure_on_error(false);
+    match within(client.read(svc.characteristics[0].value_handle())).await {
+        Err(Error::Gatt(ClientError::Att { code: ErrorCode::INSUFFICIENT_ENCRYPTION, .. })) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!fresh.1.security().encrypted, "no pairing when turned off");
+}
+
+/// A bonded client's subscriptions survive the link (Core Vol 3 Part G §3.3.3.3): after
+/// reconnecting and encrypting with the bond, it gets notifications without subscribing again,
+/// and, because the database changed while it was away, a Service Changed indication (§7.1).
+#[tokio::test]
+async fn a_bonded_client_keeps_its_cccds_and_hears_of_database_changes() {
+    use gattling::gatt_client::{ClientOptions, GattClient};
+    let (c, cc, p, pc) = pair_of("sec-cccd", SecurityOptions::default(), SecurityOptions::default()).await;
+    let server = p.gatt_server("sec", 0);
+    let svc = server
+        .add_service(ServiceDef::primary(0xFFF0u16).characteristic(CharacteristicDef::new(
+            0xFFF1u16,
+            Properties::READ | Properties::NOTIFY,
+            b"0",
+        )))
+        .expect("service");
+    let ch = svc.characteristics[0].clone();
+    let client = GattClient::new(cc.clone(), ClientOptions::default()).await.expect("client");
+    let mut sc_char = None;
+    let mut our_char = None;
+    for s in client.services().await.expect("services") {
+        for k in s.characteristics().await.expect("characteristics") {
+            if k.uuid() == gattling::proto::Uuid::from(0x2A05u16) {
+                sc_char = Some(k.clone());
+            }
+            if k.uuid() == gattling::proto::Uuid::from(0xFFF1u16) {
+                our_char = Some(k.clone());
+            }
+        }
+    }
+    let (sc_char, our_char) = (sc_char.expect("Service Changed"), our_char.expect("ours"));
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    secured(&mut notes).await;
+    sc_char.subscribe(true).await.expect("subscribe to Service Changed");
+    our_char.subscribe(false).await.expect("subscribe");
+    // The subscriptions reach the bond (written off the lock): wait until they are there.
+    within(async {
+        while pc.bond().map_or(0, |b| b.cccds.len()) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    // The database changes while the client is away.
+    server.add_service(ServiceDef::primary(0xFFE0u16)).expect("another service");
+    p.advertise(&AdvertisingOptions::default()).await.expect("advertise");
+    let cc = c.connect(p.address(), ConnectOptions::default()).await.expect("reconnect");
+    let _pc = p.accept().await.expect("accept");
+    let client = GattClient::new(cc.clone(), ClientOptions { mtu: None }).await.expect("client");
+    let mut values = client.notifications();
+    within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+    let first = within(values.next()).await.expect("Service Changed");
+    assert_eq!(first.handle, sc_char.info().value_handle);
+    assert_eq!(first.value, [0x01, 0x00, 0xFF, 0xFF]);
+    ch.set_value(b"1");
+    let second = within(values.next()).await.expect("a notification without subscribing again");
+    assert_eq!((second.handle, second.value.as_slice()), (our_char.info().value_handle, &b"1"[..]));
+}
+
+/// LE privacy (Core Vol 3 Part C §10.7): a host with privacy advertises from a resolvable
+/// private address, a new one each time this one expires; its bonded peer resolves the new
+/// address with the IRK it received and encrypts with the bond, without pairing again.
+#[tokio::test]
+async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
+    use gattling::proto::gap::ad::{AdvData, AdvDataBuilder};
+    use gattling::proto::gap::privacy::RandomAddressKind;
+    use gattling::ScanOptions;
+    async fn find(host: &Host, name: &str) -> gattling::proto::gap::Address {
+        let mut scan = host.scan(ScanOptions::default()).await.expect("scan");
+        let found = within(async {
+            loop {
+                let r = scan.next().await.expect("scan runs");
+                if AdvData::parse_lenient(&r.data).local_name() == Some(name) {
+                    return r.address;
+                }
+            }
+        })
+        .await;
+        scan.stop().await.expect("stop scan");
+        found
+    }
+    let private =
+        SecurityOptions { privacy: true, rpa_interval: Duration::from_micros(1), ..SecurityOptions::default() };
+    let p = Host::open_with("virtual:sec-rpa", options(private)).await.expect("peripheral");
+    let c = Host::open_with("virtual:sec-rpa", options(SecurityOptions::default())).await.expect("central");
+    let data = AdvDataBuilder::new().name("private").build().expect("adv data");
+    let adv = AdvertisingOptions { data, ..AdvertisingOptions::default() };
+    p.advertise(&adv).await.expect("advertise");
+    let first = find(&c, "private").await;
+    assert_eq!(RandomAddressKind::of(first.addr), Some(RandomAddressKind::Resolvable), "{first}");
+    assert_ne!(first.addr, p.address().addr, "the identity address stays off the air");
+    let cc = c.connect(first, ConnectOptions::default()).await.expect("connect");
+    let pc = p.accept().await.expect("accept");
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    secured(&mut notes).await;
+    assert_eq!(cc.bond().expect("bond").peer.addr, p.address().addr, "bonded under its identity");
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    p.advertise(&adv).await.expect("advertise again");
+    let second = find(&c, "private").await;
+    assert_ne!(second.addr, first.addr, "a new private address");
+    let cc = c.connect(second, ConnectOptions::default()).await.expect("reconnect");
+    let _pc = p.accept().await.expect("accept");
+    assert!(cc.bond().is_some(), "the new address resolves to the bond");
+    within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+}
+
+/// A full bond store refuses the new bond with a clear error; the link stays encrypted.
+#[tokio::test]
+async fn a_full_bond_store_refuses_the_new_bond_clearly() {
+    let full = SecurityOptions { bonds: Arc::new(MemoryBondStore::new(0)), ..SecurityOptions::default() };
+    let (_c, cc, _p, _pc) = pair_of("sec-full", full, SecurityOptions::default()).await;
+    match within(cc.pair()).await {
+        Err(Error::Bond(e)) => assert!(e.to_string().contains("full"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(cc.security().encrypted, "paired and encrypted, just not bonded");
+    assert!(cc.bond().is_none());
+}
+
+/// Out-of-band data exchanged over another channel (here: the test) makes Secure Connections
+/// pairing authenticated without any user interaction (Core Vol 3 Part H §2.3.5.6.4).
+#[tokio::test]
+async fn secure_connections_out_of_band_pairing_is_authenticated() {
+    let (_c, cc, _p, pc) = pair_of("sec-oob", SecurityOptions::default(), SecurityOptions::default()).await;
+    let from_c = cc.local_oob_data().expect("central OOB data");
+    let from_p = pc.local_oob_data().expect("peripheral OOB data");
+    cc.set_peer_oob_data(Some(from_p));
+    pc.set_peer_oob_data(Some(from_c));
+    let got = within(cc.pair()).await.expect("paired");
+    assert_paired(&got, &pc.security(), true, true);
+    // Wrong data from the peer: the confirm check fails.
+    let (_c, cc, _p, pc) = pair_of("sec-oob-bad", SecurityOptions::default(), SecurityOptions::default()).await;
+    let mut bad = pc.local_oob_data().expect("peripheral OOB data");
+    bad.confirm[0] ^= 1;
+    cc.set_peer_oob_data(Some(bad));
+    match within(cc.pair()).await {
+        Err(Error::Pairing { reason: Reason::ConfirmValueFailed, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

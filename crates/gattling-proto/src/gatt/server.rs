@@ -176,6 +176,8 @@ struct Parked {
 
 #[derive(Debug, Default)]
 struct ConnState {
+    /// Encryption key size in octets; 0 while unencrypted or unknown.
+    key_size: u8,
     cccd: BTreeMap<u16, u16>,
     prepare: Vec<(u16, u16, Vec<u8>)>,
     prepare_bytes: usize,
@@ -204,6 +206,8 @@ pub struct Server {
     config: ServerConfig,
     conns: BTreeMap<ConnId, ConnState>,
     service_changed: Option<CharId>,
+    /// The smallest encryption key size accepted ([`Server::set_min_key_size`]).
+    min_key_size: u8,
     hash_char: Option<CharId>,
     features_char: Option<CharId>,
     /// The buffer notifications and indications are built in.
@@ -242,6 +246,7 @@ impl Server {
             config,
             conns: BTreeMap::new(),
             service_changed: None,
+            min_key_size: 7,
             hash_char: None,
             features_char: None,
             push_buf: Vec::new(),
@@ -289,7 +294,24 @@ impl Server {
         if let Some(st) = self.conns.get_mut(&conn) {
             st.encrypted = encrypted;
             st.authenticated = authenticated && encrypted;
+            if !encrypted {
+                st.key_size = 0;
+            }
         }
+    }
+
+    /// Records the encryption key size of an encrypted link, in octets (Core Vol 3 Part H §2.3.4).
+    pub fn set_key_size(&mut self, conn: ConnId, key_size: u8) {
+        if let Some(st) = self.conns.get_mut(&conn) {
+            st.key_size = key_size;
+        }
+    }
+
+    /// The smallest key size (7..=16 octets) the attributes that need encryption accept; a
+    /// shorter key gets Insufficient Encryption Key Size (Core Vol 3 Part C §10.3.1.1). 7 by
+    /// default.
+    pub fn set_min_key_size(&mut self, key_size: u8) {
+        self.min_key_size = key_size.clamp(7, 16);
     }
 
     /// The CCCD value a connection wrote for a characteristic.
@@ -405,6 +427,26 @@ impl Server {
         v[..2].copy_from_slice(&start.to_le_bytes());
         v[2..].copy_from_slice(&end.to_le_bytes());
         self.push(sc, &v, now, bearers)
+    }
+
+    /// A Service Changed indication over the whole database for one connection, if it is
+    /// subscribed: for a bonded client whose view of the database is out of date when it comes
+    /// back (Core Vol 3 Part G §7.1). Returns the PDU to send now (it may also wait in the
+    /// bearer behind an unconfirmed indication).
+    pub fn service_changed_to(&mut self, conn: ConnId, now: u64, bearers: &mut dyn Bearers) -> Option<Vec<u8>> {
+        let sc = self.service_changed?;
+        if self.cccd(conn, sc) & CCCD_INDICATE == 0 {
+            return None;
+        }
+        let bearer = bearers.bearer(conn)?;
+        let pdu = AttPdu::HandleValueInd { handle: sc.0, value: &[0x01, 0x00, 0xFF, 0xFF] }.to_vec();
+        bearer.queue_indication(pdu);
+        bearer.poll_indication(now)
+    }
+
+    /// The Database Hash of the database served now (Core Vol 3 Part G §7.3).
+    pub fn database_hash(&mut self) -> [u8; 16] {
+        self.db.hash()
     }
 
     /// Sets a characteristic's value and returns the notifications and indications to send to
@@ -720,13 +762,17 @@ impl Server {
         if !p.contains(base) {
             return Err(denied);
         }
-        let (encrypted, authenticated) =
-            self.conns.get(&conn).map(|s| (s.encrypted, s.authenticated)).unwrap_or_default();
+        let (encrypted, authenticated, key_size) =
+            self.conns.get(&conn).map(|s| (s.encrypted, s.authenticated, s.key_size)).unwrap_or_default();
         if p.contains(auth) && !authenticated {
             return Err(ErrorCode::INSUFFICIENT_AUTHENTICATION);
         }
         if p.contains(enc) && !encrypted {
             return Err(ErrorCode::INSUFFICIENT_ENCRYPTION);
+        }
+        // Encrypted, but with a key shorter than the server requires (Core Vol 3 Part C §10.3.1.1).
+        if (p.contains(enc) || p.contains(auth)) && key_size != 0 && key_size < self.min_key_size {
+            return Err(ErrorCode::INSUFFICIENT_ENCRYPTION_KEY_SIZE);
         }
         if p.contains(authz) && !access.authorize(conn, attr.handle, write) {
             return Err(ErrorCode::INSUFFICIENT_AUTHORIZATION);

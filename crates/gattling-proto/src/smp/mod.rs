@@ -5,8 +5,10 @@
 //!   (§2.3, §2.4).
 //! - [`crypto`]: the cryptographic toolbox and P-256 keys (§2.2).
 //!
-//! Until the host runs [`pairing::Smp`] on its links, it answers every pairing attempt with
-//! Pairing Failed "Pairing Not Supported" through [`reply_without_pairing`].
+//! The core [`Host`](crate::host::Host) hands SMP PDUs to the layer above when it runs a
+//! Security Manager ([`HostConfig::security_manager`](crate::host::HostConfig)); without one it
+//! answers every pairing attempt with Pairing Failed "Pairing Not Supported" through
+//! [`reply_without_pairing`].
 
 /// SMP command codes (Core Vol 3 Part H §3.3).
 pub mod code {

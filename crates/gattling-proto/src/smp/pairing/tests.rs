@@ -1048,3 +1048,45 @@ fn a_security_request_answered_by_bonded_encryption_ends_without_pairing() {
     p.encryption_changed(false, 0, 1_000);
     assert!(p.is_pairing());
 }
+
+/// SweynTooth "DHCheck Skipping": a central that never sends its DHKey Check and starts
+/// encryption anyway finds no key on the peripheral, which never completes pairing and times
+/// out (Core Vol 3 Part H §2.3.5.6.5).
+#[test]
+fn a_skipped_dhkey_check_gives_no_key_and_no_pairing() {
+    let cfg = || config(IoCapability::NoInputNoOutput, false, true);
+    let mut l = Link::new(cfg(), cfg());
+    l.c.start(l.now, &mut l.c_rng).unwrap();
+    let mut skipped = false;
+    for _ in 0..100 {
+        l.now += 100;
+        let mut moved = false;
+        while let Some(pdu) = l.c.poll_transmit() {
+            moved = true;
+            if pdu[0] == 0x0D {
+                skipped = true;
+                continue;
+            }
+            l.p.receive(&pdu, l.now, &mut l.p_rng);
+        }
+        while let Some(pdu) = l.p.poll_transmit() {
+            moved = true;
+            l.c.receive(&pdu, l.now, &mut l.c_rng);
+        }
+        while l.c.poll_event().is_some() {
+            moved = true;
+        }
+        while let Some(e) = l.p.poll_event() {
+            moved = true;
+            assert!(!matches!(e, SmpEvent::Complete(_)), "{e:?}");
+        }
+        if !moved {
+            break;
+        }
+    }
+    assert!(skipped, "the central's DHKey Check was sent and dropped");
+    assert_eq!(l.p.ltk_request([0; 8], 0), None, "no key without a verified DHKey Check");
+    l.p.handle_timeout(l.now + SMP_TIMEOUT_US);
+    assert_eq!(l.p.poll_event(), Some(SmpEvent::Timeout));
+    assert_eq!(l.p.ltk_request([0; 8], 0), None);
+}
