@@ -237,7 +237,6 @@ class Security:
 
     def __init__(self, device):
         self.device = device
-        self.key_authenticated = False  # the key the link is encrypted with is authenticated
 
     async def stored_keys(self, connection):
         if self.device.keystore is None:
@@ -273,18 +272,21 @@ class Security:
             return None
         return key.value
 
-    async def on_encrypted(self, connection):
+    async def key_authenticated(self, connection):
+        """Whether the key the link is encrypted with is authenticated: the pairing's method on
+        this link, else the stored key's flag. Decided at the time of the request, not from the
+        encryption report, which on rootcanal awaits Read Encryption Key Size first and so can
+        come after the peer's next request."""
         session = self.device.smp_manager.sessions.get(connection.handle)
         if session is not None:
-            self.key_authenticated = session.pairing_method != smp.PairingMethod.JUST_WORKS
-        else:
-            key = self.ltk_of(await self.stored_keys(connection))
-            self.key_authenticated = bool(key is not None and key.authenticated)
+            return session.pairing_method != smp.PairingMethod.JUST_WORKS
+        key = self.ltk_of(await self.stored_keys(connection))
+        return bool(key is not None and key.authenticated)
 
     async def check(self, connection, need_mitm):
         """Core Vol 3 Part C 10.3.1: the ATT error for a read needing (authenticated) encryption."""
         if connection.is_encrypted:
-            if need_mitm and not self.key_authenticated:
+            if need_mitm and not await self.key_authenticated(connection):
                 raise att.ATT_Error(att.ATT_INSUFFICIENT_AUTHENTICATION_ERROR)
             return
         key = self.ltk_of(await self.stored_keys(connection))
@@ -405,8 +407,6 @@ class Link:
                 log(f"warning: Read Encryption Key Size failed: {type(exc).__name__}: {exc}")
         emit("encryption_change", encrypted=connection.is_encrypted,
              key_size=(connection.encryption_key_size or None) if connection.is_encrypted else None)
-        if connection.is_encrypted:
-            await self.security.on_encrypted(connection)
         if not self.pairing:
             self.settled()
 
