@@ -5,10 +5,16 @@
 //!   legacy Just Works and Passkey Entry (each side typing). Both sides must agree on the method
 //!   (authenticated or not), the key (bumble's `pairing_complete` LTK against gattling's bond),
 //!   EDIV and Rand for legacy, the key size and the identity addresses.
-//! - A bonded reconnection encrypts with the stored LTK, without pairing, in both roles, and a
-//!   gattling peripheral's Security Request is answered by the bumble central with the bond.
-//! - A read of an encrypted characteristic makes the reader pair, then succeeds (both ways).
+//! - A bonded reconnection encrypts with the stored LTK, without pairing, in both roles; a
+//!   Security Request is answered with the bond in both roles, and with pairing without one.
+//! - A read of a protected characteristic makes the reader pair (gattling's GATT client by its
+//!   secure-and-retry, bumble's by the peer's `--pair-on-error`), then succeeds.
 //! - A bonded client's CCCD is restored on reconnection (Core Vol 3 Part G §3.3.3.3).
+//! - Refusals: a rejected numeric comparison, and gattling refusing Just Works when it
+//!   requires MITM protection, reported with the same reason on both sides.
+//! - Two gattling bugs found here are kept as ignored tests (see their comments):
+//!   `gattling_server_refuses_with_the_codes_of_10_3_1` and
+//!   `the_secured_notification_survives_an_immediate_disconnection`.
 //!
 //! Keys and values in bumble's events are lower-case hex, least significant octet first, the
 //! order gattling keeps them in.
@@ -689,9 +695,10 @@ on_each_controller!(
 /// controller took its last key PDU): gattling's Secured notification must still describe the
 /// link the pairing produced (encrypted, 16-octet key), every time.
 ///
-/// KNOWN GATTLING BUG (ignored until fixed; intermittent: it needs the last key PDU and the
-/// Disconnection Complete in one read, which happens when the host is slow, e.g. under load;
-/// seen once in about fifty peripheral pairings here, hence the 25 rounds): the runtime
+/// KNOWN GATTLING BUG (ignored until fixed). Intermittent: it needs the last key PDU and the
+/// Disconnection Complete in one read, which happens when the host is slow (under load). It
+/// failed once in the pairing matrix of this file, when bumble still hung up at once there;
+/// run alone, these 25 rounds usually pass, so a pass here does not prove a fix. The runtime
 /// builds `Notification::Secured.security` (and the `pair()` waiters' result) from
 /// `core.security(handle)` when pairing completes (`security::completed`). When the core has
 /// already processed the Disconnection Complete that came in the same read as the last key
