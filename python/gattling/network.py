@@ -52,10 +52,16 @@ this stack differs
 7. ``set_advertisement_params``: validated and applied (interval range, PDU type, channel map,
    filter policy), except ``own_addr_type``: the own address is the controller's (or the
    host's static random one). The directed types (1 and 4) raise ValueError.
-8. Security is not implemented: ``pin``, ``privacy``, ``secure_connections``, ``set_pin`` and
-   ``nvram_erase`` validate their arguments and otherwise do nothing; encrypted permissions
-   are enforced by the GATT server (a read then fails with Insufficient Authentication).
-   ``antenna``, ``modem_sleep`` and ``tx_power`` are recorded and returned, not applied.
+8. Security: ``pin`` (or ``set_pin()``) turns on secure mode as the firmware does: pairing as
+   DisplayOnly with bonding and 16-octet keys, MITM protection when ``secure_connections`` is
+   True (SC_MITM_BOND), bonding only when False (BOND); characteristics created afterwards
+   default to encrypted read and write (0x22). An encrypted or MITM permission alone allows
+   the access on such a link, as in ESP-IDF. Bonds live for the process (the firmware's NVS);
+   ``set_pin()`` with a different pin and ``nvram_erase()`` remove them. Differences: the
+   passkey shown is chosen at random by the stack and printed on stderr (the stack cannot use
+   the pin as a static passkey yet), and ``set_pin()``'s pairing parameters apply from the next
+   ``init()``. ``privacy`` is accepted and ignored. ``antenna``, ``modem_sleep`` and
+   ``tx_power`` are recorded and returned, not applied.
 9. ``mtu`` outside 23..200 raises ValueError (the firmware clamps above 200).
 10. ``characteristic()`` beyond ``nbr_chars`` raises OSError (the firmware adds a broken one).
     A CCCD is added only to characteristics with NOTIFY or INDICATE.

@@ -14,6 +14,7 @@ mod completions;
 mod db_toml;
 mod demo;
 mod names;
+mod pairing;
 mod report;
 mod scan;
 mod serve_db;
@@ -102,6 +103,8 @@ enum Cmd {
         /// or indicate it to subscribers.
         #[arg(long, num_args = 2, value_names = ["MS", "CHAR"], requires = "db")]
         notify_every: Option<Vec<String>>,
+        #[command(flatten)]
+        security: pairing::SecurityArgs,
     },
     /// ATT_LIST service tables: validate one, or dump a database in the format.
     #[command(subcommand)]
@@ -120,9 +123,18 @@ enum Cmd {
         /// Give up finding the peer after this many seconds.
         #[arg(long, default_value_t = 10.0, value_name = "S")]
         scan_timeout: f64,
+        /// Secure the link before the command: encrypt with the bond's key when there is a bond
+        /// (see --bonds), otherwise pair (with --io, --passkey, --confirm).
+        #[arg(long)]
+        pair: bool,
+        #[command(flatten)]
+        security: pairing::SecurityArgs,
         #[command(subcommand)]
         command: GattCmd,
     },
+    /// The bonds kept in a --bonds directory: list them, or remove one.
+    #[command(subcommand)]
+    Bonds(pairing::BondsCmd),
     /// Answer u-blox u-connectXpress AT commands like a NORA-W36 module (stdin/stdout by default).
     At {
         /// Serve one TCP client at a time on this address instead of stdin/stdout.
@@ -140,6 +152,10 @@ enum Cmd {
         /// The default local name (AT+UBTLN before one is set).
         #[arg(long)]
         name: Option<String>,
+        /// Keep the module's bonds (AT+UBTB, AT+UBTBDL, AT+UBTUB) in this directory instead of in
+        /// memory; at most 20, as on a NORA-W36.
+        #[arg(long, value_name = "DIR")]
+        bonds: Option<std::path::PathBuf>,
     },
     /// Print a shell completion script: `gattling completions bash > /etc/bash_completion.d/gattling`.
     Completions {
@@ -294,9 +310,15 @@ async fn main() -> ExitCode {
 }
 
 async fn open(global: &Global) -> Result<Host, gattling::Error> {
+    open_secured(global, gattling::SecurityOptions::default()).await
+}
+
+/// Opens the host with these pairing options (Core Vol 3 Part H §2.3).
+async fn open_secured(global: &Global, security: gattling::SecurityOptions) -> Result<Host, gattling::Error> {
     let options = HostOptions {
         random_address: global.random_address,
         btsnoop: global.capture.clone(),
+        security,
         ..HostOptions::default()
     };
     if let Some(a) = global.random_address {
@@ -377,25 +399,26 @@ async fn run_command(
             let host = open(global).await?;
             scan::run(&host, scan::Options { passive, json, duration, filter_name, filter_service }).await
         }
-        Cmd::Gatt { address, name, json, scan_timeout, command } => {
-            let host = open(global).await?;
-            gatt(&host, address, name, json, scan_timeout, command).await
+        Cmd::Gatt { address, name, json, scan_timeout, pair, security, command } => {
+            let host = open_secured(global, security.options()?).await?;
+            gatt(&host, Find { address, name, scan_timeout }, json, pair, command).await
         }
+        Cmd::Bonds(cmd) => pairing::run(cmd),
         Cmd::AttList(_) => Ok(()),
-        Cmd::Serve { name, db: Some(file), notify_every, .. } => {
+        Cmd::Serve { name, db: Some(file), notify_every, security, .. } => {
             // The whole file (and --notify-every) is validated before the host starts.
             let db = db_toml::load(&file).map_err(gattling::Error::InvalidArgument)?;
             let notify = match &notify_every {
                 Some(args) => Some(serve_db::parse_notify_every(&db, args)?),
                 None => None,
             };
-            let host = open(global).await?;
+            let host = open_secured(global, security.options()?).await?;
             tokio::select! {
                 r = serve_db::run(&host, &name, db, notify) => r,
                 _ = shutdown::requested() => Ok(()),
             }
         }
-        Cmd::Serve { name, att_list, .. } => {
+        Cmd::Serve { name, att_list, security, .. } => {
             // Read and validate the table before touching the controller.
             let table = match &att_list {
                 Some(path) => {
@@ -406,13 +429,13 @@ async fn run_command(
                 }
                 None => None,
             };
-            let host = open(global).await?;
+            let host = open_secured(global, security.options()?).await?;
             tokio::select! {
                 r = serve(&host, &name, table) => r,
                 _ = shutdown::requested() => Ok(()),
             }
         }
-        Cmd::At { listen, pty, serial, settings, name } => {
+        Cmd::At { listen, pty, serial, settings, name, bonds } => {
             if let Some(a) = global.random_address {
                 if !a.is_static_random() {
                     return Err(gattling::Error::InvalidArgument(format!(
@@ -420,11 +443,17 @@ async fn run_command(
                     )));
                 }
             }
+            let mut security = gattling::SecurityOptions::default();
+            if let Some(dir) = &bonds {
+                let store = pairing::open_store(dir, true, gattling_at::exec::MAX_BONDS)?;
+                security.bonds = std::sync::Arc::new(store);
+            }
             let options = gattling_at::exec::Options {
                 transport: global.transport.clone(),
                 host: HostOptions {
                     random_address: global.random_address,
                     btsnoop: global.capture.clone(),
+                    security,
                     ..HostOptions::default()
                 },
                 settings,
@@ -505,6 +534,7 @@ async fn serve(host: &Host, name: &str, table: Option<gattling::gatt::AttList>) 
             for def in gattling::gatt::demo_services() {
                 chars.extend(server.add_service(def)?.characteristics);
             }
+            chars.extend(server.add_service(secured_service())?.characteristics);
             (server, chars, "the demo database".to_string())
         }
         Some(list) => {
@@ -525,6 +555,42 @@ async fn serve(host: &Host, name: &str, table: Option<gattling::gatt::AttList>) 
     serving::advertise_and_serve(host, name, &what, counter).await
 }
 
+/// The demo's secured service (6A770010-...): a characteristic that needs an encrypted link and
+/// one that needs an authenticated (MITM-protected) one, to read and to write (Core Vol 3 Part C
+/// §10.3, Part F §3.2.5).
+fn secured_service() -> gattling::gatt::ServiceDef {
+    use gattling::gatt::{CharacteristicDef, Permissions, Properties, ServiceDef};
+    let props = Properties::READ | Properties::WRITE;
+    ServiceDef::primary(SECURED_SERVICE)
+        .characteristic(
+            CharacteristicDef::new(SECURED_ENCRYPTED, props, b"encrypted")
+                .permissions(
+                    Permissions::READ | Permissions::READ_ENCRYPTED | Permissions::WRITE | Permissions::WRITE_ENCRYPTED,
+                )
+                .user_description("needs encryption"),
+        )
+        .characteristic(
+            CharacteristicDef::new(SECURED_AUTHENTICATED, props, b"authenticated")
+                .permissions(
+                    Permissions::READ
+                        | Permissions::READ_AUTHENTICATED
+                        | Permissions::WRITE
+                        | Permissions::WRITE_AUTHENTICATED,
+                )
+                .user_description("needs authentication (MITM)"),
+        )
+}
+
+/// The demo's secured service.
+const SECURED_SERVICE: gattling::proto::Uuid =
+    gattling::proto::Uuid::from_be_u128(0x6a77_0010_9d1e_4b1c_a0a5_4b5c_5e7a_d0c0);
+/// Its characteristic that needs encryption.
+const SECURED_ENCRYPTED: gattling::proto::Uuid =
+    gattling::proto::Uuid::from_be_u128(0x6a77_0011_9d1e_4b1c_a0a5_4b5c_5e7a_d0c0);
+/// Its characteristic that needs authentication.
+const SECURED_AUTHENTICATED: gattling::proto::Uuid =
+    gattling::proto::Uuid::from_be_u128(0x6a77_0012_9d1e_4b1c_a0a5_4b5c_5e7a_d0c0);
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -537,16 +603,18 @@ fn uuid_str(u: &gattling::proto::Uuid) -> String {
     }
 }
 
-/// `gattling gatt`: find the peer, connect, run one command, disconnect.
-async fn gatt(
-    host: &Host,
+/// How `gattling gatt` finds its peer.
+struct Find {
     address: Option<BdAddr>,
     name: Option<String>,
-    json: bool,
     scan_timeout: f64,
-    command: GattCmd,
-) -> Result<(), gattling::Error> {
+}
+
+/// `gattling gatt`: find the peer, connect, secure the link with --pair, run one command,
+/// disconnect.
+async fn gatt(host: &Host, find: Find, json: bool, pair: bool, command: GattCmd) -> Result<(), gattling::Error> {
     use gattling::gatt_client::{ClientOptions, GattClient};
+    let Find { address, name, scan_timeout } = find;
     let want = match (&address, &name) {
         (Some(a), _) => a.to_string(),
         (_, Some(n)) => format!("{n:?}"),
@@ -570,6 +638,12 @@ async fn gatt(
     scan.stop().await?;
     eprintln!("found {want} at {}", found.address);
     let conn = host.connect(found.address, gattling::ConnectOptions::default()).await?;
+    if pair {
+        if let Err(e) = secure(&conn).await {
+            let _ = conn.disconnect(0x13).await;
+            return Err(e);
+        }
+    }
     let client = GattClient::new(conn, ClientOptions::default()).await?;
     // Ctrl-C ends the command (e.g. an endless subscribe) and still disconnects cleanly.
     let result = tokio::select! {
@@ -578,6 +652,27 @@ async fn gatt(
     };
     let _ = client.disconnect().await;
     result
+}
+
+/// Brings the link to an encrypted level (Core Vol 3 Part C §10.2.1): with the bond's key when
+/// there is one, else by pairing; says on stderr which it was and what the link has.
+async fn secure(conn: &gattling::Connection) -> Result<(), gattling::Error> {
+    let key_of = |c: &gattling::Connection| c.bond().and_then(|b| b.ltk.map(|k| k.key));
+    let before = key_of(conn);
+    let security = tokio::select! {
+        r = conn.secure(gattling::SecurityLevel::Encrypted) => r?,
+        _ = shutdown::requested() => return Err(gattling::Error::Cancelled("pairing")),
+    };
+    let after = key_of(conn);
+    let how = if before.is_some() && before == after { "encrypted with the bond" } else { "paired" };
+    eprintln!(
+        "{how}: {:?}, {}, key {} octets{}",
+        gattling::SecurityLevel::of(&security),
+        if security.secure_connections { "LE Secure Connections" } else { "legacy" },
+        security.key_size,
+        if after.is_some() { ", bonded" } else { "" }
+    );
+    Ok(())
 }
 
 async fn run_gatt(

@@ -56,6 +56,19 @@ fn hint(e: &gattling::Error) -> Option<&'static str> {
         }
         gattling::Error::Disconnected { .. } => Some("the peer went away; check it is in range and retry"),
         gattling::Error::Unsupported(_) => Some("use a controller that supports it"),
+        gattling::Error::Gatt(gattling::proto::gatt::client::ClientError::Att { code, .. })
+            if *code == gattling::proto::att::ErrorCode::INSUFFICIENT_ENCRYPTION =>
+        {
+            Some("the attribute needs an encrypted link: add --pair")
+        }
+        gattling::Error::Gatt(gattling::proto::gatt::client::ClientError::Att { code, .. })
+            if *code == gattling::proto::att::ErrorCode::INSUFFICIENT_AUTHENTICATION =>
+        {
+            Some("the attribute needs an authenticated link: add --pair with --io and --passkey or --confirm")
+        }
+        gattling::Error::Pairing { .. } | gattling::Error::InsufficientSecurity { .. } => {
+            Some("check --io, --passkey and --confirm on both sides")
+        }
         _ => None,
     }
 }

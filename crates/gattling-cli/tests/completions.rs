@@ -10,7 +10,17 @@ async fn completions_for_every_shell_know_the_commands_and_flags() {
         let out = gattling().args(["completions", shell]).output().await.expect("run");
         assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
         let script = String::from_utf8_lossy(&out.stdout);
-        for word in ["scan", "serve", "gatt", "btsnoop", "filter-service", "notify-every"] {
+        for word in [
+            "scan",
+            "serve",
+            "gatt",
+            "btsnoop",
+            "filter-service",
+            "notify-every",
+            "bonds",
+            "passkey",
+            "keyboard-display",
+        ] {
             assert!(script.contains(word), "{shell} completion lacks {word:?}");
         }
     }
@@ -33,7 +43,7 @@ async fn man_page_is_roff_with_the_options() {
     assert!(out.status.success());
     let page = String::from_utf8_lossy(&out.stdout);
     assert!(page.contains(".TH gattling 1"), "{page}");
-    for word in [".SH SYNOPSIS", ".SH OPTIONS", "btsnoop", "completions", "serve"] {
+    for word in [".SH SYNOPSIS", ".SH OPTIONS", "btsnoop", "completions", "serve", "bonds"] {
         assert!(page.contains(word), "man page lacks {word:?}");
     }
 }

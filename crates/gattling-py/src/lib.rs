@@ -135,6 +135,55 @@ struct BtState {
     tasks: Vec<AbortHandle>,
     tx_power: HashMap<u8, u8>,
     modem_sleep: bool,
+    /// Secure mode: the pin given to `init(pin=...)` or `set_pin()`.
+    pin: Option<u32>,
+    /// `init(secure_connections=...)` (default True).
+    secure_connections: Option<bool>,
+    /// The bonds, kept across `init()`/`deinit()` as the firmware keeps them in NVS.
+    bonds: Option<Arc<dyn gattling::BondStore>>,
+}
+
+/// The bond store of the process (created on first use).
+fn bonds(st: &mut BtState) -> Arc<dyn gattling::BondStore> {
+    st.bonds
+        .get_or_insert_with(|| Arc::new(gattling::MemoryBondStore::new(gattling::security::DEFAULT_BOND_CAPACITY)))
+        .clone()
+}
+
+/// Removes every bond (Core Vol 3 Part C §9.4): `nvram_erase()`, or `set_pin()` with a new pin.
+fn erase_bonds(store: &dyn gattling::BondStore) {
+    for b in store.list() {
+        let _ = store.remove(&b.peer);
+    }
+}
+
+/// The pairing options of Pycom's secure mode (Core Vol 3 Part H §2.3): with a pin, IO
+/// capability DisplayOnly, bonding, 16-octet keys, MITM protection with Secure Connections
+/// (auth_req SC_MITM_BOND) or bonding only without (BOND); without a pin, Just Works.
+fn security_options(
+    pin: Option<u32>,
+    secure_connections: bool,
+    store: Arc<dyn gattling::BondStore>,
+) -> gattling::SecurityOptions {
+    let mut o = gattling::SecurityOptions { bonds: store, secure_connections, ..Default::default() };
+    if pin.is_some() {
+        o.io_capability = gattling::security::IoCapability::DisplayOnly;
+        o.bonding = true;
+        o.mitm = secure_connections;
+        o.min_key_size = 16;
+        o.delegate = Arc::new(ShowPasskey);
+    }
+    o
+}
+
+/// Shows the passkey of a Passkey Entry on stderr: the runtime picks the passkey, so it is not
+/// the pin (Core Vol 3 Part H §2.3.5.3).
+struct ShowPasskey;
+
+impl gattling::PairingDelegate for ShowPasskey {
+    fn display_passkey(&self, passkey: u32) {
+        eprintln!("gattling: pairing passkey {passkey:06} (type it on the peer)");
+    }
 }
 
 fn state() -> &'static Arc<Mutex<BtState>> {
@@ -321,17 +370,18 @@ impl Bluetooth {
         mtu: Option<i64>,
         transport: Option<String>,
     ) -> PyResult<()> {
-        let _ = (mode, privacy, secure_connections);
+        let _ = (mode, privacy);
         if let Some(a) = antenna {
             if !(0..=2).contains(&a) {
                 return Err(PyValueError::new_err("invalid antenna type"));
             }
         }
-        if let Some(p) = pin {
-            if !(0..=999_999).contains(&p) {
-                return Err(PyValueError::new_err("Only 6 digit (0-999999) pins are allowed"));
+        let pin = match pin {
+            Some(p) if !(0..=999_999).contains(&p) => {
+                return Err(PyValueError::new_err("Only 6 digit (0-999999) pins are allowed"))
             }
-        }
+            p => p.map(|p| p as u32),
+        };
         let mtu = match mtu {
             None => DEFAULT_MTU,
             Some(m) if (23..=200).contains(&m) => m as u16,
@@ -343,7 +393,17 @@ impl Bluetooth {
         let spec = transport
             .or_else(|| std::env::var("GATTLING_TRANSPORT").ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| "virtual".into());
-        let options = HostOptions { att_mtu: mtu, ..HostOptions::default() };
+        let security = {
+            let mut st = lock(state());
+            if pin.is_some() {
+                st.pin = pin;
+            }
+            if secure_connections.is_some() {
+                st.secure_connections = secure_connections;
+            }
+            security_options(st.pin, st.secure_connections.unwrap_or(true), bonds(&mut st))
+        };
+        let options = HostOptions { att_mtu: mtu, security, ..HostOptions::default() };
         let spec2 = spec.clone();
         let host = block_on(py, async move { Host::open_with(&spec2, options).await })?
             .map_err(|e| PyOSError::new_err(format!("cannot open Bluetooth controller '{spec}': {e}")))?;
@@ -744,16 +804,26 @@ impl Bluetooth {
         Ok(conn.and_then(|h| host.att_mtu(h)))
     }
 
-    /// Validates and records the pin (pairing is not implemented: see the module documentation).
+    /// Turns on secure mode with this pin; a pin other than the last one removes every bond
+    /// (as the firmware does). The pairing parameters apply from the next `init()`.
     fn set_pin(&self, pin: i64) -> PyResult<()> {
         if !(0..=999_999).contains(&pin) {
             return Err(PyValueError::new_err("Only 6 digit (0-999999) pins are allowed"));
         }
+        let mut st = lock(state());
+        let store = bonds(&mut st);
+        if st.pin != Some(pin as u32) {
+            erase_bonds(store.as_ref());
+        }
+        st.pin = Some(pin as u32);
         Ok(())
     }
 
-    /// Erases stored bonds (none are stored: a no-op).
-    fn nvram_erase(&self) {}
+    /// Erases the stored bonds (Core Vol 3 Part C §9.4).
+    fn nvram_erase(&self) {
+        let store = bonds(&mut lock(state()));
+        erase_bonds(store.as_ref());
+    }
 
     /// Records or returns the modem-sleep setting.
     #[pyo3(signature = (enable=None))]
@@ -1026,10 +1096,15 @@ struct SvcState {
     server: GattServer,
 }
 
-/// Pycom permission bits to the stack's (signed writes are plain writes here).
+/// Pycom permission bits to the stack's (Core Vol 3 Part F §3.2.5): an encrypted or MITM read
+/// (write) permission alone allows reading (writing) on such a link, as in ESP-IDF; signed
+/// writes are plain writes here.
 fn permissions(p: u16) -> Permissions {
     let mut out = Permissions(p & 0x77);
-    if p & 0x180 != 0 {
+    if p & 0x07 != 0 {
+        out |= Permissions::READ;
+    }
+    if p & 0x1F0 != 0 {
         out |= Permissions::WRITE;
     }
     out
@@ -1164,6 +1239,8 @@ impl GATTSService {
             Some(_) => return Err(PyValueError::new_err("invalid properties")),
         };
         let permissions = match permissions {
+            // Secure mode makes new characteristics need an encrypted link (0x22).
+            None if lock(state()).pin.is_some() => 0x22,
             None => 0x11,
             Some(p @ 0..=0x1FF) => p as u16,
             Some(_) => return Err(PyValueError::new_err("invalid permissions")),

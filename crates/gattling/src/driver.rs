@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::gatt::{AppJob, GattState, Recorder};
 use crate::gatt_client::ClientLink;
 use crate::host::{AdvertisingOptions, LinkEnd, LinkEvent, Notification};
-use gattling_proto::att::bearer::{Bearer, Route, Timeout, TRANSACTION_TIMEOUT_US};
+use gattling_proto::att::bearer::{Bearer, Route, Timeout};
 use gattling_proto::att::{opcode, ErrorCode};
 use gattling_proto::gap::Address;
 use gattling_proto::gatt::server::{Bearers, Outcome};
@@ -128,6 +128,8 @@ pub(crate) struct Inner {
     pub(crate) local_mtu: u16,
     /// Connectable advertising to restart after each connection (bumble's `auto_restart`).
     pub(crate) auto_restart: Option<AdvertisingOptions>,
+    /// Advertising is enabled in the controller (as far as the host knows).
+    pub(crate) advertising: bool,
     /// True while the timer task sleeps towards a deadline; false while it waits for work.
     pub(crate) timer_armed: bool,
     pub(crate) replies: Replies,
@@ -213,6 +215,7 @@ impl Inner {
             gatt: None,
             local_mtu,
             auto_restart: None,
+            advertising: false,
             timer_armed: false,
             replies: Replies::default(),
             scratch: Vec::with_capacity(600),
@@ -521,7 +524,6 @@ pub(crate) async fn timer_loop(shared: Weak<Shared>) {
                 return;
             }
             let mut expired: Vec<(ConnHandle, Timeout)> = Vec::new();
-            let mut next: Option<u64> = None;
             let mut smp_due: Vec<ConnHandle> = Vec::new();
             for (h, link) in inner.links.0.iter_mut() {
                 if let Some(t) = link.bearer.handle_timeout(now) {
@@ -534,6 +536,10 @@ pub(crate) async fn timer_loop(shared: Weak<Shared>) {
             for handle in smp_due {
                 crate::security::on_timeout(&shared, &mut inner, handle, now);
             }
+            if inner.security.as_ref().and_then(|s| s.private_address_due()).is_some_and(|t| t <= now) {
+                crate::security::rotate_private_address(&mut inner, now, false);
+            }
+            let mut next = inner.security.as_ref().and_then(|s| s.private_address_due());
             inner.dispatch_jobs();
             for link in inner.links.0.values() {
                 for t in [link.bearer.poll_timeout(), link.security.poll_timeout()] {
@@ -561,11 +567,8 @@ pub(crate) async fn timer_loop(shared: Weak<Shared>) {
                 None => {
                     let Some(wake) = shared.upgrade().map(|s| s.wake_timer.clone()) else { return };
                     // A wake-up sent before this wait starts is kept as a permit, not lost.
+                    // The scan that follows finds the new deadline and sleeps until it.
                     wake.notified().await;
-                    // Whatever opened since the last scan expires no sooner than 30 s from
-                    // now: sleep that long before scanning, so traffic that opens and closes
-                    // transactions back to back wakes this task at most once per 30 s.
-                    tokio::time::sleep(Duration::from_micros(TRANSACTION_TIMEOUT_US)).await
                 }
             }
         };
@@ -646,6 +649,8 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                     },
                     Role::Peripheral => {
                         let _ = inner.incoming.send(info);
+                        // The controller stops advertising when a connection is made.
+                        inner.advertising = inner.auto_restart.is_some();
                         if inner.auto_restart.is_some() {
                             // The controller stopped advertising when the connection was made
                             // (Core Vol 6 Part B §4.4.2): start it again.

@@ -429,7 +429,11 @@ impl Host {
             Some(None) => Ok(AddressType::Random.peer_code()),
             Some(Some(rpa)) => {
                 self.command(Command::LeSetRandomAddress(rpa)).await?;
-                self.lock().local_address = Address { addr: rpa, kind: AddressType::Random };
+                let mut inner = self.lock();
+                inner.local_address = Address { addr: rpa, kind: AddressType::Random };
+                // The timer renews it when it expires.
+                crate::driver::arm_timer(&self.shared, &mut inner);
+                drop(inner);
                 tracing::debug!(address = %rpa, "new resolvable private address");
                 Ok(AddressType::Random.peer_code())
             }
@@ -629,14 +633,30 @@ impl Host {
         self.command(Command::LeSetScanResponseData(opts.scan_response.clone())).await?;
         self.command(Command::LeSetAdvertisingEnable(true)).await?;
         let restart = opts.auto_restart && opts.kind == AdvertisingKind::Connectable;
-        self.lock().auto_restart = restart.then(|| opts.clone());
+        let mut inner = self.lock();
+        inner.auto_restart = restart.then(|| opts.clone());
+        inner.advertising = true;
         Ok(())
     }
 
     /// Stops advertising (and its automatic restart).
     pub async fn stop_advertising(&self) -> Result<(), Error> {
-        self.lock().auto_restart = None;
+        {
+            let mut inner = self.lock();
+            inner.auto_restart = None;
+            inner.advertising = false;
+        }
         self.command(Command::LeSetAdvertisingEnable(false)).await.map(drop)
+    }
+
+    /// With privacy on, takes a new resolvable private address now (pausing advertising around
+    /// the change, Core Vol 4 Part E §7.8.4) and returns it; `None` without privacy, or while
+    /// scanning or connecting (the next start takes a new one then) (Core Vol 3 Part C §10.7).
+    pub fn renew_private_address(&self) -> Option<BdAddr> {
+        let now = self.shared.now();
+        let new = crate::security::rotate_private_address(&mut self.lock(), now, true);
+        self.kick();
+        new
     }
 
     /// Starts scanning; reports arrive on the returned [`Scanner`].

@@ -283,6 +283,8 @@ pub(crate) struct SecurityState {
     identity: LocalIdentity,
     /// Our resolvable private addresses, with privacy on.
     rpa: Option<gattling_proto::gap::privacy::RpaRotation>,
+    /// When the timer last renewed the address.
+    last_rotation: u64,
     /// The bonded peers' IRKs, to recognise them behind resolvable private addresses.
     resolver: Resolver,
     pub(crate) rng: OsRandom,
@@ -304,7 +306,7 @@ impl SecurityState {
             let interval = u64::try_from(options.rpa_interval.as_micros()).unwrap_or(u64::MAX);
             gattling_proto::gap::privacy::RpaRotation::new(irk, interval)
         });
-        SecurityState { config: options.smp_config(), options, identity, resolver, rpa, rng }
+        SecurityState { config: options.smp_config(), options, identity, resolver, rpa, last_rotation: 0, rng }
     }
 
     /// With privacy on: a new resolvable private address when the current one has expired (or
@@ -317,6 +319,14 @@ impl SecurityState {
     /// True when we advertise and connect from resolvable private addresses.
     pub(crate) fn private(&self) -> bool {
         self.rpa.is_some()
+    }
+
+    /// When the current resolvable private address expires (none before the first one).
+    pub(crate) fn private_address_due(&self) -> Option<u64> {
+        let rpa = self.rpa.as_ref()?;
+        rpa.current()?;
+        // Never more often than once a second from the timer, whatever the interval.
+        rpa.poll_timeout().map(|t| t.max(self.last_rotation.saturating_add(1_000_000)))
     }
 
     /// The identity behind a peer's address: its own identity address, or the bonded identity
@@ -398,6 +408,31 @@ fn smp_address(a: Address) -> SmpAddress {
 fn identity_from(a: SmpAddress) -> Option<IdentityAddress> {
     let kind = if a.addr_type == 0 { AddressType::Public } else { AddressType::Random };
     IdentityAddress::from_address(Address { addr: gattling_proto::gap::BdAddr(a.address), kind })
+}
+
+/// Takes a new resolvable private address now: sets it in the controller, pausing advertising
+/// around the change (the controller refuses a new random address while advertising, scanning
+/// or initiating, Core Vol 4 Part E §7.8.4). While scanning or connecting nothing changes: the
+/// next start takes a new address. `forced`: even if the current one has not expired.
+pub(crate) fn rotate_private_address(inner: &mut Inner, now: u64, forced: bool) -> Option<gattling_proto::gap::BdAddr> {
+    if inner.scan.is_some() || inner.connecting.is_some() {
+        return None;
+    }
+    let state = inner.security.as_mut()?;
+    let rpa = state.rpa.as_mut()?;
+    let new = if forced { rpa.rotate(now, &mut state.rng) } else { rpa.handle_timeout(now, &mut state.rng)? };
+    state.last_rotation = now;
+    let advertising = inner.advertising;
+    if advertising {
+        inner.core.send_command(&gattling_proto::hci::command::Command::LeSetAdvertisingEnable(false));
+    }
+    inner.core.send_command(&gattling_proto::hci::command::Command::LeSetRandomAddress(new));
+    if advertising {
+        inner.core.send_command(&gattling_proto::hci::command::Command::LeSetAdvertisingEnable(true));
+    }
+    inner.local_address = Address { addr: new, kind: AddressType::Random };
+    tracing::debug!(address = %new, "new resolvable private address");
+    Some(new)
 }
 
 /// Starts pairing on a link (central: Pairing Request; peripheral: Security Request) and

@@ -428,8 +428,7 @@ async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
         scan.stop().await.expect("stop scan");
         found
     }
-    let private =
-        SecurityOptions { privacy: true, rpa_interval: Duration::from_micros(1), ..SecurityOptions::default() };
+    let private = SecurityOptions { privacy: true, ..SecurityOptions::default() };
     let p = Host::open_with("virtual:sec-rpa", options(private)).await.expect("peripheral");
     let c = Host::open_with("virtual:sec-rpa", options(SecurityOptions::default())).await.expect("central");
     let data = AdvDataBuilder::new().name("private").build().expect("adv data");
@@ -447,8 +446,10 @@ async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
     cc.disconnect(0x13).await.expect("disconnect");
     let _ = within(pc.closed()).await;
 
+    let renewed = p.renew_private_address().expect("a new address");
     p.advertise(&adv).await.expect("advertise again");
     let second = find(&c, "private").await;
+    assert_eq!(second.addr, renewed);
     assert_ne!(second.addr, first.addr, "a new private address");
     let cc = c.connect(second, ConnectOptions::default()).await.expect("reconnect");
     let _pc = p.accept().await.expect("accept");
@@ -489,4 +490,38 @@ async fn secure_connections_out_of_band_pairing_is_authenticated() {
         Err(Error::Pairing { reason: Reason::ConfirmValueFailed, .. }) => {}
         other => panic!("{other:?}"),
     }
+}
+
+/// The private address is renewed by the host's timer while it advertises (advertising paused
+/// around the change), every `rpa_interval`; each one resolves with the host's IRK
+/// (Core Vol 3 Part C §10.7).
+#[tokio::test]
+async fn a_private_address_is_renewed_while_advertising() {
+    use gattling::proto::gap::ad::{AdvData, AdvDataBuilder};
+    use gattling::proto::gap::privacy::resolve_rpa;
+    use gattling::ScanOptions;
+    let irk = [0x5Au8; 16];
+    let private = SecurityOptions {
+        privacy: true,
+        rpa_interval: Duration::from_secs(1),
+        identity_resolving_key: Some(irk),
+        ..SecurityOptions::default()
+    };
+    let p = Host::open_with("virtual:sec-rpa-timer", options(private)).await.expect("peripheral");
+    let c = Host::open("virtual:sec-rpa-timer").await.expect("central");
+    let data = AdvDataBuilder::new().name("rotating").build().expect("adv data");
+    p.advertise(&AdvertisingOptions { data, ..AdvertisingOptions::default() }).await.expect("advertise");
+    let mut scan = c.scan(ScanOptions::default()).await.expect("scan");
+    let mut seen = Vec::new();
+    within(async {
+        while seen.len() < 2 {
+            let r = scan.next().await.expect("scan runs");
+            if AdvData::parse_lenient(&r.data).local_name() == Some("rotating") && !seen.contains(&r.address.addr) {
+                seen.push(r.address.addr);
+            }
+        }
+    })
+    .await;
+    assert!(seen.iter().all(|a| resolve_rpa(&irk, *a)), "every address resolves with the IRK: {seen:?}");
+    assert!(seen.iter().all(|a| *a != p.address().addr));
 }

@@ -10,11 +10,19 @@
 //!   at the configured bytes per second so a client reading at UART speed loses nothing.
 //! - AT connection handles are small numbers (0, 1, ...) mapped to the link registry's HCI
 //!   handles, in both roles.
+//! - Security (`security`): AT+UBTIOC and AT+UBTBSM are stored at once and configure the
+//!   Security Manager when the host is opened (start, AT+CPWROFF), because the runtime takes
+//!   its pairing options only then; AT+UBTPM takes effect at once. Pairing questions become
+//!   `+UEBTUC` / `+UEBTUPD` / `+UEBTUPE`, outcomes `+UEBTB`; bonds live in
+//!   `Options::host.security.bonds` (kept across restarts, removed by AT+USYFR).
 
 mod client;
 mod gap;
+mod security;
 mod server;
 mod settings;
+
+pub use security::MAX_BONDS;
 
 use crate::codes::AtError;
 use crate::engine::{Command, Engine, Form, Line, Registers};
@@ -150,11 +158,16 @@ impl Links {
 pub(crate) struct Shared {
     links: Mutex<Links>,
     urc: mpsc::UnboundedSender<Urc>,
+    pairing: Mutex<security::Pairing>,
 }
 
 impl Shared {
     fn links(&self) -> MutexGuard<'_, Links> {
         self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pairing(&self) -> MutexGuard<'_, security::Pairing> {
+        self.pairing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn urc(&self, name: &'static str, fields: Vec<UrcField>) {
@@ -264,8 +277,12 @@ impl Session {
         if host_options.att_mtu == 0 {
             host_options.att_mtu = MODULE_MTU;
         }
+        let pairing = security::Pairing { enabled: settings.pairing_mode, ..Default::default() };
+        let shared = Arc::new(Shared { links: Mutex::new(Links::default()), urc, pairing: Mutex::new(pairing) });
+        // AT+UBTIOC and AT+UBTBSM as stored; the questions go to the AT user as URCs.
+        security::apply(&mut host_options.security, settings.io_cap, settings.security_mode);
+        host_options.security.delegate = Arc::new(security::AtDelegate { shared: Arc::downgrade(&shared) });
         let host = Host::open_with(&options.transport, host_options).await?;
-        let shared = Arc::new(Shared { links: Mutex::new(Links::default()), urc });
         let notes = host.notifications();
         let name = settings.local_name.clone().unwrap_or_else(|| default_name(options, &host));
         let server = host.gatt_server(&name, 0);
@@ -438,6 +455,10 @@ impl Session {
                 if let Some(p) = &self.options.settings {
                     Settings::default().store(p).map_err(|_| AtError::DEVICE_ERROR)?;
                 }
+                if name == "+USYFR" {
+                    // A factory restore also removes the bonds; default settings keep them.
+                    security::remove_all(self.options.host.security.bonds.as_ref())?;
+                }
                 Ok(())
             }
             ("+CPWROFF", Form::Action) => Ok(()),
@@ -473,10 +494,15 @@ impl Session {
                 }
             }
             _ if name.starts_with("+UBT") && !self.role_enabled(name) => Err(AtError::NOT_CONFIGURED),
-            _ if name.starts_with("+UBT") => match self.exec_gap(name, form, &cmd.params).await {
-                Some(r) => r,
-                None => Err(AtError::INVALID_COMMAND),
-            },
+            _ if name.starts_with("+UBT") => {
+                if let Some(r) = self.exec_security(name, form, &cmd.params).await {
+                    return r;
+                }
+                match self.exec_gap(name, form, &cmd.params).await {
+                    Some(r) => r,
+                    None => Err(AtError::INVALID_COMMAND),
+                }
+            }
             _ => Err(AtError::INVALID_COMMAND),
         }
     }
@@ -535,6 +561,7 @@ fn is_known(name: &str) -> bool {
         || gap::COMMANDS.contains(&name)
         || client::COMMANDS.contains(&name)
         || server::COMMANDS.contains(&name)
+        || security::COMMANDS.contains(&name)
 }
 
 /// Turns link and server events into URCs, in the order they happened.
@@ -581,8 +608,22 @@ async fn pump(
                 Ok(Notification::Disconnected { handle, .. }) => {
                     let mut links = shared.links();
                     if let Some(at) = links.at_of(handle) {
-                        links.by_at.remove(&at);
+                        if let Some(link) = links.by_at.remove(&at) {
+                            security::forget_pairing(&shared, link.peer);
+                        }
                         shared.urc("+UEBTDC", vec![UrcField::Int(at as i64)]);
+                    }
+                }
+                Ok(Notification::Secured { handle, bonded, .. }) => {
+                    let peer = shared.links().by_at.values().find(|l| l.hci == handle).map(|l| l.peer);
+                    if let Some(peer) = peer {
+                        security::bonded(&shared, peer, security::secured_status(bonded));
+                    }
+                }
+                Ok(Notification::PairingFailed { handle, reason, .. }) => {
+                    let peer = shared.links().by_at.values().find(|l| l.hci == handle).map(|l| l.peer);
+                    if let Some(peer) = peer {
+                        security::bonded(&shared, peer, security::failed_status(reason));
                     }
                 }
                 Ok(_) => {}

@@ -27,6 +27,14 @@ pub(crate) struct Settings {
     pub adv_max: u16,
     /// Legacy advertising on (`AT+UBTAL` / `AT+UBTALD`).
     pub advertising: bool,
+    /// `AT+UBTIOC`: 0 NoInputNoOutput, 1 DisplayOnly, 2 DisplayYesNo, 3 KeyboardOnly,
+    /// 4 KeyboardDisplay (the manual's numbering, not SMP's).
+    pub io_cap: u8,
+    /// `AT+UBTBSM`: 0 none, 1 unauthenticated, 2 authenticated, 3 authenticated with Secure
+    /// Connections, 4 Secure Connections only.
+    pub security_mode: u8,
+    /// `AT+UBTPM`: pairing accepted from peers.
+    pub pairing_mode: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +54,9 @@ impl Default for Settings {
             adv_min: 1600,
             adv_max: 2000,
             advertising: false,
+            io_cap: 0,
+            security_mode: 0,
+            pairing_mode: false,
         }
     }
 }
@@ -74,6 +85,9 @@ impl Settings {
         }
         s += &format!("adv_interval={},{}\n", self.adv_min, self.adv_max);
         s += &format!("advertising={}\n", self.advertising as u8);
+        s += &format!("io_cap={}\n", self.io_cap);
+        s += &format!("security_mode={}\n", self.security_mode);
+        s += &format!("pairing_mode={}\n", self.pairing_mode as u8);
         s
     }
 
@@ -109,6 +123,9 @@ impl Settings {
                     _ => None,
                 },
                 "advertising" => int(0, 1).map(|v| s.advertising = v == 1),
+                "io_cap" => int(0, 4).map(|v| s.io_cap = v as u8),
+                "security_mode" => int(0, 4).map(|v| s.security_mode = v as u8),
+                "pairing_mode" => int(0, 1).map(|v| s.pairing_mode = v == 1),
                 _ => None,
             };
             if ok.is_none() {

@@ -451,6 +451,33 @@ impl Host {
         }
         let acl_len = self.acl_len;
         let link = self.links.get_mut(&handle).ok_or(HostError::UnknownConnection(handle))?;
+        // Fast path: one fragment, nothing queued anywhere, a buffer free beyond the reserve
+        // kept for idle links (the rule of `pump_acl`): straight to the outbox.
+        if cid == cid::ATT && link.tx.is_empty() && self.ready.is_empty() && payload.len() + 4 <= acl_len {
+            let idle_others = self.idle_links - usize::from(link.in_flight == 0);
+            let reserve = idle_others.min(self.acl_total as usize / 2);
+            if (self.acl_free as usize) > reserve {
+                let pool = &mut self.pool;
+                let mut packet = None;
+                l2cap::fragment_into(
+                    handle,
+                    cid,
+                    payload,
+                    acl_len,
+                    || pool.pop().unwrap_or_default(),
+                    |p| packet = Some(p),
+                );
+                if let Some(p) = packet {
+                    if link.in_flight == 0 {
+                        self.idle_links -= 1;
+                    }
+                    link.in_flight += 1;
+                    self.acl_free -= 1;
+                    self.outbox.push_back(p);
+                    return Ok(());
+                }
+            }
+        }
         if link.tx.is_empty() {
             self.ready.push_back(handle);
         }
