@@ -15,7 +15,8 @@ bumble.pairing.PairingConfig / PairingDelegate), with the few corrections listed
                      satisfies its MITM bit, else pair (Vol 3 Part H 2.4.6).
 
 Steps, in this order: --pair / --wait-security, --encrypt, --read HANDLE (repeatable),
---read-uuid UUID (repeatable), --subscribe UUID [--notifications N]; then "done", then wait for
+--read-uuid UUID (repeatable), --subscribe UUID [--notifications N], --listen UUID [--notifications N];
+then "done", then wait for
 the peer to disconnect, or disconnect locally --disconnect-after SECONDS after "done" (0: at once).
 If the link ends first, the remaining steps are dropped (no "done"). Exit 0 once the link is gone,
 3 at the --timeout deadline, 1 on an error (bad option, no advertiser found, connect failed).
@@ -26,7 +27,9 @@ Works anyway when the IO capabilities allow nothing else), --require-mitm (refus
 with Pairing Failed Authentication Requirements 0x03), --bonding/--no-bonding (default
 bonding: keys distributed and stored; without it none are), --passkey N (entered when this side
 is asked for one; displayed when this side displays one, else a random one is shown; without it
-an entry request is answered negatively: Passkey Entry Failed), --numeric accept|reject (answer
+an entry request is answered negatively: Passkey Entry Failed), --passkey-file FILE (entered when
+asked: the number FILE holds once it exists, for a test that learns it only during pairing; it is
+waited for up to 30 s, the SMP timeout), --numeric accept|reject (answer
 to a numeric comparison; reject fails with Numeric Comparison Failed 0x0C), --keystore FILE
 (bumble JsonKeyStore, one namespace per own address: run again with the same --address and file
 to reconnect bonded; default in memory), --pair-on-error (central: an Insufficient
@@ -75,6 +78,8 @@ as sent on the air, i.e. least significant octet first):
   key_refresh                                (Encryption Key Refresh Complete)
   read {handle, value, [uuid]} / read_error {handle, code, [uuid]}
   subscribed {uuid, handle} / notification {handle, value}
+  listening {uuid, handle}                   (--listen: notifications of that characteristic are
+                                              reported, without writing its CCCD)
   done, disconnected {reason, by}            (by: "local" or "remote"; reports of pairing and
                                               encryption always come before "disconnected")
 """
@@ -140,6 +145,8 @@ class Delegate(PairingDelegate):
 
     async def get_number(self):
         emit("passkey_request")
+        if self.args.passkey_file is not None:
+            return await passkey_from_file(self.args.passkey_file)
         return self.args.passkey  # None: negative reply, Passkey Entry Failed
 
     async def generate_passkey(self):
@@ -149,6 +156,27 @@ class Delegate(PairingDelegate):
 
     async def display_number(self, number, digits):
         emit("passkey_display", passkey=number)
+
+
+async def passkey_from_file(path, within=30.0):
+    """The passkey written to `path` (decimal), once the file exists; None after `within` seconds
+    (the SMP timeout, Vol 3 Part H 3.4) or for a bad number: the entry is then refused."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            text = ""
+        if text:
+            try:
+                return parse_passkey(text)
+            except argparse.ArgumentTypeError as exc:
+                log(f"--passkey-file: {exc}")
+                return None
+        await asyncio.sleep(0.02)
+    log(f"--passkey-file: {path} did not appear within {within} s")
+    return None
 
 
 class Session(smp.Session):
@@ -209,7 +237,6 @@ class Security:
 
     def __init__(self, device):
         self.device = device
-        self.key_authenticated = False  # the key the link is encrypted with is authenticated
 
     async def stored_keys(self, connection):
         if self.device.keystore is None:
@@ -245,18 +272,21 @@ class Security:
             return None
         return key.value
 
-    async def on_encrypted(self, connection):
+    async def key_authenticated(self, connection):
+        """Whether the key the link is encrypted with is authenticated: the pairing's method on
+        this link, else the stored key's flag. Decided at the time of the request, not from the
+        encryption report, which on rootcanal awaits Read Encryption Key Size first and so can
+        come after the peer's next request."""
         session = self.device.smp_manager.sessions.get(connection.handle)
         if session is not None:
-            self.key_authenticated = session.pairing_method != smp.PairingMethod.JUST_WORKS
-        else:
-            key = self.ltk_of(await self.stored_keys(connection))
-            self.key_authenticated = bool(key is not None and key.authenticated)
+            return session.pairing_method != smp.PairingMethod.JUST_WORKS
+        key = self.ltk_of(await self.stored_keys(connection))
+        return bool(key is not None and key.authenticated)
 
     async def check(self, connection, need_mitm):
         """Core Vol 3 Part C 10.3.1: the ATT error for a read needing (authenticated) encryption."""
         if connection.is_encrypted:
-            if need_mitm and not self.key_authenticated:
+            if need_mitm and not await self.key_authenticated(connection):
                 raise att.ATT_Error(att.ATT_INSUFFICIENT_AUTHENTICATION_ERROR)
             return
         key = self.ltk_of(await self.stored_keys(connection))
@@ -377,8 +407,6 @@ class Link:
                 log(f"warning: Read Encryption Key Size failed: {type(exc).__name__}: {exc}")
         emit("encryption_change", encrypted=connection.is_encrypted,
              key_size=(connection.encryption_key_size or None) if connection.is_encrypted else None)
-        if connection.is_encrypted:
-            await self.security.on_encrypted(connection)
         if not self.pairing:
             self.settled()
 
@@ -517,6 +545,24 @@ async def steps(link, args):
 
         await client.subscribe(characteristic, on_value)
         emit("subscribed", uuid=uuid_str(args.subscribe), handle=characteristic.handle)
+        if args.notifications > received[0]:
+            await enough
+    if args.listen is not None:
+        # A bonded client's CCCD persists across connections (Vol 3 Part G 3.3.3.3): take the
+        # server's notifications without writing the CCCD again. bumble's client passes a
+        # notification only to the subscribers registered for its handle.
+        characteristic = await find_characteristic(client, args.listen)
+        received = [0]
+        enough = asyncio.get_running_loop().create_future()
+
+        def on_listened(value):
+            emit("notification", handle=characteristic.handle, value=bytes(value).hex())
+            received[0] += 1
+            if received[0] >= args.notifications and not enough.done():
+                enough.set_result(None)
+
+        client.notification_subscribers.setdefault(characteristic.handle, set()).add(on_listened)
+        emit("listening", uuid=uuid_str(args.listen), handle=characteristic.handle)
         if args.notifications > received[0]:
             await enough
 
@@ -683,6 +729,9 @@ def main():
     p.add_argument("--passkey", type=parse_passkey,
                    help="passkey entered when asked, and displayed when this side displays one "
                         "(default: a random one is displayed, an entry request is rejected)")
+    p.add_argument("--passkey-file", metavar="FILE",
+                   help="passkey entered when asked: the decimal number FILE holds once it exists "
+                        "(waited for up to 30 s); for a test that learns the passkey during pairing")
     p.add_argument("--numeric", choices=("accept", "reject"), default="accept",
                    help="answer to a numeric comparison (default accept)")
     p.add_argument("--keystore", metavar="FILE", help="JSON keystore (default: in memory)")
@@ -701,8 +750,12 @@ def main():
                         "(a stored key suffices) or pair, then read again once (bumble does not)")
     p.add_argument("--subscribe", type=parse_uuid, metavar="UUID",
                    help="discover the characteristic with this UUID and enable notifications")
+    p.add_argument("--listen", type=parse_uuid, metavar="UUID",
+                   help="discover the characteristic with this UUID and report its notifications "
+                        "without writing its CCCD (a bonded client's CCCD persists)")
     p.add_argument("--notifications", type=int, default=0, metavar="N",
-                   help="with --subscribe: wait for N notifications before going on (default 0)")
+                   help="with --subscribe / --listen: wait for N notifications before going on "
+                        "(default 0)")
     args = p.parse_args()
     if args.role == "peripheral" and args.name is None:
         p.error("a peripheral needs --name")

@@ -76,8 +76,8 @@ p_out, c_out, check = sys.argv[1:]
 CONTROLLER = os.environ["CONTROLLER"]
 p = [json.loads(line) for line in open(p_out)]
 c = [json.loads(line) for line in open(c_out)]
-# rootcanal answers Read Encryption Key Size; gattling's controller does not (key size unknown)
-KEY_SIZE = 16 if CONTROLLER == "rootcanal" else None
+# both controllers answer Read Encryption Key Size (gattling's since its typed encryption commands)
+KEY_SIZE = 16
 ENC, AUTH = "3E1F0102-6A5B-4C2D-9E8F-0A1B2C3D4E5F", "3E1F0103-6A5B-4C2D-9E8F-0A1B2C3D4E5F"
 INSUFFICIENT_AUTHENTICATION, INSUFFICIENT_ENCRYPTION = 0x05, 0x0F
 
