@@ -360,6 +360,24 @@ fn gatt_sr_gar_bi_04_c_read_insufficient_authentication() {
     fx.run(C1, &[("0A 2500", "0B 'auth'")]);
 }
 
+/// Core Vol 3 Part C §10.3.1: on an unencrypted link the refusal says what the client can do:
+/// Insufficient Encryption when its key is good enough (encrypt with it), Insufficient
+/// Authentication when it has none or only an unauthenticated one for an authenticated value.
+#[test]
+fn unencrypted_refusals_follow_the_clients_key() {
+    use gattling_proto::gatt::server::PeerKey;
+    let mut fx = Fixture::new();
+    fx.server.set_peer_key(C1, PeerKey::None);
+    fx.run(C1, &[("0A 2300", "01 0A 2300 05"), ("0A 2500", "01 0A 2500 05")]);
+    fx.server.set_peer_key(C1, PeerKey::Unauthenticated);
+    fx.run(C1, &[("0A 2300", "01 0A 2300 0F"), ("0A 2500", "01 0A 2500 05")]);
+    fx.server.set_peer_key(C1, PeerKey::Authenticated);
+    fx.run(C1, &[("0A 2300", "01 0A 2300 0F"), ("0A 2500", "01 0A 2500 0F")]);
+    // Encrypted with an unauthenticated key, an authenticated value still needs pairing.
+    fx.server.set_security(C1, true, false);
+    fx.run(C1, &[("0A 2300", "0B 'enc'"), ("0A 2500", "01 0A 2500 05")]);
+}
+
 /// An attribute that needs encryption, read over a link encrypted with a
 /// key shorter than the server accepts, gets Insufficient Encryption Key Size (Core Vol 3 Part C
 /// §10.3.1.1); the same key size is fine once the server accepts it.

@@ -638,6 +638,7 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                 if let Some(g) = inner.gatt.as_mut() {
                     g.server.connect(ConnId(info.handle));
                 }
+                crate::security::tell_server_peer_key(inner, info.handle);
                 tracing::info!(handle = info.handle, peer = %info.peer, role = ?info.role, "connected");
                 let _ = shared.notifications.send(Notification::Connected(info));
                 match info.role {

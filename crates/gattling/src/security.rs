@@ -281,6 +281,7 @@ use crate::gatt::AppJob;
 use crate::host::Notification;
 use gattling_proto::gap::privacy::{generate_irk, IdentityAddress, Resolver};
 use gattling_proto::gap::{Address, AddressType};
+use gattling_proto::gatt::server::PeerKey;
 use gattling_proto::gatt::ConnId;
 use gattling_proto::hci::ConnHandle;
 use gattling_proto::host::Role;
@@ -493,7 +494,14 @@ pub(crate) fn secure(
     now: u64,
 ) {
     let usable = inner.security.is_some() && inner.links.0.get(&handle).is_some_and(|l| l.security.waiters.is_empty());
-    if usable && encrypt_with_bond(inner, handle, level >= SecurityLevel::Authenticated) {
+    let need_mitm = level >= SecurityLevel::Authenticated;
+    if need_mitm {
+        // Pairing for an authenticated key asks for MITM protection whatever the options say.
+        if let Some(smp) = inner.links.0.get_mut(&handle).and_then(|l| l.security.smp.as_mut()) {
+            smp.set_mitm(true);
+        }
+    }
+    if usable && encrypt_with_bond(inner, handle, need_mitm) {
         if let Some(link) = inner.links.0.get_mut(&handle) {
             link.security.waiters.push(waiter);
         }
@@ -699,7 +707,12 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     let peer = link.info.peer;
     let identity = r.peer_identity.and_then(identity_from).or_else(|| IdentityAddress::from_address(peer));
     let (Some(state), true, Some(identity)) = (inner.security.as_mut(), r.bonded, identity) else {
-        let security = inner.core.security(handle).unwrap_or_default();
+        let security = LinkSecurity {
+            encrypted: true,
+            key_size: r.key_size,
+            authenticated: r.authenticated,
+            secure_connections: r.secure_connections,
+        };
         let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: false });
         finish(inner, handle, Ok(()));
         return;
@@ -732,7 +745,14 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     }
     link.security.bonded = Some(identity);
     let store = state.options.bonds.clone();
-    let security = inner.core.security(handle).unwrap_or_default();
+    // From the pairing itself: the core may have dropped the link already (a disconnection in
+    // the same read as the last key).
+    let security = LinkSecurity {
+        encrypted: true,
+        key_size: r.key_size,
+        authenticated: r.authenticated,
+        secure_connections: r.secure_connections,
+    };
     let waiters = std::mem::take(&mut link.security.waiters);
     let notes = shared.notifications.clone();
     // The store may write a file: not under the host lock.
@@ -766,6 +786,27 @@ fn update_server_security(inner: &mut Inner, handle: ConnHandle) {
     if let Some(g) = inner.gatt.as_mut() {
         g.server.set_security(ConnId(handle), s.encrypted, s.encrypted && s.authenticated);
         g.server.set_key_size(ConnId(handle), s.key_size);
+    }
+    tell_server_peer_key(inner, handle);
+}
+
+/// Tells the GATT server which key the client on `handle` has with us, from its bond, so an
+/// unencrypted request is refused with the code that says what to do (Core Vol 3 Part C §10.3.1).
+pub(crate) fn tell_server_peer_key(inner: &mut Inner, handle: ConnHandle) {
+    let Some(state) = inner.security.as_ref() else { return };
+    let Some(peer) = inner.links.0.get(&handle).map(|l| l.info.peer) else { return };
+    let key = match state.bond_of(peer) {
+        Some(b) if b.ltk.is_some() || b.local_ltk.is_some() => {
+            if b.authenticated {
+                PeerKey::Authenticated
+            } else {
+                PeerKey::Unauthenticated
+            }
+        }
+        _ => PeerKey::None,
+    };
+    if let Some(g) = inner.gatt.as_mut() {
+        g.server.set_peer_key(ConnId(handle), key);
     }
 }
 

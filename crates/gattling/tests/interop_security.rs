@@ -154,14 +154,14 @@ struct UserSide {
 }
 
 impl PairingDelegate for User {
-    fn confirm_numeric(&self, number: u32) -> BoxFuture<bool> {
+    fn confirm_numeric(&self, _link: gattling::security::PairingLink, number: u32) -> BoxFuture<bool> {
         let _ = self.shown.send(number);
         Box::pin(async { true })
     }
-    fn display_passkey(&self, passkey: u32) {
+    fn display_passkey(&self, _link: gattling::security::PairingLink, passkey: u32) {
         let _ = self.shown.send(passkey);
     }
-    fn request_passkey(&self) -> BoxFuture<Option<u32>> {
+    fn request_passkey(&self, _link: gattling::security::PairingLink) -> BoxFuture<Option<u32>> {
         let mut typed = self.typed.clone();
         Box::pin(async move { typed.wait_for(Option::is_some).await.ok().and_then(|v| *v) })
     }
@@ -736,7 +736,6 @@ async fn the_secured_notification_survives_an_immediate_disconnection(rc: Bed) {
 
 mod the_secured_notification_survives_an_immediate_disconnection {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "gattling bug (issue 13): Secured reports an unencrypted link when the disconnection came with the last key"]
     async fn rootcanal() {
         if super::skipped() {
             return;
@@ -745,7 +744,6 @@ mod the_secured_notification_survives_an_immediate_disconnection {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "gattling bug (issue 13): Secured reports an unencrypted link when the disconnection came with the last key"]
     async fn gattling_controller() {
         if super::skipped() {
             return;
@@ -1031,7 +1029,6 @@ async fn gattling_server_refuses_with_the_codes_of_10_3_1(rc: Bed) {
 
 mod gattling_server_refuses_with_the_codes_of_10_3_1 {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "gattling bug (issue 13): the GATT server's refusal ignores whether the client has a key"]
     async fn rootcanal() {
         if super::skipped() {
             return;
@@ -1040,7 +1037,6 @@ mod gattling_server_refuses_with_the_codes_of_10_3_1 {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "gattling bug (issue 13): the GATT server's refusal ignores whether the client has a key"]
     async fn gattling_controller() {
         if super::skipped() {
             return;

@@ -126,20 +126,19 @@ async fn passkey_entry_in_both_directions_secure_connections_and_legacy() {
     for (i, (sc, central_types)) in [(true, true), (true, false), (false, true), (false, false)].into_iter().enumerate()
     {
         // The displaying side shows a random passkey; the test hands it to the typing side.
-        let typed = Arc::new(Mutex::new(None::<u32>));
+        let (typed_tx, typed) = tokio::sync::watch::channel(None::<u32>);
         let shown = Arc::new(Mutex::new(Vec::new()));
         let (display_io, keyboard_io) = (IoCapability::DisplayOnly, IoCapability::KeyboardOnly);
         let show = shown.clone();
-        let typed2 = typed.clone();
         let displayer = Arc::new(FixedAnswers {
             passkey: None,
             confirm: false,
             on_display: Some(Box::new(move |n| {
                 show.lock().unwrap().push(n);
-                *typed2.lock().unwrap() = Some(n);
+                let _ = typed_tx.send(Some(n));
             })),
         });
-        let typist = Arc::new(PasskeyFrom(typed.clone()));
+        let typist = Arc::new(PasskeyFrom(typed));
         let disp = SecurityOptions {
             io_capability: display_io,
             mitm: true,
@@ -163,19 +162,12 @@ async fn passkey_entry_in_both_directions_secure_connections_and_legacy() {
 }
 
 /// Types whatever passkey the other side displayed, waiting for it if need be.
-struct PasskeyFrom(Arc<Mutex<Option<u32>>>);
+struct PasskeyFrom(tokio::sync::watch::Receiver<Option<u32>>);
 
 impl gattling::PairingDelegate for PasskeyFrom {
     fn request_passkey(&self, _link: gattling::security::PairingLink) -> gattling::security::BoxFuture<Option<u32>> {
-        let cell = self.0.clone();
-        Box::pin(async move {
-            loop {
-                if let Some(p) = *cell.lock().unwrap() {
-                    return Some(p);
-                }
-                tokio::task::yield_now().await;
-            }
-        })
+        let mut shown = self.0.clone();
+        Box::pin(async move { shown.wait_for(Option::is_some).await.ok().and_then(|v| *v) })
     }
 }
 

@@ -178,6 +178,8 @@ struct Parked {
 struct ConnState {
     /// Encryption key size in octets; 0 while unencrypted or unknown.
     key_size: u8,
+    /// The key the client has with us, when the Security Manager said.
+    peer_key: Option<PeerKey>,
     cccd: BTreeMap<u16, u16>,
     prepare: Vec<(u16, u16, Vec<u8>)>,
     prepare_bytes: usize,
@@ -185,6 +187,17 @@ struct ConnState {
     encrypted: bool,
     authenticated: bool,
     parked: Option<Parked>,
+}
+
+/// The Long Term Key a client has with this server, from its bond (Core Vol 3 Part C §10.3.1).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PeerKey {
+    /// No key: the client must pair.
+    None,
+    /// A key from unauthenticated pairing (Just Works).
+    Unauthenticated,
+    /// A key from authenticated (MITM-protected) pairing.
+    Authenticated,
 }
 
 /// Where the server finds the bearer of a connection, to size and pace what it sends.
@@ -297,6 +310,14 @@ impl Server {
             if !encrypted {
                 st.key_size = 0;
             }
+        }
+    }
+
+    /// Records what key the client on `conn` has with us (from its bond), so an unencrypted
+    /// request is refused with the code that tells it what to do (Core Vol 3 Part C §10.3.1).
+    pub fn set_peer_key(&mut self, conn: ConnId, key: PeerKey) {
+        if let Some(st) = self.conns.get_mut(&conn) {
+            st.peer_key = Some(key);
         }
     }
 
@@ -762,13 +783,27 @@ impl Server {
         if !p.contains(base) {
             return Err(denied);
         }
-        let (encrypted, authenticated, key_size) =
-            self.conns.get(&conn).map(|s| (s.encrypted, s.authenticated, s.key_size)).unwrap_or_default();
+        let (encrypted, authenticated, key_size, peer_key) =
+            self.conns.get(&conn).map(|s| (s.encrypted, s.authenticated, s.key_size, s.peer_key)).unwrap_or_default();
+        // Core Vol 3 Part C §10.3.1: on an unencrypted link, Insufficient Encryption when a key
+        // good enough is available (the client should encrypt with it), Insufficient
+        // Authentication when none is (the client must pair). Without word from the Security
+        // Manager a key is assumed for encryption-only attributes.
+        if !encrypted && (p.contains(auth) || p.contains(enc)) {
+            let key_will_do = match peer_key {
+                Some(PeerKey::Authenticated) => true,
+                Some(PeerKey::Unauthenticated) => !p.contains(auth),
+                Some(PeerKey::None) => false,
+                None => !p.contains(auth),
+            };
+            return Err(if key_will_do {
+                ErrorCode::INSUFFICIENT_ENCRYPTION
+            } else {
+                ErrorCode::INSUFFICIENT_AUTHENTICATION
+            });
+        }
         if p.contains(auth) && !authenticated {
             return Err(ErrorCode::INSUFFICIENT_AUTHENTICATION);
-        }
-        if p.contains(enc) && !encrypted {
-            return Err(ErrorCode::INSUFFICIENT_ENCRYPTION);
         }
         // Encrypted, but with a key shorter than the server requires (Core Vol 3 Part C §10.3.1.1).
         if (p.contains(enc) || p.contains(auth)) && key_size != 0 && key_size < self.min_key_size {

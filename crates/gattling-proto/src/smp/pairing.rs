@@ -563,6 +563,12 @@ impl Smp {
         self.timed_out
     }
 
+    /// Asks for (or stops asking for) MITM protection in the following pairings, e.g. when a
+    /// server asked for an authenticated key (Core Vol 3 Part H §3.5.1).
+    pub fn set_mitm(&mut self, mitm: bool) {
+        self.config.mitm = mitm;
+    }
+
     /// Uses `keypair` for the following Secure Connections pairings instead of a fresh one per
     /// pairing (Core Vol 3 Part H §2.3.5.6.1); forgets local OOB data made with another key.
     pub fn set_key_pair(&mut self, keypair: KeyPair) {
