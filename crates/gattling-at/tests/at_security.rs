@@ -142,10 +142,10 @@ async fn at_ubtb_bonds_as_central_by_numeric_comparison_confirmed_with_at_ubtuc(
     let radio = "at-sec-numeric";
     let (mut at, path) = module(radio).await;
     let mut urcs = Vec::new();
-    for c in ["AT+UBTIOC=2", "AT+UBTBSM=3", "AT&W"] {
+    // Applied at once, without a restart.
+    for c in ["AT+UBTIOC=2", "AT+UBTBSM=3"] {
         assert_eq!(at.cmd(c, &mut urcs).await, ["OK"], "{c}");
     }
-    at.exchange("AT+CPWROFF\r", "\r\nOK\r\n\r\n+STARTUP\r\n").await;
 
     let (peripheral, mut shown_rx) = peer(radio, IoCapability::DisplayYesNo, true).await;
     let _server = peripheral.gatt_server("peer", 0);

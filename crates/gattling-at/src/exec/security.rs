@@ -189,11 +189,20 @@ pub(crate) fn failed_status(reason: u8) -> i64 {
 }
 
 impl Session {
+    /// AT+UBTIOC / AT+UBTBSM take effect at once: the next pairing uses them.
+    fn reapply_security(&self) {
+        let mut options = self.options.host.security.clone();
+        apply(&mut options, self.settings.io_cap, self.settings.security_mode);
+        options.delegate = std::sync::Arc::new(AtDelegate { shared: std::sync::Arc::downgrade(&self.shared) });
+        self.host.set_security(options);
+    }
+
     pub(super) async fn exec_security(&mut self, name: &str, form: Form, params: &str) -> Option<Result<(), AtError>> {
         let r = match (name, form) {
             ("+UBTIOC", Form::Set) => Args::parse(params).and_then(|a| {
                 a.count(1, 1)?;
                 self.settings.io_cap = a.enumerator(0, &[0, 1, 2, 3, 4])? as u8;
+                self.reapply_security();
                 Ok(())
             }),
             ("+UBTIOC", Form::Read) => {
@@ -204,6 +213,7 @@ impl Session {
             ("+UBTBSM", Form::Set) => Args::parse(params).and_then(|a| {
                 a.count(1, 1)?;
                 self.settings.security_mode = a.enumerator(0, &[0, 1, 2, 3, 4])? as u8;
+                self.reapply_security();
                 Ok(())
             }),
             ("+UBTBSM", Form::Read) => {
