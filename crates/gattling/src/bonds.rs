@@ -553,7 +553,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Bonds in memory, lost when the process ends.
+/// Bonds in memory, lost when the process ends; also the cache behind [`FileBondStore`], whose
+/// writes go through the `persist` hooks while the lock orders them.
 #[derive(Debug)]
 pub struct MemoryBondStore {
     capacity: usize,
@@ -563,7 +564,52 @@ pub struct MemoryBondStore {
 impl MemoryBondStore {
     /// An empty store keeping at most `capacity` bonds.
     pub fn new(capacity: usize) -> Self {
-        MemoryBondStore { capacity, bonds: Mutex::new(BTreeMap::new()) }
+        Self::with(capacity, BTreeMap::new())
+    }
+
+    fn with(capacity: usize, bonds: BTreeMap<IdentityAddress, Bond>) -> Self {
+        MemoryBondStore { capacity, bonds: Mutex::new(bonds) }
+    }
+
+    /// `put`, with `persist` run under the lock before the cache changes.
+    fn put_with(&self, bond: Bond, persist: impl FnOnce(&Bond) -> Result<(), BondError>) -> Result<(), BondError> {
+        let mut bonds = lock(&self.bonds);
+        if !bonds.contains_key(&bond.peer) && bonds.len() >= self.capacity {
+            return Err(BondError::Full { capacity: self.capacity });
+        }
+        persist(&bond)?;
+        bonds.insert(bond.peer, bond);
+        Ok(())
+    }
+
+    /// `remove`, with `persist` run under the lock first.
+    fn remove_with(
+        &self,
+        peer: &IdentityAddress,
+        persist: impl FnOnce() -> Result<(), BondError>,
+    ) -> Result<bool, BondError> {
+        let mut bonds = lock(&self.bonds);
+        persist()?;
+        Ok(bonds.remove(peer).is_some())
+    }
+
+    /// `modify`, with `persist` run under the lock when the bond changed.
+    fn modify_with(
+        &self,
+        peer: &IdentityAddress,
+        change: &mut dyn FnMut(&mut Bond),
+        persist: impl FnOnce(&Bond) -> Result<(), BondError>,
+    ) -> Result<(), BondError> {
+        let mut bonds = lock(&self.bonds);
+        let old = bonds.get(peer).ok_or(BondError::NotBonded { peer: *peer })?;
+        let mut bond = old.clone();
+        change(&mut bond);
+        bond.peer = *peer;
+        if bond != *old {
+            persist(&bond)?;
+            bonds.insert(*peer, bond);
+        }
+        Ok(())
     }
 }
 
@@ -581,24 +627,15 @@ impl BondStore for MemoryBondStore {
     }
 
     fn put(&self, bond: Bond) -> Result<(), BondError> {
-        let mut bonds = lock(&self.bonds);
-        if !bonds.contains_key(&bond.peer) && bonds.len() >= self.capacity {
-            return Err(BondError::Full { capacity: self.capacity });
-        }
-        bonds.insert(bond.peer, bond);
-        Ok(())
+        self.put_with(bond, |_| Ok(()))
     }
 
     fn remove(&self, peer: &IdentityAddress) -> Result<bool, BondError> {
-        Ok(lock(&self.bonds).remove(peer).is_some())
+        self.remove_with(peer, || Ok(()))
     }
 
     fn modify(&self, peer: &IdentityAddress, change: &mut dyn FnMut(&mut Bond)) -> Result<(), BondError> {
-        let mut bonds = lock(&self.bonds);
-        let bond = bonds.get_mut(peer).ok_or(BondError::NotBonded { peer: *peer })?;
-        change(bond);
-        bond.peer = *peer;
-        Ok(())
+        self.modify_with(peer, change, |_| Ok(()))
     }
 }
 
@@ -609,8 +646,7 @@ impl BondStore for MemoryBondStore {
 #[derive(Debug)]
 pub struct FileBondStore {
     dir: PathBuf,
-    capacity: usize,
-    bonds: Mutex<BTreeMap<IdentityAddress, Bond>>,
+    cache: MemoryBondStore,
     skipped: Vec<SkippedBond>,
 }
 
@@ -658,7 +694,7 @@ impl FileBondStore {
                 }
             }
         }
-        Ok(FileBondStore { dir, capacity, bonds: Mutex::new(bonds), skipped })
+        Ok(FileBondStore { dir, cache: MemoryBondStore::with(capacity, bonds), skipped })
     }
 
     /// The directory holding the bond files.
@@ -698,51 +734,36 @@ impl FileBondStore {
 
 impl BondStore for FileBondStore {
     fn capacity(&self) -> usize {
-        self.capacity
+        self.cache.capacity()
     }
 
     fn list(&self) -> Vec<Bond> {
-        lock(&self.bonds).values().cloned().collect()
+        self.cache.list()
     }
 
     fn get(&self, peer: &IdentityAddress) -> Option<Bond> {
-        lock(&self.bonds).get(peer).cloned()
+        self.cache.get(peer)
     }
 
     fn put(&self, bond: Bond) -> Result<(), BondError> {
-        // The lock is held across the write so writes to one file are ordered.
-        let mut bonds = lock(&self.bonds);
-        if !bonds.contains_key(&bond.peer) && bonds.len() >= self.capacity {
-            return Err(BondError::Full { capacity: self.capacity });
-        }
-        self.write(&bond)?;
-        bonds.insert(bond.peer, bond);
-        Ok(())
+        // The cache's lock is held across the write so writes to one file are ordered.
+        self.cache.put_with(bond, |b| self.write(b))
     }
 
     fn remove(&self, peer: &IdentityAddress) -> Result<bool, BondError> {
-        let mut bonds = lock(&self.bonds);
         let path = self.path_of(peer);
-        // Also deletes a skipped (corrupt) file of this peer.
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(BondError::Io { path, action: "delete the bond file", source }),
-        }
-        Ok(bonds.remove(peer).is_some())
+        self.cache.remove_with(peer, || {
+            // Also deletes a skipped (corrupt) file of this peer.
+            match fs::remove_file(&path) {
+                Ok(()) => sync_dir(&self.dir),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(BondError::Io { path: path.clone(), action: "delete the bond file", source }),
+            }
+        })
     }
 
     fn modify(&self, peer: &IdentityAddress, change: &mut dyn FnMut(&mut Bond)) -> Result<(), BondError> {
-        let mut bonds = lock(&self.bonds);
-        let old = bonds.get(peer).ok_or(BondError::NotBonded { peer: *peer })?;
-        let mut bond = old.clone();
-        change(&mut bond);
-        bond.peer = *peer;
-        if bond != *old {
-            self.write(&bond)?;
-            bonds.insert(*peer, bond);
-        }
-        Ok(())
+        self.cache.modify_with(peer, change, |b| self.write(b))
     }
 }
 
