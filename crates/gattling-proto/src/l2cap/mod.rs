@@ -87,7 +87,8 @@ enum State {
 /// Reassembles L2CAP PDUs from ACL fragments for one connection, within a fixed bound.
 ///
 /// A PDU that arrives in one ACL packet is returned as a slice of that packet (no copy); a
-/// fragmented one is collected in a buffer allocated once, at construction, to the maximum.
+/// fragmented one is collected in a buffer sized to that PDU when its start arrives, and freed
+/// by [`Reassembler::release`] once the PDU has been used: an idle link holds no buffer.
 #[derive(Debug)]
 pub struct Reassembler {
     buf: Vec<u8>,
@@ -99,7 +100,21 @@ impl Reassembler {
     /// A reassembler accepting PDUs whose payload is at most `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
         let max_pdu = max_payload + HEADER_LEN;
-        Self { buf: Vec::with_capacity(max_pdu), max_pdu, state: State::Idle }
+        Self { buf: Vec::new(), max_pdu, state: State::Idle }
+    }
+
+    /// Frees the buffer of a fragmented PDU already handed out by [`Reassembler::push`] (call
+    /// once the frame is used); a PDU in progress keeps its buffer (Core Vol 3 Part A §7.2).
+    pub fn release(&mut self) {
+        if self.state == State::Delivered {
+            self.buf = Vec::new();
+            self.state = State::Idle;
+        }
+    }
+
+    /// Bytes of buffer held for fragmented PDUs (0 while idle after [`Reassembler::release`]).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Takes one ACL fragment; returns a complete frame when this fragment finishes one.
@@ -165,6 +180,8 @@ impl Reassembler {
             n if n == need => Ok(BFrame::decode(data).ok()),
             n if n > need => Err(ReassemblyError::Overrun { need }),
             _ => {
+                // Grown to this PDU only (at most `max_pdu`), on demand.
+                self.buf.reserve_exact(need.saturating_sub(self.buf.capacity()));
                 self.buf.extend_from_slice(data);
                 self.state = State::Collecting(need);
                 Ok(None)
@@ -308,6 +325,31 @@ mod tests {
             Err(ReassemblyError::Interrupted { have: 5, need: 7 })
         );
         assert_eq!(r.push(PacketBoundary::Continuing, &[1, 2]), Err(ReassemblyError::Overrun { need: 5 }));
+    }
+
+    #[test]
+    fn buffer_grows_to_the_pdu_and_is_released_after_use() {
+        let mut r = Reassembler::new(512);
+        assert_eq!(r.capacity(), 0, "nothing held before a fragmented PDU");
+        let payload = alloc::vec![5u8; 300];
+        let f = frags(&payload, 27);
+        let mut got = None;
+        for p in &f {
+            let acl = AclPacket::decode(&p[1..]).unwrap();
+            if let Some(frame) = r.push(acl.header.boundary, acl.data).unwrap() {
+                got = Some(frame.payload.to_vec());
+            }
+            assert!(r.capacity() <= 304, "grown to this PDU only: {}", r.capacity());
+        }
+        assert_eq!(got, Some(payload));
+        assert_eq!(r.capacity(), 304, "the delivered PDU is still held until released");
+        r.release();
+        assert_eq!(r.capacity(), 0, "released");
+        // A PDU in progress keeps its buffer.
+        let acl = AclPacket::decode(&f[0][1..]).unwrap();
+        assert_eq!(r.push(acl.header.boundary, acl.data), Ok(None));
+        r.release();
+        assert!(r.in_progress() && r.capacity() == 304);
     }
 
     #[test]
