@@ -2,14 +2,15 @@
 # Soak test (issue 14 part 1), reproducible and bounded in time. Results: RELIABILITY.md,
 # section "Soak".
 #
-#   scripts/soak.sh [--secs S] [--links N] [--tcp-links N] [--only virtual|tcp]
+#   scripts/soak.sh [--secs S] [--links N] [--tcp-links N] [--only virtual|tcp] [--round-ms MS]
 #
 # 1. virtual: N links (default 1,000) on the in-process virtual controller, 4 central hosts
 #    each connected to N/4 peripheral hosts, for S seconds (default 60), with 100 links drained,
-#    dropped and made again every 10 s.
+#    dropped and made again every 10 s; a round every 200 ms per side of each link.
 # 2. tcp: N links (default 50) through `gattling controller` over TCP (a separate process on a
 #    free port on 127.0.0.1, in its own process group, stopped afterwards and on exit), one
-#    central, 5 links churned every 10 s (the same 10 %).
+#    central, 5 links churned every 10 s (the same 10 %); a round every 50 ms per side.
+# --round-ms sets the round period of both (0: back to back, as fast as the machine goes).
 # On every link both hosts run a GATT server and a GATT client: read, write, one notification
 # and one indication per round, each way (crates/gattling/examples/soak.rs). Each run prints
 # operations, notifications/indications sent and received, lost and reordered values, p50/p99
@@ -25,13 +26,16 @@ secs=60
 links=1000
 tcp_links=50
 only=""
+round_virtual=200
+round_tcp=50
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --secs) secs="$2"; shift 2 ;;
         --links) links="$2"; shift 2 ;;
         --tcp-links) tcp_links="$2"; shift 2 ;;
         --only) only="$2"; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --round-ms) round_virtual="$2"; round_tcp="$2"; shift 2 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "soak: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -115,7 +119,7 @@ run() {  # LABEL ARGS...
 
 if [[ -z "$only" || "$only" == virtual ]]; then
     run "virtual-$links" --links "$links" --centrals 4 --secs "$secs" --churn $((links / 10)) --churn-every 10 \
-        --warmup 10 --transport virtual
+        --warmup 10 --round-ms "$round_virtual" --transport virtual
 fi
 
 if [[ -z "$only" || "$only" == tcp ]]; then
@@ -124,7 +128,7 @@ if [[ -z "$only" || "$only" == tcp ]]; then
     bg_pid=$!
     if wait_port "$port"; then
         run "tcp-$tcp_links" --links "$tcp_links" --centrals 1 --secs "$secs" --churn $((tcp_links / 10)) \
-            --churn-every 10 --warmup 10 --transport "tcp-client:127.0.0.1:$port"
+            --churn-every 10 --warmup 10 --round-ms "$round_tcp" --transport "tcp-client:127.0.0.1:$port"
     else
         echo "soak: gattling controller did not start: $(tail -n 5 "$work/controller.log")" >&2
         status=1

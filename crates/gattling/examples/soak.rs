@@ -5,9 +5,12 @@
 //! Layout: `--centrals` central hosts, each connected to its share of `--links` peripheral hosts
 //! (one link per peripheral). Every host serves GATT: a read/write characteristic, a notify one
 //! and an indicate one. On every link both sides run a GATT client against the other side's
-//! server, in lockstep: read, write, then one notification and one indication to the peer.
-//! Every value carries a per-link, per-stream sequence number and the time it was sent, so the
-//! receiver proves nothing was lost or reordered and measures the one-way latency.
+//! server, one round every `--round-ms` per side (0: back to back, as fast as the link goes;
+//! the links' rounds are spread over the period): read, write, then one notification and one
+//! indication to the peer. Every value carries a per-link, per-stream sequence number and the
+//! time it was sent, so the receiver proves nothing was lost or reordered and measures the
+//! one-way latency. Traffic starts once every link is up. A sender keeps at most 64 values in
+//! flight per stream (application flow control; notifications have none).
 //!
 //! Churn: every `--churn-every` seconds, `--churn` links are drained (their workers stop, then
 //! every value sent is waited for, with a deadline) and disconnected, and new links are made to
@@ -20,7 +23,8 @@
 //!
 //! ```text
 //! cargo run --release -p gattling --example soak -- [--links 1000] [--centrals 4] [--secs 60]
-//!     [--churn 100] [--churn-every 10] [--warmup 10] [--transport virtual|tcp-client:HOST:PORT]
+//!     [--churn 100] [--churn-every 10] [--warmup 10] [--round-ms 200]
+//!     [--transport virtual|tcp-client:HOST:PORT]
 //! ```
 
 use gattling::gatt::{Characteristic, CharacteristicDef, Properties, ServiceDef};
@@ -47,6 +51,7 @@ struct Options {
     churn: usize,
     churn_every: u64,
     warmup: u64,
+    round_ms: u64,
     transport: String,
 }
 
@@ -58,6 +63,7 @@ fn options() -> Result<Options, String> {
         churn: 100,
         churn_every: 10,
         warmup: 10,
+        round_ms: 200,
         transport: "virtual".into(),
     };
     let mut args = std::env::args().skip(1);
@@ -71,6 +77,7 @@ fn options() -> Result<Options, String> {
             "--churn" => o.churn = num()? as usize,
             "--churn-every" => o.churn_every = num()?,
             "--warmup" => o.warmup = num()?,
+            "--round-ms" => o.round_ms = num()?,
             "--transport" => o.transport = value,
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -155,9 +162,12 @@ struct Counters {
     links_made: AtomicU64,
     links_dropped: AtomicU64,
     drain_timeouts: AtomicU64,
+    window_waits: AtomicU64,
 }
 
 struct Stats {
+    /// Set once every link is up: the workers start.
+    go: tokio::sync::watch::Sender<bool>,
     c: Counters,
     requests: Histogram,
     values: Histogram,
@@ -236,6 +246,27 @@ struct Stream {
     sent: AtomicU64,
     /// The next sequence number the receiver expects (= values received in order).
     next: AtomicU64,
+    /// Woken at every value received (the sender's window, [`WINDOW`]).
+    received: tokio::sync::Notify,
+}
+
+/// Values a sender may have in flight per stream: the application's flow control, which
+/// notifications do not have (Core Vol 3 Part F §3.4.7.1); a receiver that falls this far
+/// behind holds the sender up instead of overflowing its 512-value queue (which drops the
+/// oldest by design, RELIABILITY.md). A gap is then a loss in the stack, not in the test.
+const WINDOW: u64 = 64;
+
+/// Waits until the stream has fewer than [`WINDOW`] values in flight.
+async fn window(stream: &Stream, stats: &Stats) {
+    loop {
+        let woken = stream.received.notified();
+        let (sent, next) = (stream.sent.load(Ordering::Acquire), stream.next.load(Ordering::Acquire));
+        if sent.saturating_sub(next) < WINDOW {
+            return;
+        }
+        bump(&stats.c.window_waits);
+        woken.await;
+    }
 }
 
 /// One side of a link: its GATT client on the peer's server, its own server's characteristics,
@@ -301,6 +332,7 @@ fn received(stats: &Stats, stream: &Stream, v: &[u8], indication: bool) {
     } else {
         bump(&stats.c.reordered);
     }
+    stream.received.notify_one();
 }
 
 /// Receives the peer's notifications and indications until the link ends or is aborted.
@@ -322,10 +354,34 @@ async fn receive(stats: Arc<Stats>, mut n: Subscription, mut i: Subscription, sn
 
 /// One side's lockstep work: read and write the peer's value, then one notification and one
 /// indication to the peer; until `stop`.
-async fn work(stats: Arc<Stats>, side: Side, stop: Arc<AtomicBool>, check_reads: bool) {
+async fn work(
+    stats: Arc<Stats>,
+    side: Side,
+    stop: Arc<AtomicBool>,
+    check_reads: bool,
+    round: Duration,
+    offset: Duration,
+) {
+    // Traffic starts once every link is up (set up links would slow the setup of the rest).
+    let mut go = stats.go.subscribe();
+    if go.wait_for(|go| *go).await.is_err() {
+        return;
+    }
     let conn = side.client.connection().handle();
     let mut last_written: Option<[u8; VALUE_LEN]> = None;
+    // One round per `round` (none when zero: as fast as the link goes), links spread over it.
+    let mut ticks = (!round.is_zero()).then(|| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, round);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while !stop.load(Ordering::Relaxed) {
+        if let Some(t) = ticks.as_mut() {
+            t.tick().await;
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
         let t = Instant::now();
         match side.client.read(side.peer_rw).await {
             Ok(v) => {
@@ -349,6 +405,8 @@ async fn work(stats: Arc<Stats>, side: Side, stop: Arc<AtomicBool>, check_reads:
         stats.requests.record(t.elapsed());
         bump(&stats.c.writes);
         last_written = Some(w);
+        window(&side.notify_out, &stats).await;
+        window(&side.indicate_out, &stats).await;
         let seq = side.notify_out.sent.load(Ordering::Relaxed);
         if side.served.notify.notify(conn, &value(seq, stats.epoch)) {
             side.notify_out.sent.store(seq + 1, Ordering::Release);
@@ -363,7 +421,13 @@ async fn work(stats: Arc<Stats>, side: Side, stop: Arc<AtomicBool>, check_reads:
 }
 
 /// Connects `central` to `p` and starts both sides' workers and receivers.
-async fn open_session(stats: &Arc<Stats>, central: &Central, p: &Peripheral) -> Result<Session, gattling::Error> {
+async fn open_session(
+    stats: &Arc<Stats>,
+    central: &Central,
+    p: &Peripheral,
+    round: Duration,
+    offset: Duration,
+) -> Result<Session, gattling::Error> {
     p.host.advertise(&AdvertisingOptions::default()).await?;
     let c_conn = central.host.connect(p.host.address(), ConnectOptions::default()).await?;
     let p_conn = p.host.accept().await?;
@@ -395,8 +459,8 @@ async fn open_session(stats: &Arc<Stats>, central: &Central, p: &Peripheral) -> 
     // Only the central writes the peripheral's value, so its reads must return its last write;
     // the central's value is written by all its peripherals.
     let workers = vec![
-        tokio::spawn(work(stats.clone(), c, stop.clone(), true)),
-        tokio::spawn(work(stats.clone(), pside, stop.clone(), false)),
+        tokio::spawn(work(stats.clone(), c, stop.clone(), true, round, offset)),
+        tokio::spawn(work(stats.clone(), pside, stop.clone(), false, round, offset + round / 2)),
     ];
     bump(&stats.c.links_made);
     Ok(Session { stop, workers, receivers, streams, central_conn: c_conn })
@@ -484,14 +548,15 @@ async fn run(o: Options, fds_before: usize) -> Vec<(&'static str, String)> {
     let spec =
         if o.transport == "virtual" { format!("virtual:soak-{}", std::process::id()) } else { o.transport.clone() };
     let stats = Arc::new(Stats {
+        go: tokio::sync::watch::channel(false).0,
         c: Counters::default(),
         requests: Histogram::new(),
         values: Histogram::new(),
         epoch: Instant::now(),
     });
     println!(
-        "soak: {} links ({} centrals), {} s, churn {} links every {} s, warm-up {} s, transport {spec}, fds before {fds_before}",
-        o.links, o.centrals, o.secs, o.churn, o.churn_every, o.warmup
+        "soak: {} links ({} centrals), {} s, a round every {} ms per side, churn {} links every {} s, warm-up {} s, transport {spec}, fds before {fds_before}",
+        o.links, o.centrals, o.secs, o.round_ms, o.churn, o.churn_every, o.warmup
     );
 
     // Hosts.
@@ -508,13 +573,19 @@ async fn run(o: Options, fds_before: usize) -> Vec<(&'static str, String)> {
         let served = serve(&host);
         peripherals.push(Peripheral { host, served });
     }
+    let round = Duration::from_millis(o.round_ms);
+    let offset = |i: usize| round * i as u32 / o.links as u32;
     // Links: peripheral i belongs to central i % centrals.
     let mut sessions: Vec<Option<Session>> = Vec::with_capacity(o.links);
     for (i, p) in peripherals.iter().enumerate() {
-        let s = open_session(&stats, &centrals[i % o.centrals], p).await.expect("link set up");
+        let s = open_session(&stats, &centrals[i % o.centrals], p, round, offset(i)).await.expect("link set up");
         sessions.push(Some(s));
+        if (i + 1) % 100 == 0 {
+            eprintln!("  {} links up after {:.1} s", i + 1, t0.elapsed().as_secs_f64());
+        }
     }
     let setup = t0.elapsed();
+    stats.go.send_replace(true);
     println!("setup: {} hosts, {} links in {:.2} s", o.centrals + o.links, o.links, setup.as_secs_f64());
 
     // Traffic with churn; RSS sampled as it runs.
@@ -547,14 +618,26 @@ async fn run(o: Options, fds_before: usize) -> Vec<(&'static str, String)> {
             churn_at = (churn_at + o.churn) % o.links;
             let closing: Vec<Session> = picked.iter().filter_map(|&i| sessions[i].take()).collect();
             futures_join_all(closing.into_iter().map(|s| close_session(&stats, s))).await;
-            for &i in &picked {
-                match open_session(&stats, &centrals[i % o.centrals], &peripherals[i]).await {
-                    Ok(s) => sessions[i] = Some(s),
-                    Err(e) => {
-                        eprintln!("re-connect of link {i} failed: {e}");
-                        bump(&stats.c.errors);
+            // Each central makes its links again one after the other; the centrals in parallel.
+            let reopened = std::sync::Mutex::new(Vec::new());
+            futures_join_all((0..o.centrals).map(|c| {
+                let (picked, stats, centrals, peripherals, reopened) =
+                    (&picked, &stats, &centrals, &peripherals, &reopened);
+                async move {
+                    for &i in picked.iter().filter(|&&i| i % o.centrals == c) {
+                        match open_session(stats, &centrals[c], &peripherals[i], round, offset(i)).await {
+                            Ok(s) => reopened.lock().unwrap_or_else(|p| p.into_inner()).push((i, s)),
+                            Err(e) => {
+                                eprintln!("re-connect of link {i} failed: {e}");
+                                bump(&stats.c.errors);
+                            }
+                        }
                     }
                 }
+            }))
+            .await;
+            for (i, s) in reopened.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                sessions[i] = Some(s);
             }
             churn_times.push(t.elapsed());
             next_churn += Duration::from_secs(o.churn_every);
@@ -596,12 +679,13 @@ async fn run(o: Options, fds_before: usize) -> Vec<(&'static str, String)> {
         get(&c.indicate_recv)
     );
     println!(
-        "lost: {}, reordered: {}, bad values: {}, errors: {}, drain timeouts: {}",
+        "lost: {}, reordered: {}, bad values: {}, errors: {}, drain timeouts: {}, sender window waits: {}",
         get(&c.lost),
         get(&c.reordered),
         get(&c.bad_values),
         get(&c.errors),
-        get(&c.drain_timeouts)
+        get(&c.drain_timeouts),
+        get(&c.window_waits)
     );
     println!(
         "links made / dropped:       {} / {} (churn rounds: {}, longest {:.2} s)",
@@ -620,7 +704,11 @@ async fn run(o: Options, fds_before: usize) -> Vec<(&'static str, String)> {
         ("centrals", o.centrals.to_string()),
         ("secs", format!("{:.1}", elapsed.as_secs_f64())),
         ("transport", format!("\"{spec}\"")),
+        ("round_ms", o.round_ms.to_string()),
         ("setup_s", format!("{:.2}", setup.as_secs_f64())),
+        ("churn_rounds", churn_times.len().to_string()),
+        ("churn_longest_s", format!("{:.2}", churn_max.as_secs_f64())),
+        ("window_waits", get(&c.window_waits).to_string()),
         ("ops", ops.to_string()),
         ("reads", get(&c.reads).to_string()),
         ("writes", get(&c.writes).to_string()),
