@@ -882,8 +882,6 @@ impl Host {
             }
             other => events.push_back(HostEvent::Dropped(Dropped::UnknownChannel { handle, cid: other })),
         }
-        // A fragmented PDU's buffer is given back once used: idle links hold none.
-        link.rx.release();
     }
 
     fn apply(&mut self, replies: Replies) {

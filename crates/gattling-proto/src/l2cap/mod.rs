@@ -87,8 +87,9 @@ enum State {
 /// Reassembles L2CAP PDUs from ACL fragments for one connection, within a fixed bound.
 ///
 /// A PDU that arrives in one ACL packet is returned as a slice of that packet (no copy); a
-/// fragmented one is collected in a buffer sized to that PDU when its start arrives, and freed
-/// by [`Reassembler::release`] once the PDU has been used: an idle link holds no buffer.
+/// fragmented one is collected in a buffer grown to that PDU when its start arrives. The buffer
+/// is kept while fragmented PDUs follow one another (no allocation per PDU) and freed at the
+/// next PDU that arrives whole: a link back to small PDUs holds no buffer.
 #[derive(Debug)]
 pub struct Reassembler {
     buf: Vec<u8>,
@@ -103,16 +104,8 @@ impl Reassembler {
         Self { buf: Vec::new(), max_pdu, state: State::Idle }
     }
 
-    /// Frees the buffer of a fragmented PDU already handed out by [`Reassembler::push`] (call
-    /// once the frame is used); a PDU in progress keeps its buffer (Core Vol 3 Part A §7.2).
-    pub fn release(&mut self) {
-        if self.state == State::Delivered {
-            self.buf = Vec::new();
-            self.state = State::Idle;
-        }
-    }
-
-    /// Bytes of buffer held for fragmented PDUs (0 while idle after [`Reassembler::release`]).
+    /// Bytes of buffer held for fragmented PDUs: 0 until one arrives and again after the next
+    /// PDU that arrives whole (Core Vol 3 Part A §7.2).
     pub fn capacity(&self) -> usize {
         self.buf.capacity()
     }
@@ -177,7 +170,13 @@ impl Reassembler {
             return Err(ReassemblyError::TooLong { len: need, max: self.max_pdu });
         }
         match data.len() {
-            n if n == need => Ok(BFrame::decode(data).ok()),
+            n if n == need => {
+                // Back to whole PDUs: give the fragments' buffer back.
+                if self.buf.capacity() != 0 {
+                    self.buf = Vec::new();
+                }
+                Ok(BFrame::decode(data).ok())
+            }
             n if n > need => Err(ReassemblyError::Overrun { need }),
             _ => {
                 // Grown to this PDU only (at most `max_pdu`), on demand.
@@ -328,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn buffer_grows_to_the_pdu_and_is_released_after_use() {
+    fn buffer_grows_to_the_pdu_and_is_released_at_the_next_whole_pdu() {
         let mut r = Reassembler::new(512);
         assert_eq!(r.capacity(), 0, "nothing held before a fragmented PDU");
         let payload = alloc::vec![5u8; 300];
@@ -341,15 +340,18 @@ mod tests {
             }
             assert!(r.capacity() <= 304, "grown to this PDU only: {}", r.capacity());
         }
-        assert_eq!(got, Some(payload));
-        assert_eq!(r.capacity(), 304, "the delivered PDU is still held until released");
-        r.release();
-        assert_eq!(r.capacity(), 0, "released");
-        // A PDU in progress keeps its buffer.
-        let acl = AclPacket::decode(&f[0][1..]).unwrap();
-        assert_eq!(r.push(acl.header.boundary, acl.data), Ok(None));
-        r.release();
-        assert!(r.in_progress() && r.capacity() == 304);
+        assert_eq!(got, Some(payload.clone()));
+        // The next fragmented PDU reuses the buffer.
+        for p in &f {
+            let acl = AclPacket::decode(&p[1..]).unwrap();
+            r.push(acl.header.boundary, acl.data).unwrap();
+            assert_eq!(r.capacity(), 304, "kept while fragmented PDUs follow one another");
+        }
+        // A PDU that arrives whole gives it back.
+        let g = frags(&[1, 2, 3], 27);
+        let acl = AclPacket::decode(&g[0][1..]).unwrap();
+        assert_eq!(r.push(acl.header.boundary, acl.data).unwrap().unwrap().payload, &[1, 2, 3]);
+        assert_eq!(r.capacity(), 0, "released at the next whole PDU");
     }
 
     #[test]
