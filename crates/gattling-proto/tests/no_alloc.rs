@@ -1,6 +1,7 @@
 //! Proves the receive path from H4 ACL bytes to a decoded ATT PDU does not touch the heap for
 //! PDUs within the MTU, once a connection is up: the H4 framer's buffer is allocated when the
-//! host is created and the L2CAP reassembly buffer when the connection completes.
+//! host is created and the L2CAP reassembly buffer at the first fragmented PDU (warm-up), kept
+//! while fragmented PDUs follow one another.
 //!
 //! A counting global allocator counts allocations made on the measuring thread only, while a
 //! thread-local flag is set, so the test harness's own threads cannot disturb the count. The

@@ -9,7 +9,7 @@ use gattling_proto::hci::{status, ConnHandle, Reason};
 use gattling_proto::host::{ConnectionInfo, Role};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 
 /// An LE PHY in use on a link (Core Vol 4 Part E §7.7.65.12).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -62,7 +62,7 @@ impl std::ops::BitOr for PhySet {
 pub struct Connection {
     host: Host,
     info: ConnectionInfo,
-    raw_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    raw: Arc<crate::driver::RawQueue>,
     end_rx: watch::Receiver<Option<LinkEnd>>,
     events: broadcast::Sender<LinkEvent>,
 }
@@ -84,7 +84,7 @@ impl Connection {
         let conn = Connection {
             host: host.clone(),
             info,
-            raw_rx: link.raw_rx.clone(),
+            raw: link.raw.clone(),
             end_rx: link.end_tx.subscribe(),
             events: link.events.clone(),
         };
@@ -156,7 +156,30 @@ impl Connection {
     /// Receives the next ATT PDU from the peer; fails once the link has ended and no PDU is left.
     /// Up to 256 unread PDUs are kept; later ones are dropped until the application reads.
     pub async fn recv_att(&self) -> Result<Vec<u8>, Error> {
-        let mut rx = self.raw_rx.lock().await;
+        let queue = match self.raw.0.get() {
+            Some(q) => q,
+            None => {
+                // First use: make the link's queue (the driver may make it first, for a PDU).
+                {
+                    let mut inner = self.host.lock();
+                    if let Some(link) = inner.links.0.get_mut(&self.info.handle) {
+                        if Arc::ptr_eq(&link.raw, &self.raw) {
+                            link.raw_sender();
+                        }
+                    }
+                }
+                match self.raw.0.get() {
+                    Some(q) => q,
+                    // The link is gone (its handle may already name another link).
+                    None => {
+                        return Err(self
+                            .end_error()
+                            .unwrap_or_else(|| Error::TransportClosed(self.host.closed_reason())))
+                    }
+                }
+            }
+        };
+        let mut rx = queue.lock().await;
         let mut end = self.end_rx.clone();
         tokio::select! {
             biased;

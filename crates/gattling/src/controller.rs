@@ -190,6 +190,7 @@ impl VirtualRadio {
             })
         };
         self.with_radio(|r| r.detach(controller));
+        self.wake_timer_if_empty();
         if let Some(w) = waker {
             w.wake();
         }
@@ -221,6 +222,14 @@ impl VirtualRadio {
             st.ports.remove(&id);
         }
         self.with_radio(|r| r.detach(id));
+        self.wake_timer_if_empty();
+    }
+
+    /// Lets the timer task see that the last controller is gone, so it ends.
+    fn wake_timer_if_empty(&self) {
+        if self.lock().radio.controllers() == 0 {
+            self.timers_changed.notify_one();
+        }
     }
 }
 

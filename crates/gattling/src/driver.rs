@@ -38,16 +38,17 @@ pub(crate) struct Link {
     /// Raw ATT PDUs for [`crate::Connection::recv_att`]: server-role PDUs when no GATT server is
     /// installed, client-role PDUs when no GATT client is attached. Bounded ([`RAW_QUEUE`]): a
     /// peer flooding a link nobody reads cannot grow it without bound.
-    pub(crate) raw_tx: mpsc::Sender<Vec<u8>>,
-    pub(crate) raw_rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    /// The queue is made on first use ([`Link::raw_sender`]): most links never need one.
+    pub(crate) raw_tx: Option<mpsc::Sender<Vec<u8>>>,
+    /// The receiving end, shared with every [`crate::Connection`] on this link.
+    pub(crate) raw: Arc<RawQueue>,
     /// The GATT client attached to this link, if any.
     pub(crate) client: Option<Arc<ClientLink>>,
     pub(crate) end_tx: watch::Sender<Option<LinkEnd>>,
     pub(crate) events: broadcast::Sender<LinkEvent>,
-    /// The link's application task: callbacks run there, in order, outside the lock.
-    pub(crate) app: mpsc::UnboundedSender<AppJob>,
-    /// Jobs sent to the application task and not yet taken by it (bounded by [`APP_QUEUE`]).
-    pub(crate) app_queued: Arc<AtomicUsize>,
+    /// The link's application task: callbacks run there, in order, outside the lock. Started
+    /// with the link's first callback: links without callbacks cost no task and no channel.
+    pub(crate) app: AppTask,
     /// Maximum (TX, RX) payload octets, from LE Data Length Change.
     pub(crate) data_length: (u16, u16),
     /// (TX, RX) PHY codes, from LE PHY Update Complete.
@@ -65,9 +66,52 @@ pub(crate) const RAW_QUEUE: usize = 256;
 /// Parked requests are never dropped: their answers are due (one per bearer at a time).
 pub(crate) const APP_QUEUE: usize = 1024;
 
+/// The receiving end of a link's raw ATT queue, set when the queue is made.
+#[derive(Default)]
+pub(crate) struct RawQueue(pub(crate) std::sync::OnceLock<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>);
+
+/// A link's application task, started on first use.
+pub(crate) enum AppTask {
+    /// No callback yet: what the task needs to start.
+    Idle(Weak<Shared>),
+    /// Running: its queue, and the jobs sent to it and not yet taken (bounded by [`APP_QUEUE`]).
+    Running(mpsc::UnboundedSender<AppJob>, Arc<AtomicUsize>),
+}
+
+impl Link {
+    /// The raw ATT queue's sending end, making the queue on first use.
+    pub(crate) fn raw_sender(&mut self) -> &mpsc::Sender<Vec<u8>> {
+        let raw = &self.raw;
+        self.raw_tx.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(RAW_QUEUE);
+            let _ = raw.0.set(tokio::sync::Mutex::new(rx));
+            tx
+        })
+    }
+
+    /// Sends a job to the link's application task, starting it on first use; false when the
+    /// task is [`APP_QUEUE`] callbacks behind and the job is not a parked request.
+    fn send_job(&mut self, job: AppJob) -> bool {
+        if let AppTask::Idle(shared) = &self.app {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicUsize::new(0));
+            tokio::spawn(crate::gatt::app_loop(shared.clone(), self.info.handle, rx, queued.clone()));
+            self.app = AppTask::Running(tx, queued);
+        }
+        let AppTask::Running(tx, queued) = &self.app else { return false };
+        let parked = matches!(job, AppJob::Deferred(_));
+        if !parked && queued.load(Ordering::Relaxed) >= APP_QUEUE {
+            return false;
+        }
+        queued.fetch_add(1, Ordering::Relaxed);
+        let _ = tx.send(job);
+        true
+    }
+}
+
 /// Queues a raw ATT PDU for the application, dropping it when the queue is full.
-fn queue_raw(link: &Link, handle: ConnHandle, pdu: &[u8]) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = link.raw_tx.try_send(pdu.to_vec()) {
+fn queue_raw(link: &mut Link, handle: ConnHandle, pdu: &[u8]) {
+    if let Err(mpsc::error::TrySendError::Full(_)) = link.raw_sender().try_send(pdu.to_vec()) {
         tracing::debug!(handle, "raw ATT queue full ({RAW_QUEUE} PDUs unread); PDU dropped");
     }
 }
@@ -75,6 +119,17 @@ fn queue_raw(link: &Link, handle: ConnHandle, pdu: &[u8]) {
 /// The links by handle; also how the GATT server finds bearers.
 #[derive(Default)]
 pub(crate) struct Links(pub(crate) HandleMap<Link>);
+
+impl Links {
+    /// Gives back the map's room once most links are gone (a quarter or less of it in use),
+    /// keeping twice what is left, so churn does not reallocate on every link.
+    fn shrink(&mut self) {
+        let (len, cap) = (self.0.len(), self.0.capacity());
+        if cap > 8 && len * 4 <= cap {
+            self.0.shrink_to(len * 2);
+        }
+    }
+}
 
 impl Bearers for Links {
     fn bearer(&mut self, conn: ConnId) -> Option<&mut Bearer> {
@@ -262,14 +317,10 @@ impl Inner {
             return;
         }
         for (handle, job) in self.jobs.drain(..) {
-            if let Some(link) = self.links.0.get(&handle) {
-                let parked = matches!(job, AppJob::Deferred(_));
-                if !parked && link.app_queued.load(Ordering::Relaxed) >= APP_QUEUE {
+            if let Some(link) = self.links.0.get_mut(&handle) {
+                if !link.send_job(job) {
                     tracing::debug!(handle, "application task {APP_QUEUE} callbacks behind; callback dropped");
-                    continue;
                 }
-                link.app_queued.fetch_add(1, Ordering::Relaxed);
-                let _ = link.app.send(job);
             }
         }
     }
@@ -683,6 +734,7 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                     link.security.fail(&Error::Disconnected { reason });
                     let _ = link.end_tx.send_replace(Some(LinkEnd::Disconnected(reason)));
                 }
+                inner.links.shrink();
                 let _ = shared.notifications.send(Notification::Disconnected { handle, reason });
             }
             HostEvent::Advertisement(report) => {
@@ -753,23 +805,18 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
     }
 }
 
-/// A new link's state, with its application task.
+/// A new link's state; its raw ATT queue and application task are made on first use.
 fn new_link(shared: &Arc<Shared>, local_mtu: u16, info: ConnectionInfo) -> Link {
-    let (raw_tx, raw_rx) = mpsc::channel(RAW_QUEUE);
     let (end_tx, _) = watch::channel(None);
-    let (app, app_rx) = mpsc::unbounded_channel();
-    let app_queued = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(crate::gatt::app_loop(Arc::downgrade(shared), info.handle, app_rx, app_queued.clone()));
     Link {
         info,
         bearer: Bearer::new(local_mtu),
-        raw_tx,
-        raw_rx: Arc::new(tokio::sync::Mutex::new(raw_rx)),
+        raw_tx: None,
+        raw: Arc::default(),
         client: None,
         end_tx,
         events: broadcast::channel(16).0,
-        app,
-        app_queued,
+        app: AppTask::Idle(Arc::downgrade(shared)),
         // The defaults until the controller reports a change (Core Vol 6 Part B §4.5.10, §5.1.10).
         data_length: (27, 27),
         phy: (1, 1),

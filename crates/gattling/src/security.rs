@@ -358,7 +358,8 @@ impl SecurityState {
 
 /// One link's Security Manager and who waits on it.
 pub(crate) struct LinkSecurityManager {
-    smp: Option<Smp>,
+    /// Boxed: a link that never pairs pays a pointer, not the machine's few hundred bytes.
+    smp: Option<Box<Smp>>,
     waiters: Vec<PairWaiter>,
     /// The bond in use on this link (set when a bonded key encrypts it or pairing bonds).
     bonded: Option<IdentityAddress>,
@@ -375,14 +376,14 @@ impl LinkSecurityManager {
                 Role::Peripheral => LinkRole::Peripheral,
             };
             let addresses = LinkAddresses { local: smp_address(local), peer: smp_address(peer) };
-            Smp::new(role, s.config.clone(), addresses, s.identity.clone())
+            Box::new(Smp::new(role, s.config.clone(), addresses, s.identity.clone()))
         });
         LinkSecurityManager { smp, waiters: Vec::new(), bonded: None, bond_key: None }
     }
 
     /// Takes new options ([`crate::Host::set_security`]) unless a pairing is in progress.
     pub(crate) fn reconfigure(&mut self, state: Option<&SecurityState>, role: Role, local: Address, peer: Address) {
-        if self.smp.as_ref().is_some_and(Smp::is_pairing) {
+        if self.smp.as_ref().is_some_and(|s| s.is_pairing()) {
             return;
         }
         self.smp = LinkSecurityManager::new(state, role, local, peer).smp;
@@ -390,12 +391,12 @@ impl LinkSecurityManager {
 
     /// The link's Security Manager, if the host runs one.
     pub(crate) fn smp_mut(&mut self) -> Option<&mut Smp> {
-        self.smp.as_mut()
+        self.smp.as_deref_mut()
     }
 
     /// When the Security Manager's timer fires next.
     pub(crate) fn poll_timeout(&self) -> Option<u64> {
-        self.smp.as_ref().and_then(Smp::poll_timeout)
+        self.smp.as_ref().and_then(|s| s.poll_timeout())
     }
 
     /// Fails every waiter with `e` (the link went away).
@@ -576,7 +577,7 @@ pub(crate) fn on_encryption_changed(
     if let Some(smp) = link.security.smp.as_mut() {
         smp.encryption_changed(ok, key_size, now);
     }
-    let pairing = link.security.smp.as_ref().is_some_and(Smp::is_pairing);
+    let pairing = link.security.smp.as_ref().is_some_and(|s| s.is_pairing());
     if let Some((authenticated, sc, size)) = link.security.bond_key.take() {
         if ok {
             let _ = inner.core.set_key_properties(handle, authenticated, sc, Some(size.min(key_size)));

@@ -218,3 +218,26 @@ async fn a_connection_attempt_can_be_cancelled_explicitly() {
     // Nothing left pending: cancelling again is refused by the controller.
     assert!(host.cancel_connect().await.is_err());
 }
+
+/// The radio's timer task ends once the last controller on the radio is gone, even for a named
+/// radio that stays registered (the soak run counts tasks alive after shutdown).
+#[tokio::test]
+async fn the_radio_timer_task_ends_with_the_last_controller() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let radio = VirtualRadio::named("timer-task-ends");
+    let ctrl = radio.attach(ControllerConfig::default());
+    assert_eq!(metrics.num_alive_tasks(), before + 1, "the timer task runs");
+    // Let it park with nothing to time.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    drop(ctrl);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while metrics.num_alive_tasks() > before {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} tasks still alive, {before} before", metrics.num_alive_tasks()));
+}

@@ -87,7 +87,9 @@ enum State {
 /// Reassembles L2CAP PDUs from ACL fragments for one connection, within a fixed bound.
 ///
 /// A PDU that arrives in one ACL packet is returned as a slice of that packet (no copy); a
-/// fragmented one is collected in a buffer allocated once, at construction, to the maximum.
+/// fragmented one is collected in a buffer grown to that PDU when its start arrives. The buffer
+/// is kept while fragmented PDUs follow one another (no allocation per PDU) and freed at the
+/// next PDU that arrives whole: a link back to small PDUs holds no buffer.
 #[derive(Debug)]
 pub struct Reassembler {
     buf: Vec<u8>,
@@ -99,7 +101,13 @@ impl Reassembler {
     /// A reassembler accepting PDUs whose payload is at most `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
         let max_pdu = max_payload + HEADER_LEN;
-        Self { buf: Vec::with_capacity(max_pdu), max_pdu, state: State::Idle }
+        Self { buf: Vec::new(), max_pdu, state: State::Idle }
+    }
+
+    /// Bytes of buffer held for fragmented PDUs: 0 until one arrives and again after the next
+    /// PDU that arrives whole (Core Vol 3 Part A §7.2).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Takes one ACL fragment; returns a complete frame when this fragment finishes one.
@@ -162,9 +170,17 @@ impl Reassembler {
             return Err(ReassemblyError::TooLong { len: need, max: self.max_pdu });
         }
         match data.len() {
-            n if n == need => Ok(BFrame::decode(data).ok()),
+            n if n == need => {
+                // Back to whole PDUs: give the fragments' buffer back.
+                if self.buf.capacity() != 0 {
+                    self.buf = Vec::new();
+                }
+                Ok(BFrame::decode(data).ok())
+            }
             n if n > need => Err(ReassemblyError::Overrun { need }),
             _ => {
+                // Grown to this PDU only (at most `max_pdu`), on demand.
+                self.buf.reserve_exact(need.saturating_sub(self.buf.capacity()));
                 self.buf.extend_from_slice(data);
                 self.state = State::Collecting(need);
                 Ok(None)
@@ -308,6 +324,34 @@ mod tests {
             Err(ReassemblyError::Interrupted { have: 5, need: 7 })
         );
         assert_eq!(r.push(PacketBoundary::Continuing, &[1, 2]), Err(ReassemblyError::Overrun { need: 5 }));
+    }
+
+    #[test]
+    fn buffer_grows_to_the_pdu_and_is_released_at_the_next_whole_pdu() {
+        let mut r = Reassembler::new(512);
+        assert_eq!(r.capacity(), 0, "nothing held before a fragmented PDU");
+        let payload = alloc::vec![5u8; 300];
+        let f = frags(&payload, 27);
+        let mut got = None;
+        for p in &f {
+            let acl = AclPacket::decode(&p[1..]).unwrap();
+            if let Some(frame) = r.push(acl.header.boundary, acl.data).unwrap() {
+                got = Some(frame.payload.to_vec());
+            }
+            assert!(r.capacity() <= 304, "grown to this PDU only: {}", r.capacity());
+        }
+        assert_eq!(got, Some(payload.clone()));
+        // The next fragmented PDU reuses the buffer.
+        for p in &f {
+            let acl = AclPacket::decode(&p[1..]).unwrap();
+            r.push(acl.header.boundary, acl.data).unwrap();
+            assert_eq!(r.capacity(), 304, "kept while fragmented PDUs follow one another");
+        }
+        // A PDU that arrives whole gives it back.
+        let g = frags(&[1, 2, 3], 27);
+        let acl = AclPacket::decode(&g[0][1..]).unwrap();
+        assert_eq!(r.push(acl.header.boundary, acl.data).unwrap().unwrap().payload, &[1, 2, 3]);
+        assert_eq!(r.capacity(), 0, "released at the next whole PDU");
     }
 
     #[test]
