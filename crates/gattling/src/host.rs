@@ -689,7 +689,7 @@ impl Host {
             crate::security::load_resolving_list(inner, self.has_resolving_list());
             let local = inner.local_address;
             for link in inner.links.0.values_mut() {
-                link.security.reconfigure(inner.security.as_ref(), link.info.role, local, link.info.peer);
+                link.security.reconfigure(inner.security.as_ref(), link.info.role, local, link.info.peer_on_air);
             }
         }
         self.kick();

@@ -390,7 +390,8 @@ pub(crate) struct LinkSecurityManager {
 }
 
 impl LinkSecurityManager {
-    /// A link's manager; `None` inside when the host runs no Security Manager.
+    /// A link's manager; `None` inside when the host runs no Security Manager. `peer` is the
+    /// address the peer used on air, as pairing takes it (Core Vol 3 Part H §2.2).
     pub(crate) fn new(state: Option<&SecurityState>, role: Role, local: Address, peer: Address) -> Self {
         let smp = state.map(|s| {
             let role = match role {

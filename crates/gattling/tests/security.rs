@@ -498,6 +498,12 @@ async fn the_controller_resolves_a_bonded_private_peripheral_to_its_identity() {
     assert!(cc.security().encrypted);
     let again = cc.bond().expect("the bond");
     assert_eq!(again.ltk, bond.ltk, "no new pairing: the same key");
+    // Pairing again on this link takes the addresses used on air (the peripheral's private
+    // address, not the identity the controller reported) into f6 (Core Vol 3 Part H §2.2.8).
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired again over the resolved link");
+    secured(&mut notes).await;
+    assert_ne!(cc.bond().expect("bond").ltk, bond.ltk, "a new key");
 }
 
 /// A full bond store refuses the new bond with a clear error; the link stays encrypted.
