@@ -97,8 +97,9 @@ pub(crate) struct Ctrl {
 /// (Core Vol 4 Part E §7.8.38).
 pub(crate) type ResolvingEntry = (u8, BdAddr, [u8; 16], [u8; 16]);
 
-/// The resolving list and its settings (Core Vol 6 Part B §4.7). Stored and validated only:
-/// this controller does not generate or resolve private addresses with it.
+/// The resolving list and its settings (Core Vol 6 Part B §4.7). With address resolution
+/// enabled, peers' resolvable private addresses are resolved with it; local private addresses
+/// are not generated from it (own address types 0x02/0x03 use the public or random address).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Privacy {
     pub resolving_list: Vec<ResolvingEntry>,
@@ -421,6 +422,20 @@ impl Radio {
         }
     }
 
+    /// The identity behind a peer's on-air address: with address resolution enabled on `id`,
+    /// the resolving list entry whose peer IRK resolves `addr` gives its identity address and
+    /// type 0x02/0x03 (Core Vol 6 Part B §4.7, Vol 4 Part E §7.7.65.2).
+    pub(crate) fn resolve_peer(&self, id: ControllerId, addr: BdAddr, addr_type: u8) -> Option<(BdAddr, u8)> {
+        let p = &self.ctrls.get(&id)?.privacy;
+        if !p.address_resolution || addr_type != 1 {
+            return None;
+        }
+        p.resolving_list
+            .iter()
+            .find(|e| gattling_proto::gap::privacy::resolve_rpa(&e.2, addr))
+            .map(|e| (e.1, e.0.saturating_add(2)))
+    }
+
     /// Starts scan ticks for a scanner that was just enabled.
     pub(crate) fn start_scanning(&mut self, id: ControllerId) {
         if let Some(c) = self.ctrls.get_mut(&id) {
@@ -458,6 +473,7 @@ impl Radio {
                 _ => 3,
             };
             let adv_data: &[u8] = if directed { &[] } else { &data };
+            let (addr, addr_type) = self.resolve_peer(id, addr, addr_type).unwrap_or((addr, addr_type));
             self.report(id, addr, addr_type, event_type, adv_data);
             if active && matches!(params.adv_type, 0x00 | 0x02) {
                 self.report(id, addr, addr_type, 4, &scan_response);
@@ -501,7 +517,12 @@ impl Radio {
                 let (addr, t) = self.own_address(id, c.adv.params.own_address_type)?;
                 let directed_ok =
                     !matches!(c.adv.params.adv_type, 0x01 | 0x04) || c.adv.params.peer_address == init_addr;
-                (addr == cc.peer_address && t == cc.peer_address_type & 1 && directed_ok).then_some((id, addr, t))
+                // Identity types 0x02/0x03 also match an advertiser whose private address the
+                // initiator's resolving list resolves to that identity (Core Vol 4 Part E §7.8.12).
+                let on_air = addr == cc.peer_address && t == cc.peer_address_type & 1;
+                let resolved = cc.peer_address_type >= 2
+                    && self.resolve_peer(init, addr, t) == Some((cc.peer_address, cc.peer_address_type));
+                ((on_air || resolved) && directed_ok).then_some((id, addr, t))
             });
             if let Some((adv, adv_addr, adv_type)) = target {
                 self.connect(init, cc, (init_addr, init_type), adv, (adv_addr, adv_type));
@@ -543,14 +564,21 @@ impl Radio {
         if let Some(c) = self.ctrls.get_mut(&adv) {
             c.adv.enabled = false;
         }
+        // Each side reports the other's identity when its resolving list resolves the address,
+        // with the private address itself as Peer_Resolvable_Private_Address (§7.7.65.10).
+        let seen = |radio: &Self, by: ControllerId, (addr, t): (BdAddr, u8)| match radio.resolve_peer(by, addr, t) {
+            Some((identity, it)) => (identity, it, addr),
+            None => (addr, t, BdAddr::default()),
+        };
+        let (adv_seen, init_seen) = (seen(self, init, adv_addr), seen(self, adv, init_addr));
         let base = ConnectionComplete {
             status: 0,
             handle: ch,
             role: gattling_proto::host::ROLE_CENTRAL,
-            peer_address_type: adv_addr.1,
-            peer_address: adv_addr.0,
+            peer_address_type: adv_seen.1,
+            peer_address: adv_seen.0,
             local_rpa: BdAddr::default(),
-            peer_rpa: BdAddr::default(),
+            peer_rpa: adv_seen.2,
             interval: params.0,
             latency: params.1,
             supervision_timeout: params.2,
@@ -561,8 +589,9 @@ impl Radio {
         let peripheral = ConnectionComplete {
             handle: ph,
             role: gattling_proto::host::ROLE_PERIPHERAL,
-            peer_address_type: init_addr.1,
-            peer_address: init_addr.0,
+            peer_address_type: init_seen.1,
+            peer_address: init_seen.0,
+            peer_rpa: init_seen.2,
             ..base
         };
         self.emit_connection_complete(adv, peripheral);
@@ -592,6 +621,9 @@ impl Radio {
         cc.subevent = if c.le_event_mask & (1 << 9) != 0 {
             subevent::ENHANCED_CONNECTION_COMPLETE
         } else {
+            // LE Connection Complete has only types 0x00/0x01 (§7.7.65.1): a resolved peer is
+            // reported by its identity address with the identity's base type.
+            cc.peer_address_type &= 1;
             subevent::CONNECTION_COMPLETE
         };
         self.emit(id, &Event::Le(LeEvent::ConnectionComplete(cc)));

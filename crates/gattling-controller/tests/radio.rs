@@ -1929,6 +1929,105 @@ fn resolving_list_stores_entries_up_to_its_size_and_validates_changes() {
     assert_eq!(b.cmd(i, &remove(8)).status(), status::UNKNOWN_CONNECTION_ID, "cleared");
 }
 
+/// A resolvable private address made from `irk` and `prand` (top bits forced to 0b01,
+/// Core Vol 6 Part B §1.3.2.2): hash in the low three octets, prand in the high three.
+fn rpa(irk: &[u8; 16], prand: [u8; 3]) -> BdAddr {
+    let prand = [prand[0], prand[1], (prand[2] & 0x3F) | 0x40];
+    let hash = gattling_proto::smp::crypto::ah(irk, &prand);
+    BdAddr([hash[0], hash[1], hash[2], prand[0], prand[1], prand[2]])
+}
+
+const PEER_IRK: [u8; 16] = [0x5A; 16];
+const IDENTITY: BdAddr = BdAddr([0x01, 0x02, 0x03, 0x04, 0x05, 0x06]);
+
+/// Puts the peer (PEER_IRK, public identity IDENTITY) in node `i`'s resolving list.
+fn list_peer(b: &mut Bench, i: usize, resolve: bool) {
+    b.ok(
+        i,
+        &Command::LeAddDeviceToResolvingList {
+            peer_identity_address_type: 0,
+            peer_identity_address: IDENTITY,
+            peer_irk: PEER_IRK,
+            local_irk: [0; 16],
+        },
+    );
+    b.ok(i, &Command::LeSetAddressResolutionEnable(resolve));
+}
+
+#[test]
+fn advertising_reports_give_the_identity_of_a_resolved_rpa_only_with_resolution_enabled() {
+    let (mut b, s, a) = pair();
+    let private = rpa(&PEER_IRK, [1, 2, 3]);
+    b.ok(a, &Command::LeSetRandomAddress(private));
+    b.advertise(a, gattling_proto::hci::command::AdvParams { own_address_type: 1, ..adv(0) }, &[2, 1, 6], &[]);
+    // Listed but resolution off: the address as it is on air.
+    list_peer(&mut b, s, false);
+    let m = b.mark(s);
+    b.scan(s, false, false);
+    b.run_for(200_000);
+    let seen: Vec<_> = b.node(s).reports_since(m).into_iter().map(|r| (r.1, r.2)).collect();
+    assert!(!seen.is_empty() && seen.iter().all(|r| *r == (1, private)), "{seen:?}");
+    b.ok(s, &Command::LeSetScanEnable { enable: false, filter_duplicates: false });
+    // Resolution on: public identity (0x02) and the identity address (Core Vol 4 Part E §7.7.65.2).
+    b.ok(s, &Command::LeSetAddressResolutionEnable(true));
+    let m = b.mark(s);
+    b.scan(s, false, false);
+    b.run_for(200_000);
+    let seen: Vec<_> = b.node(s).reports_since(m).into_iter().map(|r| (r.1, r.2)).collect();
+    assert!(!seen.is_empty() && seen.iter().all(|r| *r == (2, IDENTITY)), "{seen:?}");
+    b.ok(s, &Command::LeSetScanEnable { enable: false, filter_duplicates: false });
+    // An RPA from another IRK is not resolved.
+    b.ok(a, &Command::LeSetAdvertisingEnable(false));
+    let other = rpa(&[0x77; 16], [1, 2, 3]);
+    b.ok(a, &Command::LeSetRandomAddress(other));
+    b.ok(a, &Command::LeSetAdvertisingEnable(true));
+    let m = b.mark(s);
+    b.scan(s, false, false);
+    b.run_for(200_000);
+    let seen: Vec<_> = b.node(s).reports_since(m).into_iter().map(|r| (r.1, r.2)).collect();
+    assert!(!seen.is_empty() && seen.iter().all(|r| *r == (1, other)), "{seen:?}");
+}
+
+#[test]
+fn create_connection_to_a_listed_identity_reaches_its_rpa_and_reports_the_identity() {
+    let (mut b, c, p) = pair();
+    b.le_mask(c, LE_MASK_BENCH | LE_MASK_ENHANCED_CONN);
+    let private = rpa(&PEER_IRK, [9, 8, 7]);
+    b.ok(p, &Command::LeSetRandomAddress(private));
+    b.advertise(p, gattling_proto::hci::command::AdvParams { own_address_type: 1, ..adv(0) }, &[], &[]);
+    // Without the list, a public identity type does not find the advertiser.
+    let mc = b.mark(c);
+    b.ok(c, &create_connection(IDENTITY, 2, 0, ConnParams::default()));
+    assert!(b.node(c).conn_completes_since(mc).is_empty());
+    b.ok(c, &Command::LeCreateConnectionCancel);
+    list_peer(&mut b, c, true);
+    let (mc, mp) = (b.mark(c), b.mark(p));
+    b.ok(c, &create_connection(IDENTITY, 2, 0, ConnParams::default()));
+    let cc = b.node(c).conn_completes_since(mc);
+    let pc = b.node(p).conn_completes_since(mp);
+    assert_eq!(cc.len(), 1, "{cc:?}");
+    assert_eq!(cc[0].subevent, subevent::ENHANCED_CONNECTION_COMPLETE);
+    assert_eq!((cc[0].status, cc[0].peer_address_type, cc[0].peer_address), (0, 2, IDENTITY));
+    assert_eq!(cc[0].peer_rpa, private, "the RPA it resolved (§7.7.65.10)");
+    // The peripheral has no list: the central's public address as it is.
+    assert_eq!((pc[0].peer_address_type, pc[0].peer_address, pc[0].peer_rpa), (0, b.addr(c), BdAddr::default()));
+}
+
+#[test]
+fn legacy_connection_complete_gives_a_resolved_peer_with_its_base_type() {
+    let (mut b, c, p) = pair();
+    let private = rpa(&PEER_IRK, [4, 5, 6]);
+    b.ok(p, &Command::LeSetRandomAddress(private));
+    b.advertise(p, gattling_proto::hci::command::AdvParams { own_address_type: 1, ..adv(0) }, &[], &[]);
+    list_peer(&mut b, c, true);
+    let mc = b.mark(c);
+    // Connecting to the RPA itself also works; the identity is reported (§7.7.65.1: 0x00/0x01).
+    b.ok(c, &create_connection(private, 1, 0, ConnParams::default()));
+    let cc = b.node(c).conn_completes_since(mc);
+    assert_eq!(cc[0].subevent, subevent::CONNECTION_COMPLETE);
+    assert_eq!((cc[0].status, cc[0].peer_address_type, cc[0].peer_address), (0, 0, IDENTITY));
+}
+
 #[test]
 fn rpa_timeout_range_is_checked() {
     let mut b = Bench::default();

@@ -683,7 +683,7 @@ fn dispatch_events(shared: &Arc<Shared>, inner: &mut Inner) {
                     inner.security.as_ref(),
                     info.role,
                     inner.local_address,
-                    info.peer,
+                    info.peer_on_air,
                 );
                 inner.links.0.insert(info.handle, link);
                 if let Some(g) = inner.gatt.as_mut() {

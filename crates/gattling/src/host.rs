@@ -367,7 +367,9 @@ impl Host {
             if options.security.enabled {
                 inner.security = Some(crate::security::SecurityState::new(options.security, host.address));
             }
+            crate::security::load_resolving_list(&mut inner, host.has_resolving_list());
         }
+        host.kick();
         Ok(host)
     }
 
@@ -474,9 +476,35 @@ impl Host {
             Opcode::LE_SET_DATA_LENGTH => (33, 6),
             Opcode::LE_SET_PHY => (35, 6),
             Opcode::LE_READ_BUFFER_SIZE_V2 => (41, 5),
+            Opcode::LE_ADD_DEVICE_TO_RESOLVING_LIST => (34, 3),
+            Opcode::LE_REMOVE_DEVICE_FROM_RESOLVING_LIST => (34, 4),
+            Opcode::LE_CLEAR_RESOLVING_LIST => (34, 5),
+            Opcode::LE_SET_ADDRESS_RESOLUTION_ENABLE => (35, 1),
             _ => return None,
         };
         Some(self.supported_commands.get(octet).is_some_and(|b| b & (1 << bit) != 0))
+    }
+
+    /// Whether the controller has a resolving list this host can use: it lists LE Add Device To,
+    /// LE Remove Device From and LE Clear Resolving List and LE Set Address Resolution Enable
+    /// (Core Vol 4 Part E §6.27, §7.8.38-§7.8.40, §7.8.44).
+    pub fn has_resolving_list(&self) -> bool {
+        [
+            Opcode::LE_ADD_DEVICE_TO_RESOLVING_LIST,
+            Opcode::LE_REMOVE_DEVICE_FROM_RESOLVING_LIST,
+            Opcode::LE_CLEAR_RESOLVING_LIST,
+            Opcode::LE_SET_ADDRESS_RESOLUTION_ENABLE,
+        ]
+        .into_iter()
+        .all(|op| self.supports(op) == Some(true))
+    }
+
+    /// Whether the controller resolves bonded peers' private addresses now (its resolving list
+    /// is loaded and address resolution enabled, Core Vol 6 Part B §4.7): then scan reports and
+    /// connections show those peers by identity address with type
+    /// [`AddressType::PublicIdentity`] / [`AddressType::RandomIdentity`].
+    pub fn controller_resolves(&self) -> bool {
+        self.lock().security.as_ref().is_some_and(crate::security::SecurityState::controller_resolves)
     }
 
     /// Registers the Long Term Key this host gives, as peripheral, when `peer` starts encryption
@@ -653,14 +681,18 @@ impl Host {
     /// links that are not pairing right now take them at once, a pairing in progress finishes
     /// with the old ones (Core Vol 3 Part H §2.3).
     pub fn set_security(&self, options: crate::security::SecurityOptions) {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        inner.core.set_security_manager(options.enabled);
-        inner.security = options.enabled.then(|| crate::security::SecurityState::new(options, self.address));
-        let local = inner.local_address;
-        for link in inner.links.0.values_mut() {
-            link.security.reconfigure(inner.security.as_ref(), link.info.role, local, link.info.peer);
+        {
+            let mut inner = self.lock();
+            let inner = &mut *inner;
+            inner.core.set_security_manager(options.enabled);
+            inner.security = options.enabled.then(|| crate::security::SecurityState::new(options, self.address));
+            crate::security::load_resolving_list(inner, self.has_resolving_list());
+            let local = inner.local_address;
+            for link in inner.links.0.values_mut() {
+                link.security.reconfigure(inner.security.as_ref(), link.info.role, local, link.info.peer_on_air);
+            }
         }
+        self.kick();
     }
 
     /// With privacy on, takes a new resolvable private address now (pausing advertising around
@@ -745,11 +777,15 @@ impl Host {
         opts: ConnectOptions,
         mut rx: oneshot::Receiver<Result<ConnectionInfo, Error>>,
     ) -> Result<Connection, Error> {
+        // An identity type (a peer the controller resolved) stays 0x02/0x03 when the controller
+        // resolves: it then connects to whichever private address resolves to that identity
+        // (Core Vol 4 Part E §7.8.12); otherwise it is the plain public/random type.
+        let peer_address_type = if self.controller_resolves() { peer.kind.code() } else { peer.kind.peer_code() };
         let create = Command::LeCreateConnection(CreateConnection {
             scan_interval: 0x60,
             scan_window: 0x60,
             filter_policy: 0,
-            peer_address_type: peer.kind.peer_code(),
+            peer_address_type,
             peer_address: peer.addr,
             own_address_type,
             params: opts.params,

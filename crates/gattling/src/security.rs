@@ -64,6 +64,11 @@ pub struct SecurityOptions {
     /// connecting starts after it expired (the controller refuses a new random address while one
     /// of them runs, Core Vol 4 Part E §7.8.4).
     pub rpa_interval: std::time::Duration,
+    /// Resolve bonded peers' private addresses in the controller when it has a resolving list
+    /// (Core Vol 6 Part B §4.7, Vol 4 Part E §7.8.38): the host loads every bond's IRK into it
+    /// and enables address resolution, and the controller then reports those peers by their
+    /// identity address (types 0x02/0x03). Without one, or when false, the host resolves them.
+    pub controller_resolution: bool,
 }
 
 impl std::fmt::Debug for SecurityOptions {
@@ -79,6 +84,7 @@ impl std::fmt::Debug for SecurityOptions {
             .field("allow_debug_key", &self.allow_debug_key)
             .field("privacy", &self.privacy)
             .field("rpa_interval", &self.rpa_interval)
+            .field("controller_resolution", &self.controller_resolution)
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +111,7 @@ impl Default for SecurityOptions {
             bonds: Arc::new(MemoryBondStore::new(DEFAULT_BOND_CAPACITY)),
             privacy: false,
             rpa_interval: std::time::Duration::from_micros(gattling_proto::gap::privacy::DEFAULT_RPA_INTERVAL_US),
+            controller_resolution: true,
         }
     }
 }
@@ -302,6 +309,8 @@ pub(crate) struct SecurityState {
     last_rotation: u64,
     /// The bonded peers' IRKs, to recognise them behind resolvable private addresses.
     resolver: Resolver,
+    /// The controller's resolving list is in use (it has one and the options allow it).
+    controller_list: bool,
     pub(crate) rng: OsRandom,
 }
 
@@ -321,7 +330,16 @@ impl SecurityState {
             let interval = u64::try_from(options.rpa_interval.as_micros()).unwrap_or(u64::MAX);
             gattling_proto::gap::privacy::RpaRotation::new(irk, interval)
         });
-        SecurityState { config: options.smp_config(), options, identity, resolver, rpa, last_rotation: 0, rng }
+        SecurityState {
+            config: options.smp_config(),
+            options,
+            identity,
+            resolver,
+            rpa,
+            last_rotation: 0,
+            controller_list: false,
+            rng,
+        }
     }
 
     /// With privacy on: a new resolvable private address when the current one has expired (or
@@ -329,6 +347,11 @@ impl SecurityState {
     pub(crate) fn next_private_address(&mut self, now: u64) -> Option<gattling_proto::gap::BdAddr> {
         let rpa = self.rpa.as_mut()?;
         rpa.handle_timeout(now, &mut self.rng)
+    }
+
+    /// True when the controller resolves bonded peers' addresses with its resolving list.
+    pub(crate) fn controller_resolves(&self) -> bool {
+        self.controller_list
     }
 
     /// True when we advertise and connect from resolvable private addresses.
@@ -368,7 +391,8 @@ pub(crate) struct LinkSecurityManager {
 }
 
 impl LinkSecurityManager {
-    /// A link's manager; `None` inside when the host runs no Security Manager.
+    /// A link's manager; `None` inside when the host runs no Security Manager. `peer` is the
+    /// address the peer used on air, as pairing takes it (Core Vol 3 Part H §2.2).
     pub(crate) fn new(state: Option<&SecurityState>, role: Role, local: Address, peer: Address) -> Self {
         let smp = state.map(|s| {
             let role = match role {
@@ -432,6 +456,50 @@ fn smp_address(a: Address) -> SmpAddress {
 fn identity_from(a: SmpAddress) -> Option<IdentityAddress> {
     let kind = if a.addr_type == 0 { AddressType::Public } else { AddressType::Random };
     IdentityAddress::from_address(Address { addr: gattling_proto::gap::BdAddr(a.address), kind })
+}
+
+/// Fills the controller's resolving list when `supported` (the controller lists LE Clear / Add
+/// Device To Resolving List and LE Set Address Resolution Enable, Core Vol 4 Part E §6.27) and
+/// the options allow it: clears it, adds every bond with a peer IRK (peer identity, peer IRK, our
+/// IRK, §7.8.38) and enables address resolution (§7.8.44). The commands are the host's own: a
+/// refusal (Command Disallowed while advertising, scanning or initiating with resolution on, or
+/// Memory Capacity Exceeded for more bonds than entries) is logged, and the host still resolves
+/// every bonded peer itself. Otherwise, on a controller that has one, address resolution is
+/// disabled. Returns whether the controller's list is now in use.
+pub(crate) fn load_resolving_list(inner: &mut Inner, supported: bool) -> bool {
+    use gattling_proto::hci::command::Command;
+    let Some(state) = inner.security.as_mut().filter(|s| supported && s.options.controller_resolution) else {
+        if supported {
+            // Not (or no longer) used: the controller reports peers' addresses as they are.
+            inner.core.send_command(&Command::LeSetAddressResolutionEnable(false));
+        }
+        return false;
+    };
+    state.controller_list = true;
+    let local_irk = state.identity.irk;
+    inner.core.send_command(&Command::LeClearResolvingList);
+    for bond in state.options.bonds.list() {
+        if let Some(peer_irk) = bond.peer_irk {
+            inner.core.send_command(&resolving_entry(bond.peer, peer_irk, local_irk));
+        }
+    }
+    inner.core.send_command(&Command::LeSetAddressResolutionEnable(true));
+    true
+}
+
+/// LE Add Device To Resolving List for a bonded peer (Core Vol 4 Part E §7.8.38).
+fn resolving_entry(
+    peer: IdentityAddress,
+    peer_irk: [u8; 16],
+    local_irk: [u8; 16],
+) -> gattling_proto::hci::command::Command {
+    let address = peer.to_address();
+    gattling_proto::hci::command::Command::LeAddDeviceToResolvingList {
+        peer_identity_address_type: address.kind.peer_code(),
+        peer_identity_address: address.addr,
+        peer_irk,
+        local_irk,
+    }
 }
 
 /// Takes a new resolvable private address now: sets it in the controller, pausing advertising
@@ -741,8 +809,20 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
         bond.database_hash = Some(g.server.database_hash());
     }
     if let Some(irk) = r.peer_irk {
-        state.resolver.remove(&identity);
+        let known = state.resolver.remove(&identity);
         state.resolver.add(irk, identity);
+        if state.controller_list {
+            // The new bond's IRK into the controller's list too (replacing an older one); a
+            // refusal while advertising or scanning is logged and the host resolves the peer.
+            if known {
+                let address = identity.to_address();
+                inner.core.send_command(&gattling_proto::hci::command::Command::LeRemoveDeviceFromResolvingList {
+                    peer_identity_address_type: address.kind.peer_code(),
+                    peer_identity_address: address.addr,
+                });
+            }
+            inner.core.send_command(&resolving_entry(identity, irk, state.identity.irk));
+        }
     }
     link.security.bonded = Some(identity);
     let store = state.options.bonds.clone();

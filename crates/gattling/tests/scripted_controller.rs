@@ -326,8 +326,92 @@ async fn a_packet_transport_gets_one_whole_packet_per_write() {
     let checked = PacketCheck { inner: writer, writes: writes.clone() };
     let t = Transport::new(reader, checked, "packets").packet_oriented();
     let host = Host::start(t, HostOptions::default()).await.expect("host");
-    host.command(Command::LeRand).await.expect("one more command");
+    host.command(Command::ReadLocalVersion).await.expect("one more command");
     let writes = writes.lock().unwrap().clone();
     assert_eq!(writes.len(), seen.lock().unwrap().len(), "one write per command: {writes:?}");
     assert!(writes.iter().all(|&(_, whole)| whole), "every write is one whole H4 packet: {writes:?}");
+}
+
+/// A host with `security` on a controller that lists the resolving-list commands or not (Read
+/// Local Supported Commands octet 34 bits 3-5, octet 35 bit 1, Core Vol 4 Part E §6.27); returns
+/// every command the controller got up to a later command the host awaited.
+async fn resolving_list_commands(with_list: bool, security: gattling::SecurityOptions) -> (Host, Vec<Command>) {
+    let script = move |cmd: &Command| match cmd.opcode() {
+        Opcode::READ_LOCAL_SUPPORTED_COMMANDS if with_list => {
+            let mut v = vec![0u8; 65];
+            v[1 + 34] = 0b0011_1000; // LE Add / Remove Device, LE Clear Resolving List
+            v[1 + 35] = 0b0000_0010; // LE Set Address Resolution Enable
+            v[1 + 41] = 0x20;
+            Some(v)
+        }
+        _ => standard(cmd),
+    };
+    let (host_io, ctrl_io) = tokio::io::duplex(4096);
+    let seen = controller(ctrl_io, Box::new(script));
+    let options = HostOptions { security, ..HostOptions::default() };
+    let host = Host::start(Transport::from_stream(host_io, "scripted"), options).await.expect("init");
+    // Commands go out one at a time in order: once this one completes, the host's own commands
+    // queued at start have reached the controller.
+    host.command(Command::ReadLocalVersion).await.expect("a later command");
+    let seen = seen.lock().unwrap().clone();
+    (host, seen)
+}
+
+fn is_resolving_list_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::LeClearResolvingList
+            | Command::LeAddDeviceToResolvingList { .. }
+            | Command::LeRemoveDeviceFromResolvingList { .. }
+            | Command::LeSetAddressResolutionEnable(_)
+    )
+}
+
+/// The bonded peers' IRKs go into the controller's resolving list only when it lists the
+/// commands (Core Vol 6 Part B §4.7): clear, one entry per bond with an IRK, then resolution on.
+#[tokio::test]
+async fn the_resolving_list_is_loaded_only_when_the_controller_supports_it() {
+    use gattling::bonds::{Bond, BondStore};
+    use gattling::proto::gap::privacy::IdentityAddress;
+    use gattling::proto::gap::BdAddr;
+    let with_irk = IdentityAddress::public(BdAddr([1, 1, 1, 1, 1, 1]));
+    let without_irk = IdentityAddress::public(BdAddr([2, 2, 2, 2, 2, 2]));
+    let store = Arc::new(gattling::MemoryBondStore::new(4));
+    let mut bond = Bond::new(with_irk);
+    bond.peer_irk = Some([0xAB; 16]);
+    store.put(bond).unwrap();
+    store.put(Bond::new(without_irk)).unwrap();
+    let security = gattling::SecurityOptions {
+        bonds: store,
+        identity_resolving_key: Some([0xCD; 16]),
+        ..gattling::SecurityOptions::default()
+    };
+
+    let (host, seen) = resolving_list_commands(false, security.clone()).await;
+    assert!(!host.has_resolving_list() && !host.controller_resolves());
+    assert!(!seen.iter().any(is_resolving_list_command), "nothing sent without support: {seen:?}");
+
+    let (host, seen) = resolving_list_commands(true, security.clone()).await;
+    assert!(host.has_resolving_list() && host.controller_resolves());
+    let sent: Vec<_> = seen.into_iter().filter(is_resolving_list_command).collect();
+    assert_eq!(
+        sent,
+        [
+            Command::LeClearResolvingList,
+            Command::LeAddDeviceToResolvingList {
+                peer_identity_address_type: 0,
+                peer_identity_address: with_irk.to_address().addr,
+                peer_irk: [0xAB; 16],
+                local_irk: [0xCD; 16],
+            },
+            Command::LeSetAddressResolutionEnable(true),
+        ]
+    );
+
+    // Supported but turned off in the options: resolution stays off in the controller.
+    let off = gattling::SecurityOptions { controller_resolution: false, ..security };
+    let (host, seen) = resolving_list_commands(true, off).await;
+    assert!(host.has_resolving_list() && !host.controller_resolves());
+    let sent: Vec<_> = seen.into_iter().filter(is_resolving_list_command).collect();
+    assert_eq!(sent, [Command::LeSetAddressResolutionEnable(false)]);
 }

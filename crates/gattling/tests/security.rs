@@ -398,31 +398,36 @@ async fn a_bonded_client_keeps_its_cccds_and_hears_of_database_changes() {
     assert_eq!((second.handle, second.value.as_slice()), (our_char.info().value_handle, &b"1"[..]));
 }
 
+/// The address of the first advertiser named `name` that `host` hears.
+async fn find(host: &Host, name: &str) -> gattling::proto::gap::Address {
+    use gattling::proto::gap::ad::AdvData;
+    let mut scan = host.scan(gattling::ScanOptions::default()).await.expect("scan");
+    let found = within(async {
+        loop {
+            let r = scan.next().await.expect("scan runs");
+            if AdvData::parse_lenient(&r.data).local_name() == Some(name) {
+                return r.address;
+            }
+        }
+    })
+    .await;
+    scan.stop().await.expect("stop scan");
+    found
+}
+
 /// LE privacy (Core Vol 3 Part C §10.7): a host with privacy advertises from a resolvable
 /// private address, a new one each time this one expires; its bonded peer resolves the new
-/// address with the IRK it received and encrypts with the bond, without pairing again.
+/// address on the host with the IRK it received (the controller's resolving list is not used
+/// here) and encrypts with the bond, without pairing again.
 #[tokio::test]
 async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
-    use gattling::proto::gap::ad::{AdvData, AdvDataBuilder};
+    use gattling::proto::gap::ad::AdvDataBuilder;
     use gattling::proto::gap::privacy::RandomAddressKind;
-    use gattling::ScanOptions;
-    async fn find(host: &Host, name: &str) -> gattling::proto::gap::Address {
-        let mut scan = host.scan(ScanOptions::default()).await.expect("scan");
-        let found = within(async {
-            loop {
-                let r = scan.next().await.expect("scan runs");
-                if AdvData::parse_lenient(&r.data).local_name() == Some(name) {
-                    return r.address;
-                }
-            }
-        })
-        .await;
-        scan.stop().await.expect("stop scan");
-        found
-    }
     let private = SecurityOptions { privacy: true, ..SecurityOptions::default() };
+    let host_resolves = SecurityOptions { controller_resolution: false, ..SecurityOptions::default() };
     let p = Host::open_with("virtual:sec-rpa", options(private)).await.expect("peripheral");
-    let c = Host::open_with("virtual:sec-rpa", options(SecurityOptions::default())).await.expect("central");
+    let c = Host::open_with("virtual:sec-rpa", options(host_resolves)).await.expect("central");
+    assert!(c.has_resolving_list() && !c.controller_resolves());
     let data = AdvDataBuilder::new().name("private").build().expect("adv data");
     let adv = AdvertisingOptions { data, ..AdvertisingOptions::default() };
     p.advertise(&adv).await.expect("advertise");
@@ -447,6 +452,58 @@ async fn a_private_peripheral_is_recognised_behind_a_new_address_by_its_bond() {
     let _pc = p.accept().await.expect("accept");
     assert!(cc.bond().is_some(), "the new address resolves to the bond");
     within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+}
+
+/// LE privacy with the controller's resolving list (Core Vol 6 Part B §4.7): once bonded, the
+/// central's controller resolves the private peripheral's new address and reports it by its
+/// identity address (type 0x02, Core Vol 4 Part E §7.7.65.2); connecting to that identity
+/// (LE Create Connection peer type 0x02, §7.8.12) reaches the peripheral, and the bond's key
+/// encrypts the link without pairing again.
+#[tokio::test]
+async fn the_controller_resolves_a_bonded_private_peripheral_to_its_identity() {
+    use gattling::proto::gap::ad::AdvDataBuilder;
+    use gattling::proto::gap::privacy::RandomAddressKind;
+    use gattling::proto::gap::{Address, AddressType};
+    let private = SecurityOptions { privacy: true, ..SecurityOptions::default() };
+    let p = Host::open_with("virtual:sec-rl", options(private)).await.expect("peripheral");
+    let c = Host::open_with("virtual:sec-rl", options(SecurityOptions::default())).await.expect("central");
+    assert!(c.has_resolving_list() && c.controller_resolves(), "the virtual controller has a resolving list");
+    let data = AdvDataBuilder::new().name("private").build().expect("adv data");
+    let adv = AdvertisingOptions { data, ..AdvertisingOptions::default() };
+    p.advertise(&adv).await.expect("advertise");
+    let first = find(&c, "private").await;
+    assert_eq!(first.kind, AddressType::Random, "not bonded yet: reported as it is on air");
+    assert_eq!(RandomAddressKind::of(first.addr), Some(RandomAddressKind::Resolvable), "{first}");
+    let cc = c.connect(first, ConnectOptions::default()).await.expect("connect");
+    let pc = p.accept().await.expect("accept");
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired");
+    secured(&mut notes).await;
+    let bond = cc.bond().expect("bond");
+    assert!(bond.peer_irk.is_some(), "the peripheral distributed its IRK");
+    cc.disconnect(0x13).await.expect("disconnect");
+    let _ = within(pc.closed()).await;
+
+    let renewed = p.renew_private_address().expect("a new address");
+    assert_ne!(renewed, first.addr);
+    p.advertise(&adv).await.expect("advertise again");
+    let second = find(&c, "private").await;
+    let identity = Address { addr: p.address().addr, kind: AddressType::PublicIdentity };
+    assert_eq!(second, identity, "the controller reports the identity behind {renewed}");
+    let cc = c.connect(second, ConnectOptions::default()).await.expect("connect to the identity");
+    let pc = p.accept().await.expect("accept");
+    assert_eq!(cc.peer(), identity);
+    assert_eq!(pc.peer().addr, c.address().addr);
+    within(cc.secure(SecurityLevel::Encrypted)).await.expect("encrypted with the bond");
+    assert!(cc.security().encrypted);
+    let again = cc.bond().expect("the bond");
+    assert_eq!(again.ltk, bond.ltk, "no new pairing: the same key");
+    // Pairing again on this link takes the addresses used on air (the peripheral's private
+    // address, not the identity the controller reported) into f6 (Core Vol 3 Part H §2.2.8).
+    let mut notes = p.notifications();
+    within(cc.pair()).await.expect("paired again over the resolved link");
+    secured(&mut notes).await;
+    assert_ne!(cc.bond().expect("bond").ltk, bond.ltk, "a new key");
 }
 
 /// A full bond store refuses the new bond with a clear error; the link stays encrypted.

@@ -6,7 +6,7 @@
 //! routes the LE fixed channels, answers the LE signaling and SMP channels itself, and hands ATT
 //! PDUs to the caller without copying them.
 
-use crate::gap::{Address, AddressType};
+use crate::gap::{Address, AddressType, BdAddr};
 use crate::hci::command::{Command, ConnParams, Opcode};
 use crate::hci::event::{Event, LeEvent};
 use crate::hci::{status, AclPacket, H4Framer, PacketType};
@@ -38,8 +38,12 @@ pub struct ConnectionInfo {
     pub handle: ConnHandle,
     /// Our role.
     pub role: Role,
-    /// The peer's address.
+    /// The peer's address (its identity address, type 0x02/0x03, when the controller resolved it).
     pub peer: Address,
+    /// The address the peer used on air: its resolvable private address when the controller
+    /// resolved it (Peer_Resolvable_Private_Address, Core Vol 4 Part E §7.7.65.10), else `peer`;
+    /// the address pairing takes into its confirm and check values (Core Vol 3 Part H §2.2).
+    pub peer_on_air: Address,
     /// Connection interval (units of 1.25 ms).
     pub interval: u16,
     /// Peripheral latency.
@@ -780,13 +784,17 @@ impl Host {
                     st.events.push_back(HostEvent::ConnectionFailed { status: c.status });
                     return;
                 }
+                let peer = Address {
+                    addr: c.peer_address,
+                    kind: AddressType::from_code(c.peer_address_type).unwrap_or(AddressType::Random),
+                };
+                let resolved = c.peer_address_type >= 2 && c.peer_rpa != BdAddr::default();
+                let peer_on_air = if resolved { Address { addr: c.peer_rpa, kind: AddressType::Random } } else { peer };
                 let info = ConnectionInfo {
                     handle: c.handle,
                     role: if c.role == ROLE_CENTRAL { Role::Central } else { Role::Peripheral },
-                    peer: Address {
-                        addr: c.peer_address,
-                        kind: AddressType::from_code(c.peer_address_type).unwrap_or(AddressType::Random),
-                    },
+                    peer,
+                    peer_on_air,
                     interval: c.interval,
                     latency: c.latency,
                     supervision_timeout: c.supervision_timeout,
