@@ -64,7 +64,8 @@ fn hint(e: &gattling::Error) -> Option<&'static str> {
         gattling::Error::Gatt(gattling::proto::gatt::client::ClientError::Att { code, .. })
             if *code == gattling::proto::att::ErrorCode::INSUFFICIENT_AUTHENTICATION =>
         {
-            Some("the attribute needs an authenticated link: add --pair with --io and --passkey or --confirm")
+            // Core Vol 3 Part C §10.3.1: no usable key yet, or one without MITM protection.
+            Some("the peer wants pairing first: add --pair (and --io with --passkey or --confirm if it needs MITM protection)")
         }
         gattling::Error::Pairing { .. } | gattling::Error::InsufficientSecurity { .. } => {
             Some("check --io, --passkey and --confirm on both sides")

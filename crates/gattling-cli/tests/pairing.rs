@@ -52,11 +52,12 @@ async fn gatt_pair_reads_the_encrypted_characteristic_and_just_works_is_not_enou
     let (mut controller, transport) = controller_server(&[]).await;
     let mut serve = serve(&transport, &["--name", "cli-jw"]).await;
 
-    // Without --pair the server refuses with Insufficient Encryption and the hint says what to do.
+    // Without --pair the server refuses (no key yet: Insufficient Authentication, Core Vol 3 Part C
+    // §10.3.1) and the hint says what to do.
     let out = gatt(&transport, "cli-jw", &["read", ENCRYPTED]).await;
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("Insufficient Encryption") && err.contains("add --pair"), "{err}");
+    assert!(err.contains("Insufficient Authentication") && err.contains("add --pair"), "{err}");
 
     let out = gatt(&transport, "cli-jw", &["--pair", "read", ENCRYPTED]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
