@@ -6,7 +6,8 @@
 # executions, coverage, corpus size and findings per target in the table of fuzz/README.md.
 #
 #   scripts/fuzz-campaign.sh [--time SECS] [--execs N] [--sanitizer none|address]
-#                            [--max-files N] [--max-kb N] [--no-write-back] [TARGET...]
+#                            [--max-files N] [--max-kb N] [--no-write-back] [--minimise-only]
+#                            [TARGET...]
 #
 #   --time SECS       stop each target after SECS seconds (libFuzzer -max_total_time; default 3600)
 #   --execs N         stop each target after N executions (libFuzzer -runs=N); with --time,
@@ -15,6 +16,7 @@
 #   --max-files N     cap on the files kept per target after minimising (default 200)
 #   --max-kb N        cap on the total size kept per target, in KiB (default 200)
 #   --no-write-back   leave fuzz/seeds/ and fuzz/README.md alone (results only printed)
+#   --minimise-only   no fuzzing: minimise and cap the corpus of the last run again (for new caps)
 #   TARGET...         targets to run (default: all, from `cargo fuzz list`)
 #
 # Working files (gitignored) go to fuzz/campaign/<target>/: corpus/, run.log, cmin.log.
@@ -25,7 +27,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '9,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '9,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -35,6 +37,7 @@ SANITIZER=none
 MAX_FILES=200
 MAX_KB=200
 WRITE_BACK=1
+MIN_ONLY=0
 targets=()
 is_num() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac }
 while [ $# -gt 0 ]; do
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
     --max-files) is_num "${2:-}" || usage; MAX_FILES="$2"; shift 2 ;;
     --max-kb) is_num "${2:-}" || usage; MAX_KB="$2"; shift 2 ;;
     --no-write-back) WRITE_BACK=0; shift ;;
+    --minimise-only) MIN_ONLY=1; shift ;;
     -h | --help) usage ;;
     -*) usage ;;
     *) targets+=("$1"); shift ;;
@@ -106,55 +110,72 @@ found=()
 for t in "${targets[@]}"; do
     dir="$CAMPAIGN/$t"
     corpus="$dir/corpus"
-    rm -rf "$dir"
-    mkdir -p "$corpus" "$FUZZ/artifacts/$t"
-    [ -d "$FUZZ/seeds/$t" ] && cp -p "$FUZZ/seeds/$t/." "$corpus/" -r
-    [ -d "$CAMPAIGN/hand-seeds/$t" ] && cp -p "$CAMPAIGN/hand-seeds/$t/." "$corpus/" -r
-    seeds_in=$(find "$corpus" -type f | wc -l)
-    load="$(cut -d' ' -f1 /proc/loadavg)"
-    date="$(date -u '+%Y-%m-%d %H:%M')"
-
-    limits=(-max_total_time="$SECS")
-    [ -n "$EXECS" ] && limits+=(-runs="$EXECS")
-    echo "fuzz-campaign: $t: $seeds_in seed files; ${SECS} s${EXECS:+ or $EXECS executions}"
-    before="$(find "$FUZZ/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort)"
-    start=$(date +%s)
-    set +e
-    cargo fuzz run --sanitizer "$SANITIZER" "$t" "$corpus" -- "${limits[@]}" \
-        -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$dir/run.log" 2>&1
-    rc=$?
-    set -e
-    secs=$(($(date +%s) - start))
-    execs="$(stat number_of_executed_units "$dir/run.log")"
-    rate="$(stat average_exec_per_sec "$dir/run.log")"
-    # libFuzzer rounds the elapsed time down to whole seconds (0/s for a run under a second).
-    if [ "${rate:-0}" -eq 0 ] && [ -n "$execs" ]; then rate=$((execs / (secs > 0 ? secs : 1))); fi
-    last="$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$dir/run.log" | tail -1 || true)"
-    cov="$(grep -Eo 'cov: [0-9]+' <<<"$last" | grep -Eo '[0-9]+' || true)"
-    ft="$(grep -Eo 'ft: [0-9]+' <<<"$last" | grep -Eo '[0-9]+' || true)"
-
     findings=none
-    if [ "$rc" -ne 0 ]; then
-        after="$(find "$FUZZ/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort)"
-        new="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
-        why="$(grep -Eo -m1 "panicked at [^ ]+|ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+" "$dir/run.log" || echo "exit $rc")"
-        findings="exit $rc: $why"
-        for f in $new; do
-            findings="$findings; \`artifacts/$t/$(basename "$f")\`"
-            if [ "$WRITE_BACK" -eq 1 ]; then
-                mkdir -p "$FUZZ/seeds/$t"
-                cp "$f" "$FUZZ/seeds/$t/regress-$(basename "$f")"
-            fi
-        done
-        found+=("$t")
-        echo "fuzz-campaign: $t FOUND: $findings (log: $dir/run.log)" >&2
+    if [ "$MIN_ONLY" -eq 1 ]; then
+        [ -d "$corpus" ] || { echo "fuzz-campaign: $t: no $corpus to minimise" >&2; exit 2; }
+        # The last run's log, for the printed summary below; the table keeps its figures.
+        execs="$(stat number_of_executed_units "$dir/run.log")"
+        rate="$(stat average_exec_per_sec "$dir/run.log")"
+        secs=- cov=- ft=-
+    else
+        rm -rf "$dir"
+        mkdir -p "$corpus" "$FUZZ/artifacts/$t"
+        [ -d "$FUZZ/seeds/$t" ] && cp -p "$FUZZ/seeds/$t/." "$corpus/" -r
+        [ -d "$CAMPAIGN/hand-seeds/$t" ] && cp -p "$CAMPAIGN/hand-seeds/$t/." "$corpus/" -r
+        seeds_in=$(find "$corpus" -type f | wc -l)
+        load="$(cut -d' ' -f1 /proc/loadavg)"
+        date="$(date -u '+%Y-%m-%d %H:%M')"
+
+        limits=(-max_total_time="$SECS")
+        [ -n "$EXECS" ] && limits+=(-runs="$EXECS")
+        echo "fuzz-campaign: $t: $seeds_in seed files; ${SECS} s${EXECS:+ or $EXECS executions}"
+        before="$(find "$FUZZ/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort)"
+        start=$(date +%s)
+        set +e
+        cargo fuzz run --sanitizer "$SANITIZER" "$t" "$corpus" -- "${limits[@]}" \
+            -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$dir/run.log" 2>&1
+        rc=$?
+        set -e
+        secs=$(($(date +%s) - start))
+        execs="$(stat number_of_executed_units "$dir/run.log")"
+        rate="$(stat average_exec_per_sec "$dir/run.log")"
+        # libFuzzer rounds the elapsed time down to whole seconds (0/s for a run under a second).
+        if [ "${rate:-0}" -eq 0 ] && [ -n "$execs" ]; then rate=$((execs / (secs > 0 ? secs : 1))); fi
+        last="$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$dir/run.log" | tail -1 || true)"
+        cov="$(grep -Eo 'cov: [0-9]+' <<<"$last" | grep -Eo '[0-9]+' || true)"
+        ft="$(grep -Eo 'ft: [0-9]+' <<<"$last" | grep -Eo '[0-9]+' || true)"
+
+        if [ "$rc" -ne 0 ]; then
+            after="$(find "$FUZZ/artifacts/$t" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | sort)"
+            new="$(comm -13 <(echo "$before") <(echo "$after") | grep . || true)"
+            why="$(grep -Eo -m1 "panicked at [^ ]+|ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+" "$dir/run.log" || echo "exit $rc")"
+            findings="exit $rc: $why"
+            for f in $new; do
+                findings="$findings; \`artifacts/$t/$(basename "$f")\`"
+                if [ "$WRITE_BACK" -eq 1 ]; then
+                    mkdir -p "$FUZZ/seeds/$t"
+                    cp "$f" "$FUZZ/seeds/$t/regress-$(basename "$f")"
+                fi
+            done
+            found+=("$t")
+            echo "fuzz-campaign: $t FOUND: $findings (log: $dir/run.log)" >&2
+        fi
     fi
 
     # Minimise: cargo fuzz cmin (libFuzzer -merge=1) keeps the smallest inputs that together
-    # reach every feature; then cap files and bytes, smallest first.
+    # reach every feature (edges and their hit-count buckets). If that is still over the caps, a
+    # second cmin keeps a greedy set cover of the edges alone (-set_cover_merge=1
+    # -use_counters=0): same edge coverage, far fewer files for the state machine targets. Then
+    # cap files and bytes, smallest first.
     files_before=$(find "$corpus" -type f | wc -l)
     cargo fuzz cmin --sanitizer "$SANITIZER" "$t" "$corpus" >"$dir/cmin.log" 2>&1 ||
         echo "fuzz-campaign: $t: cmin failed (log: $dir/cmin.log); keeping the unminimised corpus" >&2
+    if [ "$(find "$corpus" -type f | wc -l)" -gt "$MAX_FILES" ] ||
+        [ "$(find "$corpus" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')" -gt $((MAX_KB * 1024)) ]; then
+        cargo fuzz cmin --sanitizer "$SANITIZER" "$t" "$corpus" -- -set_cover_merge=1 -use_counters=0 \
+            >"$dir/cmin-edges.log" 2>&1 ||
+            echo "fuzz-campaign: $t: edge cmin failed (log: $dir/cmin-edges.log)" >&2
+    fi
     kept="$dir/kept"
     rm -rf "$kept"
     mkdir -p "$kept"
@@ -186,7 +207,17 @@ for t in "${targets[@]}"; do
         mkdir -p "$FUZZ/seeds/$t"
         find "$FUZZ/seeds/$t" -type f ! -name 'regress-*' -delete
         cp "$kept/." "$FUZZ/seeds/$t/" -r
-        row="| \`$t\` | ${execs:-?} | ${rate:-?} | $secs | ${cov:-?} | ${ft:-?} | $n files, $(((bytes + 1023) / 1024)) KiB (cov ${kept_cov:-?}) | $findings | $date | $SANITIZER | $machine, load $load |"
+        kept_cell="$n files, $(((bytes + 1023) / 1024)) KiB (cov ${kept_cov:-?})"
+        if [ "$MIN_ONLY" -eq 1 ]; then
+            # Only the corpus cell of the existing row changes.
+            row="$(T="$t" CELL="$kept_cell" awk -F' [|] ' 'BEGIN { OFS = " | " }
+                /<!-- campaign-results:begin -->/ { inblk = 1 }
+                /<!-- campaign-results:end -->/ { inblk = 0 }
+                inblk && index($0, "| `" ENVIRON["T"] "` |") == 1 { $7 = ENVIRON["CELL"]; print; exit }' "$README")"
+            [ -n "$row" ] || row="| \`$t\` | ? | ? | ? | ? | ? | $kept_cell | ? | ? | $SANITIZER | $machine |"
+        else
+            row="| \`$t\` | ${execs:-?} | ${rate:-?} | $secs | ${cov:-?} | ${ft:-?} | $kept_cell | $findings | $date | $SANITIZER | $machine, load $load |"
+        fi
         update_row "$t" "$row"
     fi
 done
