@@ -139,6 +139,8 @@ for t in "${targets[@]}"; do
         secs=$(($(date +%s) - start))
         execs="$(stat number_of_executed_units "$dir/run.log")"
         rate="$(stat average_exec_per_sec "$dir/run.log")"
+        # Without the final stats (a full disk, a killed run), the last status line's "#N" counts.
+        [ -n "$execs" ] || execs="$(grep -Eo '^#[0-9]+' "$dir/run.log" | tail -1 | tr -d '#' || true)"
         # libFuzzer rounds the elapsed time down to whole seconds (0/s for a run under a second).
         if [ "${rate:-0}" -eq 0 ] && [ -n "$execs" ]; then rate=$((execs / (secs > 0 ? secs : 1))); fi
         last="$(grep -E '^#[0-9]+.*cov: [0-9]+ ft: [0-9]+' "$dir/run.log" | tail -1 || true)"
