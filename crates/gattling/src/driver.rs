@@ -334,8 +334,10 @@ impl Drop for Shared {
     }
 }
 
-/// Input chunks taken in one batch before the replies are written and the task yields.
-const READ_BATCH: usize = 32;
+/// Input chunks taken in one poll before the task yields to others (tokio's transports also
+/// yield when their cooperative budget runs out); large, so a busy link is not handed between
+/// worker threads often.
+const READ_BATCH: usize = 1024;
 
 pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut buf = vec![0u8; 4096];
