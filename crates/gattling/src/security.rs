@@ -776,12 +776,7 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     let peer = link.info.peer;
     let identity = r.peer_identity.and_then(identity_from).or_else(|| IdentityAddress::from_address(peer));
     let (Some(state), true, Some(identity)) = (inner.security.as_mut(), r.bonded, identity) else {
-        let security = LinkSecurity {
-            encrypted: true,
-            key_size: r.key_size,
-            authenticated: r.authenticated,
-            secure_connections: r.secure_connections,
-        };
+        let security = paired_security(r);
         let _ = shared.notifications.send(Notification::Secured { handle, security, bonded: false });
         finish(inner, handle, Ok(()));
         return;
@@ -828,12 +823,7 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
     let store = state.options.bonds.clone();
     // From the pairing itself: the core may have dropped the link already (a disconnection in
     // the same read as the last key).
-    let security = LinkSecurity {
-        encrypted: true,
-        key_size: r.key_size,
-        authenticated: r.authenticated,
-        secure_connections: r.secure_connections,
-    };
+    let security = paired_security(r);
     let waiters = std::mem::take(&mut link.security.waiters);
     let notes = shared.notifications.clone();
     // The store may write a file: not under the host lock.
@@ -850,6 +840,16 @@ fn completed(shared: &Arc<Shared>, inner: &mut Inner, handle: ConnHandle, r: &Pa
             });
         }
     });
+}
+
+/// What a link encrypted with the key of pairing `r` has.
+fn paired_security(r: &PairingResult) -> LinkSecurity {
+    LinkSecurity {
+        encrypted: true,
+        key_size: r.key_size,
+        authenticated: r.authenticated,
+        secure_connections: r.secure_connections,
+    }
 }
 
 /// Ends every waiter on the link's pairing.
