@@ -14,23 +14,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r hci test link link_ble < <("$PY" - <<'PYEOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PYEOF
-)
-setsid "$PY" -m rootcanal --hci_port "$hci" --test_port "$test" --link_port "$link" \
-    --link_ble_port "$link_ble" > "$tmp/rootcanal.log" 2>&1 &
-rc_pid=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$hci") 2>/dev/null && break
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$hci") 2>/dev/null || { echo "rootcanal did not start" >&2; cat "$tmp/rootcanal.log" >&2; exit 1; }
-transport="tcp-client:127.0.0.1:$hci"
+# shellcheck source=selftest-lib.sh
+source "$here/selftest-lib.sh"
+start_controller "$tmp/rootcanal.log"
 
 passed=0 failed=0
 fail() { echo "FAIL $1: $2" >&2; for f in "$tmp/$1".*; do echo "--- $f" >&2; cat "$f" >&2; done; failed=$((failed + 1)); }
@@ -43,11 +29,7 @@ run_case() {
         > "$tmp/$name.p.out" 2> "$tmp/$name.p.err" &
     p_pid=$!
     # rootcanal's listen backlog is 1: start the central only once the peripheral is up.
-    for _ in $(seq 100); do
-        grep -q '"advertising"' "$tmp/$name.p.out" && break
-        kill -0 "$p_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_line "$tmp/$name.p.out" '"advertising"' 20 || true
     # shellcheck disable=SC2086
     "$PY" "$here/bumble_central.py" --transport "$transport" --name "gat-$name" \
         --own-address "$central_addr" $cargs > "$tmp/$name.c.out" 2> "$tmp/$name.c.err" \

@@ -16,29 +16,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r hci test link link_ble < <("$PY" - <<'PYEOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PYEOF
-)
-if [[ -n "${GATTLING_BIN:-}" ]]; then
-    export CONTROLLER=gattling
-    setsid "$GATTLING_BIN" controller --listen "127.0.0.1:$hci" --acl 27x20 > "$tmp/controller.log" 2>&1 &
-else
-    export CONTROLLER=rootcanal
-    setsid "$PY" -m rootcanal --hci_port "$hci" --test_port "$test" --link_port "$link" \
-        --link_ble_port "$link_ble" > "$tmp/controller.log" 2>&1 &
-fi
-rc_pid=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$hci") 2>/dev/null && break
-    sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$hci") 2>/dev/null || { echo "$CONTROLLER did not start" >&2; cat "$tmp/controller.log" >&2; exit 1; }
-transport="tcp-client:127.0.0.1:$hci"
+# shellcheck source=selftest-lib.sh
+source "$here/selftest-lib.sh"
+start_controller "$tmp/controller.log"
 
 ENC=3E1F0102-6A5B-4C2D-9E8F-0A1B2C3D4E5F
 AUTH=3E1F0103-6A5B-4C2D-9E8F-0A1B2C3D4E5F
@@ -60,11 +40,7 @@ pair_case() {
         --address "$P_ADDR" --timeout 20 $pargs > "$tmp/$name.p.out" 2> "$tmp/$name.p.err" &
     p_pid=$!
     # rootcanal's listen backlog is 1: start the central only once the peripheral is up.
-    for _ in $(seq 100); do
-        grep -qs '"ready"' "$tmp/$name.p.out" && break
-        kill -0 "$p_pid" 2>/dev/null || break
-        sleep 0.1
-    done
+    wait_line "$tmp/$name.p.out" '"ready"' 20 || true
     # shellcheck disable=SC2086
     "$PY" "$here/bumble_pairing.py" --role central --transport "$transport" --name "gp-$case_no" \
         --address "$C_ADDR" --timeout 20 --disconnect-after 0 $cargs > "$tmp/$name.c.out" 2> "$tmp/$name.c.err" \
