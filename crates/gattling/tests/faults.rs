@@ -4,16 +4,17 @@
 //! and 60 s timeouts run on tokio's paused clock. `RELIABILITY.md` lists each fault with the
 //! test that covers it.
 
+mod chunks;
+
+use chunks::Chunks;
 use gattling::proto::hci::command::{Command, Opcode};
 use gattling::proto::hci::event::Event;
 use gattling::proto::hci::{H4Framer, PacketType};
 use gattling::{ClientOptions, Connection, Error, GattClient, Host, HostOptions, LinkEnd, Transport};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 /// How long a test waits for something that must happen (on the paused clock this is virtual
@@ -32,28 +33,6 @@ struct Behaviour {
     starved: HashSet<u16>,
     /// Disconnect gets its Command Status but no Disconnection Complete.
     hold_disconnect: bool,
-}
-
-/// The host's reader: one chunk of controller output per read; EOF once the sender is gone.
-struct Chunks {
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
-    rest: Vec<u8>,
-}
-
-impl AsyncRead for Chunks {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        if self.rest.is_empty() {
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => self.rest = chunk,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let n = buf.remaining().min(self.rest.len());
-        buf.put_slice(&self.rest[..n]);
-        self.rest.drain(..n);
-        Poll::Ready(Ok(()))
-    }
 }
 
 /// The scripted controller's handle for the test: inject packets, see the host's L2CAP PDUs
@@ -201,7 +180,7 @@ async fn start() -> (Host, Ctrl) {
     let commands = Arc::new(Mutex::new(Vec::new()));
     let (count_tx, command_count) = watch::channel(0);
     spawn_controller(ctrl_r, to_host.clone(), behaviour.clone(), commands.clone(), count_tx, pdus_tx);
-    let transport = Transport::new(Chunks { rx, rest: Vec::new() }, host_w, "scripted faults");
+    let transport = Transport::new(Chunks::new(rx), host_w, "scripted faults");
     let host = Host::start(transport, HostOptions::default()).await.expect("host initialised");
     let ctrl = Ctrl { to_host, pdus, stash: HashMap::new(), commands, command_count, behaviour };
     (host, ctrl)

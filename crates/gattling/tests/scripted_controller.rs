@@ -2,6 +2,9 @@
 //! BR/EDR, a controller that dies mid-command, garbage on the wire), driven by a scripted
 //! controller on an in-memory pipe. Interop with real controllers is in `interop.rs`.
 
+mod chunks;
+
+use chunks::Chunks;
 use gattling::proto::hci::command::{Command, Opcode};
 use gattling::proto::hci::event::Event;
 use gattling::proto::hci::{H4Framer, PacketType};
@@ -10,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 /// How the scripted controller answers one command: return parameters (status first), or
 /// `None` to stay silent.
@@ -176,34 +179,11 @@ async fn a_silent_controller_times_out_instead_of_hanging() {
     }
 }
 
-/// The host's reader for a controller that writes in chunks: each read returns bytes of one
-/// chunk only, as a packet transport does, so chunk boundaries are read boundaries.
-struct Chunks {
-    rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-    rest: Vec<u8>,
-}
-
-impl AsyncRead for Chunks {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        if self.rest.is_empty() {
-            match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => self.rest = chunk,
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let n = buf.remaining().min(self.rest.len());
-        buf.put_slice(&self.rest[..n]);
-        self.rest.drain(..n);
-        Poll::Ready(Ok(()))
-    }
-}
-
 #[tokio::test]
 async fn garbage_from_the_controller_is_survived() {
     let (host_w, mut ctrl_r) = tokio::io::duplex(4096);
     let (ctrl_w, rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
-    let transport = Transport::new(Chunks { rx, rest: Vec::new() }, host_w, "scripted, chunked");
+    let transport = Transport::new(Chunks::new(rx), host_w, "scripted, chunked");
     let init = tokio::spawn(Host::start(transport, HostOptions::default()));
     let mut framer = H4Framer::default();
     let mut buf = [0u8; 512];
