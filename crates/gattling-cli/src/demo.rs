@@ -106,16 +106,7 @@ async fn central(bob: &Host, alice: &Host, step: &impl Fn(String)) -> Result<(),
         served.handle()
     ));
     let client = GattClient::new(conn, ClientOptions::default()).await?;
-    let mut services = Vec::new();
-    for s in client.discover_services().await? {
-        let includes = client.find_included_services(&s).await?;
-        let mut chars = Vec::new();
-        for c in client.discover_characteristics(s.start, s.end, None).await? {
-            let descs = client.discover_descriptors(&c).await?;
-            chars.push((c, descs));
-        }
-        services.push((s, includes, chars));
-    }
+    let services = tree::discover(&client).await?;
     step(format!("bob discovered {} services:", services.len()));
     tree::print(&services, &Default::default());
     let find = |uuid: gattling::proto::Uuid| {

@@ -684,16 +684,7 @@ async fn run_gatt(
 ) -> Result<(), gattling::Error> {
     match command {
         GattCmd::Discover { read } => {
-            let mut services = Vec::new();
-            for s in client.discover_services().await? {
-                let includes = client.find_included_services(&s).await?;
-                let mut chars = Vec::new();
-                for c in client.discover_characteristics(s.start, s.end, None).await? {
-                    let descs = client.discover_descriptors(&c).await?;
-                    chars.push((c, descs));
-                }
-                services.push((s, includes, chars));
-            }
+            let services = tree::discover(client).await?;
             let values = if read { tree::read_values(client, &services).await } else { Default::default() };
             if json {
                 let doc = serde_json::json!({ "services": services.iter().map(|(s, inc, chars)| serde_json::json!({

@@ -59,6 +59,22 @@ fn value_suffix(values: &Values, handle: u16) -> String {
     }
 }
 
+/// Discovers the whole database: every primary service with its includes, characteristics and
+/// descriptors (Core Vol 3 Part G §4.4-§4.7).
+pub async fn discover(client: &GattClient) -> Result<Vec<Service>, gattling::Error> {
+    let mut services = Vec::new();
+    for s in client.discover_services().await? {
+        let includes = client.find_included_services(&s).await?;
+        let mut chars = Vec::new();
+        for c in client.discover_characteristics(s.start, s.end, None).await? {
+            let descs = client.discover_descriptors(&c).await?;
+            chars.push((c, descs));
+        }
+        services.push((s, includes, chars));
+    }
+    Ok(services)
+}
+
 /// Prints the tree: service -> characteristic (properties) -> descriptors.
 pub fn print(services: &[Service], values: &Values) {
     for (s, inc, chars) in services {
