@@ -51,7 +51,8 @@ impl Side {
 /// The two sides' key pairs, made once: secrets 0x11.. and 0x22.. are below the curve order.
 fn key_pair(role: LinkRole) -> KeyPair {
     static KEYS: OnceLock<Option<[KeyPair; 2]>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| Some([KeyPair::from_secret(&[0x11; 32]).ok()?, KeyPair::from_secret(&[0x22; 32]).ok()?]));
+    let keys =
+        KEYS.get_or_init(|| Some([KeyPair::from_secret(&[0x11; 32]).ok()?, KeyPair::from_secret(&[0x22; 32]).ok()?]));
     let keys = keys.as_ref().expect("fixed secrets are valid P-256 scalars");
     keys[usize::from(role == LinkRole::Peripheral)].clone()
 }
