@@ -1894,3 +1894,54 @@ mod fuzz {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Read Request fast path (`Server::handle` serves a plain characteristic value without the
+// general decoder) must answer exactly as the general path does.
+// ---------------------------------------------------------------------------------------------
+
+/// Every handle of the fixture, read with a Read Request (fast path where it applies) on one
+/// fixture and with a Read Blob Request at offset 0 (always the general path) on another, with
+/// every kind of application answer: the same value or error, the same deferral, the same event
+/// bits, and the application asked once per request on both.
+#[test]
+fn read_request_fast_path_answers_as_the_general_path() {
+    let handles: Vec<u16> = Fixture::new().server.db().attributes().iter().map(|a| a.handle).collect();
+    for handle in handles.iter().copied().chain([0x0000, 0x00FF, 0xFFFF]) {
+        let [lo, hi] = handle.to_le_bytes();
+        for variant in 0..3 {
+            let (mut fast, mut general) = (Fixture::new(), Fixture::new());
+            for fx in [&mut fast, &mut general] {
+                match variant {
+                    1 => fx.access.read_errors.push((handle, 0x80)),
+                    2 => fx.access.later_reads.push(handle),
+                    _ => {}
+                }
+            }
+            let got = fast.send(C1, &[opcode::READ_REQ, lo, hi]);
+            let want = general.send(C1, &[opcode::READ_BLOB_REQ, lo, hi, 0, 0]);
+            let label = format!("handle {handle:#06x}, variant {variant}");
+            let as_read = want.map(|mut w| {
+                // The Read Blob answer, as a Read would give it: the response opcode, or the
+                // request opcode inside an Error Response.
+                match w.first().copied() {
+                    Some(opcode::READ_BLOB_RSP) => w[0] = opcode::READ_RSP,
+                    Some(opcode::ERROR_RSP) => w[1] = opcode::READ_REQ,
+                    _ => {}
+                }
+                w
+            });
+            assert_eq!(got, as_read, "{label}: answer");
+            assert_eq!(
+                matches!(fast.outcome, Some(Outcome::Deferred(_))),
+                matches!(general.outcome, Some(Outcome::Deferred(_))),
+                "{label}: deferral"
+            );
+            assert_eq!(fast.access.reads, general.access.reads, "{label}: application asked");
+            assert!(fast.access.reads.len() <= 1, "{label}: asked more than once");
+            if fast.server.db().characteristic(CharId(handle)).is_some() {
+                assert_eq!(fast.events(handle), general.events(handle), "{label}: event bits");
+            }
+        }
+    }
+}

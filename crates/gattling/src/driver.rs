@@ -137,32 +137,6 @@ impl Bearers for Links {
     }
 }
 
-/// Reused buffers for the PDUs one batch of input produced (no allocation once warm).
-#[derive(Default)]
-pub(crate) struct Replies {
-    bytes: Vec<u8>,
-    index: Vec<(ConnHandle, usize, usize)>,
-}
-
-impl Replies {
-    pub(crate) fn push(&mut self, handle: ConnHandle, pdu: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(pdu);
-        self.index.push((handle, start, self.bytes.len()));
-    }
-
-    /// Hands every PDU to the core for sending and empties the batch.
-    fn flush(&mut self, core: &mut core::Host) {
-        for &(handle, a, b) in &self.index {
-            if let Some(pdu) = self.bytes.get(a..b) {
-                let _ = core.send_att(handle, pdu);
-            }
-        }
-        self.bytes.clear();
-        self.index.clear();
-    }
-}
-
 pub(crate) struct Inner {
     pub(crate) core: core::Host,
     /// Waiters for command completions, with the command's name for error messages.
@@ -187,7 +161,6 @@ pub(crate) struct Inner {
     pub(crate) advertising: bool,
     /// True while the timer task sleeps towards a deadline; false while it waits for work.
     pub(crate) timer_armed: bool,
-    pub(crate) replies: Replies,
     pub(crate) scratch: Vec<u8>,
     pub(crate) jobs: Vec<(ConnHandle, AppJob)>,
     /// ATT PDUs that arrived in the same read as their link's Connection Complete, before the
@@ -272,7 +245,6 @@ impl Inner {
             auto_restart: None,
             advertising: false,
             timer_armed: false,
-            replies: Replies::default(),
             scratch: Vec::with_capacity(600),
             jobs: Vec::new(),
             early: Vec::new(),
@@ -396,30 +368,41 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
     let mut clock = None;
     let mut arm = false;
     {
-        let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+        let Inner { core, links, gatt, jobs, early, .. } = inner;
         // The clock is read at most once per chunk, and only when a PDU leaves a transaction
         // open (requests answered at once need no time stamp).
         let mut now = || *clock.get_or_insert_with(|| shared.now());
-        core.receive(chunk, &mut |handle, pdu| {
+        // An answer given at once goes straight to the core's transmit queue.
+        core.receive_answering(chunk, &mut |handle, pdu, answer| {
             if links.0.contains_key(&handle) {
-                arm |= route_att(links, gatt, replies, scratch, jobs, handle, pdu, &mut now);
+                let routed = route_att(links, gatt, answer, jobs, handle, pdu, &mut now);
+                arm |= routed.opened;
+                routed.answered
             } else {
                 early.push((handle, pdu.to_vec()));
+                false
             }
         });
-        replies.flush(core);
     }
-    dispatch_events(shared, inner);
+    if inner.core.has_events() {
+        dispatch_events(shared, inner);
+    }
     if !inner.early.is_empty() {
         // The links those PDUs belong to exist now (or never will: then they are dropped).
         let mut now = || *clock.get_or_insert_with(|| shared.now());
-        let Inner { core, links, gatt, replies, scratch, jobs, early, .. } = inner;
+        let Inner { core, links, gatt, scratch, jobs, early, .. } = inner;
         for (handle, pdu) in early.drain(..) {
-            arm |= route_att(links, gatt, replies, scratch, jobs, handle, &pdu, &mut now);
+            scratch.clear();
+            let routed = route_att(links, gatt, scratch, jobs, handle, &pdu, &mut now);
+            arm |= routed.opened;
+            if routed.answered {
+                let _ = core.send_att(handle, scratch);
+            }
         }
-        replies.flush(core);
     }
-    inner.dispatch_jobs();
+    if !inner.jobs.is_empty() {
+        inner.dispatch_jobs();
+    }
     if arm && !inner.timer_armed {
         inner.timer_armed = true;
         shared.wake_timer.notify_one();
@@ -455,21 +438,29 @@ fn send_taken(shared: &Shared, mut guard: MutexGuard<'_, Inner>) {
     }
 }
 
-/// Routes one received ATT PDU through its link's bearer; returns true when it opened a
-/// transaction (the timer task must be armed). `now` is called only when a transaction stays
-/// open and needs its time stamp.
-#[allow(clippy::too_many_arguments)]
+/// What [`route_att`] did with a PDU.
+struct Routed {
+    /// An answer to send back on the same link is in the answer buffer.
+    answered: bool,
+    /// A transaction stays open (the timer task must be armed).
+    opened: bool,
+}
+
+/// Routes one received ATT PDU through its link's bearer. An answer to send at once (a
+/// response, an error, a confirmation, the next queued indication) is written into `answer`,
+/// which is empty when called. `now` is called only when a transaction stays open and needs
+/// its time stamp.
 fn route_att(
     links: &mut Links,
     gatt: &mut Option<GattState>,
-    replies: &mut Replies,
-    scratch: &mut Vec<u8>,
+    answer: &mut Vec<u8>,
     jobs: &mut Vec<(ConnHandle, AppJob)>,
     handle: ConnHandle,
     pdu: &[u8],
     now: &mut dyn FnMut() -> u64,
-) -> bool {
-    let Some(link) = links.0.get_mut(&handle) else { return false };
+) -> Routed {
+    let quiet = Routed { answered: false, opened: false };
+    let Some(link) = links.0.get_mut(&handle) else { return quiet };
     // Stamped below, and only if the request is still open after the server had it.
     let route = link.bearer.receive(pdu, 0);
     match route {
@@ -477,79 +468,70 @@ fn route_att(
             Some(g) => {
                 let conn = ConnId(handle);
                 let mut access = Recorder::new(&g.hooks, jobs, handle);
-                match g.server.handle(conn, &link.bearer, pdu, &mut access, scratch) {
-                    Outcome::Reply => {
-                        if link.bearer.send(scratch, 0).is_ok() {
-                            replies.push(handle, scratch);
-                        }
+                let answered = match g.server.handle(conn, &link.bearer, pdu, &mut access, answer) {
+                    Outcome::Reply => link.bearer.send(answer, 0).is_ok(),
+                    Outcome::Deferred(d) => {
+                        jobs.push((handle, AppJob::Deferred(d)));
+                        false
                     }
-                    Outcome::Deferred(d) => jobs.push((handle, AppJob::Deferred(d))),
-                    Outcome::Silent => {}
-                }
-                stamp_if_open(&mut link.bearer, now)
+                    Outcome::Silent => false,
+                };
+                Routed { answered, opened: stamp_if_open(&mut link.bearer, now) }
             }
             None if link.client.is_none() => {
                 queue_raw(link, handle, pdu);
-                stamp_if_open(&mut link.bearer, now)
+                Routed { answered: false, opened: stamp_if_open(&mut link.bearer, now) }
             }
             None => {
                 // A GATT client but no server on this host: the MTU is still the bearer's to
                 // exchange; every other request is unsupported (Core Vol 3 Part F §3.4.1.1). With
                 // neither, the PDUs go to the raw queue: the application speaks ATT itself.
-                let Some(&op) = pdu.first() else { return false };
-                scratch.clear();
+                let Some(&op) = pdu.first() else { return quiet };
                 if op == opcode::EXCHANGE_MTU_REQ {
-                    scratch.push(opcode::EXCHANGE_MTU_RSP);
-                    scratch.extend_from_slice(&link.bearer.local_mtu().to_le_bytes());
+                    answer.push(opcode::EXCHANGE_MTU_RSP);
+                    answer.extend_from_slice(&link.bearer.local_mtu().to_le_bytes());
                 } else if link.bearer.peer_request_pending() {
-                    scratch.extend_from_slice(&[opcode::ERROR_RSP, op, 0, 0, ErrorCode::REQUEST_NOT_SUPPORTED.0]);
+                    answer.extend_from_slice(&[opcode::ERROR_RSP, op, 0, 0, ErrorCode::REQUEST_NOT_SUPPORTED.0]);
                 } else {
-                    return false;
+                    return quiet;
                 }
-                if link.bearer.send(scratch, 0).is_ok() {
-                    replies.push(handle, scratch);
-                }
-                false
+                Routed { answered: link.bearer.send(answer, 0).is_ok(), opened: false }
             }
         },
         Route::Confirmation => {
             let next = if link.bearer.queued_indications() > 0 { link.bearer.poll_indication(now()) } else { None };
-            if let Some(next) = next {
-                replies.push(handle, &next);
+            if let Some(next) = &next {
+                answer.extend_from_slice(next);
             }
             if gatt.as_ref().is_some_and(|g| g.wants_confirmations()) {
                 jobs.push((handle, AppJob::Confirmed));
             }
-            link.bearer.indication_pending()
+            Routed { answered: next.is_some(), opened: link.bearer.indication_pending() }
         }
         Route::Response => {
             match &link.client {
                 Some(client) => client.answer(pdu),
-                None => {
-                    queue_raw(link, handle, pdu);
-                }
+                None => queue_raw(link, handle, pdu),
             }
-            false
+            quiet
         }
         Route::Notification | Route::Indication => {
-            match &link.client {
-                Some(client) => {
-                    if client.deliver(pdu) {
-                        jobs.push((handle, AppJob::Notified(pdu.to_vec())));
-                    }
-                    if route == Route::Indication && link.bearer.send(&[opcode::HANDLE_VALUE_CFM], 0).is_ok() {
-                        replies.push(handle, &[opcode::HANDLE_VALUE_CFM]);
-                    }
-                }
-                None => {
-                    queue_raw(link, handle, pdu);
-                }
+            let Some(client) = &link.client else {
+                queue_raw(link, handle, pdu);
+                return quiet;
+            };
+            if client.deliver(pdu) {
+                jobs.push((handle, AppJob::Notified(pdu.to_vec())));
             }
-            false
+            let confirm = route == Route::Indication && link.bearer.send(&[opcode::HANDLE_VALUE_CFM], 0).is_ok();
+            if confirm {
+                answer.push(opcode::HANDLE_VALUE_CFM);
+            }
+            Routed { answered: confirm, opened: false }
         }
         Route::Dropped(why) => {
             tracing::debug!(handle, ?why, "ATT PDU dropped");
-            false
+            quiet
         }
     }
 }

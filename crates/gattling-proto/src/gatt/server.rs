@@ -618,6 +618,51 @@ impl Server {
         self.run(conn, bearer, pdu, access, out)
     }
 
+    /// The common Read Request (Core Vol 3 Part F §3.4.4.3) without the general decoder: a
+    /// characteristic value that needs no security and no authorization. The application is
+    /// asked once, as on the general path, and every answer is served as there. `None` (nothing
+    /// asked, nothing written) for any other attribute, which takes the general path.
+    fn read_value_fast(
+        &mut self,
+        conn: ConnId,
+        mtu: usize,
+        handle: u16,
+        access: &mut dyn Access,
+        out: &mut Vec<u8>,
+    ) -> Option<bool> {
+        let attr = self.db.attribute(handle)?;
+        let (AttrKind::Value, Some(ch)) = (attr.kind, attr.characteristic) else { return None };
+        let guarded = Permissions::READ_ENCRYPTED | Permissions::READ_AUTHENTICATED | Permissions::READ_AUTHORIZED;
+        let p = attr.permissions;
+        if !p.contains(Permissions::READ)
+            || p.intersects(guarded)
+            || Some(ch) == self.features_char
+            || !self.answers.is_empty()
+        {
+            return None;
+        }
+        let supplied = access.read(conn, ch);
+        let c = self.db.characteristic_mut(ch)?;
+        let value = match &supplied {
+            ReadAccess::Stored => &c.value,
+            ReadAccess::Value(v) => v,
+            ReadAccess::Error(code) => {
+                error(out, opcode::READ_REQ, handle, ErrorCode(*code));
+                return Some(true);
+            }
+            ReadAccess::Later => {
+                self.deferred = Some((ch, DeferredKind::Read));
+                return Some(false);
+            }
+        };
+        c.events |= events::CHAR_READ_EVENT;
+        let value = value.get(..mtu.saturating_sub(1)).unwrap_or(value);
+        out.reserve(1 + value.len());
+        out.push(opcode::READ_RSP);
+        out.extend_from_slice(value);
+        Some(true)
+    }
+
     /// Brings the application's answer to the request parked under `token` on `conn` and
     /// finishes it: the reply is in `out`, or the request waits for a further answer (a request
     /// touching several deferred characteristics asks for each in turn). An answer with an
@@ -688,6 +733,11 @@ impl Server {
         let Some(&op) = pdu.first() else { return false };
         let att_mtu = bearer.mtu();
         let mtu = usize::from(att_mtu);
+        if let [opcode::READ_REQ, lo, hi] = *pdu {
+            if let Some(replied) = self.read_value_fast(conn, mtu, u16::from_le_bytes([lo, hi]), access, out) {
+                return replied;
+            }
+        }
         let decoded = match AttPdu::decode(pdu) {
             Ok(p) => p,
             Err(_) => {

@@ -112,6 +112,12 @@ impl H4Framer {
         Self { buf: Vec::with_capacity(2 * (max_body + 1)), start: 0, max_body }
     }
 
+    /// A framer with no buffer yet (it allocates on the first [`push`](Self::push)): a cheap
+    /// stand-in while the real one is taken out of its owner.
+    pub const fn unallocated(max_body: usize) -> Self {
+        Self { buf: Vec::new(), start: 0, max_body }
+    }
+
     /// Appends bytes read from the transport. Does not allocate while the buffered bytes fit the
     /// initial capacity (two maximum packets).
     pub fn push(&mut self, data: &[u8]) {
@@ -128,6 +134,26 @@ impl H4Framer {
     /// Bytes buffered but not yet returned as packets.
     pub fn pending(&self) -> usize {
         self.buf.len() - self.start
+    }
+
+    /// Takes the first packet straight from `input` when nothing is buffered and `input` starts
+    /// with a whole, valid packet within the bound: the packet and the bytes it used, with no
+    /// copy into the framer. `None` otherwise (an error or a part packet included): the caller
+    /// then [`push`](Self::push)es the rest, so the framer reports and resynchronises exactly as
+    /// it would have.
+    pub fn split_whole<'a>(&self, input: &'a [u8]) -> Option<(H4Packet<'a>, usize)> {
+        if self.start != self.buf.len() {
+            return None;
+        }
+        let (&ind, rest) = input.split_first()?;
+        let kind = PacketType::from_u8(ind).ok()?;
+        let hl = kind.header();
+        let plen = kind.payload_len(rest.get(..hl)?);
+        if hl + plen > self.max_body {
+            return None;
+        }
+        let body = rest.get(..hl + plen)?;
+        Some((H4Packet { kind, body }, 1 + hl + plen))
     }
 
     /// Returns the next complete packet, `None` if more bytes are needed, or an error when the
@@ -210,7 +236,73 @@ mod tests {
         assert!(H4Packet::decode(&[]).is_err());
     }
 
+    /// Frames `chunks` the way `Host::receive` does: whole packets straight from each chunk
+    /// while nothing is buffered, the rest through the buffer. Packets (or errors) in order.
+    fn frame_zero_copy(
+        f: &mut H4Framer,
+        chunks: &[alloc::vec::Vec<u8>],
+    ) -> alloc::vec::Vec<Result<(PacketType, alloc::vec::Vec<u8>), DecodeError>> {
+        let mut got = alloc::vec::Vec::new();
+        for c in chunks {
+            let mut rest = &c[..];
+            while let Some((p, used)) = f.split_whole(rest) {
+                got.push(Ok((p.kind, p.body.to_vec())));
+                rest = &rest[used..];
+            }
+            if !rest.is_empty() {
+                f.push(rest);
+                while let Some(r) = f.next_packet() {
+                    got.push(r.map(|p| (p.kind, p.body.to_vec())));
+                }
+            }
+        }
+        got
+    }
+
+    fn frame_buffered(
+        f: &mut H4Framer,
+        chunks: &[alloc::vec::Vec<u8>],
+    ) -> alloc::vec::Vec<Result<(PacketType, alloc::vec::Vec<u8>), DecodeError>> {
+        let mut got = alloc::vec::Vec::new();
+        for c in chunks {
+            f.push(c);
+            while let Some(r) = f.next_packet() {
+                got.push(r.map(|p| (p.kind, p.body.to_vec())));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn split_whole_takes_only_whole_packets_when_nothing_is_buffered() {
+        let mut f = H4Framer::default();
+        let two = [0x04, 0x13, 0x01, 0x00, 0x02, 0x40, 0x00, 0x01, 0x00, 0xAA];
+        let (p, used) = f.split_whole(&two).unwrap();
+        assert_eq!((p.kind, p.body, used), (PacketType::Event, &two[1..4], 4));
+        let (p, used) = f.split_whole(&two[4..]).unwrap();
+        assert_eq!((p.kind, p.body, used), (PacketType::Acl, &two[5..], 6));
+        // A part packet, an unknown indicator, an oversized length: left to the buffer.
+        assert!(f.split_whole(&two[..3]).is_none());
+        assert!(f.split_whole(&[0x09, 0, 0]).is_none());
+        assert!(H4Framer::new(300).split_whole(&[0x02, 0x40, 0x00, 0xff, 0xff]).is_none());
+        // Bytes buffered: nothing is taken around them.
+        f.push(&two[..2]);
+        assert!(f.split_whole(&two).is_none());
+    }
+
     proptest::proptest! {
+        /// Taking whole packets straight from the input changes nothing: the same packets and
+        /// errors, in the same order, as the buffer alone, however the stream is cut.
+        #[test]
+        fn zero_copy_framing_matches_the_buffer(
+            chunks in proptest::collection::vec(proptest::collection::vec(
+                proptest::prop_oneof![3 => 1u8..=5, 1 => proptest::num::u8::ANY, 4 => 0u8..8], 0..48), 0..12),
+        ) {
+            let zero_copy = frame_zero_copy(&mut H4Framer::new(40), &chunks);
+            let buffered = frame_buffered(&mut H4Framer::new(40), &chunks);
+            proptest::prop_assert_eq!(zero_copy, buffered);
+        }
+
         #[test]
         fn framer_never_panics(chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..16)) {
             let mut f = H4Framer::new(64);

@@ -9,7 +9,7 @@
 use crate::gap::{Address, AddressType, BdAddr};
 use crate::hci::command::{Command, ConnParams, Opcode};
 use crate::hci::event::{Event, LeEvent};
-use crate::hci::{status, AclPacket, H4Framer, PacketType};
+use crate::hci::{status, AclPacket, H4Framer, H4Packet, PacketType};
 use crate::l2cap::signaling::{self, Signal};
 use crate::l2cap::{self, cid, Reassembler, ReassemblyError};
 use crate::{smp, DecodeError};
@@ -353,7 +353,15 @@ pub struct Host {
     events: VecDeque<HostEvent>,
     /// Written packet buffers, reused for the next ACL fragments.
     pool: Vec<Vec<u8>>,
+    /// Reused for the signaling and SMP answers of one ACL packet.
+    replies: Replies,
+    /// Reused for the ATT answer a [`Host::receive_answering`] handler writes.
+    att_answer: Vec<u8>,
 }
+
+/// Handles one received ATT PDU for [`Host::receive_answering`]: may write one ATT PDU to send
+/// back into the buffer (empty when called) and return true.
+pub type AttHandler<'a> = dyn FnMut(ConnHandle, &[u8], &mut Vec<u8>) -> bool + 'a;
 
 /// The Role field of LE Connection Complete: we are the central (Core Vol 4 Part E §7.7.65.1).
 pub const ROLE_CENTRAL: u8 = 0x00;
@@ -382,6 +390,8 @@ impl Host {
             outbox: VecDeque::new(),
             events: VecDeque::with_capacity(16),
             pool: Vec::new(),
+            replies: Replies::default(),
+            att_answer: Vec::new(),
         }
     }
 
@@ -461,25 +471,15 @@ impl Host {
             let idle_others = self.idle_links - usize::from(link.in_flight == 0);
             let reserve = idle_others.min(self.acl_total as usize / 2);
             if (self.acl_free as usize) > reserve {
-                let pool = &mut self.pool;
-                let mut packet = None;
-                l2cap::fragment_into(
-                    handle,
-                    cid,
-                    payload,
-                    acl_len,
-                    || pool.pop().unwrap_or_default(),
-                    |p| packet = Some(p),
-                );
-                if let Some(p) = packet {
-                    if link.in_flight == 0 {
-                        self.idle_links -= 1;
-                    }
-                    link.in_flight += 1;
-                    self.acl_free -= 1;
-                    self.outbox.push_back(p);
-                    return Ok(());
+                let mut p = self.pool.pop().unwrap_or_default();
+                l2cap::single_fragment(handle, cid, payload, &mut p);
+                if link.in_flight == 0 {
+                    self.idle_links -= 1;
                 }
+                link.in_flight += 1;
+                self.acl_free -= 1;
+                self.outbox.push_back(p);
+                return Ok(());
             }
         }
         if link.tx.is_empty() {
@@ -624,6 +624,11 @@ impl Host {
         !self.outbox.is_empty()
     }
 
+    /// True when [`poll_event`](Self::poll_event) has an event to give.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event for the layer above.
     pub fn poll_event(&mut self) -> Option<HostEvent> {
         self.events.pop_front()
@@ -633,53 +638,87 @@ impl Host {
     /// reassembled, borrowed (no allocation for PDUs within the bounds); everything else becomes
     /// events and outgoing packets.
     pub fn receive(&mut self, bytes: &[u8], on_att: &mut dyn FnMut(ConnHandle, &[u8])) {
-        self.framer.push(bytes);
-        loop {
-            // Split borrows: the framer's packet borrows `self.framer` only.
-            let Host { framer, .. } = self;
-            let packet = match framer.next_packet() {
-                None => break,
-                Some(Err(e)) => {
-                    self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e)));
-                    continue;
+        self.receive_answering(bytes, &mut |handle, pdu, _| {
+            on_att(handle, pdu);
+            false
+        })
+    }
+
+    /// As [`receive`](Self::receive), and `on_att` may answer a PDU at once: it writes the answer
+    /// (one ATT PDU) into the buffer it is given and returns true, and the host queues it to
+    /// the same link as [`send_att`](Self::send_att) would, with no copy in between.
+    pub fn receive_answering(&mut self, bytes: &[u8], on_att: &mut AttHandler<'_>) {
+        // Whole packets are taken straight from the input while nothing is buffered (the usual
+        // case: a packet transport, or a stream read that ends on a packet boundary).
+        let mut rest = bytes;
+        while let Some((packet, used)) = self.framer.split_whole(rest) {
+            rest = rest.get(used..).unwrap_or(&[]);
+            self.on_packet(packet, on_att);
+        }
+        if !rest.is_empty() {
+            // Out of the way while its packets are handled; a stand-in that owns no buffer.
+            let mut framer = core::mem::replace(&mut self.framer, H4Framer::unallocated(0));
+            framer.push(rest);
+            loop {
+                match framer.next_packet() {
+                    None => break,
+                    Some(Err(e)) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+                    Some(Ok(packet)) => self.on_packet(packet, on_att),
                 }
-                Some(Ok(p)) => p,
-            };
-            let (kind, body) = (packet.kind, packet.body);
-            match kind {
-                PacketType::Event => match Event::decode(body) {
-                    Ok(ev) => Self::on_event(
-                        &mut self.links,
-                        &mut State {
-                            config: &self.config,
-                            command_credits: &mut self.command_credits,
-                            commands_in_flight: &mut self.commands_in_flight,
-                            acl_free: &mut self.acl_free,
-                            acl_total: self.acl_total,
-                            idle_links: &mut self.idle_links,
-                            events: &mut self.events,
-                            command_queue: &mut self.command_queue,
-                        },
-                        ev,
-                    ),
-                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
-                },
-                PacketType::Acl => match AclPacket::decode(body) {
-                    Ok(acl) => {
-                        let mut replies = Replies::default();
-                        let smp = self.config.security_manager;
-                        Self::on_acl(&mut self.links, &mut self.events, &mut replies, acl, smp, on_att);
-                        self.apply(replies);
+            }
+            self.framer = framer;
+        }
+        if self.command_credits > 0 && !self.command_queue.is_empty() {
+            self.pump_commands();
+        }
+        if self.acl_free > 0 && !self.ready.is_empty() {
+            self.pump_acl();
+        }
+    }
+
+    /// Takes one HCI packet from the controller.
+    fn on_packet(&mut self, packet: H4Packet<'_>, on_att: &mut AttHandler<'_>) {
+        match packet.kind {
+            PacketType::Event => match Event::decode(packet.body) {
+                Ok(ev) => Self::on_event(
+                    &mut self.links,
+                    &mut State {
+                        config: &self.config,
+                        command_credits: &mut self.command_credits,
+                        commands_in_flight: &mut self.commands_in_flight,
+                        acl_free: &mut self.acl_free,
+                        acl_total: self.acl_total,
+                        idle_links: &mut self.idle_links,
+                        events: &mut self.events,
+                        command_queue: &mut self.command_queue,
+                    },
+                    ev,
+                ),
+                Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+            },
+            PacketType::Acl => match AclPacket::decode(packet.body) {
+                Ok(acl) => {
+                    let smp = self.config.security_manager;
+                    let (links, events, replies, answer) =
+                        (&mut self.links, &mut self.events, &mut self.replies, &mut self.att_answer);
+                    if let Some(handle) = Self::on_acl(links, events, replies, answer, acl, smp, on_att) {
+                        // The link exists: the request just arrived on it.
+                        let answer = core::mem::take(&mut self.att_answer);
+                        let _ = self.send_l2cap(handle, cid::ATT, &answer);
+                        self.att_answer = answer;
                     }
-                    Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
-                },
-                other => self
-                    .events
-                    .push_back(HostEvent::Dropped(Dropped::UnknownEvent { code: other as u8, subevent: None })),
+                    if !self.replies.is_empty() {
+                        let mut replies = core::mem::take(&mut self.replies);
+                        self.apply(&mut replies);
+                        self.replies = replies;
+                    }
+                }
+                Err(e) => self.events.push_back(HostEvent::Dropped(Dropped::Malformed(e))),
+            },
+            other => {
+                self.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code: other as u8, subevent: None }))
             }
         }
-        self.pump_commands();
-        self.pump_acl();
     }
 
     fn on_event(links: &mut BTreeMap<ConnHandle, Link>, st: &mut State<'_>, ev: Event<'_>) {
@@ -884,26 +923,32 @@ impl Host {
         links: &mut BTreeMap<ConnHandle, Link>,
         events: &mut VecDeque<HostEvent>,
         replies: &mut Replies,
+        answer: &mut Vec<u8>,
         acl: AclPacket<'_>,
         smp: bool,
-        on_att: &mut dyn FnMut(ConnHandle, &[u8]),
-    ) {
+        on_att: &mut AttHandler<'_>,
+    ) -> Option<ConnHandle> {
         let handle = acl.header.handle;
         let Some(link) = links.get_mut(&handle) else {
             events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle)));
-            return;
+            return None;
         };
         let role = link.info.role;
         let frame = match link.rx.push(acl.header.boundary, acl.data) {
             Ok(Some(frame)) => frame,
-            Ok(None) => return,
+            Ok(None) => return None,
             Err(error) => {
                 events.push_back(HostEvent::Dropped(Dropped::Reassembly { handle, error }));
-                return;
+                return None;
             }
         };
         match frame.cid {
-            cid::ATT => on_att(handle, frame.payload),
+            cid::ATT => {
+                answer.clear();
+                if on_att(handle, frame.payload, answer) {
+                    return Some(handle);
+                }
+            }
             cid::LE_SIGNALING => match Signal::decode(frame.payload) {
                 Ok(sig) => on_signal(handle, role, sig, events, replies),
                 Err(_) => {
@@ -922,15 +967,16 @@ impl Host {
             }
             other => events.push_back(HostEvent::Dropped(Dropped::UnknownChannel { handle, cid: other })),
         }
+        None
     }
 
-    fn apply(&mut self, replies: Replies) {
+    fn apply(&mut self, replies: &mut Replies) {
         // An answer that asks for a command is not given while the host's own commands are
         // backed up (the controller is slow to take them and the peer keeps asking).
         let commands_full = !replies.commands.is_empty()
             && self.command_queue.iter().filter(|(id, ..)| *id == INTERNAL).count() >= usize::from(MAX_QUEUED_CONTROL);
         let mut flooded = false;
-        for (handle, channel, payload) in replies.l2cap {
+        for (handle, channel, payload) in replies.l2cap.drain(..) {
             if commands_full || self.links.get(&handle).is_some_and(|l| l.control_queued >= MAX_QUEUED_CONTROL) {
                 self.events.push_back(HostEvent::Dropped(Dropped::Flooded { handle, cid: channel }));
                 flooded = true;
@@ -941,9 +987,10 @@ impl Host {
         }
         if flooded || commands_full {
             // Nor is a command issued for a request left unanswered.
+            replies.commands.clear();
             return;
         }
-        for cmd in replies.commands {
+        for cmd in replies.commands.drain(..) {
             // Issued by the host itself (e.g. accepting a peer's parameter request): not reported.
             let mut bytes = Vec::new();
             cmd.encode_h4(&mut bytes);
@@ -1018,13 +1065,17 @@ fn next_id(link: &mut Link) -> u8 {
 }
 
 /// Replies collected while a received PDU is still borrowed.
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Replies {
     l2cap: Vec<(ConnHandle, u16, Vec<u8>)>,
     commands: Vec<Command>,
 }
 
 impl Replies {
+    fn is_empty(&self) -> bool {
+        self.l2cap.is_empty() && self.commands.is_empty()
+    }
+
     fn reject(&mut self, handle: ConnHandle, identifier: u8, reason: u16) {
         let mut out = Vec::new();
         Signal::CommandReject { identifier, reason, data: &[] }.encode(&mut out);

@@ -4,6 +4,7 @@ use super::*;
 use crate::hci::event::{AdvertisingReport, AdvertisingReports, ConnectionComplete};
 use crate::hci::AclHeader;
 use crate::hci::PacketBoundary;
+use crate::l2cap::fragment;
 use alloc::vec;
 
 fn ev(e: Event<'_>) -> Vec<u8> {
@@ -152,6 +153,52 @@ fn fragmented_att_pdu_reaches_the_callback() {
         h.feed(&acl(0x40, pb, chunk));
     }
     assert_eq!(h.att, vec![(0x40, value)]);
+    assert!(h.events().is_empty());
+}
+
+/// `receive_answering`: an answer written by the handler goes out on the PDU's link as
+/// `send_att` would send it (one packet when it fits, fragments when it does not), in the order
+/// the requests came, with one chunk holding several packets and a part packet.
+#[test]
+fn answers_given_while_receiving_go_out_on_the_same_link() {
+    let mut h = Harness::new(27, 8);
+    h.feed(&connected(0x40, 1));
+    h.feed(&connected(0x41, 1));
+    h.events();
+    let mut input = acl(0x40, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::ATT, &[0x0a, 0x03, 0x00]));
+    input.extend(acl(0x41, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::ATT, &[0x0a, 0x05, 0x00])));
+    let third = acl(0x40, PacketBoundary::FirstFlushable, &l2cap_pdu(cid::ATT, &[0x52, 0x03, 0x00, 0xEE]));
+    input.extend_from_slice(&third[..4]);
+    let long: Vec<u8> = core::iter::once(0x0b).chain(0..40u8).collect();
+    let mut seen = Vec::new();
+    let mut answer_for = |handle: ConnHandle, pdu: &[u8], answer: &mut Vec<u8>| {
+        assert!(answer.is_empty(), "the answer buffer is handed over empty");
+        seen.push((handle, pdu.to_vec()));
+        match pdu.first() {
+            // A Write Command gets no answer.
+            Some(0x52) => false,
+            _ if handle == 0x41 => {
+                answer.extend_from_slice(&long);
+                true
+            }
+            _ => {
+                answer.extend_from_slice(&[0x0b, 0xAA]);
+                true
+            }
+        }
+    };
+    h.host.receive_answering(&input, &mut answer_for);
+    h.host.receive_answering(&third[4..], &mut answer_for);
+    assert_eq!(
+        seen,
+        vec![(0x40, vec![0x0a, 0x03, 0x00]), (0x41, vec![0x0a, 0x05, 0x00]), (0x40, vec![0x52, 0x03, 0x00, 0xEE])]
+    );
+    let mut want = Vec::new();
+    fragment(0x40, cid::ATT, &[0x0b, 0xAA], 27, |p| want.push(p));
+    fragment(0x41, cid::ATT, &long, 27, |p| want.push(p));
+    assert_eq!(want.len(), 3, "the long answer takes two fragments");
+    assert_eq!(h.sent(), want);
+    assert_eq!((h.host.in_flight(0x40), h.host.in_flight(0x41)), (Some(1), Some(2)));
     assert!(h.events().is_empty());
 }
 

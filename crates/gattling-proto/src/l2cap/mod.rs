@@ -232,6 +232,25 @@ pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, emit: imp
     fragment_into(handle, cid, payload, max_acl, Vec::new, emit)
 }
 
+/// Writes `payload` on channel `cid` as one H4 ACL packet into `out` (its contents replaced):
+/// what [`fragment_into`] makes when the whole B-frame fits one fragment (the caller checks
+/// `payload.len() + 4` against the controller's ACL size).
+pub fn single_fragment(handle: u16, cid: u16, payload: &[u8], out: &mut Vec<u8>) {
+    let acl = AclHeader {
+        handle,
+        boundary: PacketBoundary::FirstNonFlushable,
+        broadcast: 0,
+        len: (HEADER_LEN + payload.len()) as u16,
+    }
+    .to_bytes();
+    let [l0, l1] = (payload.len() as u16).to_le_bytes();
+    let [c0, c1] = cid.to_le_bytes();
+    out.clear();
+    out.reserve(1 + 4 + HEADER_LEN + payload.len());
+    out.extend_from_slice(&[crate::hci::PacketType::Acl as u8, acl[0], acl[1], acl[2], acl[3], l0, l1, c0, c1]);
+    out.extend_from_slice(payload);
+}
+
 /// Like [`fragment`], writing each packet into a buffer from `buffer` (a pool of cleared
 /// vectors, so steady-state sending does not allocate).
 pub fn fragment_into(
@@ -288,6 +307,24 @@ mod tests {
         let frame = r.push(acl.header.boundary, acl.data).unwrap().unwrap();
         assert_eq!(frame, BFrame { cid: cid::ATT, payload: &[0x0a, 0x01, 0x00] });
         assert!(core::ptr::eq(frame.payload.as_ptr(), acl.data[4..].as_ptr()));
+    }
+
+    proptest! {
+        /// The one-fragment writer makes exactly what the general fragmenter makes for a PDU
+        /// that fits one ACL packet, into a reused buffer.
+        #[test]
+        fn single_fragment_matches_fragment(
+            handle in 0u16..0x0F00,
+            cid in any::<u16>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            old in proptest::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let mut whole = Vec::new();
+            fragment(handle, cid, &payload, payload.len() + HEADER_LEN, |p| whole.push(p));
+            let mut out = old;
+            single_fragment(handle, cid, &payload, &mut out);
+            prop_assert_eq!(whole, alloc::vec![out]);
+        }
     }
 
     #[test]
