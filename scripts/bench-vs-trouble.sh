@@ -3,13 +3,18 @@
 # host (shared/perf-anchors/trouble-bench, `full read`), in one run on one machine: the same fake
 # in-process controller shape, the same Read Request `0a 03 00`, the same one-service database,
 # lockstep and a window of 8 requests. Prints the machine, every RESULT line, then a table with
-# the ratio gattling / trouble (absolute figures move between runs on a shared VM; ratios of one
-# run hold better).
+# the ratio gattling / trouble.
 #
-#   scripts/bench-vs-trouble.sh [--requests N] [--runs R] [--runtime multi|current|both]
+# Absolute figures move a lot between processes on a shared VM (the same binary has given 2.9
+# and 5.5 million requests/s a minute apart), so the programs are interleaved in rounds: each
+# round runs trouble-bench and then gattling on each runtime, back to back, and the ratio is
+# taken within the round. The table gives the median over the rounds of each rate and of each
+# ratio, and the lowest and highest ratio.
+#
+#   scripts/bench-vs-trouble.sh [--requests N] [--runs R] [--rounds K] [--runtime multi|current|both]
 #                               [--profile like-trouble|release]
 #
-# Defaults: --requests 500000 --runs 7 --runtime both --profile like-trouble.
+# Defaults: --requests 300000 --runs 3 --rounds 7 --runtime both --profile like-trouble.
 # Profiles: trouble-bench is always built with its own release profile (fat LTO, one codegen
 # unit, debug=1). `like-trouble` builds gattling the same way (through CARGO_PROFILE_RELEASE_*
 # variables, into its own target directory so the ordinary release build stays cached);
@@ -20,8 +25,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-requests=500000
-runs=7
+requests=300000
+runs=3
+rounds=7
 runtimes="multi current"
 profile=like-trouble
 usage() {
@@ -32,6 +38,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --requests) requests="${2:?}"; shift 2 ;;
         --runs) runs="${2:?}"; shift 2 ;;
+        --rounds) rounds="${2:?}"; shift 2 ;;
         --runtime)
             case "${2:-}" in
                 multi|current) runtimes="$2" ;;
@@ -77,38 +84,49 @@ fi
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 for window in 1 8; do
-    echo
-    echo "== window $window: trouble full read $requests $runs $window"
-    if [ "$window" = 1 ]; then
-        "$trouble" full read "$requests" "$runs" | tee -a "$log"
-    else
-        "$trouble" full read "$requests" "$runs" "$window" | tee -a "$log"
-    fi
-    for rt in $runtimes; do
-        echo "== window $window: gattling host_bench --runtime $rt"
-        "$gattling" --runtime "$rt" --window "$window" --requests "$requests" --runs "$runs" | tee -a "$log"
+    for round in $(seq 1 "$rounds"); do
+        echo
+        echo "== window $window, round $round: trouble full read $requests $runs $window"
+        if [ "$window" = 1 ]; then
+            "$trouble" full read "$requests" "$runs" | sed "s/^RESULT/RESULT round=$round/" | tee -a "$log"
+        else
+            "$trouble" full read "$requests" "$runs" "$window" | sed "s/^RESULT/RESULT round=$round/" | tee -a "$log"
+        fi
+        for rt in $runtimes; do
+            echo "== window $window, round $round: gattling host_bench --runtime $rt"
+            "$gattling" --runtime "$rt" --window "$window" --requests "$requests" --runs "$runs" \
+                | sed "s/^RESULT/RESULT round=$round/" | tee -a "$log"
+        done
     done
 done
 
 echo
-echo "== summary ($requests requests x $runs runs; median requests/s; gattling profile: $profile)"
+echo "== summary ($rounds rounds of $requests requests x $runs runs; gattling profile: $profile)"
 python3 - "$log" <<'PY'
-import re, sys
-rows = []
-pat = re.compile(r"^RESULT (\S+) full-host read \(([^)]*)\): median (\d+) req/s .*allocs/req=([\d.]+)")
+import re, statistics, sys
+pat = re.compile(r"^RESULT round=(\d+) (\S+) full-host read \(([^)]*)\): median (\d+) req/s .*allocs/req=([\d.]+)")
+runs = {}      # (mode, stack, runtime) -> {round: rate}
+allocs = {}
 for line in open(sys.argv[1]):
     m = pat.match(line)
     if not m:
         continue
-    stack, what, rate, allocs = m.group(1), m.group(2), float(m.group(3)), float(m.group(4))
+    rnd, stack, what, rate, alloc = int(m.group(1)), m.group(2), m.group(3), float(m.group(4)), float(m.group(5))
     parts = [p.strip() for p in what.split(";")]
-    mode = parts[0]
-    runtime = parts[1] if len(parts) > 1 else "futures block_on (1 thread)"
-    rows.append((mode, stack, runtime, rate, allocs))
-trouble = {mode: rate for mode, stack, _, rate, _ in rows if stack == "trouble"}
-print(f"{'mode':10} {'stack':9} {'executor':28} {'req/s':>11} {'us/req':>8} {'allocs/req':>11} {'vs trouble':>11}")
-for mode, stack, runtime, rate, allocs in rows:
-    ratio = rate / trouble[mode] if mode in trouble else float("nan")
-    print(f"{mode:10} {stack:9} {runtime:28} {rate:11,.0f} {1e6 / rate:8.3f} {allocs:11.3f} {ratio:10.2f}x")
+    key = (parts[0], stack, parts[1] if len(parts) > 1 else "futures block_on (1 thread)")
+    runs.setdefault(key, {})[rnd] = rate
+    allocs[key] = max(allocs.get(key, 0.0), alloc)
+print(f"{'mode':9} {'stack':9} {'executor':28} {'req/s':>11} {'us/req':>7} {'allocs/req':>10} "
+      f"{'vs trouble':>10} {'lowest':>7} {'highest':>7}")
+for key in sorted(runs, key=lambda k: (k[0], k[1] != "trouble", k[2])):
+    mode, stack, runtime = key
+    rate = statistics.median(runs[key].values())
+    base = runs.get((mode, "trouble", "futures block_on (1 thread)"), {})
+    ratios = [r / base[n] for n, r in runs[key].items() if n in base]
+    med = statistics.median(ratios) if ratios else float("nan")
+    lo = min(ratios) if ratios else float("nan")
+    hi = max(ratios) if ratios else float("nan")
+    print(f"{mode:9} {stack:9} {runtime:28} {rate:11,.0f} {1e6 / rate:7.3f} {allocs[key]:10.3f} "
+          f"{med:9.2f}x {lo:6.2f}x {hi:6.2f}x")
 print("target: gattling >= 2.00x trouble, 0 allocations per request")
 PY

@@ -306,10 +306,13 @@ impl Drop for Shared {
     }
 }
 
-/// Input chunks taken in one poll before the task yields to others (tokio's transports also
-/// yield when their cooperative budget runs out); large, so a busy link is not handed between
-/// worker threads often.
-const READ_BATCH: usize = 1024;
+/// Input chunks taken in one poll before the task yields to others: a backstop for transports
+/// that are always ready (in-process fakes). Tokio's own transports (TCP, serial, channels) make
+/// the read return `Pending` when the task's cooperative budget runs out long before this. Large,
+/// because on the multi-thread runtime each yield wakes an idle worker that takes the task over
+/// (with a cold cache): 1,024 cost about a tenth of the requests per second in
+/// `examples/host_bench.rs`; at 16,384 (a few milliseconds of work) the hand-over is rare.
+const READ_BATCH: usize = 16384;
 
 pub(crate) async fn read_loop(shared: Weak<Shared>, mut reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>) {
     let mut buf = vec![0u8; 4096];
@@ -373,12 +376,14 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
         // open (requests answered at once need no time stamp).
         let mut now = || *clock.get_or_insert_with(|| shared.now());
         // An answer given at once goes straight to the core's transmit queue.
-        core.receive_answering(chunk, &mut |handle, pdu, answer| {
-            if links.0.contains_key(&handle) {
-                let routed = route_att(links, gatt, answer, jobs, handle, pdu, &mut now);
+        core.receive_answering(chunk, &mut |handle, pdu, answer| match route_att(
+            links, gatt, answer, jobs, handle, pdu, &mut now,
+        ) {
+            Some(routed) => {
                 arm |= routed.opened;
                 routed.answered
-            } else {
+            }
+            None => {
                 early.push((handle, pdu.to_vec()));
                 false
             }
@@ -393,7 +398,7 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
         let Inner { core, links, gatt, scratch, jobs, early, .. } = inner;
         for (handle, pdu) in early.drain(..) {
             scratch.clear();
-            let routed = route_att(links, gatt, scratch, jobs, handle, &pdu, &mut now);
+            let Some(routed) = route_att(links, gatt, scratch, jobs, handle, &pdu, &mut now) else { continue };
             arm |= routed.opened;
             if routed.answered {
                 let _ = core.send_att(handle, scratch);
@@ -446,10 +451,10 @@ struct Routed {
     opened: bool,
 }
 
-/// Routes one received ATT PDU through its link's bearer. An answer to send at once (a
-/// response, an error, a confirmation, the next queued indication) is written into `answer`,
-/// which is empty when called. `now` is called only when a transaction stays open and needs
-/// its time stamp.
+/// Routes one received ATT PDU through its link's bearer; `None` when the link is not known
+/// here. An answer to send at once (a response, an error, a confirmation, the next queued
+/// indication) is written into `answer`, which is empty when called. `now` is called only when
+/// a transaction stays open and needs its time stamp.
 fn route_att(
     links: &mut Links,
     gatt: &mut Option<GattState>,
@@ -458,9 +463,22 @@ fn route_att(
     handle: ConnHandle,
     pdu: &[u8],
     now: &mut dyn FnMut() -> u64,
+) -> Option<Routed> {
+    let link = links.0.get_mut(&handle)?;
+    Some(route_on_link(link, gatt, answer, jobs, handle, pdu, now))
+}
+
+/// [`route_att`] for a known link.
+fn route_on_link(
+    link: &mut Link,
+    gatt: &mut Option<GattState>,
+    answer: &mut Vec<u8>,
+    jobs: &mut Vec<(ConnHandle, AppJob)>,
+    handle: ConnHandle,
+    pdu: &[u8],
+    now: &mut dyn FnMut() -> u64,
 ) -> Routed {
     let quiet = Routed { answered: false, opened: false };
-    let Some(link) = links.0.get_mut(&handle) else { return quiet };
     // Stamped below, and only if the request is still open after the server had it.
     let route = link.bearer.receive(pdu, 0);
     match route {
