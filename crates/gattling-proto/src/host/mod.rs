@@ -8,7 +8,7 @@
 
 use crate::gap::{Address, AddressType, BdAddr};
 use crate::hci::command::{Command, ConnParams, Opcode};
-use crate::hci::event::{Event, LeEvent};
+use crate::hci::event::{CompletedPackets, Event, LeEvent};
 use crate::hci::{status, AclPacket, H4Framer, H4Packet, PacketType};
 use crate::l2cap::signaling::{self, Signal};
 use crate::l2cap::{self, cid, Reassembler, ReassemblyError};
@@ -678,6 +678,14 @@ impl Host {
 
     /// Takes one HCI packet from the controller.
     fn on_packet(&mut self, packet: H4Packet<'_>, on_att: &mut AttHandler<'_>) {
+        if let (PacketType::Event, [0x13, len, n, entries @ ..]) = (packet.kind, packet.body) {
+            // Number Of Completed Packets (Core Vol 4 Part E §7.7.19), the most frequent event,
+            // without the general decoder; a malformed one takes the general path and its error.
+            if usize::from(*len) == 1 + entries.len() && entries.len() == 4 * usize::from(*n) {
+                self.on_completed_packets(CompletedPackets::from_raw(entries));
+                return;
+            }
+        }
         match packet.kind {
             PacketType::Event => match Event::decode(packet.body) {
                 Ok(ev) => Self::on_event(
@@ -756,18 +764,7 @@ impl Host {
                     None => st.events.push_back(HostEvent::Dropped(Dropped::UnknownHandle(handle))),
                 }
             }
-            Event::NumberOfCompletedPackets(c) => {
-                for (handle, n) in c.iter() {
-                    if let Some(link) = links.get_mut(&handle) {
-                        let n = n.min(link.in_flight);
-                        link.in_flight -= n;
-                        if n > 0 && link.in_flight == 0 {
-                            *st.idle_links += 1;
-                        }
-                        *st.acl_free = (*st.acl_free + n).min(st.acl_total);
-                    }
-                }
-            }
+            Event::NumberOfCompletedPackets(c) => Self::completed(links, st.idle_links, st.acl_free, st.acl_total, c),
             Event::HardwareError { code } => st.events.push_back(HostEvent::HardwareError(code)),
             Event::EncryptionChange { status, handle, enabled } => {
                 Self::on_encryption_change(links, st, status, handle, enabled != 0, ASSUMED_KEY_SIZE)
@@ -782,6 +779,31 @@ impl Host {
             Event::Le(le) => Self::on_le_event(links, st, le),
             Event::Unknown { code, .. } => {
                 st.events.push_back(HostEvent::Dropped(Dropped::UnknownEvent { code, subevent: None }))
+            }
+        }
+    }
+
+    fn on_completed_packets(&mut self, c: CompletedPackets<'_>) {
+        Self::completed(&mut self.links, &mut self.idle_links, &mut self.acl_free, self.acl_total, c);
+    }
+
+    /// Number Of Completed Packets (Core Vol 4 Part E §7.7.19): the controller's buffers come
+    /// back; counts beyond what a link has in flight, and unknown handles, are ignored.
+    fn completed(
+        links: &mut BTreeMap<ConnHandle, Link>,
+        idle_links: &mut usize,
+        acl_free: &mut u16,
+        acl_total: u16,
+        c: CompletedPackets<'_>,
+    ) {
+        for (handle, n) in c.iter() {
+            if let Some(link) = links.get_mut(&handle) {
+                let n = n.min(link.in_flight);
+                link.in_flight -= n;
+                if n > 0 && link.in_flight == 0 {
+                    *idle_links += 1;
+                }
+                *acl_free = (*acl_free + n).min(acl_total);
             }
         }
     }
