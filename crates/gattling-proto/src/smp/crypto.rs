@@ -281,6 +281,10 @@ impl KeyPair {
         let mut be = Zeroizing::new(reversed(secret));
         let secret = SecretKey::from_bytes(FieldBytes::from_slice(&be[..])).map_err(|_| KeyError::InvalidSecret)?;
         be.zeroize();
+        #[cfg(all(fuzzing, feature = "std"))]
+        if let Some(public) = fuzz_memo::public(&secret) {
+            return Ok(Self { secret, public });
+        }
         let point = secret.public_key().to_encoded_point(false);
         let mut public = [0u8; 64];
         // Uncompressed SEC1 encoding: 0x04 || X || Y, both big-endian.
@@ -290,6 +294,8 @@ impl KeyPair {
             public[i] = x[31 - i];
             public[32 + i] = y[31 - i];
         }
+        #[cfg(all(fuzzing, feature = "std"))]
+        fuzz_memo::keep_public(&secret, public);
         Ok(Self { secret, public })
     }
 
@@ -325,10 +331,19 @@ impl KeyPair {
     /// The peer's point is first checked to be on the curve and refused otherwise, which defeats the
     /// invalid-curve attack of CVE-2018-5383. The specification's debug public key is refused
     /// unless `allow_debug_key`.
+    #[allow(clippy::let_and_return)] // one `let` per build: fuzz builds remember results
     pub fn dh_key(&self, peer: &[u8; 64], allow_debug_key: bool) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         if !allow_debug_key && *peer == DEBUG_PUBLIC_KEY {
             return Err(KeyError::DebugKey);
         }
+        #[cfg(all(fuzzing, feature = "std"))]
+        let result = fuzz_memo::dh_key(&self.secret, peer, || self.compute_dh_key(peer));
+        #[cfg(not(all(fuzzing, feature = "std")))]
+        let result = self.compute_dh_key(peer);
+        result
+    }
+
+    fn compute_dh_key(&self, peer: &[u8; 64]) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         let mut x = [0u8; 32];
         let mut y = [0u8; 32];
         for i in 0..32 {
@@ -346,6 +361,63 @@ impl KeyPair {
             *o = *b;
         }
         Ok(out)
+    }
+}
+
+/// Fuzz builds only (`cfg(fuzzing)`, set by cargo-fuzz): remembers the results of the P-256
+/// scalar multiplications, so an input that repeats a key pair or a Diffie-Hellman exchange
+/// (fuzz targets use a few fixed keys) costs a lookup instead of a multiplication. Results are
+/// the real ones, computed the first time; only their cost changes.
+#[cfg(all(fuzzing, feature = "std"))]
+mod fuzz_memo {
+    extern crate std;
+    use super::{KeyError, SecretKey};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use zeroize::Zeroizing;
+
+    /// Entries kept per table before it is emptied (bounds the fuzzer's memory).
+    const MAX: usize = 4096;
+
+    type DhResult = Result<[u8; 32], KeyError>;
+    static PUBLIC: Mutex<Option<HashMap<[u8; 32], [u8; 64]>>> = Mutex::new(None);
+    static DH: Mutex<Option<HashMap<([u8; 32], [u8; 64]), DhResult>>> = Mutex::new(None);
+
+    fn secret_bytes(secret: &SecretKey) -> [u8; 32] {
+        secret.to_bytes().into()
+    }
+
+    pub(super) fn public(secret: &SecretKey) -> Option<[u8; 64]> {
+        let table = PUBLIC.lock().unwrap_or_else(|p| p.into_inner());
+        table.as_ref()?.get(&secret_bytes(secret)).copied()
+    }
+
+    pub(super) fn keep_public(secret: &SecretKey, public: [u8; 64]) {
+        let mut table = PUBLIC.lock().unwrap_or_else(|p| p.into_inner());
+        let map = table.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX {
+            map.clear();
+        }
+        map.insert(secret_bytes(secret), public);
+    }
+
+    pub(super) fn dh_key(
+        secret: &SecretKey,
+        peer: &[u8; 64],
+        compute: impl FnOnce() -> Result<Zeroizing<[u8; 32]>, KeyError>,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        let key = (secret_bytes(secret), *peer);
+        if let Some(known) = DH.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(|m| m.get(&key)) {
+            return known.map(Zeroizing::new);
+        }
+        let result = compute();
+        let mut table = DH.lock().unwrap_or_else(|p| p.into_inner());
+        let map = table.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX {
+            map.clear();
+        }
+        map.insert(key, result.as_ref().map(|k| **k).map_err(|e| *e));
+        result
     }
 }
 
