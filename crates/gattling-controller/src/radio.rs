@@ -84,6 +84,8 @@ pub(crate) struct Ctrl {
     pub le_event_mask: u64,
     pub framer: H4Framer,
     pub out: VecDeque<Vec<u8>>,
+    /// Listed in the radio's `touched` since the last take.
+    pub touched: bool,
     pub adv: Advertising,
     pub scan: Scanning,
     pub initiating: Option<CreateConnection>,
@@ -164,7 +166,8 @@ pub struct Radio {
     timers: BTreeMap<(u64, u64), Timer>,
     timer_seq: u64,
     rng: u64,
-    touched: BTreeSet<ControllerId>,
+    /// Controllers with output since the last `take_touched`, each once (`Ctrl::touched`).
+    touched: Vec<ControllerId>,
     fault: Fault,
     acl_count: u32,
     log: VecDeque<(ControllerId, &'static str)>,
@@ -188,7 +191,7 @@ impl Radio {
             timers: BTreeMap::new(),
             timer_seq: 0,
             rng: seed | 1,
-            touched: BTreeSet::new(),
+            touched: Vec::new(),
             fault: Fault::None,
             acl_count: 0,
             log: VecDeque::new(),
@@ -221,7 +224,7 @@ impl Radio {
                 self.schedule(timeout_us, Timer::SupervisionTimeout(end.link));
             }
         }
-        self.touched.remove(&id);
+        self.touched.retain(|t| *t != id);
     }
 
     /// Number of controllers attached.
@@ -256,36 +259,58 @@ impl Radio {
     /// Takes H4 bytes written by the host of controller `id`.
     pub fn receive(&mut self, id: ControllerId, bytes: &[u8]) {
         let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-        ctrl.framer.push(bytes);
+        // Out of the controller while its packets are handled (they borrow it), so nothing is
+        // copied; a stand-in that owns no buffer takes its place meanwhile.
+        let mut framer = core::mem::replace(&mut ctrl.framer, H4Framer::unallocated(0));
+        framer.push(bytes);
         loop {
-            let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-            let packet = match ctrl.framer.next_packet() {
+            if self.ctrls.get(&id).is_none() {
+                // The packet before detached it: what is left goes with it.
+                return;
+            }
+            match framer.next_packet() {
                 None => break,
                 Some(Err(_)) => {
                     // The host's byte stream is out of step: report it (Hardware Error, §7.7.16).
                     self.note(id, "garbage H4 from the host; framer reset");
                     self.emit(id, &Event::HardwareError { code: 0x01 });
-                    continue;
                 }
-                Some(Ok(p)) => (p.kind, p.body.to_vec()),
-            };
-            match packet.0 {
-                PacketType::Command => self.on_command(id, &packet.1),
-                PacketType::Acl => self.on_acl(id, &packet.1),
-                _ => self.note(id, "unsupported packet type from the host; dropped"),
+                Some(Ok(p)) => match p.kind {
+                    PacketType::Command => self.on_command(id, p.body),
+                    PacketType::Acl => self.on_acl(id, p.body),
+                    _ => self.note(id, "unsupported packet type from the host; dropped"),
+                },
             }
+        }
+        if let Some(ctrl) = self.ctrls.get_mut(&id) {
+            ctrl.framer = framer;
         }
     }
 
     /// H4 packets waiting for the host of controller `id`.
     pub fn take_output(&mut self, id: ControllerId) -> impl Iterator<Item = Vec<u8>> + '_ {
-        let q = self.ctrls.get_mut(&id).map(|c| core::mem::take(&mut c.out)).unwrap_or_default();
-        q.into_iter()
+        // Drained in place: the queue keeps its room for the next packets.
+        self.ctrls.get_mut(&id).into_iter().flat_map(|c| c.out.drain(..))
     }
 
-    /// Controllers that have output since the last call.
+    /// Controllers that have output since the last call, in id order.
     pub fn take_touched(&mut self) -> Vec<ControllerId> {
-        core::mem::take(&mut self.touched).into_iter().collect()
+        let mut ids = Vec::new();
+        self.drain_touched(&mut ids);
+        ids
+    }
+
+    /// [`take_touched`](Self::take_touched) into `out` (cleared first), so a caller that keeps
+    /// `out` does not allocate.
+    pub fn drain_touched(&mut self, out: &mut Vec<ControllerId>) {
+        out.clear();
+        for id in self.touched.drain(..) {
+            if let Some(c) = self.ctrls.get_mut(&id) {
+                c.touched = false;
+                out.push(id);
+            }
+        }
+        out.sort_unstable();
     }
 
     /// Diagnostic notes (e.g. garbage from a host), oldest first.
@@ -342,13 +367,19 @@ impl Radio {
         let mut out = Vec::with_capacity(16);
         ev.encode_h4(&mut out);
         ctrl.out.push_back(out);
-        self.touched.insert(id);
+        if !ctrl.touched {
+            ctrl.touched = true;
+            self.touched.push(id);
+        }
     }
 
     pub(crate) fn push_raw(&mut self, id: ControllerId, packet: Vec<u8>) {
         if let Some(ctrl) = self.ctrls.get_mut(&id) {
             ctrl.out.push_back(packet);
-            self.touched.insert(id);
+            if !ctrl.touched {
+                ctrl.touched = true;
+                self.touched.push(id);
+            }
         }
     }
 
@@ -739,6 +770,7 @@ impl Ctrl {
             event_mask: DEFAULT_EVENT_MASK,
             le_event_mask: DEFAULT_LE_EVENT_MASK,
             framer: H4Framer::new(4 + 1024),
+            touched: false,
             out: VecDeque::new(),
             adv: Advertising {
                 params: AdvParams { interval_min: 0x800, interval_max: 0x800, ..AdvParams::default() },

@@ -27,7 +27,9 @@ struct Port {
 
 struct State {
     radio: Radio,
-    ports: HashMap<ControllerId, Port>,
+    ports: crate::driver::IdMap<ControllerId, Port>,
+    /// Reused by every radio step for the controllers that have output.
+    touched: Vec<ControllerId>,
 }
 
 /// A simulated radio with virtual LE controllers on it.
@@ -54,7 +56,7 @@ impl VirtualRadio {
     /// A new radio, not registered under any name.
     pub fn new(name: impl Into<String>) -> Arc<VirtualRadio> {
         Arc::new(VirtualRadio {
-            state: Mutex::new(State { radio: Radio::default(), ports: HashMap::new() }),
+            state: Mutex::new(State { radio: Radio::default(), ports: Default::default(), touched: Vec::new() }),
             timers_changed: Notify::new(),
             timer_running: AtomicBool::new(false),
             epoch: Instant::now(),
@@ -137,22 +139,28 @@ impl VirtualRadio {
     /// Runs `f` on the radio after bringing its clock up to date, then hands every output to
     /// the ports and wakes their readers.
     fn with_radio<T>(&self, f: impl FnOnce(&mut Radio) -> T) -> T {
-        let mut wake = Vec::new();
+        // Usually one or two hosts to wake (the peer, the sender's credits): no allocation then.
+        let mut wake: [Option<Waker>; 2] = [None, None];
+        let mut more_wake = Vec::new();
         let result = {
             let mut st = self.lock();
-            let State { radio, ports } = &mut *st;
+            let State { radio, ports, touched } = &mut *st;
             let now = self.epoch.elapsed().as_micros() as u64;
             radio.advance(now);
             let before = radio.next_timer();
             let result = f(radio);
             radio.advance(now);
-            for id in radio.take_touched() {
+            radio.drain_touched(touched);
+            for &id in touched.iter() {
                 let Some(port) = ports.get_mut(&id) else { continue };
                 for packet in radio.take_output(id) {
                     port.pending.extend(packet);
                 }
                 if let Some(w) = port.waker.take() {
-                    wake.push(w);
+                    match wake.iter_mut().find(|slot| slot.is_none()) {
+                        Some(slot) => *slot = Some(w),
+                        None => more_wake.push(w),
+                    }
                 }
             }
             for (id, what) in radio.take_log() {
@@ -163,7 +171,7 @@ impl VirtualRadio {
             }
             result
         };
-        for w in wake {
+        for w in wake.into_iter().flatten().chain(more_wake) {
             w.wake();
         }
         result

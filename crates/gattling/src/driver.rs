@@ -201,7 +201,7 @@ impl Shared {
     }
 }
 
-/// Hashes connection handles (12-bit numbers chosen by the controller) with one multiply.
+/// Hashes small integer ids (connection handles, controller ids) with one multiply.
 #[derive(Default, Clone, Copy)]
 pub(crate) struct HandleHasher(u64);
 
@@ -217,10 +217,16 @@ impl std::hash::Hasher for HandleHasher {
     fn write_u16(&mut self, n: u16) {
         self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
+/// A map keyed by a small integer id, hashed with [`HandleHasher`].
+pub(crate) type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<HandleHasher>>;
+
 /// A map keyed by connection handle.
-pub(crate) type HandleMap<V> = HashMap<ConnHandle, V, std::hash::BuildHasherDefault<HandleHasher>>;
+pub(crate) type HandleMap<V> = IdMap<ConnHandle, V>;
 
 pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
     // Application code never runs under this lock; a poisoned lock means a bug in the driver,
