@@ -8,7 +8,7 @@
 use gattling_controller::Radio;
 pub use gattling_controller::{ControllerConfig, ControllerId, Fault};
 use gattling_proto::gap::BdAddr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +21,9 @@ use tokio::time::Instant;
 
 struct Port {
     waker: Option<Waker>,
-    pending: VecDeque<u8>,
+    /// H4 bytes for the host: `pending[start..]` not yet read.
+    pending: Vec<u8>,
+    start: usize,
     closed: bool,
 }
 
@@ -80,7 +82,7 @@ impl VirtualRadio {
         let id = {
             let mut st = self.lock();
             let id = st.radio.attach(config);
-            st.ports.insert(id, Port { waker: None, pending: VecDeque::new(), closed: false });
+            st.ports.insert(id, Port { waker: None, pending: Vec::new(), start: 0, closed: false });
             id
         };
         self.ensure_timer_task();
@@ -139,12 +141,24 @@ impl VirtualRadio {
     /// Runs `f` on the radio after bringing its clock up to date, then hands every output to
     /// the ports and wakes their readers.
     fn with_radio<T>(&self, f: impl FnOnce(&mut Radio) -> T) -> T {
+        self.step(None, f).unwrap_or_else(|| unreachable!("a step without a port check always runs"))
+    }
+
+    /// [`with_radio`](Self::with_radio) unless `port`'s host end is closed or gone: `None` then.
+    fn with_radio_if<T>(&self, port: ControllerId, f: impl FnOnce(&mut Radio) -> T) -> Option<T> {
+        self.step(Some(port), f)
+    }
+
+    fn step<T>(&self, port: Option<ControllerId>, f: impl FnOnce(&mut Radio) -> T) -> Option<T> {
         // Usually one or two hosts to wake (the peer, the sender's credits): no allocation then.
         let mut wake: [Option<Waker>; 2] = [None, None];
         let mut more_wake = Vec::new();
         let result = {
             let mut st = self.lock();
             let State { radio, ports, touched } = &mut *st;
+            if port.is_some_and(|id| ports.get(&id).is_none_or(|p| p.closed)) {
+                return None;
+            }
             let now = self.epoch.elapsed().as_micros() as u64;
             radio.advance(now);
             let before = radio.next_timer();
@@ -153,8 +167,12 @@ impl VirtualRadio {
             radio.drain_touched(touched);
             for &id in touched.iter() {
                 let Some(port) = ports.get_mut(&id) else { continue };
+                if port.start == port.pending.len() {
+                    port.pending.clear();
+                    port.start = 0;
+                }
                 for packet in radio.take_output(id) {
-                    port.pending.extend(packet);
+                    port.pending.extend_from_slice(&packet);
                 }
                 if let Some(w) = port.waker.take() {
                     match wake.iter_mut().find(|slot| slot.is_none()) {
@@ -174,7 +192,7 @@ impl VirtualRadio {
         for w in wake.into_iter().flatten().chain(more_wake) {
             w.wake();
         }
-        result
+        Some(result)
     }
 
     /// Injects a fault into later ACL traffic.
@@ -266,36 +284,81 @@ impl Drop for VirtualController {
     }
 }
 
-impl AsyncRead for VirtualController {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+impl VirtualController {
+    /// The host's transport over this controller: a reader and a writer sharing it (no lock
+    /// between them beyond the radio's own); the controller leaves the radio when both are
+    /// dropped.
+    pub fn into_transport(self, description: impl Into<String>) -> crate::Transport {
+        let shared = Arc::new(self);
+        crate::Transport::new(VirtualHalf(shared.clone()), VirtualHalf(shared), description)
+    }
+
+    fn poll_read_from(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let mut st = self.radio.lock();
         let Some(port) = st.ports.get_mut(&self.id) else { return Poll::Ready(Ok(())) };
-        if port.pending.is_empty() {
+        let ready = port.pending.get(port.start..).unwrap_or(&[]);
+        if ready.is_empty() {
             if port.closed {
                 return Poll::Ready(Ok(()));
             }
-            port.waker = Some(cx.waker().clone());
+            match &mut port.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            }
             return Poll::Pending;
         }
-        let n = buf.remaining().min(port.pending.len());
-        let (a, b) = port.pending.as_slices();
-        let from_a = n.min(a.len());
-        buf.put_slice(&a[..from_a]);
-        buf.put_slice(&b[..n - from_a]);
-        port.pending.drain(..n);
+        let n = buf.remaining().min(ready.len());
+        buf.put_slice(&ready[..n]);
+        port.start += n;
+        if port.start == port.pending.len() {
+            port.pending.clear();
+            port.start = 0;
+        }
         Poll::Ready(Ok(()))
+    }
+
+    fn poll_write_to(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let id = self.id;
+        let taken = self.radio.with_radio_if(id, |r| r.receive(id, buf));
+        match taken {
+            Some(()) => Poll::Ready(Ok(buf.len())),
+            None => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "virtual controller is gone"))),
+        }
+    }
+}
+
+impl AsyncRead for VirtualController {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.poll_read_from(cx, buf)
     }
 }
 
 impl AsyncWrite for VirtualController {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let closed = self.radio.lock().ports.get(&self.id).is_none_or(|p| p.closed);
-        if closed {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "virtual controller is gone")));
-        }
-        let id = self.id;
-        self.radio.with_radio(|r| r.receive(id, buf));
-        Poll::Ready(Ok(buf.len()))
+        self.poll_write_to(buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// One end (reader or writer) of [`VirtualController::into_transport`].
+struct VirtualHalf(Arc<VirtualController>);
+
+impl AsyncRead for VirtualHalf {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_read_from(cx, buf)
+    }
+}
+
+impl AsyncWrite for VirtualHalf {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.0.poll_write_to(buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -304,7 +304,7 @@ pub async fn open(spec: &TransportSpec) -> Result<Transport, TransportError> {
         TransportSpec::Virtual { name, acl } => {
             let config = gattling_controller::ControllerConfig { acl_len: acl.0, acl_num: acl.1, public_address: None };
             let ctrl = crate::controller::VirtualRadio::named(name).attach(config);
-            Transport::from_stream(ctrl, spec.to_string())
+            ctrl.into_transport(spec.to_string())
         }
         TransportSpec::TcpClient { host, port } => tcp::open(spec, host, *port).await?,
         TransportSpec::Serial { device, baud, rtscts } => serial::open(spec, device, *baud, *rtscts).await?,
