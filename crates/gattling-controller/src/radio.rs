@@ -13,6 +13,9 @@ use gattling_proto::hci::{status, AclHeader, AclPacket, H4Framer, PacketBoundary
 /// What a scanner hears from one advertiser: address, address type, parameters, data, scan response.
 type Heard = (BdAddr, u8, AdvParams, Vec<u8>, Vec<u8>);
 
+/// Packet buffers the radio keeps for reuse.
+const SPARE_BUFFERS: usize = 64;
+
 /// Identifies one controller on a [`Radio`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct ControllerId(pub u32);
@@ -168,6 +171,8 @@ pub struct Radio {
     rng: u64,
     /// Controllers with output since the last `take_touched`, each once (`Ctrl::touched`).
     touched: Vec<ControllerId>,
+    /// Packet buffers given back by [`Radio::take_output_into`], reused for the next packets.
+    spare: Vec<Vec<u8>>,
     fault: Fault,
     acl_count: u32,
     log: VecDeque<(ControllerId, &'static str)>,
@@ -192,6 +197,7 @@ impl Radio {
             timer_seq: 0,
             rng: seed | 1,
             touched: Vec::new(),
+            spare: Vec::new(),
             fault: Fault::None,
             acl_count: 0,
             log: VecDeque::new(),
@@ -293,6 +299,26 @@ impl Radio {
         self.ctrls.get_mut(&id).into_iter().flat_map(|c| c.out.drain(..))
     }
 
+    /// The H4 packets waiting for the host of controller `id`, appended to `out` back to back
+    /// (a byte stream, as a UART or TCP carries them); their buffers are kept for reuse.
+    pub fn take_output_into(&mut self, id: ControllerId, out: &mut Vec<u8>) {
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        for mut packet in ctrl.out.drain(..) {
+            out.extend_from_slice(&packet);
+            if self.spare.len() < SPARE_BUFFERS {
+                packet.clear();
+                self.spare.push(packet);
+            }
+        }
+    }
+
+    /// An empty packet buffer with room for `len` bytes, reused when one is spare.
+    fn packet_buffer(&mut self, len: usize) -> Vec<u8> {
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.reserve(len);
+        b
+    }
+
     /// Controllers that have output since the last call, in id order.
     pub fn take_touched(&mut self) -> Vec<ControllerId> {
         let mut ids = Vec::new();
@@ -360,12 +386,12 @@ impl Radio {
 
     /// Queues an event for the host of `id` if its event masks allow it (Core Vol 4 Part E §7.3.1).
     pub(crate) fn emit(&mut self, id: ControllerId, ev: &Event<'_>) {
-        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-        if !ctrl.allows(ev) {
+        if !self.ctrls.get(&id).is_some_and(|c| c.allows(ev)) {
             return;
         }
-        let mut out = Vec::with_capacity(16);
+        let mut out = self.packet_buffer(16);
         ev.encode_h4(&mut out);
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
         ctrl.out.push_back(out);
         if !ctrl.touched {
             ctrl.touched = true;
@@ -711,7 +737,7 @@ impl Radio {
             _ => PacketBoundary::FirstFlushable,
         };
         let header = AclHeader { handle: peer_handle, boundary, broadcast: 0, len: acl.header.len };
-        let mut packet = Vec::with_capacity(5 + acl.data.len());
+        let mut packet = self.packet_buffer(5 + acl.data.len());
         AclPacket { header, data: acl.data }.encode_h4(&mut packet);
         self.acl_count = self.acl_count.wrapping_add(1);
         match self.fault {

@@ -140,16 +140,15 @@ impl Connection {
         if let Some(e) = self.end_error() {
             return Err(e);
         }
-        {
-            let now = self.host.now();
-            let shared = self.host.shared().clone();
-            let mut inner = self.host.lock();
-            inner.send_att(self.info.handle, pdu, now)?;
-            if inner.links.0.get(&self.info.handle).is_some_and(|l| l.bearer.poll_timeout().is_some()) {
-                crate::driver::arm_timer(&shared, &mut inner);
-            }
+        let now = self.host.now();
+        let shared = self.host.shared();
+        let mut inner = self.host.lock();
+        inner.send_att(self.info.handle, pdu, now)?;
+        if inner.links.0.get(&self.info.handle).is_some_and(|l| l.bearer.poll_timeout().is_some()) {
+            crate::driver::arm_timer(shared, &mut inner);
         }
-        self.host.kick();
+        // Written inline while the host is still locked for the queue, as the read loop does.
+        crate::driver::send_taken(shared, inner);
         Ok(())
     }
 

@@ -171,9 +171,7 @@ impl VirtualRadio {
                     port.pending.clear();
                     port.start = 0;
                 }
-                for packet in radio.take_output(id) {
-                    port.pending.extend_from_slice(&packet);
-                }
+                radio.take_output_into(id, &mut port.pending);
                 if let Some(w) = port.waker.take() {
                     match wake.iter_mut().find(|slot| slot.is_none()) {
                         Some(slot) => *slot = Some(w),

@@ -423,7 +423,7 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
 /// Sends what the controller's input produced (command credits freed queued commands, ACL
 /// credits freed fragments, ATT replies): inline, taking the packets while the host is still
 /// locked, so the hot path locks it once per batch.
-fn send_taken(shared: &Shared, mut guard: MutexGuard<'_, Inner>) {
+pub(crate) fn send_taken(shared: &Shared, mut guard: MutexGuard<'_, Inner>) {
     if !guard.core.has_transmit() {
         return;
     }
