@@ -2380,6 +2380,44 @@ fn take_touched_names_exactly_the_controllers_with_output() {
     assert_eq!(b.radio.take_output(b.id(z)).count(), 0);
 }
 
+/// `take_output_into` hands over the same bytes as `take_output`, back to back, and each
+/// controller is named once by `take_touched` however many packets it has, in id order.
+#[test]
+fn take_output_into_appends_the_packets_back_to_back() {
+    let (mut a, mut b) = (Bench::default(), Bench::default());
+    let [xa, ya] = a.add_raws(2)[..] else { unreachable!() };
+    let [xb, yb] = b.add_raws(2)[..] else { unreachable!() };
+    a.pump();
+    b.pump();
+    let mut bytes = Vec::new();
+    for cmd in [Command::LeRand, Command::ReadBdAddr, Command::LeRand] {
+        cmd.encode_h4(&mut bytes);
+    }
+    // Controller y first, then x: each named once, in id order.
+    for (bench, first, second) in [(&mut a, ya, xa), (&mut b, yb, xb)] {
+        let (first, second) = (bench.id(first), bench.id(second));
+        bench.radio.receive(first, &bytes);
+        bench.radio.receive(second, &bytes);
+        bench.radio.receive(first, &bytes);
+        let mut want = vec![first, second];
+        want.sort();
+        assert_eq!(bench.radio.take_touched(), want);
+    }
+    for _ in 0..2 {
+        // The second round reuses the buffers the first gave back.
+        let whole: Vec<u8> = a.radio.take_output(a.id(ya)).flatten().collect();
+        let mut into = vec![0xEE];
+        b.radio.take_output_into(b.id(yb), &mut into);
+        assert_eq!(into[0], 0xEE, "appended, not replaced");
+        assert_eq!(&into[1..], &whole[..]);
+        assert!(!whole.is_empty());
+        for (bench, y) in [(&mut a, ya), (&mut b, yb)] {
+            let id = bench.id(y);
+            bench.radio.receive(id, &bytes);
+        }
+    }
+}
+
 #[test]
 fn detached_controllers_are_gone_and_ignore_input() {
     let mut b = Bench::default();
