@@ -6,7 +6,9 @@
 //! - an ATT PDU handed up never exceeds the configured L2CAP bound.
 //!
 //! Input: records of one control byte (bits 6-7: action, bits 0-5: length 0..=63) and that many
-//! bytes. Actions 0 and 1: `receive` the bytes. Action 2: `send_att` the bytes on the connection
+//! bytes. Action 0: `receive` the bytes. Action 1: `receive_answering` them, answering every ATT
+//! PDU whose first byte is even with that PDU echoed (fragmented and queued by the host as
+//! `send_att` would). Action 2: `send_att` the bytes on the connection
 //! picked by the first byte. Action 3: a command or a connection parameter request, picked by the
 //! first byte.
 #![no_main]
@@ -54,6 +56,15 @@ fuzz_target!(|data: &[u8]| {
     let mut on_att = |_h: u16, pdu: &[u8]| {
         assert!(pdu.len() <= max_att, "ATT PDU of {} bytes over the bound", pdu.len());
     };
+    let mut answering = |_h: u16, pdu: &[u8], answer: &mut Vec<u8>| {
+        assert!(pdu.len() <= max_att, "ATT PDU of {} bytes over the bound", pdu.len());
+        assert!(answer.is_empty(), "the answer buffer was handed over with something in it");
+        let echo = pdu.first().is_some_and(|b| b % 2 == 0);
+        if echo {
+            answer.extend_from_slice(pdu);
+        }
+        echo
+    };
 
     let mut rest = data;
     while let Some((&ctl, tail)) = rest.split_first() {
@@ -61,7 +72,8 @@ fuzz_target!(|data: &[u8]| {
         let (chunk, next) = tail.split_at(len);
         rest = next;
         match ctl >> 6 {
-            0 | 1 => host.receive(chunk, &mut on_att),
+            0 => host.receive(chunk, &mut on_att),
+            1 => host.receive_answering(chunk, &mut answering),
             2 => {
                 let handle = pick_handle(&host, chunk.first().copied().unwrap_or(0));
                 let _ = host.send_att(handle, chunk);
