@@ -382,10 +382,9 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
         // open (requests answered at once need no time stamp).
         let mut now = || *clock.get_or_insert_with(|| shared.now());
         // An answer given at once goes straight to the core's transmit queue.
-        core.receive_answering(chunk, &mut |handle, pdu, answer| match route_att(
-            links, gatt, answer, jobs, handle, pdu, &mut now,
-        ) {
-            Some(routed) => {
+        core.receive_answering(chunk, &mut |handle, pdu, answer| match links.0.get_mut(&handle) {
+            Some(link) => {
+                let routed = route_att(link, gatt, answer, jobs, handle, pdu, &mut now);
                 arm |= routed.opened;
                 routed.answered
             }
@@ -404,7 +403,8 @@ fn take_input(shared: &Arc<Shared>, inner: &mut Inner, chunk: &[u8]) {
         let Inner { core, links, gatt, scratch, jobs, early, .. } = inner;
         for (handle, pdu) in early.drain(..) {
             scratch.clear();
-            let Some(routed) = route_att(links, gatt, scratch, jobs, handle, &pdu, &mut now) else { continue };
+            let Some(link) = links.0.get_mut(&handle) else { continue };
+            let routed = route_att(link, gatt, scratch, jobs, handle, &pdu, &mut now);
             arm |= routed.opened;
             if routed.answered {
                 let _ = core.send_att(handle, scratch);
@@ -457,25 +457,11 @@ struct Routed {
     opened: bool,
 }
 
-/// Routes one received ATT PDU through its link's bearer; `None` when the link is not known
-/// here. An answer to send at once (a response, an error, a confirmation, the next queued
-/// indication) is written into `answer`, which is empty when called. `now` is called only when
-/// a transaction stays open and needs its time stamp.
+/// Routes one received ATT PDU through its link's bearer. An answer to send at once (a
+/// response, an error, a confirmation, the next queued indication) is written into `answer`,
+/// which is empty when called. `now` is called only when a transaction stays open and needs
+/// its time stamp.
 fn route_att(
-    links: &mut Links,
-    gatt: &mut Option<GattState>,
-    answer: &mut Vec<u8>,
-    jobs: &mut Vec<(ConnHandle, AppJob)>,
-    handle: ConnHandle,
-    pdu: &[u8],
-    now: &mut dyn FnMut() -> u64,
-) -> Option<Routed> {
-    let link = links.0.get_mut(&handle)?;
-    Some(route_on_link(link, gatt, answer, jobs, handle, pdu, now))
-}
-
-/// [`route_att`] for a known link.
-fn route_on_link(
     link: &mut Link,
     gatt: &mut Option<GattState>,
     answer: &mut Vec<u8>,
