@@ -4,6 +4,7 @@ gattling's controller server."""
 
 import _thread
 import os
+import signal
 import threading
 
 import pytest
@@ -145,11 +146,17 @@ def test_connect_errors(bt):
 
 
 def test_ctrl_c_interrupts_a_blocking_connect(bt):
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        bt.connect("112233eeddff")  # no timeout: waits until interrupted
-    timer.join()
+    # Python's own SIGINT handler for the test: a process started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and then interrupt_main() does nothing.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            bt.connect("112233eeddff")  # no timeout: waits until interrupted
+        timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     # The attempt was cancelled: the next one runs (and times out) instead of "in progress".
     with pytest.raises(TimeoutError):
         bt.connect("112233eeddff", timeout=100)
