@@ -650,6 +650,7 @@ impl Radio {
             c.scan = defaults.scan;
             c.initiating = None;
             c.acl_used = 0;
+            c.completed.clear();
             c.privacy = Privacy { rpa_timeout: DEFAULT_RPA_TIMEOUT, ..Privacy::default() };
         });
         self.complete(id, Opcode::RESET, &[0]);

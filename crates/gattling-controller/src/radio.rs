@@ -95,6 +95,11 @@ pub(crate) struct Ctrl {
     pub handles: BTreeMap<u16, LinkEnd>,
     pub next_handle: u16,
     pub acl_used: u16,
+    /// ACL packets sent but not yet reported to the host, per handle: Number Of Completed
+    /// Packets goes out in batches (see [`Radio::ack_acl`]).
+    pub completed: Vec<(u16, u16)>,
+    /// A [`Timer::ReportCompleted`] for this controller is scheduled.
+    pub completed_timer: bool,
     pub privacy: Privacy,
 }
 
@@ -156,7 +161,13 @@ pub(crate) enum Timer {
         packet: Vec<u8>,
         from: (ControllerId, u16),
     },
+    /// Reports the completed packets a controller still holds back.
+    ReportCompleted(ControllerId),
 }
+
+/// How long a sent ACL packet may go unreported while fewer than half of the controller's
+/// buffers wait for their report, in microseconds (about one short connection interval).
+pub const COMPLETED_REPORT_DELAY_US: u64 = 1_000;
 
 /// A shared simulated radio with any number of virtual LE controllers on it.
 #[derive(Debug)]
@@ -391,15 +402,19 @@ impl Radio {
         }
         let mut out = self.packet_buffer(16);
         ev.encode_h4(&mut out);
-        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-        ctrl.out.push_back(out);
-        if !ctrl.touched {
-            ctrl.touched = true;
-            self.touched.push(id);
-        }
+        self.push_raw(id, out);
     }
 
+    /// Queues an H4 packet for the host of `id`. Completions held back go first: the host
+    /// reads them in the same wake-up, and they name handles it still knows.
     pub(crate) fn push_raw(&mut self, id: ControllerId, packet: Vec<u8>) {
+        if self.ctrls.get(&id).is_some_and(|c| !c.completed.is_empty()) {
+            self.report_completed(id);
+        }
+        self.queue(id, packet);
+    }
+
+    fn queue(&mut self, id: ControllerId, packet: Vec<u8>) {
         if let Some(ctrl) = self.ctrls.get_mut(&id) {
             ctrl.out.push_back(packet);
             if !ctrl.touched {
@@ -409,8 +424,35 @@ impl Radio {
         }
     }
 
+    /// Sends Number Of Completed Packets for everything held back (§7.7.19: one
+    /// (Connection_Handle, Num_Completed_Packets) pair per handle, at most 63 per event).
+    fn report_completed(&mut self, id: ControllerId) {
+        let Some(ctrl) = self.ctrls.get(&id) else { return };
+        let pairs = ctrl.completed.len().min(63);
+        let mut out = self.packet_buffer(3 + 4 * pairs);
+        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        out.extend_from_slice(&[0x04, gattling_proto::hci::event::code::NUMBER_OF_COMPLETED_PACKETS, 0, pairs as u8]);
+        for (handle, count) in ctrl.completed.drain(..pairs) {
+            out.extend_from_slice(&handle.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
+        }
+        out[2] = (1 + 4 * pairs) as u8;
+        let more = !ctrl.completed.is_empty();
+        self.queue(id, out);
+        if more {
+            self.report_completed(id);
+        }
+    }
+
     fn fire(&mut self, t: Timer) {
         match t {
+            Timer::ReportCompleted(id) => {
+                let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+                ctrl.completed_timer = false;
+                if !ctrl.completed.is_empty() {
+                    self.report_completed(id);
+                }
+            }
             Timer::ScanTick(id, generation) => {
                 if self.ctrls.get(&id).is_some_and(|c| c.scan.generation == generation) {
                     self.scan_tick(id)
@@ -754,7 +796,11 @@ impl Radio {
         self.ack_acl(id, handle);
     }
 
-    /// The packet left the controller's buffer: Number Of Completed Packets (§7.7.19).
+    /// The packet left the controller's buffer: it is reported with Number Of Completed Packets
+    /// (§7.7.19), whose rate is the controller's choice. Reports are batched as controllers do:
+    /// at once when half of the host's buffers wait for one, else before the next packet or
+    /// event this controller sends its host, or [`COMPLETED_REPORT_DELAY_US`] later at the latest.
+    /// A lone request/response exchange then wakes each host once, not twice.
     fn ack_acl(&mut self, id: ControllerId, handle: u16) {
         let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
         ctrl.acl_used = ctrl.acl_used.saturating_sub(1);
@@ -762,10 +808,17 @@ impl Radio {
             // The link is gone; the host already took its buffers back (§4.3).
             return;
         }
-        let h = handle.to_le_bytes();
-        let nocp = [1, h[0], h[1], 1, 0];
-        let ev = Event::Unknown { code: gattling_proto::hci::event::code::NUMBER_OF_COMPLETED_PACKETS, params: &nocp };
-        self.emit(id, &ev);
+        match ctrl.completed.iter_mut().find(|(h, _)| *h == handle) {
+            Some((_, count)) => *count = count.saturating_add(1),
+            None => ctrl.completed.push((handle, 1)),
+        }
+        let waiting: u32 = ctrl.completed.iter().map(|&(_, n)| u32::from(n)).sum();
+        if waiting * 2 >= u32::from(ctrl.config.acl_num) {
+            self.report_completed(id);
+        } else if !ctrl.completed_timer {
+            ctrl.completed_timer = true;
+            self.schedule(COMPLETED_REPORT_DELAY_US, Timer::ReportCompleted(id));
+        }
     }
 
     pub(crate) fn schedule_update(&mut self, link: u32, params: ConnParams) {
@@ -817,6 +870,8 @@ impl Ctrl {
             handles: BTreeMap::new(),
             next_handle: 0x0001,
             acl_used: 0,
+            completed: Vec::new(),
+            completed_timer: false,
             privacy: Privacy { rpa_timeout: DEFAULT_RPA_TIMEOUT, ..Privacy::default() },
         }
     }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use gattling_controller::{ControllerConfig, Fault};
+use gattling_controller::{ControllerConfig, Fault, COMPLETED_REPORT_DELAY_US};
 use gattling_proto::gap::BdAddr;
 use gattling_proto::hci::command::{Command, ConnParams, Opcode};
 use gattling_proto::hci::event::{subevent, Event, LeEvent};
@@ -942,25 +942,88 @@ fn acl_reaches_the_peer_under_the_peers_handle_with_le_boundary_flags() {
     );
 }
 
-#[test]
-fn sender_gets_number_of_completed_packets_for_each_acl_packet() {
-    let (mut b, c, _, ch, _) = connected_raw();
-    let m = b.mark(c);
-    for i in 0..20u8 {
-        b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, i]);
-        b.pump();
-    }
-    assert_eq!(b.node(c).completed_since(m, ch), 20);
-    let nocp: Vec<_> = b
-        .node(c)
-        .events_since(m)
+fn completion_reports(b: &Bench, node: usize, mark: usize) -> Vec<Vec<(u16, u16)>> {
+    b.node(node)
+        .events_since(mark)
         .into_iter()
         .filter_map(|e| match e {
             Event::NumberOfCompletedPackets(c) => Some(c.iter().collect::<Vec<_>>()),
             _ => None,
         })
-        .collect();
-    assert!(nocp.iter().all(|e| e == &vec![(ch, 1)]), "NOCP names the sender's handle: {nocp:?}");
+        .collect()
+}
+
+#[test]
+fn sender_gets_number_of_completed_packets_in_batches_of_half_its_buffers() {
+    let (mut b, c, _, ch, _) = connected_raw();
+    assert_eq!(ControllerConfig::default().acl_num, 8);
+    let m = b.mark(c);
+    for i in 0..20u8 {
+        b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, i]);
+        b.pump();
+        let reported = b.node(c).completed_since(m, ch);
+        assert_eq!(reported, u32::from(i + 1) / 4 * 4, "reported as each 4th of 8 buffers completes");
+    }
+    let nocp = completion_reports(&b, c, m);
+    assert_eq!(nocp, vec![vec![(ch, 4)]; 5], "NOCP names the sender's handle, 4 packets each");
+}
+
+#[test]
+fn a_lone_completed_packet_is_reported_after_the_report_delay() {
+    let (mut b, c, _, ch, _) = connected_raw();
+    let m = b.mark(c);
+    b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 1]);
+    b.pump();
+    assert_eq!(b.node(c).completed_since(m, ch), 0, "held back while 7 of 8 buffers are free");
+    b.run_for(COMPLETED_REPORT_DELAY_US - 1);
+    assert_eq!(b.node(c).completed_since(m, ch), 0);
+    b.run_for(1);
+    assert_eq!(completion_reports(&b, c, m), vec![vec![(ch, 1)]], "reported when the delay is up");
+    b.run_for(10 * COMPLETED_REPORT_DELAY_US);
+    assert_eq!(b.node(c).completed_since(m, ch), 1, "reported once");
+}
+
+#[test]
+fn held_back_completions_go_out_before_the_next_packet_for_that_host() {
+    let (mut b, c, p, ch, ph) = connected_raw();
+    let m = b.mark(c);
+    b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x0A]);
+    b.pump();
+    assert_eq!(b.node(c).completed_since(m, ch), 0);
+    // The answer: the central's host gets its completion in the same read, just before it.
+    b.send_acl(p, ph, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x0B]);
+    b.pump();
+    let got = b.node(c).events_since(m);
+    assert_eq!(completion_reports(&b, c, m), vec![vec![(ch, 1)]]);
+    assert_eq!(b.node(c).acl_since(m).len(), 1);
+    let tap = &b.node(c).tap;
+    let (nocp_at, acl_at) = (
+        tap.iter().rposition(|t| t.get(..2) == Some(&[0x04, 0x13])),
+        tap.iter().rposition(|t| t.first() == Some(&0x02)),
+    );
+    assert!(nocp_at < acl_at, "completion before the ACL packet: {got:?}");
+    // The peripheral's own completion waits for the next packet to it, or the delay.
+    let mp = b.mark(p);
+    b.run_for(COMPLETED_REPORT_DELAY_US);
+    assert_eq!(completion_reports(&b, p, mp), vec![vec![(ph, 1)]]);
+}
+
+#[test]
+fn held_back_completions_go_out_before_disconnection_complete() {
+    let (mut b, c, p, ch, ph) = connected_raw();
+    let m = b.mark(c);
+    b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 1]);
+    b.pump();
+    b.send(p, &Command::Disconnect { handle: ph, reason: 0x13 });
+    b.pump();
+    assert_eq!(completion_reports(&b, c, m), vec![vec![(ch, 1)]]);
+    assert_eq!(b.node(c).disconnections_since(m), vec![(0, ch, 0x13)]);
+    let tap = &b.node(c).tap;
+    let nocp_at = tap.iter().rposition(|t| t.get(..2) == Some(&[0x04, 0x13]));
+    let disc_at = tap.iter().rposition(|t| t.get(..2) == Some(&[0x04, 0x05]));
+    assert!(nocp_at < disc_at, "the host hears of its buffers while it still knows the handle");
+    b.run_for(10 * COMPLETED_REPORT_DELAY_US);
+    assert_eq!(b.node(c).completed_since(m, ch), 1, "and not again");
 }
 
 #[test]
@@ -1050,7 +1113,7 @@ fn delayed_acl_without_credits_overflows_with_data_buffer_overflow_event() {
     // Credits are back: the next packet is accepted.
     let mc = b.mark(c);
     b.send_acl(c, ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0xFF]);
-    b.run_for(1_000);
+    b.run_for(1_000 + COMPLETED_REPORT_DELAY_US);
     assert_eq!(b.node(c).completed_since(mc, ch), 1);
 }
 
@@ -1101,6 +1164,7 @@ fn drop_every_nth_acl_drops_those_packets_but_returns_their_credits() {
     }
     let got: Vec<u8> = b.node(p).acl_since(mp).iter().map(|a| a.data[4]).collect();
     assert_eq!(got, vec![1, 2, 4, 5, 7, 8], "every 3rd packet is lost");
+    b.run_for(COMPLETED_REPORT_DELAY_US);
     assert_eq!(b.node(c).completed_since(mc, ch), 9, "the sender still gets every buffer back");
     b.radio.set_fault(Fault::None);
     let mp = b.mark(p);
