@@ -36,7 +36,7 @@ mod commands;
 mod radio;
 mod slots;
 
-pub use radio::{ControllerId, Fault, Radio, COMPLETED_REPORT_DELAY_US};
+pub use radio::{ControllerId, Fault, Radio, Relay, COMPLETED_REPORT_DELAY_US};
 
 use gattling_proto::gap::BdAddr;
 

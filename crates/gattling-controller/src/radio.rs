@@ -165,6 +165,51 @@ pub(crate) enum Timer {
     ReportCompleted(ControllerId),
 }
 
+/// One Number Of Completed Packets event (H4) for up to 63 of the `completed` pairs, which
+/// it removes (Core Vol 4 Part E §7.7.19: one (Connection_Handle, Num_Completed_Packets) pair
+/// per handle; 63 pairs fill the 255-byte parameter limit).
+fn encode_completed(completed: &mut Vec<(u16, u16)>, out: &mut Vec<u8>) {
+    let pairs = completed.len().min(63);
+    out.extend_from_slice(&[
+        PacketType::Event as u8,
+        gattling_proto::hci::event::code::NUMBER_OF_COMPLETED_PACKETS,
+        (1 + 4 * pairs) as u8,
+        pairs as u8,
+    ]);
+    for (handle, count) in completed.drain(..pairs) {
+        out.extend_from_slice(&handle.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+    }
+}
+
+/// An ACL packet a controller took from its host.
+struct Admitted<'b> {
+    link: u32,
+    /// The controller of the other end.
+    peer: ControllerId,
+    /// The sender's handle.
+    handle: u16,
+    /// The header the peer's host gets.
+    header: AclHeader,
+    data: &'b [u8],
+}
+
+/// What [`Radio::relay_acl`] did with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Relay {
+    /// Not a case it relays: hand the bytes to [`Radio::receive`].
+    General,
+    /// Refused or dropped, with its notes and events queued: nothing to deliver.
+    Done,
+    /// Append `header` and the packet's data after `to`'s queued output.
+    Deliver {
+        /// The controller whose host gets the packet.
+        to: ControllerId,
+        /// The H4 indicator and ACL header it gets there (the peer's handle).
+        header: [u8; 5],
+    },
+}
+
 /// How long a sent ACL packet may go unreported while fewer than half of the controller's
 /// buffers wait for their report, in microseconds (about one short connection interval).
 pub const COMPLETED_REPORT_DELAY_US: u64 = 1_000;
@@ -279,7 +324,16 @@ impl Radio {
         // Out of the controller while its packets are handled (they borrow it), so nothing is
         // copied; a stand-in that owns no buffer takes its place meanwhile.
         let mut framer = core::mem::replace(&mut ctrl.framer, H4Framer::unallocated(0));
-        framer.push(bytes);
+        // Whole packets at the front are handled where they lie; the rest goes through the framer.
+        let mut rest = bytes;
+        while let Some((p, used)) = framer.split_whole(rest) {
+            rest = rest.get(used..).unwrap_or_default();
+            self.on_packet(id, p.kind, p.body);
+            if self.ctrls.get(&id).is_none() {
+                return;
+            }
+        }
+        framer.push(rest);
         loop {
             if self.ctrls.get(&id).is_none() {
                 // The packet before detached it: what is left goes with it.
@@ -292,15 +346,19 @@ impl Radio {
                     self.note(id, "garbage H4 from the host; framer reset");
                     self.emit(id, &Event::HardwareError { code: 0x01 });
                 }
-                Some(Ok(p)) => match p.kind {
-                    PacketType::Command => self.on_command(id, p.body),
-                    PacketType::Acl => self.on_acl(id, p.body),
-                    _ => self.note(id, "unsupported packet type from the host; dropped"),
-                },
+                Some(Ok(p)) => self.on_packet(id, p.kind, p.body),
             }
         }
         if let Some(ctrl) = self.ctrls.get_mut(&id) {
             ctrl.framer = framer;
+        }
+    }
+
+    fn on_packet(&mut self, id: ControllerId, kind: PacketType, body: &[u8]) {
+        match kind {
+            PacketType::Command => self.on_command(id, body),
+            PacketType::Acl => self.on_acl(id, body),
+            _ => self.note(id, "unsupported packet type from the host; dropped"),
         }
     }
 
@@ -348,6 +406,11 @@ impl Radio {
             }
         }
         out.sort_unstable();
+    }
+
+    /// Whether there are diagnostic notes to take.
+    pub fn has_notes(&self) -> bool {
+        !self.log.is_empty()
     }
 
     /// Diagnostic notes (e.g. garbage from a host), oldest first.
@@ -424,23 +487,25 @@ impl Radio {
         }
     }
 
-    /// Sends Number Of Completed Packets for everything held back (§7.7.19: one
-    /// (Connection_Handle, Num_Completed_Packets) pair per handle, at most 63 per event).
+    /// Sends Number Of Completed Packets for everything held back (§7.7.19).
     fn report_completed(&mut self, id: ControllerId) {
-        let Some(ctrl) = self.ctrls.get(&id) else { return };
-        let pairs = ctrl.completed.len().min(63);
-        let mut out = self.packet_buffer(3 + 4 * pairs);
-        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
-        out.extend_from_slice(&[0x04, gattling_proto::hci::event::code::NUMBER_OF_COMPLETED_PACKETS, 0, pairs as u8]);
-        for (handle, count) in ctrl.completed.drain(..pairs) {
-            out.extend_from_slice(&handle.to_le_bytes());
-            out.extend_from_slice(&count.to_le_bytes());
+        while self.ctrls.get(&id).is_some_and(|c| !c.completed.is_empty()) {
+            let mut out = self.packet_buffer(3 + 4 * 63);
+            let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+            encode_completed(&mut ctrl.completed, &mut out);
+            self.queue(id, out);
         }
-        out[2] = (1 + 4 * pairs) as u8;
-        let more = !ctrl.completed.is_empty();
-        self.queue(id, out);
-        if more {
-            self.report_completed(id);
+    }
+
+    /// [`Radio::take_output_into`], then the completions held back for the host of `id` as
+    /// Number Of Completed Packets events written straight into `out`: what goes before a
+    /// packet [`Radio::relay_acl`] delivers to that host.
+    pub fn take_output_for_relay(&mut self, id: ControllerId, out: &mut Vec<u8>) {
+        self.take_output_into(id, out);
+        if let Some(ctrl) = self.ctrls.get_mut(&id) {
+            while !ctrl.completed.is_empty() {
+                encode_completed(&mut ctrl.completed, out);
+            }
         }
     }
 
@@ -750,28 +815,29 @@ impl Radio {
         Some((end.link, if end.central { l.peripheral } else { l.central }, end.central))
     }
 
-    /// ACL data from a host: consume a buffer, route to the peer, return the buffer with
-    /// Number Of Completed Packets (Core Vol 4 Part E §4.1.1).
-    fn on_acl(&mut self, id: ControllerId, body: &[u8]) {
+    /// Takes an ACL packet from the host of `id` into a buffer (Core Vol 4 Part E §4.1.1): its
+    /// link, the peer it goes to and the header it gets there. `None` when it is refused (noted,
+    /// and Data Buffer Overflow sent when the host had no credit).
+    fn admit_acl<'b>(&mut self, id: ControllerId, body: &'b [u8]) -> Option<Admitted<'b>> {
         let Ok(acl) = AclPacket::decode(body) else {
             self.note(id, "malformed ACL packet from the host; dropped");
-            return;
+            return None;
         };
         let handle = acl.header.handle;
         let Some((link, (peer, peer_handle), _)) = self.peer_of(id, handle) else {
             self.note(id, "ACL data for a handle the host does not own; dropped");
-            return;
+            return None;
         };
-        let Some(ctrl) = self.ctrls.get_mut(&id) else { return };
+        let ctrl = self.ctrls.get_mut(&id)?;
         if acl.data.len() > ctrl.config.acl_len as usize {
             self.note(id, "ACL packet longer than the controller's buffers; dropped");
-            return;
+            return None;
         }
         if ctrl.acl_used >= ctrl.config.acl_num as u16 {
             // Data Buffer Overflow (§7.7.26): the host sent without a credit.
             self.note(id, "ACL buffer overflow");
             self.emit(id, &Event::Unknown { code: 0x1A, params: &[0x01] });
-            return;
+            return None;
         }
         ctrl.acl_used += 1;
         let boundary = match acl.header.boundary {
@@ -779,9 +845,38 @@ impl Radio {
             _ => PacketBoundary::FirstFlushable,
         };
         let header = AclHeader { handle: peer_handle, boundary, broadcast: 0, len: acl.header.len };
-        let mut packet = self.packet_buffer(5 + acl.data.len());
-        AclPacket { header, data: acl.data }.encode_h4(&mut packet);
         self.acl_count = self.acl_count.wrapping_add(1);
+        Some(Admitted { link, peer, handle, header, data: acl.data })
+    }
+
+    /// Relays one ACL packet from the host of `id` when `bytes` is exactly one whole H4 ACL
+    /// packet, nothing is buffered before it and no fault is set: the radio's accounting is
+    /// done as [`Radio::receive`] would (credits, completions, refusals), but the packet is not
+    /// copied into the radio. [`Relay::Deliver`] tells the caller to take the peer's output
+    /// ([`Radio::take_output_for_relay`]: held-back completions go before the packet, as they
+    /// would through the queue) and append the header and `bytes[5..]` to it.
+    pub fn relay_acl(&mut self, id: ControllerId, bytes: &[u8]) -> Relay {
+        if self.fault != Fault::None {
+            return Relay::General;
+        }
+        let Some(ctrl) = self.ctrls.get(&id) else { return Relay::General };
+        match ctrl.framer.split_whole(bytes) {
+            Some((p, used)) if p.kind == PacketType::Acl && used == bytes.len() => {}
+            _ => return Relay::General,
+        }
+        let Some(body) = bytes.get(1..) else { return Relay::General };
+        let Some(a) = self.admit_acl(id, body) else { return Relay::Done };
+        self.ack_acl(id, a.handle);
+        let h = a.header.to_bytes();
+        Relay::Deliver { to: a.peer, header: [PacketType::Acl as u8, h[0], h[1], h[2], h[3]] }
+    }
+
+    /// ACL data from a host: consume a buffer, route to the peer, return the buffer with
+    /// Number Of Completed Packets (Core Vol 4 Part E §4.1.1).
+    fn on_acl(&mut self, id: ControllerId, body: &[u8]) {
+        let Some(Admitted { link, peer, handle, header, data }) = self.admit_acl(id, body) else { return };
+        let mut packet = self.packet_buffer(5 + data.len());
+        AclPacket { header, data }.encode_h4(&mut packet);
         match self.fault {
             Fault::DelayAcl(us) => {
                 if let Some(l) = self.links.get_mut(&link) {

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use gattling_controller::{ControllerConfig, Fault, COMPLETED_REPORT_DELAY_US};
+use gattling_controller::{ControllerConfig, Fault, Relay, COMPLETED_REPORT_DELAY_US};
 use gattling_proto::gap::BdAddr;
 use gattling_proto::hci::command::{Command, ConnParams, Opcode};
 use gattling_proto::hci::event::{subevent, Event, LeEvent};
@@ -2510,4 +2510,90 @@ fn le_rand_and_addresses_are_reproducible_per_seed() {
     };
     assert_eq!(run(7), run(7));
     assert_ne!(run(7).0, run(8).0);
+}
+
+/// Every byte each host gets, in order, when ACL packets go through `relay_acl` where it takes
+/// them and through `receive` otherwise; and how many it relayed.
+fn streams_with_relay(relay: bool, ops: &[(bool, Vec<u8>, u64)]) -> (Vec<Vec<u8>>, usize) {
+    let (mut b, c, p, _, _) = connected_raw();
+    b.pump();
+    let ids = [b.id(c), b.id(p)];
+    let mut streams = vec![Vec::new(), Vec::new()];
+    let mut relayed = 0;
+    for (from_central, bytes, wait) in ops {
+        let id = ids[usize::from(!from_central)];
+        let outcome = if relay { b.radio.relay_acl(id, bytes) } else { Relay::General };
+        match outcome {
+            Relay::General => b.radio.receive(id, bytes),
+            Relay::Done => {}
+            Relay::Deliver { to, header } => {
+                relayed += 1;
+                let i = ids.iter().position(|x| *x == to).expect("a node of the bench");
+                b.radio.take_output_for_relay(to, &mut streams[i]);
+                streams[i].extend_from_slice(&header);
+                streams[i].extend_from_slice(&bytes[5..]);
+            }
+        }
+        b.now += wait;
+        b.radio.advance(b.now);
+        for (i, id) in ids.iter().enumerate() {
+            for packet in b.radio.take_output(*id) {
+                streams[i].extend_from_slice(&packet);
+            }
+        }
+    }
+    (streams, relayed)
+}
+
+#[test]
+fn relayed_acl_packets_reach_the_hosts_exactly_as_received_ones() {
+    let (_, _, _, ch, ph) = connected_raw();
+    let acl = |handle: u16, boundary, data: &[u8]| {
+        let mut v = Vec::new();
+        acl_bytes(handle, boundary, data, &mut v);
+        v
+    };
+    let mut two = acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x0A]);
+    two.extend(acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x0B]));
+    let ops = vec![
+        // A request, its answer, one each way, with and without time between them.
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[3, 0, 4, 0, 0x0A, 0x03, 0x00]), 0),
+        (false, acl(ph, PacketBoundary::FirstNonFlushable, &[3, 0, 4, 0, 0x0B, 1, 2]), 10),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x52]), COMPLETED_REPORT_DELAY_US),
+        // Fragments, an empty packet, the longest one, one too long, a handle nobody owns.
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[9, 0, 4, 0, 1, 2, 3]), 0),
+        (true, acl(ch, PacketBoundary::Continuing, &[4, 5, 6, 7, 8, 9]), 0),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[]), 0),
+        (false, acl(ph, PacketBoundary::FirstNonFlushable, &[0x5A; 251]), 0),
+        (false, acl(ph, PacketBoundary::FirstNonFlushable, &[0x5A; 252]), 0),
+        (true, acl(0x0EEE, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x52]), 0),
+        // Two packets in one write, a part packet and its rest: the general path.
+        (true, two, 0),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x52])[..3].to_vec(), 0),
+        (true, vec![1, 0, 1, 0, 4, 0, 0x52], 0),
+        // Enough back to back for a batch of completions, then the report delay.
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 1]), 0),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 2]), 0),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 3]), 0),
+        (true, acl(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 4]), 0),
+        (false, acl(ph, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 5]), 2 * COMPLETED_REPORT_DELAY_US),
+    ];
+    let (received, none) = streams_with_relay(false, &ops);
+    let (relayed, count) = streams_with_relay(true, &ops);
+    assert_eq!(none, 0);
+    assert_eq!(count, 12, "the plain packets were relayed");
+    assert_eq!(relayed, received, "each host got the same bytes");
+    assert!(received[0].windows(2).any(|w| w == [0x04, 0x13]), "completions are in the streams compared");
+}
+
+#[test]
+fn relay_leaves_faults_to_the_general_path() {
+    let (mut b, c, _, ch, _) = connected_raw();
+    let mut bytes = Vec::new();
+    acl_bytes(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x52], &mut bytes);
+    let id = b.id(c);
+    b.radio.set_fault(Fault::DropEveryNthAcl(2));
+    assert_eq!(b.radio.relay_acl(id, &bytes), Relay::General);
+    b.radio.set_fault(Fault::None);
+    assert!(matches!(b.radio.relay_acl(id, &bytes), Relay::Deliver { .. }));
 }

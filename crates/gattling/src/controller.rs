@@ -5,8 +5,8 @@
 //! The radio's clock is tokio's: under a paused test clock (`tokio::time::pause`) supervision
 //! timeouts and other timers run in virtual time without waiting.
 
-use gattling_controller::Radio;
 pub use gattling_controller::{ControllerConfig, ControllerId, Fault};
+use gattling_controller::{Radio, Relay};
 use gattling_proto::gap::BdAddr;
 use std::collections::HashMap;
 use std::io;
@@ -19,17 +19,67 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// What a controller has for its host, with a lock of its own: the host's reads take only this
+/// one, never the radio's.
+#[derive(Default)]
 struct Port {
+    /// The host end is closed: its reads end, its writes fail.
+    closed: AtomicBool,
+    out: Mutex<PortOut>,
+}
+
+#[derive(Default)]
+struct PortOut {
     waker: Option<Waker>,
     /// H4 bytes for the host: `pending[start..]` not yet read.
     pending: Vec<u8>,
     start: usize,
-    closed: bool,
+}
+
+impl Port {
+    fn lock(&self) -> MutexGuard<'_, PortOut> {
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl PortOut {
+    /// Drops the bytes already read when all of them were (the buffer keeps its room).
+    fn compact(&mut self) {
+        if self.start == self.pending.len() {
+            self.pending.clear();
+            self.start = 0;
+        }
+    }
+}
+
+type Ports = crate::driver::IdMap<ControllerId, Arc<Port>>;
+
+/// Readers to wake once the radio is unlocked: usually one or two (the peer, the sender's
+/// completions), without allocating.
+#[derive(Default)]
+struct Wakes {
+    few: [Option<Waker>; 2],
+    more: Vec<Waker>,
+}
+
+impl Wakes {
+    fn push(&mut self, w: Waker) {
+        match self.few.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(w),
+            None => self.more.push(w),
+        }
+    }
+
+    fn wake(self) {
+        for w in self.few.into_iter().flatten().chain(self.more) {
+            w.wake();
+        }
+    }
 }
 
 struct State {
     radio: Radio,
-    ports: crate::driver::IdMap<ControllerId, Port>,
+    ports: Ports,
     /// Reused by every radio step for the controllers that have output.
     touched: Vec<ControllerId>,
 }
@@ -79,14 +129,15 @@ impl VirtualRadio {
 
     /// Attaches a new controller and returns the host's end of its HCI transport.
     pub fn attach(self: &Arc<Self>, config: ControllerConfig) -> VirtualController {
-        let id = {
+        let (id, port) = {
             let mut st = self.lock();
             let id = st.radio.attach(config);
-            st.ports.insert(id, Port { waker: None, pending: Vec::new(), start: 0, closed: false });
-            id
+            let port = Arc::new(Port::default());
+            st.ports.insert(id, port.clone());
+            (id, port)
         };
         self.ensure_timer_task();
-        VirtualController { radio: self.clone(), id }
+        VirtualController { radio: self.clone(), id, port }
     }
 
     /// Starts the task that runs the radio's timers, if none is running in a live runtime.
@@ -141,55 +192,49 @@ impl VirtualRadio {
     /// Runs `f` on the radio after bringing its clock up to date, then hands every output to
     /// the ports and wakes their readers.
     fn with_radio<T>(&self, f: impl FnOnce(&mut Radio) -> T) -> T {
-        self.step(None, f).unwrap_or_else(|| unreachable!("a step without a port check always runs"))
+        self.step(None, |r, _, _| f(r)).unwrap_or_else(|| unreachable!("a step without a port check always runs"))
     }
 
-    /// [`with_radio`](Self::with_radio) unless `port`'s host end is closed or gone: `None` then.
-    fn with_radio_if<T>(&self, port: ControllerId, f: impl FnOnce(&mut Radio) -> T) -> Option<T> {
-        self.step(Some(port), f)
-    }
-
-    fn step<T>(&self, port: Option<ControllerId>, f: impl FnOnce(&mut Radio) -> T) -> Option<T> {
-        // Usually one or two hosts to wake (the peer, the sender's credits): no allocation then.
-        let mut wake: [Option<Waker>; 2] = [None, None];
-        let mut more_wake = Vec::new();
+    /// One step of the radio: `f` runs on it (with the ports, to write to one directly, and
+    /// the readers to wake) after its clock is brought up to date; then every output goes to
+    /// its port and the readers are woken. `None`, without running `f`, when `port` is given
+    /// and its host end is closed or gone.
+    fn step<T>(&self, port: Option<ControllerId>, f: impl FnOnce(&mut Radio, &Ports, &mut Wakes) -> T) -> Option<T> {
+        let mut wakes = Wakes::default();
         let result = {
             let mut st = self.lock();
             let State { radio, ports, touched } = &mut *st;
-            if port.is_some_and(|id| ports.get(&id).is_none_or(|p| p.closed)) {
+            if port.is_some_and(|id| ports.get(&id).is_none_or(|p| p.closed.load(Ordering::Acquire))) {
                 return None;
             }
             let now = self.epoch.elapsed().as_micros() as u64;
             radio.advance(now);
             let before = radio.next_timer();
-            let result = f(radio);
-            radio.advance(now);
+            let result = f(radio, ports, &mut wakes);
+            if radio.next_timer().is_some_and(|t| t <= now) {
+                radio.advance(now);
+            }
             radio.drain_touched(touched);
             for &id in touched.iter() {
-                let Some(port) = ports.get_mut(&id) else { continue };
-                if port.start == port.pending.len() {
-                    port.pending.clear();
-                    port.start = 0;
-                }
+                let Some(port) = ports.get(&id) else { continue };
+                let mut port = port.lock();
+                port.compact();
                 radio.take_output_into(id, &mut port.pending);
                 if let Some(w) = port.waker.take() {
-                    match wake.iter_mut().find(|slot| slot.is_none()) {
-                        Some(slot) => *slot = Some(w),
-                        None => more_wake.push(w),
-                    }
+                    wakes.push(w);
                 }
             }
-            for (id, what) in radio.take_log() {
-                tracing::debug!(radio = %self.name, controller = id.0, "{what}");
+            if radio.has_notes() {
+                for (id, what) in radio.take_log() {
+                    tracing::debug!(radio = %self.name, controller = id.0, "{what}");
+                }
             }
             if radio.next_timer() != before {
                 self.timers_changed.notify_one();
             }
             result
         };
-        for w in wake.into_iter().flatten().chain(more_wake) {
-            w.wake();
-        }
+        wakes.wake();
         Some(result)
     }
 
@@ -207,10 +252,12 @@ impl VirtualRadio {
     /// supervision timeout.
     pub fn vanish(&self, controller: ControllerId) {
         let waker = {
-            let mut st = self.lock();
-            st.ports.get_mut(&controller).and_then(|p| {
-                p.closed = true;
-                p.waker.take()
+            let st = self.lock();
+            st.ports.get(&controller).and_then(|p| {
+                // Closed before the reader's lock is taken: a read that looks after this sees
+                // it, one that looked before left the waker taken here.
+                p.closed.store(true, Ordering::Release);
+                p.lock().waker.take()
             })
         };
         self.with_radio(|r| r.detach(controller));
@@ -262,6 +309,7 @@ impl VirtualRadio {
 pub struct VirtualController {
     radio: Arc<VirtualRadio>,
     id: ControllerId,
+    port: Arc<Port>,
 }
 
 impl VirtualController {
@@ -292,11 +340,10 @@ impl VirtualController {
     }
 
     fn poll_read_from(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let mut st = self.radio.lock();
-        let Some(port) = st.ports.get_mut(&self.id) else { return Poll::Ready(Ok(())) };
+        let mut port = self.port.lock();
         let ready = port.pending.get(port.start..).unwrap_or(&[]);
         if ready.is_empty() {
-            if port.closed {
+            if self.port.closed.load(Ordering::Acquire) {
                 return Poll::Ready(Ok(()));
             }
             match &mut port.waker {
@@ -317,7 +364,22 @@ impl VirtualController {
 
     fn poll_write_to(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.id;
-        let taken = self.radio.with_radio_if(id, |r| r.receive(id, buf));
+        let taken = self.radio.step(Some(id), |radio, ports, wakes| match radio.relay_acl(id, buf) {
+            Relay::General => radio.receive(id, buf),
+            Relay::Done => {}
+            Relay::Deliver { to, header } => {
+                // Straight into the peer host's stream, after what the radio queued for it.
+                let Some(port) = ports.get(&to) else { return };
+                let mut port = port.lock();
+                port.compact();
+                radio.take_output_for_relay(to, &mut port.pending);
+                port.pending.extend_from_slice(&header);
+                port.pending.extend_from_slice(buf.get(header.len()..).unwrap_or_default());
+                if let Some(w) = port.waker.take() {
+                    wakes.push(w);
+                }
+            }
+        });
         match taken {
             Some(()) => Poll::Ready(Ok(buf.len())),
             None => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "virtual controller is gone"))),

@@ -3,10 +3,11 @@
 //! `GATTCConnection` -> `GATTCService` -> `GATTCCharacteristic`.
 //!
 //! One request is outstanding per bearer (Core Vol 3 Part F §3.3.2): procedures from many tasks
-//! queue and run one at a time. A dispatcher task owns the connection's incoming ATT PDUs, so
-//! notifications arriving during a procedure are never lost. A request unanswered for 30 s fails
-//! with a timeout and closes the bearer (the link is disconnected, §3.3.3); a disconnect fails
-//! every pending call with its reason.
+//! queue and run one at a time. The host's driver routes the link's responses to the waiting
+//! call and its notifications and indications to the subscribers, so values arriving during a
+//! procedure are never lost. A request unanswered for 30 s fails with a timeout and closes the
+//! bearer (the link is disconnected, §3.3.3); a disconnect fails every pending call with its
+//! reason.
 
 use crate::connection::Connection;
 use crate::error::Error;
@@ -21,7 +22,7 @@ use gattling_proto::gatt::uuids;
 use gattling_proto::Uuid;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
+use std::task::{Poll, Waker};
 
 pub use gattling_proto::att::bearer::TRANSACTION_TIMEOUT_US;
 
@@ -32,8 +33,6 @@ pub const CHAR_INDICATE_EVENT: u8 = 0x40;
 
 type Callback = Arc<dyn Fn(u8, &[u8]) + Send + Sync>;
 type AnyCallback = Arc<dyn Fn(ValueEvent) + Send + Sync>;
-/// Where the answer to the outstanding request (or the reason there is none) goes.
-type AnswerSender = oneshot::Sender<Result<Vec<u8>, Error>>;
 /// Values queued for one reader: the bytes of every value back to back in one ring buffer, so
 /// a steady stream of notifications is queued and taken without allocating.
 #[derive(Default)]
@@ -112,8 +111,8 @@ pub struct ValueEvent {
 /// under the host lock, without running application code) and every [`GattClient`] clone.
 #[derive(Default)]
 pub(crate) struct ClientLink {
-    /// Where the answer to the outstanding request goes.
-    pending: Mutex<Option<AnswerSender>>,
+    /// The outstanding request's answer, or the reason there will be none.
+    exchange: Mutex<Exchange>,
     /// Subscribers per value handle.
     streams: Mutex<HashMap<u16, Vec<ValueSender>>>,
     /// Subscribers to every value, whatever enabled it.
@@ -122,12 +121,33 @@ pub(crate) struct ClientLink {
     callbacks: Mutex<HashMap<u16, Vec<Callback>>>,
     /// Callbacks for every value.
     any_callbacks: Mutex<Vec<AnyCallback>>,
-    /// Set once the link is gone: the error every later call fails with.
-    failed: Mutex<Option<Error>>,
     /// Serializes procedures: one request outstanding per bearer (Core Vol 3 Part F §3.3.2).
     procedure: tokio::sync::Mutex<()>,
     /// Do not secure the link and retry when the server asks for more security.
     no_secure_on_error: std::sync::atomic::AtomicBool,
+}
+
+/// The room an answer buffer keeps between requests; a longer response's room is given back
+/// at the next response that fits in this.
+const KEPT_ANSWER: usize = 32;
+
+/// The one request a link's client has outstanding (Core Vol 3 Part F §3.3.2) and its answer:
+/// a slot reused from request to request, so a request/response allocates nothing here.
+#[derive(Default)]
+struct Exchange {
+    /// A request was sent and neither its answer nor the link's end has come yet.
+    outstanding: bool,
+    /// `answer` holds the response to the last request, not yet taken.
+    answered: bool,
+    /// The response's bytes (the buffer keeps its room for the next one).
+    answer: Vec<u8>,
+    /// Why the outstanding request will have no answer (the transaction timed out, the link
+    /// ended), for the call that sent it.
+    unanswered: Option<Error>,
+    /// The call waiting for the answer.
+    waker: Option<Waker>,
+    /// Set once the link is gone: the error every later call fails with.
+    failed: Option<Error>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -154,10 +174,23 @@ fn values(pdu: &[u8], mut f: impl FnMut(u16, u8, &[u8])) {
 }
 
 impl ClientLink {
-    /// The answer to the outstanding request arrived.
+    /// The answer to the outstanding request arrived (the bearer let it through: a request
+    /// was outstanding, though its call may have been dropped since).
     pub(crate) fn answer(&self, pdu: &[u8]) {
-        if let Some(tx) = lock(&self.pending).take() {
-            let _ = tx.send(Ok(pdu.to_vec()));
+        let waker = {
+            let mut ex = lock(&self.exchange);
+            ex.outstanding = false;
+            ex.answered = true;
+            ex.answer.clear();
+            if pdu.len() <= KEPT_ANSWER && ex.answer.capacity() > KEPT_ANSWER {
+                // A long response's room is given back at the next short one.
+                ex.answer = Vec::new();
+            }
+            ex.answer.extend_from_slice(pdu);
+            ex.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -197,8 +230,17 @@ impl ClientLink {
 
     /// The link is gone: fails the outstanding request and ends every stream.
     pub(crate) fn fail(&self, error: Error) {
-        if let Some(tx) = lock(&self.pending).take() {
-            let _ = tx.send(Err(error.clone()));
+        let waker = {
+            let mut ex = lock(&self.exchange);
+            if ex.outstanding && ex.unanswered.is_none() {
+                ex.unanswered = Some(error.clone());
+            }
+            ex.outstanding = false;
+            ex.failed = Some(error);
+            ex.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
         for q in lock(&self.streams).drain().flat_map(|(_, subs)| subs) {
             q.close();
@@ -206,8 +248,44 @@ impl ClientLink {
         for q in lock(&self.all).drain(..) {
             q.close();
         }
-        *lock(&self.failed) = Some(error);
     }
+
+    /// Ready once no request is outstanding any more: its answer came (true) or the link
+    /// ended (the error).
+    fn poll_settled(&self, cx: &mut std::task::Context<'_>) -> Poll<Result<bool, Error>> {
+        let mut ex = lock(&self.exchange);
+        if ex.answered {
+            return Poll::Ready(Ok(true));
+        }
+        if let Some(e) = ex.unanswered.take() {
+            return Poll::Ready(Err(e));
+        }
+        if let Some(e) = &ex.failed {
+            return Poll::Ready(Err(e.clone()));
+        }
+        if !ex.outstanding {
+            return Poll::Ready(Ok(false));
+        }
+        match &mut ex.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// The error code of an Error Response that asks for more security (Insufficient
+/// Authentication, Encryption or Encryption Key Size; Core Vol 3 Part F §3.4.1.1).
+fn security_error(answer: &[u8]) -> Option<ErrorCode> {
+    let &[opcode::ERROR_RSP, _, _, _, code] = answer else { return None };
+    let code = ErrorCode(code);
+    matches!(
+        code,
+        ErrorCode::INSUFFICIENT_AUTHENTICATION
+            | ErrorCode::INSUFFICIENT_ENCRYPTION
+            | ErrorCode::INSUFFICIENT_ENCRYPTION_KEY_SIZE
+    )
+    .then_some(code)
 }
 
 /// A GATT client on one connection. Cheap to clone.
@@ -278,41 +356,48 @@ impl GattClient {
         self.conn.disconnect(gattling_proto::hci::status::REMOTE_USER_TERMINATED).await
     }
 
-    /// Sends one request and waits for its answer (the caller holds the procedure lock). The
-    /// bearer's 30 s transaction timeout closes the link and fails the call.
-    async fn exchange(&self, pdu: &[u8]) -> Result<Vec<u8>, Error> {
-        loop {
-            if let Some(e) = lock(&self.link.failed).clone() {
-                return Err(e);
-            }
-            // A call dropped mid-request left its request outstanding: its answer (dropped
-            // here), the bearer's 30 s timeout or the link's end comes first, delivered to
-            // this call instead (one request at a time, Core Vol 3 Part F §3.3.2).
-            let stale = {
-                let mut pending = lock(&self.link.pending);
-                pending.is_some().then(|| {
-                    let (tx, rx) = oneshot::channel();
-                    *pending = Some(tx);
-                    rx
-                })
-            };
-            let Some(stale) = stale else { break };
-            match stale.await {
-                Ok(Ok(_)) => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
-            }
+    /// Sends one request and waits for its answer (the caller holds the procedure lock), which
+    /// is then in the link's answer slot. The bearer's 30 s transaction timeout closes the link
+    /// and fails the call.
+    async fn exchange(&self, pdu: &[u8]) -> Result<(), Error> {
+        // A call dropped mid-request left its request outstanding: its answer (dropped here),
+        // the bearer's 30 s timeout or the link's end comes first (one request at a time,
+        // Core Vol 3 Part F §3.3.2).
+        std::future::poll_fn(|cx| self.link.poll_settled(cx)).await?;
+        {
+            let mut ex = lock(&self.link.exchange);
+            ex.answered = false;
+            ex.outstanding = true;
         }
-        let (tx, rx) = oneshot::channel();
-        *lock(&self.link.pending) = Some(tx);
         if let Err(e) = self.conn.send_att(pdu) {
-            lock(&self.link.pending).take();
+            lock(&self.link.exchange).outstanding = false;
             return Err(e);
         }
-        match rx.await {
-            Ok(answer) => answer,
-            Err(_) => Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
+        match std::future::poll_fn(|cx| self.link.poll_settled(cx)).await? {
+            true => Ok(()),
+            // Not answered and not failed: only a send the bearer refused gets here.
+            false => Err(self.conn.end_error().unwrap_or(Error::Cancelled("GATT request"))),
         }
+    }
+
+    /// Hands the answer in the slot to `p` (under the slot's lock, which `on_response` does not
+    /// outlive), unless it is an Error Response asking for security and `check_security` is
+    /// set: then its 5 bytes come back for the caller to act on first.
+    fn take_answer<P: Procedure>(
+        &self,
+        p: &mut P,
+        check_security: bool,
+    ) -> Result<Result<Step<P::Output>, [u8; 5]>, Error> {
+        let mut ex = lock(&self.link.exchange);
+        ex.answered = false;
+        if check_security {
+            if let Ok(error_rsp) = <[u8; 5]>::try_from(ex.answer.as_slice()) {
+                if security_error(&error_rsp).is_some() {
+                    return Ok(Err(error_rsp));
+                }
+            }
+        }
+        Ok(Ok(p.on_response(&ex.answer)?))
     }
 
     /// Runs a procedure to completion, one request at a time. When the server answers a request
@@ -321,33 +406,41 @@ impl GattClient {
     /// sent once more (Core Vol 3 Part C §10.3.1.1; as BlueZ does); see
     /// [`GattClient::set_secure_on_error`].
     pub async fn run<P: Procedure>(&self, mut p: P) -> Result<P::Output, Error> {
-        let _turn = self.link.procedure.lock().await;
+        let _turn = match self.link.procedure.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => self.link.procedure.lock().await,
+        };
         let mut step = p.start();
         let mut retried = false;
         loop {
             match step {
                 Step::Done(out) => return Ok(out),
                 Step::Send(req) => {
-                    let answer = self.exchange(&req).await?;
-                    let wanted = if retried { None } else { self.security_wanted(&answer) };
-                    let answer = match wanted {
-                        Some(level) => {
-                            retried = true;
-                            tracing::info!(
-                                handle = self.conn.handle(),
-                                ?level,
-                                "the server asks for security: securing the link"
-                            );
-                            match self.conn.secure(level).await {
-                                // The server has the last word: retry and report its answer.
-                                Ok(_) | Err(Error::InsufficientSecurity { .. }) => {}
-                                Err(e) => return Err(e),
+                    self.exchange(&req).await?;
+                    step = match self.take_answer(&mut p, !retried)? {
+                        Ok(next) => next,
+                        Err(error_rsp) => match self.security_wanted(&error_rsp) {
+                            None => p.on_response(&error_rsp)?,
+                            Some(level) => {
+                                retried = true;
+                                tracing::info!(
+                                    handle = self.conn.handle(),
+                                    ?level,
+                                    "the server asks for security: securing the link"
+                                );
+                                match self.conn.secure(level).await {
+                                    // The server has the last word: retry and report its answer.
+                                    Ok(_) | Err(Error::InsufficientSecurity { .. }) => {}
+                                    Err(e) => return Err(e),
+                                }
+                                self.exchange(&req).await?;
+                                match self.take_answer(&mut p, false)? {
+                                    Ok(next) => next,
+                                    Err(error_rsp) => p.on_response(&error_rsp)?,
+                                }
                             }
-                            self.exchange(&req).await?
-                        }
-                        None => answer,
+                        },
                     };
-                    step = p.on_response(&answer)?;
                 }
             }
         }
@@ -362,7 +455,7 @@ impl GattClient {
     /// The level to reach before retrying, when `answer` is an Error Response asking for more
     /// security (Core Vol 3 Part F §3.4.1.1, Part C §10.3.1.1).
     fn security_wanted(&self, answer: &[u8]) -> Option<SecurityLevel> {
-        let &[opcode::ERROR_RSP, _, _, _, code] = answer else { return None };
+        let code = security_error(answer)?;
         if self.link.no_secure_on_error.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
@@ -370,7 +463,7 @@ impl GattClient {
         // protection to gain, Core Vol 3 Part H §2.3.5.1), securing cannot help.
         let io = self.conn.host().lock().security.as_ref().map(|s| s.options.io_capability)?;
         let now = self.conn.security_level();
-        let level = match ErrorCode(code) {
+        let level = match code {
             ErrorCode::INSUFFICIENT_ENCRYPTION => SecurityLevel::Encrypted,
             // Unencrypted: encryption may be all it takes; encrypted already: a MITM-protected key.
             ErrorCode::INSUFFICIENT_AUTHENTICATION if now < SecurityLevel::Encrypted => SecurityLevel::Encrypted,
@@ -430,7 +523,8 @@ impl GattClient {
 
     /// Read (§4.8.1): one Read Request.
     pub async fn read(&self, handle: u16) -> Result<Vec<u8>, Error> {
-        self.run(Read::new(handle, self.mtu(), false)).await
+        // The ATT_MTU matters only to Read Long (whether to continue with Read Blob).
+        self.run(Read::new(handle, gattling_proto::att::bearer::DEFAULT_MTU, false)).await
     }
 
     /// Read Long (§4.8.3): Read, then Read Blob until the value is complete.
