@@ -41,7 +41,7 @@ echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for round in $(seq 1 "$rounds"); do
-    line=$("$bin" --runtime "$runtime" --reads "$reads" --seconds "$seconds" | grep '^{"bench":"gatt_speed"')
+    line=$("$bin" --runtime "$runtime" --reads "$reads" --seconds "$seconds" | grep '"bench":"gatt_speed"')
     echo "$line" >> "$results"
     python3 - "$round" "$line" <<'PY'
 import json, sys

@@ -409,6 +409,7 @@ impl Radio {
     }
 
     /// Whether there are diagnostic notes to take.
+    #[inline]
     pub fn has_notes(&self) -> bool {
         !self.log.is_empty()
     }
@@ -419,6 +420,7 @@ impl Radio {
     }
 
     /// When the next timer fires, in virtual microseconds.
+    #[inline]
     pub fn next_timer(&self) -> Option<u64> {
         self.timers.keys().next().map(|(t, _)| *t)
     }

@@ -29,7 +29,7 @@
 //! [--seconds S] [--runtime single|split|multi] [--window W] [--pings N]`
 //! (default `virtual:speed`: gattling's in-process virtual controller, ACL 251 x 8; with
 //! `tcp-client:HOST:PORT` both hosts connect to the same controller server, e.g. rootcanal).
-//! Prints a table, then one JSON line starting with `{"bench":"gatt_speed"`.
+//! Prints a table, then one JSON line (keys in alphabetical order) with `"bench":"gatt_speed"`.
 
 use gattling::gatt::{Characteristic, CharacteristicDef, Properties};
 use gattling::gatt_client::{ClientOptions, GattClient};

@@ -310,6 +310,7 @@ impl Bearer {
     }
 
     /// When the earliest open transaction times out, if any is open.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.closed {
             return None;

@@ -56,6 +56,7 @@ pub struct AclHeader {
 
 impl AclHeader {
     /// Encodes the header into its 4 wire bytes.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; 4] {
         let w = (self.handle & 0x0FFF) | self.boundary.bits() << 12 | ((self.broadcast as u16) & 0b11) << 14;
         let [a, b] = w.to_le_bytes();
@@ -75,6 +76,7 @@ pub struct AclPacket<'a> {
 
 impl<'a> AclPacket<'a> {
     /// Decodes an ACL packet body (after the H4 indicator), checking the length field exactly.
+    #[inline]
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body, "ACL packet");
         let w = r.u16()?;

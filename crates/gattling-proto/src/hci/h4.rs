@@ -20,6 +20,7 @@ pub enum PacketType {
 
 impl PacketType {
     /// Decodes an indicator byte.
+    #[inline]
     pub fn from_u8(b: u8) -> Result<Self, DecodeError> {
         Ok(match b {
             0x01 => PacketType::Command,
@@ -32,6 +33,7 @@ impl PacketType {
     }
 
     /// Header length after the indicator, and where its payload length lives.
+    #[inline]
     fn header(self) -> usize {
         match self {
             PacketType::Command | PacketType::Sco => 3,
@@ -41,6 +43,7 @@ impl PacketType {
     }
 
     /// Payload length announced by a complete header of this type.
+    #[inline]
     fn payload_len(self, h: &[u8]) -> usize {
         let b = |i: usize| h.get(i).copied().unwrap_or(0) as usize;
         match self {
@@ -141,6 +144,7 @@ impl H4Framer {
     /// copy into the framer. `None` otherwise (an error or a part packet included): the caller
     /// then [`push`](Self::push)es the rest, so the framer reports and resynchronises exactly as
     /// it would have.
+    #[inline]
     pub fn split_whole<'a>(&self, input: &'a [u8]) -> Option<(H4Packet<'a>, usize)> {
         if self.start != self.buf.len() {
             return None;

@@ -620,11 +620,13 @@ impl Host {
     }
 
     /// True when [`Host::poll_transmit`] has a packet to give.
+    #[inline]
     pub fn has_transmit(&self) -> bool {
         !self.outbox.is_empty()
     }
 
     /// True when [`poll_event`](Self::poll_event) has an event to give.
+    #[inline]
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }

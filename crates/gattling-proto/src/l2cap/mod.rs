@@ -235,6 +235,7 @@ pub fn fragment(handle: u16, cid: u16, payload: &[u8], max_acl: usize, emit: imp
 /// Writes `payload` on channel `cid` as one H4 ACL packet into `out` (its contents replaced):
 /// what [`fragment_into`] makes when the whole B-frame fits one fragment (the caller checks
 /// `payload.len() + 4` against the controller's ACL size).
+#[inline]
 pub fn single_fragment(handle: u16, cid: u16, payload: &[u8], out: &mut Vec<u8>) {
     let acl = AclHeader {
         handle,
