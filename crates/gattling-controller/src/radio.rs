@@ -856,7 +856,8 @@ impl Radio {
     /// done as [`Radio::receive`] would (credits, completions, refusals), but the packet is not
     /// copied into the radio. [`Relay::Deliver`] tells the caller to take the peer's output
     /// ([`Radio::take_output_for_relay`]: held-back completions go before the packet, as they
-    /// would through the queue) and append the header and `bytes[5..]` to it.
+    /// would through the queue) and append the header and `bytes[5..]` to it. Time does not
+    /// move here: a timer it starts counts from the radio's last [`Radio::advance`].
     pub fn relay_acl(&mut self, id: ControllerId, bytes: &[u8]) -> Relay {
         if self.fault != Fault::None {
             return Relay::General;

@@ -54,6 +54,21 @@ impl PortOut {
 
 type Ports = crate::driver::IdMap<ControllerId, Arc<Port>>;
 
+/// The radio's time source for one step, read at most once and only when asked.
+struct Clock<'a> {
+    epoch: &'a Instant,
+    now: Option<u64>,
+}
+
+impl Clock<'_> {
+    /// Brings the radio's time up to now, running the timers due by then.
+    fn advance(&mut self, radio: &mut Radio) {
+        let epoch = self.epoch;
+        let now = *self.now.get_or_insert_with(|| epoch.elapsed().as_micros() as u64);
+        radio.advance(now);
+    }
+}
+
 /// Readers to wake once the radio is unlocked: usually one or two (the peer, the sender's
 /// completions), without allocating.
 #[derive(Default)]
@@ -192,14 +207,22 @@ impl VirtualRadio {
     /// Runs `f` on the radio after bringing its clock up to date, then hands every output to
     /// the ports and wakes their readers.
     fn with_radio<T>(&self, f: impl FnOnce(&mut Radio) -> T) -> T {
-        self.step(None, |r, _, _| f(r)).unwrap_or_else(|| unreachable!("a step without a port check always runs"))
+        self.step(None, |r, _, _, clock| {
+            clock.advance(r);
+            f(r)
+        })
+        .unwrap_or_else(|| unreachable!("a step without a port check always runs"))
     }
 
-    /// One step of the radio: `f` runs on it (with the ports, to write to one directly, and
-    /// the readers to wake) after its clock is brought up to date; then every output goes to
-    /// its port and the readers are woken. `None`, without running `f`, when `port` is given
-    /// and its host end is closed or gone.
-    fn step<T>(&self, port: Option<ControllerId>, f: impl FnOnce(&mut Radio, &Ports, &mut Wakes) -> T) -> Option<T> {
+    /// One step of the radio: `f` runs on it (with the ports, to write to one directly, the
+    /// readers to wake, and the clock to bring the radio's time up to date with when what it
+    /// does depends on time); then every output goes to its port and the readers are woken.
+    /// `None`, without running `f`, when `port` is given and its host end is closed or gone.
+    fn step<T>(
+        &self,
+        port: Option<ControllerId>,
+        f: impl FnOnce(&mut Radio, &Ports, &mut Wakes, &mut Clock<'_>) -> T,
+    ) -> Option<T> {
         let mut wakes = Wakes::default();
         let result = {
             let mut st = self.lock();
@@ -207,12 +230,13 @@ impl VirtualRadio {
             if port.is_some_and(|id| ports.get(&id).is_none_or(|p| p.closed.load(Ordering::Acquire))) {
                 return None;
             }
-            let now = self.epoch.elapsed().as_micros() as u64;
-            radio.advance(now);
             let before = radio.next_timer();
-            let result = f(radio, ports, &mut wakes);
-            if radio.next_timer().is_some_and(|t| t <= now) {
-                radio.advance(now);
+            let mut clock = Clock { epoch: &self.epoch, now: None };
+            let result = f(radio, ports, &mut wakes, &mut clock);
+            if let Some(now) = clock.now {
+                if radio.next_timer().is_some_and(|t| t <= now) {
+                    radio.advance(now);
+                }
             }
             radio.drain_touched(touched);
             for &id in touched.iter() {
@@ -364,8 +388,13 @@ impl VirtualController {
 
     fn poll_write_to(&self, buf: &[u8]) -> Poll<io::Result<usize>> {
         let id = self.id;
-        let taken = self.radio.step(Some(id), |radio, ports, wakes| match radio.relay_acl(id, buf) {
-            Relay::General => radio.receive(id, buf),
+        // A relayed packet needs no clock: the radio's timers run at the next step that reads
+        // it or from the timer task, on time either way.
+        let taken = self.radio.step(Some(id), |radio, ports, wakes, clock| match radio.relay_acl(id, buf) {
+            Relay::General => {
+                clock.advance(radio);
+                radio.receive(id, buf)
+            }
             Relay::Done => {}
             Relay::Deliver { to, header } => {
                 // Straight into the peer host's stream, after what the radio queued for it.
