@@ -23,7 +23,10 @@
 //! runtime(s): two tasks (in `split` one per runtime, as the two hosts) exchanging a number
 //! through two tokio `mpsc` channels of capacity 1, `--pings N` round trips after a warm-up.
 //! Its round-trip time is the floor the scheduler sets for a request/response between tasks;
-//! the read's median minus it is what the hosts, the controller and the GATT client add.
+//! the read's median minus it is what the hosts, the controller and the GATT client add. A
+//! ring of three tasks (`--pings N` laps) is measured as well: a read takes three task hops
+//! (the client task, the server host's read loop, the client host's read loop), so this is the
+//! scheduler's own share of a read.
 //!
 //! Run: `cargo run --release -p gattling --example gatt_speed -- [--transport SPEC] [--reads N]
 //! [--seconds S] [--runtime single|split|multi] [--window W] [--pings N]`
@@ -278,6 +281,47 @@ async fn ping_pong(pong_rt: &Handle, n: usize) -> Result<Duration, gattling::Err
     elapsed.ok_or_else(|| gattling::Error::Protocol("ping-pong task lost a message".into()))
 }
 
+/// Bare tokio ring of three tasks (this one and two spawned on `rt`) passing a number around
+/// through `mpsc` channels of capacity 1: the scheduler's floor for a request that takes three
+/// task hops, as a read does (client task, server host, client host). `n` laps after a warm-up
+/// of `n / 10`; returns the time of the `n` laps.
+async fn ring3(rt: &Handle, n: usize) -> Result<Duration, gattling::Error> {
+    let (to_b, mut b_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (to_c, mut c_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let (to_a, mut a_rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let b = rt.spawn(async move {
+        while let Some(v) = b_rx.recv().await {
+            if to_c.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let c = rt.spawn(async move {
+        while let Some(v) = c_rx.recv().await {
+            if to_a.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    let a = tokio::spawn(async move {
+        for (count, timed) in [(n / 10, false), (n, true)] {
+            let t0 = Instant::now();
+            for i in 0..count as u64 {
+                if to_b.send(i).await.is_err() || a_rx.recv().await != Some(i) {
+                    return None;
+                }
+            }
+            if timed {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    });
+    let elapsed = a.await.map_err(|e| gattling::Error::Protocol(e.to_string()))?;
+    let _ = (b.await, c.await);
+    elapsed.ok_or_else(|| gattling::Error::Protocol("ring task lost a message".into()))
+}
+
 struct Results {
     acl: (usize, u16),
     mtu: u16,
@@ -289,6 +333,7 @@ struct Results {
     read_cpu: Cpu,
     pings: usize,
     ping_total: Duration,
+    ring_total: Duration,
     sent: u64,
     received: u64,
     bytes: u64,
@@ -301,6 +346,7 @@ struct Results {
 async fn run(args: &Args, server_rt: Handle, clocks: &Clocks) -> Result<Results, gattling::Error> {
     // The scheduler's floor for a round trip between two tasks, before the hosts exist.
     let ping_total = ping_pong(&server_rt, args.pings).await?;
+    let ring_total = ring3(&server_rt, args.pings).await?;
 
     let spec = args.transport.clone();
     let server = server_rt.spawn(start_server(spec)).await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
@@ -409,6 +455,7 @@ async fn run(args: &Args, server_rt: Handle, clocks: &Clocks) -> Result<Results,
         read_cpu: diff(cpu0, cpu1),
         pings: args.pings,
         ping_total,
+        ring_total,
         sent,
         received: flow.received.load(Ordering::Acquire),
         bytes: flow.bytes.load(Ordering::Relaxed),
@@ -434,6 +481,7 @@ fn report(args: &Args, r: &Results) {
     };
     let ping_us = us(r.ping_total) / r.pings as f64;
     let pings_per_s = r.pings as f64 / r.ping_total.as_secs_f64();
+    let ring_us = us(r.ring_total) / r.pings as f64;
     let read_us = us(r.read_total) / r.reads as f64;
     println!("gatt_speed: gattling client <-> gattling server");
     println!(
@@ -457,6 +505,7 @@ fn report(args: &Args, r: &Results) {
     println!("  {:<44} {:>14}", "read, mean (total / reads)", format!("{read_us:.2} us"));
     println!("  {:<44} {:>14.0}", format!("bare tokio ping-pong, round trips/s ({})", r.pings), pings_per_s);
     println!("  {:<44} {:>14}", "bare tokio ping-pong, per round trip", format!("{ping_us:.2} us"));
+    println!("  {:<44} {:>14}", "bare tokio 3-task ring (a read's hops), per lap", format!("{ring_us:.2} us"));
     println!(
         "  {:<44} {:>14}",
         "read mean over ping-pong (minus / ratio)",
@@ -503,6 +552,7 @@ fn report(args: &Args, r: &Results) {
         "pingpong_round_trips": r.pings,
         "pingpong_round_trips_per_s": pings_per_s,
         "pingpong_us": ping_us,
+        "ring3_us": ring_us,
         "notify_value_len": NOTIFY_LEN,
         "notify_window": args.window,
         "notifications_sent": r.sent,
