@@ -156,4 +156,11 @@ write_seeds() {
         '[cccds]' '0x0012 = 1' '0xFFFF = 2' >"$SEED_DIR/bond_file/seed-full"
     printf '%s\n' 'version = 1' 'peer = "00:1B:DC:01:02:03/public"' 'secure_connections = false' \
         'authenticated = false' 'key_size = 7' >"$SEED_DIR/bond_file/seed-minimal"
+
+    # radio: steps [flags, len, bytes, advance]; flags bit 1 wraps the bytes as ACL data on the
+    # writer's link. A request and its answer, a write command, then raw H4 (a command, a
+    # packet cut in two) and time for the held-back completions.
+    seed radio exchange 02 05 01 00 04 00 52  00  03 05 01 00 04 00 0b  0a  02 07 03 00 04 00 12 03 00  00
+    seed radio raw      00 04 01 03 0c 00  01  00 03 02 01 00  00  00 07 05 00 01 00 04 00 0a  0a
+    seed radio fragments 02 07 09 00 04 00 01 02 03  00  06 06 04 05 06 07 08 09  00  03 00  ff
 }

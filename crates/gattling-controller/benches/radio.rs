@@ -4,46 +4,15 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gattling_controller::{ControllerConfig, ControllerId, Radio};
-use gattling_proto::gap::BdAddr;
-use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection};
 use gattling_proto::hci::{AclHeader, AclPacket, PacketBoundary};
 use std::hint::black_box;
-
-fn send(radio: &mut Radio, id: ControllerId, cmd: &Command) {
-    let mut out = Vec::new();
-    cmd.encode_h4(&mut out);
-    radio.receive(id, &out);
-}
 
 /// Connects a new central to a new peripheral; returns the central and its handle.
 fn pair(radio: &mut Radio) -> (ControllerId, u16) {
     let p = radio.attach(ControllerConfig::default());
     let c = radio.attach(ControllerConfig::default());
-    for id in [p, c] {
-        send(radio, id, &Command::SetEventMask(u64::MAX));
-        send(radio, id, &Command::LeSetEventMask(u64::MAX));
-    }
-    let peer: BdAddr = radio.public_address(p).expect("address");
-    send(radio, p, &Command::LeSetAdvertisingParameters(AdvParams::default()));
-    send(radio, p, &Command::LeSetAdvertisingEnable(true));
-    send(
-        radio,
-        c,
-        &Command::LeCreateConnection(CreateConnection {
-            scan_interval: 0x60,
-            scan_window: 0x30,
-            filter_policy: 0,
-            peer_address_type: 0,
-            peer_address: peer,
-            own_address_type: 0,
-            params: ConnParams::default(),
-        }),
-    );
-    for id in [p, c] {
-        radio.take_output(id).for_each(drop);
-    }
-    radio.take_touched();
-    (c, 0x0001)
+    let (handle, _) = radio.connect_pair(c, p).expect("two fresh controllers connect");
+    (c, handle)
 }
 
 fn route_acl(c: &mut Criterion) {

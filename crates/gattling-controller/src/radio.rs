@@ -6,7 +6,7 @@ use crate::ControllerConfig;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use gattling_proto::gap::BdAddr;
-use gattling_proto::hci::command::{AdvParams, ConnParams, CreateConnection};
+use gattling_proto::hci::command::{AdvParams, Command, ConnParams, CreateConnection};
 use gattling_proto::hci::event::{subevent, AdvertisingReport, AdvertisingReports, ConnectionComplete, Event, LeEvent};
 use gattling_proto::hci::{status, AclHeader, AclPacket, H4Framer, PacketBoundary, PacketType};
 
@@ -287,6 +287,55 @@ impl Radio {
             }
         }
         self.touched.retain(|t| *t != id);
+    }
+
+    /// Connects two attached controllers the way their hosts would over HCI (every event
+    /// unmasked, the peripheral advertising connectably, the central creating the connection),
+    /// for benches and fuzzing: the connection handles (central's, peripheral's), or `None` when
+    /// no connection came up. The output the commands produced is taken and dropped.
+    pub fn connect_pair(&mut self, central: ControllerId, peripheral: ControllerId) -> Option<(u16, u16)> {
+        let peer = self.public_address(peripheral)?;
+        let create = CreateConnection {
+            scan_interval: 0x60,
+            scan_window: 0x30,
+            filter_policy: 0,
+            peer_address_type: 0,
+            peer_address: peer,
+            own_address_type: 0,
+            params: ConnParams::default(),
+        };
+        let commands = [
+            (central, Command::SetEventMask(u64::MAX)),
+            (peripheral, Command::SetEventMask(u64::MAX)),
+            (central, Command::LeSetEventMask(u64::MAX)),
+            (peripheral, Command::LeSetEventMask(u64::MAX)),
+            (peripheral, Command::LeSetAdvertisingParameters(AdvParams::default())),
+            (peripheral, Command::LeSetAdvertisingEnable(true)),
+            (central, Command::LeCreateConnection(create)),
+        ];
+        let mut bytes = Vec::new();
+        for (id, cmd) in commands {
+            bytes.clear();
+            cmd.encode_h4(&mut bytes);
+            self.receive(id, &bytes);
+        }
+        let mut handle_of = |id: ControllerId| {
+            let mut handle = None;
+            for packet in self.take_output(id) {
+                if let Some(Ok(Event::Le(LeEvent::ConnectionComplete(cc)))) = packet.get(1..).map(Event::decode) {
+                    handle = (cc.status == 0).then_some(cc.handle);
+                }
+            }
+            handle
+        };
+        let handles = (handle_of(central), handle_of(peripheral));
+        self.touched.retain(|t| *t != central && *t != peripheral);
+        for id in [central, peripheral] {
+            if let Some(c) = self.ctrls.get_mut(&id) {
+                c.touched = false;
+            }
+        }
+        Some((handles.0?, handles.1?))
     }
 
     /// Number of controllers attached.

@@ -2597,3 +2597,24 @@ fn relay_leaves_faults_to_the_general_path() {
     b.radio.set_fault(Fault::None);
     assert!(matches!(b.radio.relay_acl(id, &bytes), Relay::Deliver { .. }));
 }
+
+#[test]
+fn connect_pair_connects_two_controllers_for_benches_and_fuzzing() {
+    let mut radio = gattling_controller::Radio::new(1);
+    let c = radio.attach(ControllerConfig::default());
+    let p = radio.attach(ControllerConfig::default());
+    let (ch, ph) = radio.connect_pair(c, p).expect("two fresh controllers connect");
+    assert_eq!(radio.links(), 1);
+    assert!(radio.take_touched().is_empty(), "the commands' output was taken");
+    let mut bytes = Vec::new();
+    acl_bytes(ch, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x52], &mut bytes);
+    assert!(matches!(radio.relay_acl(c, &bytes), Relay::Deliver { to, .. } if to == p));
+    // The peripheral's handle names the same link from its side.
+    let mut back = Vec::new();
+    acl_bytes(ph, PacketBoundary::FirstNonFlushable, &[1, 0, 4, 0, 0x0B], &mut back);
+    assert!(matches!(radio.relay_acl(p, &back), Relay::Deliver { to, .. } if to == c));
+    radio.detach(p);
+    let q = radio.attach(ControllerConfig::default());
+    assert_eq!(radio.connect_pair(c, p), None, "a detached controller cannot connect");
+    assert!(radio.connect_pair(c, q).is_some());
+}
