@@ -249,24 +249,30 @@ async fn push(ch: Characteristic, flow: Arc<Flow>, run_for: Duration, window: u6
     (sent, t0.elapsed(), stalled)
 }
 
-/// Bare tokio ping-pong: a task on the current runtime sends a number to a task spawned on
-/// `pong_rt`, which sends it back, through two `mpsc` channels of capacity 1; `n` round trips
-/// after a warm-up of `n / 10`. Returns the time of the `n` round trips.
-async fn ping_pong(pong_rt: &Handle, n: usize) -> Result<Duration, gattling::Error> {
-    let (to_pong, mut pong_rx) = tokio::sync::mpsc::channel::<u64>(1);
-    let (to_ping, mut ping_rx) = tokio::sync::mpsc::channel::<u64>(1);
-    let ponger = pong_rt.spawn(async move {
-        while let Some(v) = pong_rx.recv().await {
-            if to_ping.send(v).await.is_err() {
-                break;
+/// Bare tokio ring of `tasks` tasks passing a number around through `mpsc` channels of
+/// capacity 1: a timing task on the current runtime and `tasks - 1` forwarders spawned on
+/// `rt`; `n` laps after a warm-up of `n / 10`. Returns the time of the `n` laps. Two tasks are
+/// the ping-pong (a request and its response between tasks); three are a read's hops (client
+/// task, server host, client host).
+async fn ring(rt: &Handle, n: usize, tasks: usize) -> Result<Duration, gattling::Error> {
+    let (first_tx, mut rx) = tokio::sync::mpsc::channel::<u64>(1);
+    let mut forwarders = Vec::new();
+    for _ in 1..tasks {
+        let (tx, next_rx) = tokio::sync::mpsc::channel::<u64>(1);
+        let mut from = std::mem::replace(&mut rx, next_rx);
+        forwarders.push(rt.spawn(async move {
+            while let Some(v) = from.recv().await {
+                if tx.send(v).await.is_err() {
+                    break;
+                }
             }
-        }
-    });
-    let pinger = tokio::spawn(async move {
+        }));
+    }
+    let timer = tokio::spawn(async move {
         for (count, timed) in [(n / 10, false), (n, true)] {
             let t0 = Instant::now();
             for i in 0..count as u64 {
-                if to_pong.send(i).await.is_err() || ping_rx.recv().await != Some(i) {
+                if first_tx.send(i).await.is_err() || rx.recv().await != Some(i) {
                     return None;
                 }
             }
@@ -276,49 +282,10 @@ async fn ping_pong(pong_rt: &Handle, n: usize) -> Result<Duration, gattling::Err
         }
         None
     });
-    let elapsed = pinger.await.map_err(|e| gattling::Error::Protocol(e.to_string()))?;
-    let _ = ponger.await;
-    elapsed.ok_or_else(|| gattling::Error::Protocol("ping-pong task lost a message".into()))
-}
-
-/// Bare tokio ring of three tasks (this one and two spawned on `rt`) passing a number around
-/// through `mpsc` channels of capacity 1: the scheduler's floor for a request that takes three
-/// task hops, as a read does (client task, server host, client host). `n` laps after a warm-up
-/// of `n / 10`; returns the time of the `n` laps.
-async fn ring3(rt: &Handle, n: usize) -> Result<Duration, gattling::Error> {
-    let (to_b, mut b_rx) = tokio::sync::mpsc::channel::<u64>(1);
-    let (to_c, mut c_rx) = tokio::sync::mpsc::channel::<u64>(1);
-    let (to_a, mut a_rx) = tokio::sync::mpsc::channel::<u64>(1);
-    let b = rt.spawn(async move {
-        while let Some(v) = b_rx.recv().await {
-            if to_c.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    let c = rt.spawn(async move {
-        while let Some(v) = c_rx.recv().await {
-            if to_a.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    let a = tokio::spawn(async move {
-        for (count, timed) in [(n / 10, false), (n, true)] {
-            let t0 = Instant::now();
-            for i in 0..count as u64 {
-                if to_b.send(i).await.is_err() || a_rx.recv().await != Some(i) {
-                    return None;
-                }
-            }
-            if timed {
-                return Some(t0.elapsed());
-            }
-        }
-        None
-    });
-    let elapsed = a.await.map_err(|e| gattling::Error::Protocol(e.to_string()))?;
-    let _ = (b.await, c.await);
+    let elapsed = timer.await.map_err(|e| gattling::Error::Protocol(e.to_string()))?;
+    for f in forwarders {
+        let _ = f.await;
+    }
     elapsed.ok_or_else(|| gattling::Error::Protocol("ring task lost a message".into()))
 }
 
@@ -345,8 +312,8 @@ struct Results {
 
 async fn run(args: &Args, server_rt: Handle, clocks: &Clocks) -> Result<Results, gattling::Error> {
     // The scheduler's floor for a round trip between two tasks, before the hosts exist.
-    let ping_total = ping_pong(&server_rt, args.pings).await?;
-    let ring_total = ring3(&server_rt, args.pings).await?;
+    let ping_total = ring(&server_rt, args.pings, 2).await?;
+    let ring_total = ring(&server_rt, args.pings, 3).await?;
 
     let spec = args.transport.clone();
     let server = server_rt.spawn(start_server(spec)).await.map_err(|e| gattling::Error::Protocol(e.to_string()))??;
