@@ -67,9 +67,7 @@ fuzz_target!(|data: &[u8]| {
             Relay::Done => {}
             Relay::Deliver { to, header } => {
                 let i = ids.iter().position(|id| *id == to).expect("the relay names a controller of the radio");
-                relayed.take_output_for_relay(to, &mut b[i]);
-                b[i].extend_from_slice(&header);
-                b[i].extend_from_slice(&wire[header.len()..]);
+                relayed.write_relayed(to, header, &wire, &mut b[i]);
             }
         }
         now += u64::from(advance) * 100;

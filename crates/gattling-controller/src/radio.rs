@@ -201,7 +201,7 @@ pub enum Relay {
     General,
     /// Refused or dropped, with its notes and events queued: nothing to deliver.
     Done,
-    /// Append `header` and the packet's data after `to`'s queued output.
+    /// Write the packet into `to`'s host stream with [`Radio::write_relayed`].
     Deliver {
         /// The controller whose host gets the packet.
         to: ControllerId,
@@ -548,16 +548,19 @@ impl Radio {
         }
     }
 
-    /// [`Radio::take_output_into`], then the completions held back for the host of `id` as
-    /// Number Of Completed Packets events written straight into `out`: what goes before a
-    /// packet [`Radio::relay_acl`] delivers to that host.
-    pub fn take_output_for_relay(&mut self, id: ControllerId, out: &mut Vec<u8>) {
-        self.take_output_into(id, out);
-        if let Some(ctrl) = self.ctrls.get_mut(&id) {
+    /// Writes what [`Relay::Deliver`] names into `out`, the byte stream of `to`'s host: the
+    /// output queued for that host ([`Radio::take_output_into`]), its held-back completions
+    /// (they go before the packet, as through the queue), then `header` and the packet's data
+    /// (`bytes`, as given to [`Radio::relay_acl`], after its own 5-byte header).
+    pub fn write_relayed(&mut self, to: ControllerId, header: [u8; 5], bytes: &[u8], out: &mut Vec<u8>) {
+        self.take_output_into(to, out);
+        if let Some(ctrl) = self.ctrls.get_mut(&to) {
             while !ctrl.completed.is_empty() {
                 encode_completed(&mut ctrl.completed, out);
             }
         }
+        out.extend_from_slice(&header);
+        out.extend_from_slice(bytes.get(header.len()..).unwrap_or_default());
     }
 
     fn fire(&mut self, t: Timer) {
@@ -903,10 +906,9 @@ impl Radio {
     /// Relays one ACL packet from the host of `id` when `bytes` is exactly one whole H4 ACL
     /// packet, nothing is buffered before it and no fault is set: the radio's accounting is
     /// done as [`Radio::receive`] would (credits, completions, refusals), but the packet is not
-    /// copied into the radio. [`Relay::Deliver`] tells the caller to take the peer's output
-    /// ([`Radio::take_output_for_relay`]: held-back completions go before the packet, as they
-    /// would through the queue) and append the header and `bytes[5..]` to it. Time does not
-    /// move here: a timer it starts counts from the radio's last [`Radio::advance`].
+    /// copied into the radio. [`Relay::Deliver`] tells the caller to hand the peer host's byte
+    /// stream to [`Radio::write_relayed`]. Time does not move here: a timer it starts counts
+    /// from the radio's last [`Radio::advance`].
     pub fn relay_acl(&mut self, id: ControllerId, bytes: &[u8]) -> Relay {
         if self.fault != Fault::None {
             return Relay::General;

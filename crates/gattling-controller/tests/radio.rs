@@ -2529,9 +2529,7 @@ fn streams_with_relay(relay: bool, ops: &[(bool, Vec<u8>, u64)]) -> (Vec<Vec<u8>
             Relay::Deliver { to, header } => {
                 relayed += 1;
                 let i = ids.iter().position(|x| *x == to).expect("a node of the bench");
-                b.radio.take_output_for_relay(to, &mut streams[i]);
-                streams[i].extend_from_slice(&header);
-                streams[i].extend_from_slice(&bytes[5..]);
+                b.radio.write_relayed(to, header, bytes, &mut streams[i]);
             }
         }
         b.now += wait;

@@ -401,9 +401,7 @@ impl VirtualController {
                 let Some(port) = ports.get(&to) else { return };
                 let mut port = port.lock();
                 port.compact();
-                radio.take_output_for_relay(to, &mut port.pending);
-                port.pending.extend_from_slice(&header);
-                port.pending.extend_from_slice(buf.get(header.len()..).unwrap_or_default());
+                radio.write_relayed(to, header, buf, &mut port.pending);
                 if let Some(w) = port.waker.take() {
                     wakes.push(w);
                 }
