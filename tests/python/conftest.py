@@ -132,11 +132,12 @@ def interop_python():
 
 
 def start_gattling_controller(gattling_bin):
-    port = free_port()
-    p = Proc([gattling_bin, "controller", "--listen", f"127.0.0.1:{port}"], name="gattling controller",
+    # Port 0: the system picks a free one and the banner names it (no race for a probed port).
+    p = Proc([gattling_bin, "controller", "--listen", "127.0.0.1:0"], name="gattling controller",
              stdin=subprocess.DEVNULL)
-    p.expect("virtual controller listening", 30)
-    return p, f"tcp-client:127.0.0.1:{port}"
+    banner = p.expect("virtual controller listening on ", 30)
+    listen = banner.split("listening on ", 1)[1].split()[0]
+    return p, f"tcp-client:{listen}"
 
 
 def start_rootcanal(interop_python):

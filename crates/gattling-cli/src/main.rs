@@ -374,6 +374,10 @@ async fn run_command(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|source| TransportError::Io { context: format!("cannot listen on {listen}"), source })?;
+            // The address bound, so `--listen 127.0.0.1:0` (a port the system picks) can be used.
+            let listen = listener
+                .local_addr()
+                .map_err(|source| TransportError::Io { context: format!("cannot listen on {listen}"), source })?;
             eprintln!(
                 "virtual controller listening on {listen} (H4 over TCP; ACL {}x{}); connect hosts with --transport tcp-client:{listen}",
                 config.acl_len, config.acl_num

@@ -152,17 +152,8 @@ async fn demo_shows_two_hosts_meeting_on_the_virtual_radio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_server_serves_the_cli_scan_and_advertise() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server = gattling()
-        .args(["controller", "--listen", &listen, "--acl", "27x20"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run gattling controller");
-    let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let banner = tokio::time::timeout(STEP, stderr.next_line()).await.expect("banner").expect("read");
-    assert!(banner.is_some_and(|l| l.contains("listening on") && l.contains("27x20")));
-    let transport = format!("tcp-client:{listen}");
+    let (mut server, transport, banner) = common::controller_server_banner(&["--acl", "27x20"]).await;
+    assert!(banner.contains("27x20"), "{banner}");
     let mut adv = gattling()
         .args(["--transport", &transport, "advertise", "--name", "served-by-gattling"])
         .stdout(Stdio::null())
@@ -222,16 +213,10 @@ async fn serve_answers_a_bumble_client_and_logs_each_access() {
     let _ = serve.kill().await;
 }
 
-/// Starts `gattling controller` on a free port; returns the child and the transport string.
+/// Starts `gattling controller` on a port the system picks; returns the child and the
+/// transport string.
 async fn controller_server() -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut server =
-        gattling().args(["controller", "--listen", &listen]).stderr(Stdio::piped()).spawn().expect("controller");
-    let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let banner = tokio::time::timeout(STEP, stderr.next_line()).await.expect("banner").expect("read");
-    assert!(banner.is_some_and(|l| l.contains("listening on")));
-    (server, format!("tcp-client:{listen}"))
+    common::controller_server(&[]).await
 }
 
 async fn gatt_cli(transport: &str, args: &[&str]) -> std::process::Output {

@@ -14,22 +14,32 @@ pub fn gattling() -> Command {
     c
 }
 
-/// Starts `gattling controller` on a free port with `extra` arguments; returns the child and
-/// the transport string.
+/// Starts `gattling controller` on a port the system picks, with `extra` arguments; returns the
+/// child and the transport string.
 pub async fn controller_server(extra: &[&str]) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let listen = format!("127.0.0.1:{port}");
+    let (server, transport, _) = controller_server_banner(extra).await;
+    (server, transport)
+}
+
+/// [`controller_server`], also returning its banner line.
+pub async fn controller_server_banner(extra: &[&str]) -> (tokio::process::Child, String, String) {
     let mut server = gattling()
-        .args(["controller", "--listen", &listen])
+        .args(["controller", "--listen", "127.0.0.1:0"])
         .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .expect("controller");
     let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
     let banner = tokio::time::timeout(STEP, stderr.next_line()).await.expect("banner").expect("read");
-    assert!(banner.is_some_and(|l| l.contains("listening on")));
+    let banner = banner.expect("the controller server exited without a banner");
+    // "virtual controller listening on ADDR (...)": the address the server bound.
+    let listen = banner
+        .split_once("listening on ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not the controller server's banner: {banner:?}"))
+        .to_string();
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
-    (server, format!("tcp-client:{listen}"))
+    (server, format!("tcp-client:{listen}"), banner)
 }
 
 /// Waits until the child prints a line containing `text` on stderr, then drains the rest.
